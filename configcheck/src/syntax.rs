@@ -232,7 +232,7 @@ mod tests {
         };
         assert_eq!(&text[key.span.offset..key.span.end()], "key");
         assert_eq!(value.value, "va lue");
-        assert_eq!(doc.lines[1].span, Span::new(9, 17));
+        assert_eq!(doc.lines[1].span, Span::new(9, 16));
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Reporter for Sarif {
                     "name": r.name,
                     "shortDescription": { "text": r.summary },
                     "fullDescription": { "text": r.summary },
-                    "help": { "text": r.doc, "markdown": r.doc },
+                    "help": { "text": r.doc },
                     "defaultConfiguration": { "level": level(r.severity) },
                 })
             })

@@ -162,6 +162,20 @@ impl Context<'_> {
 /// Findings are data: this never fails. Inline `; configcheck: ignore=CODE` comments and
 /// `options.ignore` are applied here.
 pub fn check(config: &Config, options: &CheckOptions) -> Vec<Finding> {
+    // A `; configcheck: pegasus-version=2.5` comment says which version the file is for.
+    let version = config
+        .document()
+        .lines
+        .iter()
+        .filter_map(|l| l.comment)
+        .find_map(|c| match parse_directive(config.source().slice(c))? {
+            Directive::Version(v) => Some(v),
+            _ => None,
+        });
+    let options = &CheckOptions {
+        pegasus_version: version.unwrap_or(options.pegasus_version),
+        ..options.clone()
+    };
     let ctx = Context { config, options };
     let mut out = Vec::new();
     template_vars::check(&ctx, &mut out);
@@ -202,12 +216,12 @@ impl Suppressions {
             let directive = line.comment.and_then(|c| parse_directive(source.slice(c)));
             let comment_only = matches!(line.kind, LineKind::Blank);
             match directive {
-                Some((true, codes)) => s.file.extend(codes),
-                Some((false, codes)) if comment_only => pending.extend(codes),
-                Some((false, codes)) => {
+                Some(Directive::IgnoreFile(codes)) => s.file.extend(codes),
+                Some(Directive::Ignore(codes)) if comment_only => pending.extend(codes),
+                Some(Directive::Ignore(codes)) => {
                     s.by_line.entry(line.number).or_default().extend(codes);
                 }
-                None => {}
+                Some(Directive::Version(_)) | None => {}
             }
             if !comment_only && !pending.is_empty() {
                 s.by_line
@@ -233,21 +247,39 @@ impl Suppressions {
     }
 }
 
-/// `configcheck: ignore=A,B` → `(false, [A, B])`; `ignore-file=` → `(true, …)`.
-fn parse_directive(comment: &str) -> Option<(bool, Vec<String>)> {
+/// A `configcheck:` comment.
+enum Directive {
+    /// `ignore=A,B`: these rules, on this line or the next entry.
+    Ignore(Vec<String>),
+    /// `ignore-file=A,B`: these rules, in the whole file.
+    IgnoreFile(Vec<String>),
+    /// `pegasus-version=2.5`: the version the file is for.
+    Version((u32, u32)),
+}
+
+fn parse_directive(comment: &str) -> Option<Directive> {
     let text = comment.trim_start_matches(['#', ';']).trim();
     let rest = text.strip_prefix("configcheck:")?.trim();
-    let (whole_file, codes) = if let Some(codes) = rest.strip_prefix("ignore-file=") {
-        (true, codes)
-    } else {
-        (false, rest.strip_prefix("ignore=")?)
+    let codes = |list: &str| {
+        list.split(',')
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect()
     };
-    let codes = codes
-        .split(',')
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty())
-        .collect();
-    Some((whole_file, codes))
+    if let Some(list) = rest.strip_prefix("ignore-file=") {
+        Some(Directive::IgnoreFile(codes(list)))
+    } else if let Some(list) = rest.strip_prefix("ignore=") {
+        Some(Directive::Ignore(codes(list)))
+    } else {
+        let (major, minor) = rest
+            .strip_prefix("pegasus-version=")?
+            .trim()
+            .split_once('.')?;
+        Some(Directive::Version((
+            major.parse().ok()?,
+            minor.parse().ok()?,
+        )))
+    }
 }
 
 /// True if `value` still holds a template token; rules that read the value skip it, since
@@ -275,7 +307,7 @@ mod tests {
             assert!(
                 rule.name
                     .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'-'),
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
                 "{}",
                 rule.name
             );
