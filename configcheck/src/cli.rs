@@ -146,10 +146,10 @@ fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
     let first = args.get(1).and_then(|a| a.to_str()).map(str::to_owned);
     let is_top_level =
         |a: &str| SUBCOMMANDS.contains(&a) || matches!(a, "-h" | "--help" | "-V" | "--version");
-    if let Some(first) = first {
-        if !is_top_level(&first) {
-            args.insert(1, "check".into());
-        }
+    if let Some(first) = first
+        && !is_top_level(&first)
+    {
+        args.insert(1, "check".into());
     }
     args
 }
@@ -460,17 +460,23 @@ fn run_check(args: &CheckArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::
         )?;
         return Ok(2);
     }
-    if let Some(path) = &args.common.facts {
-        if let Err(e) = HostFacts::load(path) {
-            writeln!(err, "error: {e}")?;
-            return Ok(2);
-        }
+    if let Some(path) = &args.common.facts
+        && let Err(e) = HostFacts::load(path)
+    {
+        writeln!(err, "error: {e}")?;
+        return Ok(2);
     }
     let mut sink = io::sink();
     let out: &mut dyn Write = if args.quiet { &mut sink } else { out };
+    // Quiet output is discarded: produce it in the cheapest format.
+    let format = if args.quiet {
+        Format::Concise
+    } else {
+        args.common.format
+    };
     let mut run = CheckRun {
         args,
-        reporter: report::reporter(args.common.format, args.common.style()),
+        reporter: report::reporter(format, args.common.style()),
         summary: Summary::default(),
         default_facts: None,
     };

@@ -115,7 +115,11 @@ fn split_comment(line: &str) -> (usize, Option<usize>) {
 
 /// Resolves the loader's comment escapes.
 fn unescape(raw: &str) -> String {
-    raw.replace("^#", "#").replace("^;", ";")
+    if raw.contains('^') {
+        raw.replace("^#", "#").replace("^;", ";")
+    } else {
+        raw.to_owned()
+    }
 }
 
 fn classify(text: &str, content: &str) -> LineKind {

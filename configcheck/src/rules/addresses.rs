@@ -204,22 +204,22 @@ pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     let server_list = config.value("meta_server", "server_list");
     let server_items =
         server_list.and_then(|v| check_list(ctx, v, "server_list", ListKind::Meta, out));
-    if let (Some(items), Some(v)) = (&server_items, server_list) {
-        if items.len() == 1 {
-            out.push(
-                Finding::new(
-                    &SINGLE_META_SERVER,
-                    ctx.source(),
-                    v.span,
-                    "the only MetaServer",
-                    "only one MetaServer is listed: no standby can take over",
-                )
-                .help(format!(
-                    "run 2 or 3 MetaServers and list them all, e.g. `{},10.0.0.2:34601`",
-                    items[0].text
-                )),
-            );
-        }
+    if let (Some(items), Some(v)) = (&server_items, server_list)
+        && items.len() == 1
+    {
+        out.push(
+            Finding::new(
+                &SINGLE_META_SERVER,
+                ctx.source(),
+                v.span,
+                "the only MetaServer",
+                "only one MetaServer is listed: no standby can take over",
+            )
+            .help(format!(
+                "run 2 or 3 MetaServers and list them all, e.g. `{},10.0.0.2:34601`",
+                items[0].text
+            )),
+        );
     }
     if let Some(v) = config.value("zookeeper", "hosts_list") {
         check_list(ctx, v, "hosts_list", ListKind::Zookeeper, out);
@@ -232,7 +232,8 @@ pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
         .filter(|n| !n.value.is_empty() && !is_templated(&n.value));
     let mut own_entry = None;
     for entry in clusters.entries() {
-        let items = check_list(ctx, &entry.value, &entry.key.value, ListKind::Meta, out);
+        let key = format!("[pegasus.clusters] {}", entry.key.value);
+        let items = check_list(ctx, &entry.value, &key, ListKind::Meta, out);
         if cluster_name.is_some_and(|n| n.value == entry.key.value) {
             own_entry = Some((entry, items));
         }

@@ -193,6 +193,9 @@ impl NodeSummary {
     }
 }
 
+/// Reads one compared value of a node.
+type Field = fn(&NodeSummary) -> &Option<Value>;
+
 /// A cross-file finding about node `node` (an index into the summaries given to [`check`]).
 #[derive(Clone, Debug)]
 pub struct NodeFinding {
@@ -220,7 +223,7 @@ impl NodeFinding {
 /// Compares the nodes; needs at least two.
 pub fn check(nodes: &[NodeSummary]) -> Vec<NodeFinding> {
     let mut out = Vec::new();
-    let fields: [(&'static Rule, &str, fn(&NodeSummary) -> &Option<Value>); 4] = [
+    let fields: [(&'static Rule, &str, Field); 4] = [
         (&META_LIST_DIFFERS, "`[meta_server] server_list`", |n| {
             &n.meta_list
         }),

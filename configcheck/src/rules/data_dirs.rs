@@ -504,26 +504,26 @@ fn check_disks(
         .iter()
         .filter(|(_, d)| d.kind != DiskKind::Unknown)
         .collect();
-    if let Some((first_dir, first_disk)) = known.first() {
-        if let Some((dir, disk)) = known.iter().find(|(_, d)| d.kind != first_disk.kind) {
-            out.push(
-                Finding::new(
-                    &MIXED_DISK_KINDS,
-                    source,
-                    dir.path_span,
-                    format!("{:?}", disk.kind).to_uppercase(),
-                    format!(
-                        "data dir `{}` is on an {} while `{}` is on an {}",
-                        dir.tag,
-                        kind_name(disk.kind),
-                        first_dir.tag,
-                        kind_name(first_disk.kind)
-                    ),
-                )
-                .related(first_dir.path_span, kind_name(first_disk.kind))
-                .help("use disks of one kind for all data dirs"),
-            );
-        }
+    if let Some((first_dir, first_disk)) = known.first()
+        && let Some((dir, disk)) = known.iter().find(|(_, d)| d.kind != first_disk.kind)
+    {
+        out.push(
+            Finding::new(
+                &MIXED_DISK_KINDS,
+                source,
+                dir.path_span,
+                format!("{:?}", disk.kind).to_uppercase(),
+                format!(
+                    "data dir `{}` is on an {} while `{}` is on an {}",
+                    dir.tag,
+                    kind_name(disk.kind),
+                    first_dir.tag,
+                    kind_name(first_disk.kind)
+                ),
+            )
+            .related(first_dir.path_span, kind_name(first_disk.kind))
+            .help("use disks of one kind for all data dirs"),
+        );
     }
     if let Some((big_dir, big)) = disks.iter().max_by_key(|(_, d)| d.total_bytes) {
         let tolerance = ctx.options.disk_size_tolerance_percent.min(100);

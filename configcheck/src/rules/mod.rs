@@ -73,8 +73,8 @@ pub static ALL: &[&Rule] = &[
     &addresses::MALFORMED_ADDRESS,
     &addresses::DUPLICATE_ADDRESS,
     &addresses::EMPTY_ADDRESS_LIST,
-    &addresses::SINGLE_META_SERVER,
     &addresses::CLUSTER_META_LIST_MISMATCH,
+    &addresses::SINGLE_META_SERVER,
     &addresses::MISSING_CLUSTER_ENTRY,
     &cluster_identity::MISSING_CLUSTER_NAME,
     &cluster_identity::CLUSTER_ROOT_MISMATCH,
@@ -297,6 +297,11 @@ mod tests {
         let mut codes = BTreeSet::new();
         let mut names = BTreeSet::new();
         for rule in ALL {
+            assert!(
+                codes.last().is_none_or(|last| *last < rule.code),
+                "{} out of order",
+                rule.code
+            );
             assert!(codes.insert(rule.code), "{} twice", rule.code);
             assert!(names.insert(rule.name), "{} twice", rule.name);
             assert!(

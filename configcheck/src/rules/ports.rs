@@ -113,16 +113,15 @@ pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
             .help("give a port from 1 to 65535, e.g. `ports = 34601`"),
         );
     }
-    if config.str_or("pegasus.server", "perf_counter_sink", "") == "prometheus" {
-        if let Some(v) = config.value("pegasus.server", "prometheus_port") {
-            if let Ok(port) = v.value.parse::<u16>() {
-                bindings.push(Binding {
-                    port,
-                    owner: "the Prometheus exporter".into(),
-                    span: v.span,
-                });
-            }
-        }
+    if config.str_or("pegasus.server", "perf_counter_sink", "") == "prometheus"
+        && let Some(v) = config.value("pegasus.server", "prometheus_port")
+        && let Ok(port) = v.value.parse::<u16>()
+    {
+        bindings.push(Binding {
+            port,
+            owner: "the Prometheus exporter".into(),
+            span: v.span,
+        });
     }
     for (n, b) in bindings.iter().enumerate() {
         if let Some(first) = bindings[..n]

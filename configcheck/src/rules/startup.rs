@@ -162,54 +162,64 @@ pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     for (pattern, key) in UNSIGNED {
         for section in sections(config, pattern) {
             // Only the section's own value: an inherited one is checked in its template.
-            if config.section(section).and_then(|s| s.own(key)).is_some() {
-                if let Err(e) = config.parse_or::<u64>(section, key, 0) {
-                    report(e);
-                }
+            if config.section(section).and_then(|s| s.own(key)).is_some()
+                && let Err(e) = config.parse_or::<u64>(section, key, 0)
+            {
+                report(e);
             }
         }
     }
     for (pattern, key) in BOOLEAN {
         for section in sections(config, pattern) {
-            if config.section(section).and_then(|s| s.own(key)).is_some() {
-                if let Err(e) = config.bool_or(section, key, false) {
-                    report(e);
-                }
+            if config.section(section).and_then(|s| s.own(key)).is_some()
+                && let Err(e) = config.bool_or(section, key, false)
+            {
+                report(e);
             }
         }
     }
     let lease = config.parse_or::<u64>("replication", "fd_lease_seconds", 20);
     let grace = config.parse_or::<u64>("replication", "fd_grace_seconds", 22);
-    if let (Ok(lease), Ok(grace)) = (lease, grace) {
-        if grace <= lease {
-            let at = config
-                .value("replication", "fd_grace_seconds")
-                .or_else(|| config.value("replication", "fd_lease_seconds"));
-            if let Some(at) = at {
-                let mut finding = Finding::new(&FD_GRACE_NOT_ABOVE_LEASE, source, at.span, format!("grace {grace}s"), format!("`fd_grace_seconds` ({grace}) must be greater than `fd_lease_seconds` ({lease})"))
-                    .help(format!("set `fd_grace_seconds = {}` or more", lease + 2));
-                if let Some(l) = config
-                    .value("replication", "fd_lease_seconds")
-                    .filter(|l| l.span != at.span)
-                {
-                    finding = finding.related(l.span, format!("lease {lease}s"));
-                }
-                out.push(finding);
+    if let (Ok(lease), Ok(grace)) = (lease, grace)
+        && grace <= lease
+    {
+        let at = config
+            .value("replication", "fd_grace_seconds")
+            .or_else(|| config.value("replication", "fd_lease_seconds"));
+        if let Some(at) = at {
+            let mut finding = Finding::new(
+                &FD_GRACE_NOT_ABOVE_LEASE,
+                source,
+                at.span,
+                format!("grace {grace}s"),
+                format!(
+                    "`fd_grace_seconds` ({grace}) must be greater than `fd_lease_seconds` ({lease})"
+                ),
+            )
+            .help(format!("set `fd_grace_seconds = {}` or more", lease + 2));
+            if let Some(l) = config
+                .value("replication", "fd_lease_seconds")
+                .filter(|l| l.span != at.span)
+            {
+                finding = finding.related(l.span, format!("lease {lease}s"));
             }
+            out.push(finding);
         }
     }
-    if let Some(dir) = config.value("core", "log_dir") {
-        if !dir.value.is_empty() && !dir.value.starts_with('/') && !is_templated(&dir.value) {
-            out.push(
-                Finding::new(
-                    &RELATIVE_LOG_DIR,
-                    source,
-                    dir.span,
-                    "relative",
-                    format!("`[core] log_dir` `{}` is not an absolute path", dir.value),
-                )
-                .help("use an absolute path, or leave `log_dir` empty for `<data_dir>/log`"),
-            );
-        }
+    if let Some(dir) = config.value("core", "log_dir")
+        && !dir.value.is_empty()
+        && !dir.value.starts_with('/')
+        && !is_templated(&dir.value)
+    {
+        out.push(
+            Finding::new(
+                &RELATIVE_LOG_DIR,
+                source,
+                dir.span,
+                "relative",
+                format!("`[core] log_dir` `{}` is not an absolute path", dir.value),
+            )
+            .help("use an absolute path, or leave `log_dir` empty for `<data_dir>/log`"),
+        );
     }
 }

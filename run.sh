@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Developer and operator entry point, with the verbs Pegasus users know from Pegasus's run.sh.
+# The logic lives in the Rust tools; this script only builds them and passes arguments on.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# One build cache per machine, outside the clone: RocksDB (C++) is built once.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pegasus-target}
+if command -v ccache >/dev/null 2>&1; then
+  export CC=${CC:-"ccache gcc"} CXX=${CXX:-"ccache g++"}
+  export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache} CCACHE_BASEDIR=$HOME CCACHE_NOHASHDIR=1
+fi
+
+usage() {
+  cat <<'USAGE'
+Usage: ./run.sh <command> [args]
+
+  test                      fmt check, clippy, and every test of the workspace
+  configcheck [args]        build and run configcheck (e.g. ./run.sh configcheck config.ini)
+  bench_configcheck         configcheck benchmarks (criterion + hyperfine)
+USAGE
+}
+
+cmd=${1:-help}
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  test)
+    cd "$ROOT"
+    cargo fmt --all --check
+    cargo clippy --release --workspace --all-targets -- -D warnings
+    cargo test --release --workspace "$@"
+    ;;
+  configcheck)
+    cargo build --release -q -p configcheck --manifest-path "$ROOT/Cargo.toml"
+    exec "$CARGO_TARGET_DIR/release/configcheck" "$@"
+    ;;
+  bench_configcheck)
+    cd "$ROOT"
+    cargo bench -p configcheck --bench check
+    configcheck/benches/process.sh
+    ;;
+  help|-h|--help) usage ;;
+  *) echo "run.sh: unknown command \`$cmd\`" >&2; usage >&2; exit 2 ;;
+esac
