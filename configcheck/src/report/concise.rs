@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use super::{Region, Reporter, Summary};
+use super::{Region, Reporter};
 use crate::finding::Finding;
 
 /// One line per finding, as compilers and `grep -n` print them.
@@ -18,20 +18,6 @@ impl Reporter for Concise {
                 r.line, r.column, f.severity, f.rule.code, f.message
             )?;
         }
-        Ok(())
-    }
-
-    fn unreadable(
-        &mut self,
-        _out: &mut dyn Write,
-        err: &mut dyn Write,
-        _name: &str,
-        message: &str,
-    ) -> io::Result<()> {
-        writeln!(err, "error: {message}")
-    }
-
-    fn finish(&mut self, _out: &mut dyn Write, _summary: &Summary) -> io::Result<()> {
         Ok(())
     }
 }

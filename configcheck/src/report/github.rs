@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use super::{Region, Reporter, Summary};
+use super::{Region, Reporter};
 use crate::finding::{Finding, Severity};
 
 /// Workflow-command annotations.
@@ -60,9 +60,5 @@ impl Reporter for Github {
             escape(name, true),
             escape(message, false)
         )
-    }
-
-    fn finish(&mut self, _out: &mut dyn Write, _summary: &Summary) -> io::Result<()> {
-        Ok(())
     }
 }

@@ -48,16 +48,6 @@ impl Reporter for Human {
         Ok(())
     }
 
-    fn unreadable(
-        &mut self,
-        _out: &mut dyn Write,
-        err: &mut dyn Write,
-        _name: &str,
-        message: &str,
-    ) -> io::Result<()> {
-        writeln!(err, "error: {message}")
-    }
-
     fn finish(&mut self, out: &mut dyn Write, s: &Summary) -> io::Result<()> {
         let checked = plural(s.files, "file", "files");
         let found = s.errors + s.warnings + s.advice;

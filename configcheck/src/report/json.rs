@@ -12,6 +12,7 @@
 //! }
 //! ```
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -71,6 +72,7 @@ struct Document<'a> {
 #[derive(Default)]
 pub struct Json {
     files: Vec<FileOut>,
+    index: HashMap<String, usize>,
     errors: Vec<ErrorOut>,
 }
 
@@ -95,10 +97,18 @@ fn finding_out(f: &Finding) -> FindingOut {
 
 impl Reporter for Json {
     fn file(&mut self, _out: &mut dyn Write, name: &str, findings: &[Finding]) -> io::Result<()> {
-        self.files.push(FileOut {
-            path: name.to_owned(),
-            findings: findings.iter().map(finding_out).collect(),
-        });
+        // A folder's cross-file findings come after its files: keep one entry per file.
+        let findings = findings.iter().map(finding_out);
+        match self.index.get(name) {
+            Some(&i) => self.files[i].findings.extend(findings),
+            None => {
+                self.index.insert(name.to_owned(), self.files.len());
+                self.files.push(FileOut {
+                    path: name.to_owned(),
+                    findings: findings.collect(),
+                });
+            }
+        }
         Ok(())
     }
 

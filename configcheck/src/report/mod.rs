@@ -68,16 +68,20 @@ impl Summary {
 pub trait Reporter {
     /// The findings of one file (possibly none).
     fn file(&mut self, out: &mut dyn Write, name: &str, findings: &[Finding]) -> io::Result<()>;
-    /// A file that could not be checked; `message` says why. Goes to `err` in line formats.
+    /// A file that could not be checked; `message` says why. Line formats print it to `err`.
     fn unreadable(
         &mut self,
-        out: &mut dyn Write,
+        _out: &mut dyn Write,
         err: &mut dyn Write,
-        name: &str,
+        _name: &str,
         message: &str,
-    ) -> io::Result<()>;
+    ) -> io::Result<()> {
+        writeln!(err, "error: {message}")
+    }
     /// The end of the run.
-    fn finish(&mut self, out: &mut dyn Write, summary: &Summary) -> io::Result<()>;
+    fn finish(&mut self, _out: &mut dyn Write, _summary: &Summary) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Options that change how findings look.
