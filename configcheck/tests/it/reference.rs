@@ -113,3 +113,20 @@ fn rendering_the_template_with_the_vars_file_gives_the_committed_good_config() {
         "good/config.ini is stale: re-render it"
     );
 }
+
+#[test]
+fn docker_interfaces_are_never_candidates() {
+    use configcheck::address::{self, AddressOrigin, NetworkSettings};
+    let host = crate::util::facts("facts/docker0.json");
+    // docker0 (by name) and br-1a2b (172.17.42.1, by address) are skipped: eth0 is the only
+    // candidate, so an empty `primary_interface` is not ambiguous.
+    let candidates: Vec<_> = address::candidates(&host)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(candidates, ["eth0"]);
+    let chosen = address::choose(&NetworkSettings::default(), &host, &|_| None).expect("address");
+    assert_eq!(chosen.origin, AddressOrigin::FirstPrivate("eth0".into()));
+    let findings = check("rules/PC060/fires.ini", Some(host));
+    assert!(findings.is_empty(), "{findings:?}");
+}
