@@ -1,0 +1,12 @@
+//! The Pegasus wire protocol and an async Rust client for it.
+//!
+//! # Layout
+//! - [`protocol`]: frames, Thrift structs, codes, key schema (shared with the server)
+//! - [`client`]: the async client: routing through the metas, one connection per replica
+//!
+//! The binaries `pegasus_bench` and `pegasus_shell` are built on [`client`].
+
+pub mod client;
+pub mod protocol;
+
+pub use client::{Client, ClientError, ClientOptions, Table};

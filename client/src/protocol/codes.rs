@@ -1,0 +1,155 @@
+//! Names on the wire: rDSN error codes (sent as strings), the RocksDB status codes in rrdb
+//! responses, and RPC names.
+
+/// rDSN error codes. The wire carries the name (`"ERR_OK"`); clients map names back, so only
+/// names clients know are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Success.
+    Ok,
+    /// Something unexpected.
+    Unknown,
+    /// The table exists.
+    AppExist,
+    /// No such table.
+    AppNotExist,
+    /// The request timed out.
+    Timeout,
+    /// The server is busy (a bounded queue is full).
+    Busy,
+    /// This meta server is not the leader; the leader is in the answer.
+    ForwardToOthers,
+    /// No such object (table, partition).
+    ObjectNotFound,
+    /// No handler for this RPC name.
+    HandlerNotFound,
+    /// Bad parameters.
+    InvalidParameters,
+    /// This server does not serve the partition as primary.
+    InvalidState,
+    /// The replica is inactive (lease lost).
+    InactiveState,
+    /// Not enough replicas alive to write.
+    NotEnoughMember,
+    /// Bad data.
+    InvalidData,
+    /// A disk or file operation failed.
+    FileOperationFailed,
+    /// The state is frozen.
+    StateFreezed,
+    /// Not implemented.
+    NotImplemented,
+    /// Try again later.
+    TryAgain,
+    /// No primary for the partition.
+    NoPrimary,
+}
+
+impl ErrorCode {
+    /// The name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Ok => "ERR_OK",
+            ErrorCode::Unknown => "ERR_UNKNOWN",
+            ErrorCode::AppExist => "ERR_APP_EXIST",
+            ErrorCode::AppNotExist => "ERR_APP_NOT_EXIST",
+            ErrorCode::Timeout => "ERR_TIMEOUT",
+            ErrorCode::Busy => "ERR_BUSY",
+            ErrorCode::ForwardToOthers => "ERR_FORWARD_TO_OTHERS",
+            ErrorCode::ObjectNotFound => "ERR_OBJECT_NOT_FOUND",
+            ErrorCode::HandlerNotFound => "ERR_HANDLER_NOT_FOUND",
+            ErrorCode::InvalidParameters => "ERR_INVALID_PARAMETERS",
+            ErrorCode::InvalidState => "ERR_INVALID_STATE",
+            ErrorCode::InactiveState => "ERR_INACTIVE_STATE",
+            ErrorCode::NotEnoughMember => "ERR_NOT_ENOUGH_MEMBER",
+            ErrorCode::InvalidData => "ERR_INVALID_DATA",
+            ErrorCode::FileOperationFailed => "ERR_FILE_OPERATION_FAILED",
+            ErrorCode::StateFreezed => "ERR_STATE_FREEZED",
+            ErrorCode::NotImplemented => "ERR_NOT_IMPLEMENTED",
+            ErrorCode::TryAgain => "ERR_TRY_AGAIN",
+            ErrorCode::NoPrimary => "ERR_NO_PRIMARY",
+        }
+    }
+
+    const ALL: [ErrorCode; 19] = [
+        ErrorCode::Ok,
+        ErrorCode::Unknown,
+        ErrorCode::AppExist,
+        ErrorCode::AppNotExist,
+        ErrorCode::Timeout,
+        ErrorCode::Busy,
+        ErrorCode::ForwardToOthers,
+        ErrorCode::ObjectNotFound,
+        ErrorCode::HandlerNotFound,
+        ErrorCode::InvalidParameters,
+        ErrorCode::InvalidState,
+        ErrorCode::InactiveState,
+        ErrorCode::NotEnoughMember,
+        ErrorCode::InvalidData,
+        ErrorCode::FileOperationFailed,
+        ErrorCode::StateFreezed,
+        ErrorCode::NotImplemented,
+        ErrorCode::TryAgain,
+        ErrorCode::NoPrimary,
+    ];
+
+    /// The code of a wire name; unknown names are [`ErrorCode::Unknown`].
+    pub fn from_name(name: &str) -> ErrorCode {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == name)
+            .unwrap_or(ErrorCode::Unknown)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// RocksDB status codes, the `error` field of rrdb responses.
+pub mod status {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// No such key.
+    pub const NOT_FOUND: i32 = 1;
+    /// Data corruption.
+    pub const CORRUPTION: i32 = 2;
+    /// Not supported.
+    pub const NOT_SUPPORTED: i32 = 3;
+    /// Bad argument (a key too long, a non-integer value for `incr`).
+    pub const INVALID_ARGUMENT: i32 = 4;
+    /// I/O error.
+    pub const IO_ERROR: i32 = 5;
+    /// A limit stopped the read before the end (`multi_get` with `max_kv_count`).
+    pub const INCOMPLETE: i32 = 7;
+    /// A check-and-set check did not pass.
+    pub const TRY_AGAIN: i32 = 13;
+}
+
+/// RPC names: `RPC_<SERVICE>_<SERVICE>_<METHOD>`; answers add `_ACK`.
+pub mod rpc {
+    #![allow(missing_docs)]
+    pub const PUT: &str = "RPC_RRDB_RRDB_PUT";
+    pub const MULTI_PUT: &str = "RPC_RRDB_RRDB_MULTI_PUT";
+    pub const REMOVE: &str = "RPC_RRDB_RRDB_REMOVE";
+    pub const MULTI_REMOVE: &str = "RPC_RRDB_RRDB_MULTI_REMOVE";
+    pub const INCR: &str = "RPC_RRDB_RRDB_INCR";
+    pub const CHECK_AND_SET: &str = "RPC_RRDB_RRDB_CHECK_AND_SET";
+    pub const CHECK_AND_MUTATE: &str = "RPC_RRDB_RRDB_CHECK_AND_MUTATE";
+    pub const GET: &str = "RPC_RRDB_RRDB_GET";
+    pub const MULTI_GET: &str = "RPC_RRDB_RRDB_MULTI_GET";
+    pub const BATCH_GET: &str = "RPC_RRDB_RRDB_BATCH_GET";
+    pub const SORTKEY_COUNT: &str = "RPC_RRDB_RRDB_SORTKEY_COUNT";
+    pub const TTL: &str = "RPC_RRDB_RRDB_TTL";
+    pub const GET_SCANNER: &str = "RPC_RRDB_RRDB_GET_SCANNER";
+    pub const SCAN: &str = "RPC_RRDB_RRDB_SCAN";
+    pub const CLEAR_SCANNER: &str = "RPC_RRDB_RRDB_CLEAR_SCANNER";
+    pub const QUERY_CONFIG: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX";
+
+    /// The answer's name: `name + "_ACK"`.
+    pub fn ack(name: &str) -> String {
+        format!("{name}_ACK")
+    }
+}

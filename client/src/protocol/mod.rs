@@ -1,0 +1,28 @@
+//! The Pegasus wire protocol, shared by the client and the server so they cannot drift apart.
+//!
+//! # Layout
+//! - [`frame`]: THFT request headers (v0, v1), the Thrift envelope, response frames, bounds
+//! - [`codec`]: Thrift binary encoding of structs (on the Apache Thrift crate)
+//! - [`types`]: the `rrdb` and `meta` structs, with Pegasus's custom wire types
+//! - [`codes`]: error names, RocksDB status codes, RPC names
+//! - [`key`]: key and value schemas, CRC-64 partition hashing, the Pegasus epoch
+
+pub mod codec;
+pub mod codes;
+pub mod frame;
+pub mod key;
+pub mod types;
+
+/// A Thrift body that cannot be decoded or encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The Thrift library refused it.
+    #[error("thrift: {0}")]
+    Thrift(#[from] thrift::Error),
+    /// It ends too early.
+    #[error("message is truncated")]
+    Truncated,
+    /// It is malformed.
+    #[error("{0}")]
+    Bad(String),
+}
