@@ -1,0 +1,175 @@
+//! The server's typed view of `config.ini`, read through the configcheck library (one parser,
+//! one address rule for the checker and the server).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+
+use configcheck::address::{self, AdvertisedAddress, NetworkSettings};
+use configcheck::rules::data_dirs;
+use configcheck::{Config, HostFacts, ValueError};
+
+use crate::replica::partition::PartitionOptions;
+use crate::replica::read::ReadLimits;
+use crate::replica::storage::RocksOptions;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value has the wrong type.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// A role has no `[apps.<role>]` section.
+    #[error("no `[apps.{0}]` section for role `{0}`")]
+    NoRole(String),
+    /// A role's `ports` is missing.
+    #[error("`[apps.{0}] ports` is not set")]
+    NoPort(String),
+    /// No address could be advertised.
+    #[error(transparent)]
+    Address(#[from] address::NoAddress),
+    /// The working directory is unknown.
+    #[error("cannot resolve `[core] data_dir`: {0}")]
+    DataDir(std::io::Error),
+}
+
+/// One role this process runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    /// `meta`, `replica` or `collector`.
+    pub name: String,
+    /// Its RPC port.
+    pub port: u16,
+}
+
+/// What the roles need from the config.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `[core] data_dir`, absolute.
+    pub data_dir: PathBuf,
+    /// `[core] log_dir`, or `<data_dir>/log`.
+    pub log_dir: PathBuf,
+    /// The roles to run, from `-app_list`.
+    pub roles: Vec<Role>,
+    /// The address this node advertises.
+    pub advertised: AdvertisedAddress,
+    /// `[replication] cluster_name`.
+    pub cluster_name: String,
+    /// `[meta_server] server_list`.
+    pub meta_servers: Vec<SocketAddr>,
+    /// `[replication] data_dirs` as `(tag, path)`.
+    pub data_dirs: Vec<(String, PathBuf)>,
+    /// `[replication] data_dirs_black_list_file`.
+    pub data_dirs_black_list_file: Option<PathBuf>,
+    /// Replica tuning.
+    pub partition: PartitionOptions,
+}
+
+impl ServerConfig {
+    /// Reads the server's settings for `roles` from `config`; `facts` and `resolve` decide the
+    /// advertised address (the live host's in production).
+    pub fn from_config(
+        config: &Config,
+        roles: &[String],
+        facts: &HostFacts,
+        resolve: &dyn Fn(&str) -> Option<Ipv4Addr>,
+    ) -> Result<Self, ConfigError> {
+        let cwd = std::env::current_dir().map_err(ConfigError::DataDir)?;
+        let absolute = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                cwd.join(p)
+            }
+        };
+        let data_dir = absolute(config.str_or("core", "data_dir", "./data"));
+        let log_dir = match config.str_or("core", "log_dir", "") {
+            "" => data_dir.join("log"),
+            dir => absolute(dir),
+        };
+        let mut resolved_roles = Vec::new();
+        for name in roles {
+            let section = format!("apps.{name}");
+            if config.section(&section).is_none() {
+                return Err(ConfigError::NoRole(name.clone()));
+            }
+            let ports = config.str_or(&section, "ports", "");
+            let port = ports
+                .split([',', ' '])
+                .find(|p| !p.is_empty())
+                .ok_or_else(|| ConfigError::NoPort(name.clone()))?;
+            let port = config
+                .parse_or::<u16>(&section, "ports", 0)
+                .or_else(|e| port.parse::<u16>().map_err(|_| e))?;
+            resolved_roles.push(Role {
+                name: name.clone(),
+                port,
+            });
+        }
+        let advertised = address::choose(&NetworkSettings::from_config(config), facts, resolve)?;
+        let meta_servers = address::parse_list(config.str_or("meta_server", "server_list", ""), 0)
+            .into_iter()
+            .filter_map(|item| item.parsed.ok())
+            .filter_map(|hp| match hp.host {
+                address::Host::Ip(ip) => Some(SocketAddr::V4(SocketAddrV4::new(ip, hp.port))),
+                address::Host::Name(name) => {
+                    resolve(&name).map(|ip| SocketAddr::V4(SocketAddrV4::new(ip, hp.port)))
+                }
+            })
+            .collect();
+        let data_dirs = data_dirs::parse(config.str_or("replication", "data_dirs", ""), 0)
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|d| (d.tag.clone(), absolute(&d.path)))
+            .collect();
+        let blacklist = config.str_or("replication", "data_dirs_black_list_file", "");
+        let server = format!(
+            "{}:{}",
+            advertised.ip,
+            resolved_roles
+                .iter()
+                .find(|r| r.name == "replica")
+                .map_or(0, |r| r.port)
+        );
+        let limits = ReadLimits {
+            max_iteration_count: config.parse_or(
+                "pegasus.server",
+                "rocksdb_multi_get_max_iteration_count",
+                3000,
+            )?,
+            max_iteration_size: config.parse_or(
+                "pegasus.server",
+                "rocksdb_multi_get_max_iteration_size",
+                30 << 20,
+            )?,
+            ..ReadLimits::default()
+        };
+        let partition = PartitionOptions {
+            rocks: RocksOptions::from_config(config)?,
+            plog_file_size: config.parse_or::<u64>(
+                "replication",
+                "log_private_file_size_mb",
+                32,
+            )? << 20,
+            limits,
+            server,
+            ..PartitionOptions::default()
+        };
+        Ok(ServerConfig {
+            data_dir,
+            log_dir,
+            roles: resolved_roles,
+            advertised,
+            cluster_name: config.str_or("replication", "cluster_name", "").to_owned(),
+            meta_servers,
+            data_dirs,
+            data_dirs_black_list_file: (!blacklist.is_empty()).then(|| absolute(blacklist)),
+            partition,
+        })
+    }
+
+    /// The advertised `ip:port` of a role.
+    pub fn advertised(&self, role: &Role) -> SocketAddrV4 {
+        SocketAddrV4::new(self.advertised.ip, role.port)
+    }
+}

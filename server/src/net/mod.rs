@@ -1,0 +1,211 @@
+//! The RPC listener: accepts connections, decodes THFT frames with the client's protocol code,
+//! hands requests to a [`Service`], and writes the answers back, batched into few writes.
+//!
+//! Everything is bounded: connections (a semaphore), the body of one request
+//! ([`Limits::max_body`]), and the requests in flight on one connection (a semaphore whose
+//! permits travel with each [`Reply`]: reading stops while the server is behind). A bad frame
+//! closes its connection with one log line and nothing else.
+//!
+//! Shutdown follows mini-redis: a broadcast tells every connection to stop, and [`serve`]
+//! returns once every connection task has dropped its completion sender.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use pegasus_client::protocol::codec::Field;
+use pegasus_client::protocol::codes::{ErrorCode, rpc};
+use pegasus_client::protocol::frame::{self, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
+use tracing::{debug, info, warn};
+
+/// Bounds of one listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Open connections at most; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Requests in flight per connection.
+    pub max_in_flight: usize,
+    /// Largest request body.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            max_in_flight: 1024,
+            max_body: 64 << 20,
+        }
+    }
+}
+
+/// The answer slot of one request. Dropping it without answering answers nothing (one-way
+/// requests); either way its in-flight permit is released.
+pub struct Reply {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    seqid: i32,
+    name: String,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Reply {
+    /// Sends the answer: `ErrorCode::Ok` with a result, or an error with none.
+    pub fn send<T: Field>(self, code: ErrorCode, result: Option<&T>) {
+        let mut out = Vec::with_capacity(128);
+        let ack = rpc::ack(&self.name);
+        match frame::encode_response(&mut out, code.name(), &ack, self.seqid, result) {
+            Ok(()) => {
+                let _ = self.tx.send(out);
+            }
+            Err(e) => warn!(rpc = %self.name, "cannot encode answer: {e}"),
+        }
+    }
+
+    /// Sends an error answer.
+    pub fn error(self, code: ErrorCode) {
+        self.send::<i32>(code, None);
+    }
+
+    /// The RPC name of the request.
+    pub fn rpc_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// What serves requests. `handle` must not block: long work goes to tasks that answer later
+/// through the [`Reply`]s.
+pub trait Service: Send + Sync + 'static {
+    /// Handles the requests read from one connection in one go.
+    fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>);
+}
+
+/// Serves `service` on `listener` until `shutdown` completes, then waits for every connection
+/// to finish.
+pub async fn serve<S: Service>(
+    listener: TcpListener,
+    service: Arc<S>,
+    limits: Limits,
+    shutdown: impl Future,
+) {
+    let (notify, _) = broadcast::channel::<()>(1);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let local = listener.local_addr().ok();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&connections).acquire_owned() => p.expect("semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!("accept on {local:?}: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = Arc::clone(&service);
+        let mut stop = notify.subscribe();
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            connection(stream, peer, service, limits, &mut stop).await;
+            drop(permit);
+            drop(done);
+        });
+    }
+    info!("listener {local:?} stopping");
+    drop(notify);
+    drop(done_tx);
+    let _ = done_rx.recv().await;
+}
+
+async fn connection<S: Service>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: Arc<S>,
+    limits: Limits,
+    stop: &mut broadcast::Receiver<()>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer_task = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(64 << 10);
+        while let Some(first) = rx.recv().await {
+            batch.clear();
+            batch.extend_from_slice(&first);
+            while batch.len() < (1 << 20) {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if writer.write_all(&batch).await.is_err() {
+                break;
+            }
+        }
+    });
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    'read: loop {
+        let mut batch = Vec::new();
+        loop {
+            match frame::decode_request(&mut buf, limits.max_body) {
+                Ok(Some(request)) => {
+                    let permit = match Arc::clone(&in_flight).try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => {
+                            // Hand over what we have before waiting for answers to drain.
+                            if !batch.is_empty() {
+                                service.handle(std::mem::take(&mut batch));
+                            }
+                            match Arc::clone(&in_flight).acquire_owned().await {
+                                Ok(p) => p,
+                                Err(_) => break 'read,
+                            }
+                        }
+                    };
+                    let reply = Reply {
+                        tx: tx.clone(),
+                        seqid: request.message.seqid,
+                        name: request.message.name.clone(),
+                        _permit: permit,
+                    };
+                    batch.push((request, reply));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(%peer, "closing connection: {e}");
+                    break 'read;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            service.handle(batch);
+        }
+        tokio::select! {
+            n = reader.read_buf(&mut buf) => match n {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(%peer, "read: {e}");
+                    break;
+                }
+            },
+            _ = stop.recv() => break,
+        }
+    }
+    drop(tx);
+    // Answers still being computed hold their own sender; the writer ends after the last one.
+    let _ = writer_task.await;
+}

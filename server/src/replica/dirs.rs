@@ -1,0 +1,215 @@
+//! Data dirs: where replicas live, as Pegasus lays them out.
+//!
+//! Each `[replication] data_dirs` item `tag:/path` holds replicas under `/path/replica/reps`
+//! (the role's full name, then `reps`); with no data dirs, one dir tagged `default` under
+//! `<[core] data_dir>/replica/reps`. A dir whose path starts with a line of the blacklist file
+//! (`data_dirs_black_list_file`) is left out. A new replica goes to the dir holding the fewest
+//! replicas of its table, then the fewest replicas in total.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use pegasus_client::protocol::types::Gpid;
+use tracing::info;
+
+/// Why the data dirs are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum DirsError {
+    /// Every dir is blacklisted or none is configured.
+    #[error("no replica data dir found, maybe not set or excluded by the black list `{0}`")]
+    NoDir(String),
+    /// A dir cannot be created or listed.
+    #[error("data dir `{path}`: {source}")]
+    Io {
+        /// The dir.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// One data dir.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir {
+    /// Its tag.
+    pub tag: String,
+    /// `<path>/replica/reps`.
+    pub reps: PathBuf,
+}
+
+/// The node's data dirs.
+#[derive(Clone, Debug)]
+pub struct DataDirs {
+    dirs: Vec<DataDir>,
+}
+
+impl DataDirs {
+    /// The data dirs of `[replication]`, for the role whose data lives under `role_dir`
+    /// (`<[core] data_dir>/replica`), minus blacklisted ones; creates them.
+    pub fn new(
+        configured: &[(String, PathBuf)],
+        role_name: &str,
+        role_dir: &Path,
+        blacklist_file: Option<&Path>,
+    ) -> Result<Self, DirsError> {
+        let mut dirs: Vec<DataDir> = if configured.is_empty() {
+            vec![DataDir {
+                tag: "default".into(),
+                reps: role_dir.join("reps"),
+            }]
+        } else {
+            configured
+                .iter()
+                .map(|(tag, path)| DataDir {
+                    tag: tag.clone(),
+                    reps: path.join(role_name).join("reps"),
+                })
+                .collect()
+        };
+        if let Some(file) = blacklist_file {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                info!(
+                    "data_dirs_black_list_file[{}] found, apply it",
+                    file.display()
+                );
+                let entries: Vec<String> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(|l| {
+                        if l.ends_with('/') {
+                            l.to_owned()
+                        } else {
+                            format!("{l}/")
+                        }
+                    })
+                    .collect();
+                dirs.retain(|d| {
+                    let base = d.reps.parent().and_then(Path::parent).unwrap_or(&d.reps);
+                    let path = format!("{}/", base.display().to_string().trim_end_matches('/'));
+                    !entries.iter().any(|e| path.starts_with(e.as_str()))
+                });
+            }
+        }
+        if dirs.is_empty() {
+            return Err(DirsError::NoDir(
+                blacklist_file
+                    .map(|f| f.display().to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        for d in &dirs {
+            std::fs::create_dir_all(&d.reps).map_err(|source| DirsError::Io {
+                path: d.reps.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(DataDirs { dirs })
+    }
+
+    /// The dirs.
+    pub fn dirs(&self) -> &[DataDir] {
+        &self.dirs
+    }
+
+    /// Replica folders already on disk: `<reps>/<app_id>.<pidx>.pegasus`.
+    pub fn existing(&self) -> Result<Vec<(Gpid, PathBuf)>, DirsError> {
+        let mut found = Vec::new();
+        for d in &self.dirs {
+            let entries = std::fs::read_dir(&d.reps).map_err(|source| DirsError::Io {
+                path: d.reps.display().to_string(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(gpid) = parse_replica_dir(&name) {
+                    found.push((gpid, entry.path()));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Where a new replica of `gpid` goes, given where replicas are now.
+    pub fn place(&self, gpid: Gpid, current: &HashMap<Gpid, PathBuf>) -> PathBuf {
+        let count = |d: &DataDir, same_app: bool| {
+            current
+                .iter()
+                .filter(|(g, p)| p.starts_with(&d.reps) && (!same_app || g.app_id == gpid.app_id))
+                .count()
+        };
+        let best = self
+            .dirs
+            .iter()
+            .min_by_key(|d| (count(d, true), count(d, false)))
+            .expect("at least one dir");
+        best.reps
+            .join(format!("{}.{}.pegasus", gpid.app_id, gpid.partition_index))
+    }
+}
+
+fn parse_replica_dir(name: &str) -> Option<Gpid> {
+    let rest = name.strip_suffix(".pegasus")?;
+    let (app, pidx) = rest.split_once('.')?;
+    Some(Gpid::new(app.parse().ok()?, pidx.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_spreads_a_table_then_total_load_and_honours_the_blacklist() {
+        let root = tempfile::tempdir().unwrap();
+        let configured: Vec<(String, PathBuf)> = ["a", "b", "c"]
+            .iter()
+            .map(|t| (t.to_string(), root.path().join(t)))
+            .collect();
+        let blacklist = root.path().join("black");
+        std::fs::write(
+            &blacklist,
+            format!("{}\n\n", root.path().join("c").display()),
+        )
+        .unwrap();
+        let dirs = DataDirs::new(
+            &configured,
+            "replica",
+            &root.path().join("core/replica"),
+            Some(&blacklist),
+        )
+        .unwrap();
+        assert_eq!(
+            dirs.dirs()
+                .iter()
+                .map(|d| d.tag.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        let mut current = HashMap::new();
+        for pidx in 0..4 {
+            let g = Gpid::new(1, pidx);
+            current.insert(g, dirs.place(g, &current));
+        }
+        let on_a = current
+            .values()
+            .filter(|p| p.starts_with(root.path().join("a")))
+            .count();
+        assert_eq!(on_a, 2);
+        assert!(current[&Gpid::new(1, 3)].ends_with("1.3.pegasus"));
+        std::fs::create_dir_all(&current[&Gpid::new(1, 3)]).unwrap();
+        assert_eq!(dirs.existing().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn everything_blacklisted_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let blacklist = root.path().join("black");
+        std::fs::write(&blacklist, format!("{}/", root.path().display())).unwrap();
+        let configured = vec![("a".to_string(), root.path().join("a"))];
+        assert!(matches!(
+            DataDirs::new(&configured, "replica", root.path(), Some(&blacklist)),
+            Err(DirsError::NoDir(_))
+        ));
+    }
+}

@@ -1,0 +1,361 @@
+//! The ReplicaServer: the partitions this node holds and the rrdb RPCs on them.
+//!
+//! # Layout
+//! - [`dirs`]: data dirs, the blacklist, placement of new replicas
+//! - [`partition`]: one replica: write pipeline, scanners
+//! - [`plog`]: the private log (group commit, replay, GC)
+//! - [`storage`]: RocksDB per replica, key/value schema, TTL
+//! - [`write`]: what each write does
+//! - [`read`]: what each read returns
+
+pub mod dirs;
+pub mod partition;
+pub mod plog;
+pub mod read;
+pub mod storage;
+pub mod write;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use pegasus_client::protocol::codes::{ErrorCode, rpc};
+use pegasus_client::protocol::frame::Request;
+use pegasus_client::protocol::key;
+use pegasus_client::protocol::types::*;
+use tracing::{info, warn};
+
+use self::dirs::{DataDirs, DirsError};
+use self::partition::{Partition, PartitionError, PartitionOptions};
+use self::read::ScanContext;
+use self::write::{WriteOp, WriteReply};
+use crate::net::{Reply, Service};
+
+/// Why the replica stub cannot start or open a partition.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// The data dirs are unusable.
+    #[error(transparent)]
+    Dirs(#[from] DirsError),
+    /// A partition cannot be opened.
+    #[error("replica {gpid}: {source}")]
+    Partition {
+        /// Which.
+        gpid: Gpid,
+        /// Why.
+        source: PartitionError,
+    },
+}
+
+/// Every partition replica of this node.
+pub struct ReplicaStub {
+    dirs: DataDirs,
+    options: PartitionOptions,
+    partitions: RwLock<HashMap<Gpid, Arc<Partition>>>,
+}
+
+impl ReplicaStub {
+    /// Opens the stub over `dirs` and every replica already on them (replaying their logs).
+    pub fn open(
+        dirs: DataDirs,
+        options: PartitionOptions,
+    ) -> Result<Arc<ReplicaStub>, ReplicaError> {
+        let mut partitions = HashMap::new();
+        for (gpid, path) in dirs.existing()? {
+            let p = Partition::open(gpid, &path, options.clone())
+                .map_err(|source| ReplicaError::Partition { gpid, source })?;
+            partitions.insert(gpid, p);
+        }
+        info!(replicas = partitions.len(), "replica stub opened");
+        Ok(Arc::new(ReplicaStub {
+            dirs,
+            options,
+            partitions: RwLock::new(partitions),
+        }))
+    }
+
+    /// The replica of `gpid`, if this node holds it.
+    pub fn partition(&self, gpid: Gpid) -> Option<Arc<Partition>> {
+        self.partitions
+            .read()
+            .expect("partitions")
+            .get(&gpid)
+            .cloned()
+    }
+
+    /// Every replica this node holds.
+    pub fn gpids(&self) -> Vec<Gpid> {
+        let mut g: Vec<Gpid> = self
+            .partitions
+            .read()
+            .expect("partitions")
+            .keys()
+            .copied()
+            .collect();
+        g.sort();
+        g
+    }
+
+    /// Opens (creating if needed) the replica of `gpid`, placed by the data-dir rule.
+    pub fn open_partition(&self, gpid: Gpid) -> Result<Arc<Partition>, ReplicaError> {
+        if let Some(p) = self.partition(gpid) {
+            return Ok(p);
+        }
+        let mut partitions = self.partitions.write().expect("partitions");
+        if let Some(p) = partitions.get(&gpid) {
+            return Ok(Arc::clone(p));
+        }
+        let current: HashMap<Gpid, PathBuf> = partitions
+            .iter()
+            .map(|(g, p)| (*g, p.dir().to_owned()))
+            .collect();
+        let dir = self.dirs.place(gpid, &current);
+        let p = Partition::open(gpid, &dir, self.options.clone())
+            .map_err(|source| ReplicaError::Partition { gpid, source })?;
+        partitions.insert(gpid, Arc::clone(&p));
+        Ok(p)
+    }
+
+    /// Closes every replica (flushing their stores).
+    pub fn close(&self) {
+        let partitions: Vec<Arc<Partition>> = self
+            .partitions
+            .write()
+            .expect("partitions")
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for p in partitions {
+            if let Err(e) = p.close() {
+                warn!(gpid = %p.gpid(), "close: {e}");
+            }
+        }
+    }
+
+    fn submit(
+        &self,
+        partition: &Partition,
+        op: Result<WriteOp, pegasus_client::protocol::ProtocolError>,
+        reply: Reply,
+    ) {
+        let op = match op {
+            Ok(op) => op,
+            Err(e) => {
+                warn!(rpc = reply.rpc_name(), "bad request: {e}");
+                return reply.error(ErrorCode::InvalidParameters);
+            }
+        };
+        partition.submit(
+            op,
+            Box::new(move |result| match result {
+                Ok(WriteReply::Update(r)) => reply.send(ErrorCode::Ok, Some(&r)),
+                Ok(WriteReply::MultiRemove(r)) => reply.send(ErrorCode::Ok, Some(&r)),
+                Ok(WriteReply::Incr(r)) => reply.send(ErrorCode::Ok, Some(&r)),
+                Ok(WriteReply::CheckAndSet(r)) => reply.send(ErrorCode::Ok, Some(&r)),
+                Ok(WriteReply::CheckAndMutate(r)) => reply.send(ErrorCode::Ok, Some(&r)),
+                Err(PartitionError::Busy) => reply.error(ErrorCode::Busy),
+                Err(PartitionError::Closed) => reply.error(ErrorCode::InvalidState),
+                Err(e) => {
+                    warn!("write failed: {e}");
+                    reply.error(ErrorCode::FileOperationFailed)
+                }
+            }),
+        );
+    }
+}
+
+fn is_read(name: &str) -> bool {
+    matches!(
+        name,
+        rpc::GET
+            | rpc::MULTI_GET
+            | rpc::BATCH_GET
+            | rpc::SORTKEY_COUNT
+            | rpc::TTL
+            | rpc::GET_SCANNER
+            | rpc::SCAN
+    )
+}
+
+impl Service for ReplicaStub {
+    fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
+        let mut reads = Vec::new();
+        for (request, reply) in batch {
+            let gpid = Gpid::new(request.meta.app_id, request.meta.partition_index);
+            let name = request.message.name.as_str();
+            let Some(partition) = self.partition(gpid) else {
+                // Not ours (any more): the client refreshes its routing on this.
+                if name != rpc::CLEAR_SCANNER {
+                    reply.error(ErrorCode::ObjectNotFound);
+                }
+                continue;
+            };
+            match name {
+                rpc::PUT => self.submit(&partition, request.args().map(WriteOp::Put), reply),
+                rpc::MULTI_PUT => {
+                    self.submit(&partition, request.args().map(WriteOp::MultiPut), reply)
+                }
+                rpc::REMOVE => self.submit(&partition, request.args().map(WriteOp::Remove), reply),
+                rpc::MULTI_REMOVE => {
+                    self.submit(&partition, request.args().map(WriteOp::MultiRemove), reply)
+                }
+                rpc::INCR => self.submit(&partition, request.args().map(WriteOp::Incr), reply),
+                rpc::CHECK_AND_SET => {
+                    self.submit(&partition, request.args().map(WriteOp::CheckAndSet), reply)
+                }
+                rpc::CHECK_AND_MUTATE => self.submit(
+                    &partition,
+                    request.args().map(WriteOp::CheckAndMutate),
+                    reply,
+                ),
+                rpc::CLEAR_SCANNER => {
+                    // One-way: no answer.
+                    if let Ok(id) = request.args::<i64>() {
+                        partition.clear_scanner(id);
+                    }
+                }
+                n if is_read(n) => reads.push((partition, request, reply)),
+                _ => reply.error(ErrorCode::HandlerNotFound),
+            }
+        }
+        if !reads.is_empty() {
+            let server = self.options.server.clone();
+            // RocksDB reads block: run the whole batch on one blocking thread.
+            tokio::task::spawn_blocking(move || {
+                let now = key::epoch_now();
+                for (partition, request, reply) in reads {
+                    serve_read(&partition, &request, reply, now, &server);
+                }
+            });
+        }
+    }
+}
+
+/// A read's answer.
+enum ReadAnswer {
+    Read(ReadResponse),
+    Ttl(TtlResponse),
+    Count(CountResponse),
+    MultiGet(MultiGetResponse),
+    BatchGet(BatchGetResponse),
+    Scan(ScanResponse),
+}
+
+/// Why a read has no answer.
+enum ReadFailure {
+    Decode(pegasus_client::protocol::ProtocolError),
+    Storage(storage::StorageError),
+    Unknown,
+}
+
+impl From<pegasus_client::protocol::ProtocolError> for ReadFailure {
+    fn from(e: pegasus_client::protocol::ProtocolError) -> Self {
+        ReadFailure::Decode(e)
+    }
+}
+
+impl From<storage::StorageError> for ReadFailure {
+    fn from(e: storage::StorageError) -> Self {
+        ReadFailure::Storage(e)
+    }
+}
+
+fn read_answer(p: &Partition, request: &Request, now: u32) -> Result<ReadAnswer, ReadFailure> {
+    let s = p.storage();
+    Ok(match request.message.name.as_str() {
+        rpc::GET => ReadAnswer::Read(read::get(s, &request.args::<Blob>()?, now)?),
+        rpc::TTL => ReadAnswer::Ttl(read::ttl(s, &request.args::<Blob>()?, now)?),
+        rpc::SORTKEY_COUNT => {
+            ReadAnswer::Count(read::sortkey_count(s, &request.args::<Blob>()?, now)?)
+        }
+        rpc::MULTI_GET => ReadAnswer::MultiGet(read::multi_get(
+            s,
+            &request.args::<MultiGetRequest>()?,
+            now,
+            p.limits(),
+        )?),
+        rpc::BATCH_GET => ReadAnswer::BatchGet(read::batch_get(
+            s,
+            &request.args::<BatchGetRequest>()?,
+            now,
+        )?),
+        rpc::GET_SCANNER => {
+            let args = request.args::<GetScannerRequest>()?;
+            let mut ctx = ScanContext::from_request(&args, p.limits());
+            let (kvs, more) = read::scan_batch(s, &mut ctx, now)?;
+            let context_id = if more { p.add_scanner(ctx) } else { -1 };
+            ReadAnswer::Scan(scan_response(
+                kvs,
+                context_id,
+                args.only_return_count.unwrap_or(false),
+            ))
+        }
+        rpc::SCAN => {
+            let id = request.args::<ScanRequest>()?.context_id;
+            ReadAnswer::Scan(match p.take_scanner(id) {
+                // Expired or evicted: the client restarts from its last key.
+                None => ScanResponse {
+                    error: pegasus_client::protocol::codes::status::NOT_FOUND,
+                    context_id: -1,
+                    ..Default::default()
+                },
+                Some(mut ctx) => {
+                    let (kvs, more) = read::scan_batch(s, &mut ctx, now)?;
+                    if more {
+                        p.put_scanner(id, ctx);
+                    }
+                    scan_response(kvs, if more { id } else { -1 }, false)
+                }
+            })
+        }
+        _ => return Err(ReadFailure::Unknown),
+    })
+}
+
+/// Answers one read.
+fn serve_read(p: &Partition, request: &Request, reply: Reply, now: u32, server: &str) {
+    macro_rules! send {
+        ($r:expr) => {{
+            let mut r = $r;
+            r.app_id = p.gpid().app_id;
+            r.partition_index = p.gpid().partition_index;
+            r.server = server.to_owned();
+            reply.send(ErrorCode::Ok, Some(&r))
+        }};
+    }
+    match read_answer(p, request, now) {
+        Ok(ReadAnswer::Read(r)) => send!(r),
+        Ok(ReadAnswer::Ttl(r)) => send!(r),
+        Ok(ReadAnswer::Count(r)) => send!(r),
+        Ok(ReadAnswer::MultiGet(r)) => send!(r),
+        Ok(ReadAnswer::BatchGet(r)) => send!(r),
+        Ok(ReadAnswer::Scan(r)) => send!(r),
+        Err(ReadFailure::Decode(e)) => {
+            warn!(gpid = %p.gpid(), rpc = %request.message.name, "bad request: {e}");
+            reply.error(ErrorCode::InvalidParameters)
+        }
+        Err(ReadFailure::Storage(e)) => {
+            warn!(gpid = %p.gpid(), rpc = %request.message.name, "read failed: {e}");
+            reply.error(ErrorCode::FileOperationFailed)
+        }
+        Err(ReadFailure::Unknown) => reply.error(ErrorCode::HandlerNotFound),
+    }
+}
+
+fn scan_response(kvs: Vec<KeyValue>, context_id: i64, only_count: bool) -> ScanResponse {
+    if only_count {
+        ScanResponse {
+            error: 0,
+            kv_count: Some(kvs.len() as i32),
+            context_id,
+            ..Default::default()
+        }
+    } else {
+        ScanResponse {
+            error: 0,
+            kvs,
+            context_id,
+            ..Default::default()
+        }
+    }
+}

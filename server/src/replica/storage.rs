@@ -1,0 +1,250 @@
+//! RocksDB for one partition replica, at `<replica dir>/data/rdb`.
+//!
+//! Keys and values are stored in Pegasus's schemas ([`pegasus_client::protocol::key`]). The
+//! RocksDB WAL is off: the [plog](super::plog) is the write-ahead log. Every applied batch also
+//! writes the last applied decree under a key no user key can have (hash-key length `0xFFFF`),
+//! so after a crash the store says which decree its flushed state reached and the plog replays
+//! from there. A compaction filter drops expired values.
+
+use std::path::Path;
+
+use pegasus_client::protocol::key;
+use rocksdb::{
+    DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use super::plog::{Mutation, Op};
+
+/// The key holding the last applied decree.
+const APPLIED_DECREE_KEY: &[u8] = b"\xff\xffpegasus.applied_decree";
+
+/// A RocksDB failure.
+#[derive(Debug, thiserror::Error)]
+#[error("rocksdb: {0}")]
+pub struct StorageError(#[from] rocksdb::Error);
+
+/// The `[pegasus.server]` RocksDB options this server applies.
+#[derive(Clone)]
+pub struct RocksOptions {
+    /// `rocksdb_write_buffer_size`.
+    pub write_buffer_size: usize,
+    /// `rocksdb_max_write_buffer_number`.
+    pub max_write_buffer_number: i32,
+    /// `rocksdb_compression_type`: `none`, `snappy`, `lz4`, `zstd`.
+    pub compression: DBCompressionType,
+    /// `rocksdb_max_open_files`.
+    pub max_open_files: i32,
+    /// `rocksdb_max_background_compactions` + flushes, as background jobs.
+    pub max_background_jobs: i32,
+    /// `rocksdb_block_cache_capacity`, shared by every partition of the node.
+    pub block_cache: Option<rocksdb::Cache>,
+}
+
+impl std::fmt::Debug for RocksOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksOptions")
+            .field("write_buffer_size", &self.write_buffer_size)
+            .field("compression", &self.compression)
+            .field("block_cache", &self.block_cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions {
+            write_buffer_size: 64 << 20,
+            max_write_buffer_number: 3,
+            compression: DBCompressionType::Lz4,
+            max_open_files: -1,
+            max_background_jobs: 4,
+            block_cache: None,
+        }
+    }
+}
+
+impl RocksOptions {
+    /// Reads the options from a config (`[pegasus.server]`), with Pegasus's defaults.
+    pub fn from_config(config: &configcheck::Config) -> Result<Self, configcheck::ValueError> {
+        let s = "pegasus.server";
+        let compression = match config.str_or(s, "rocksdb_compression_type", "lz4") {
+            "none" => DBCompressionType::None,
+            "snappy" => DBCompressionType::Snappy,
+            "zstd" => DBCompressionType::Zstd,
+            _ => DBCompressionType::Lz4,
+        };
+        let cache = config.parse_or::<usize>(s, "rocksdb_block_cache_capacity", 10 << 30)?;
+        Ok(RocksOptions {
+            write_buffer_size: config.parse_or(s, "rocksdb_write_buffer_size", 64 << 20)?,
+            max_write_buffer_number: config.parse_or(s, "rocksdb_max_write_buffer_number", 3)?,
+            compression,
+            max_open_files: config.parse_or(s, "rocksdb_max_open_files", -1)?,
+            max_background_jobs: config
+                .parse_or::<i32>(s, "rocksdb_max_background_compactions", 12)?
+                .clamp(2, 16),
+            block_cache: (cache > 0).then(|| rocksdb::Cache::new_lru_cache(cache)),
+        })
+    }
+}
+
+/// The store of one partition replica.
+pub struct Storage {
+    db: DB,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn expired_filter(_level: u32, key: &[u8], value: &[u8]) -> rocksdb::compaction_filter::Decision {
+    use rocksdb::compaction_filter::Decision;
+    if key.starts_with(b"\xff\xff") {
+        return Decision::Keep;
+    }
+    if key::is_expired(key::value::expire_ts(value), key::epoch_now()) {
+        Decision::Remove
+    } else {
+        Decision::Keep
+    }
+}
+
+impl Storage {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path, o: &RocksOptions) -> Result<Storage, StorageError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_write_buffer_size(o.write_buffer_size);
+        opts.set_max_write_buffer_number(o.max_write_buffer_number);
+        opts.set_compression_type(o.compression);
+        opts.set_max_open_files(o.max_open_files);
+        opts.set_max_background_jobs(o.max_background_jobs);
+        opts.set_compaction_filter("pegasus_ttl", expired_filter);
+        if let Some(cache) = &o.block_cache {
+            let mut table = rocksdb::BlockBasedOptions::default();
+            table.set_block_cache(cache);
+            table.set_bloom_filter(10.0, false);
+            opts.set_block_based_table_factory(&table);
+        }
+        Ok(Storage {
+            db: DB::open(&opts, path)?,
+        })
+    }
+
+    /// The last decree applied to the store (0 for a new store).
+    pub fn applied_decree(&self) -> Result<u64, StorageError> {
+        Ok(self
+            .db
+            .get_pinned(APPLIED_DECREE_KEY)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Applies mutations in one atomic batch, without the RocksDB WAL.
+    pub fn apply(&self, mutations: &[Mutation]) -> Result<(), StorageError> {
+        let Some(last) = mutations.last() else {
+            return Ok(());
+        };
+        let mut batch = WriteBatch::default();
+        for m in mutations {
+            for op in &m.ops {
+                match op {
+                    Op::Put(k, v) => batch.put(k, v),
+                    Op::Delete(k) => batch.delete(k),
+                }
+            }
+        }
+        batch.put(APPLIED_DECREE_KEY, last.decree.to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// The stored value of a stored key (expiry not checked).
+    pub fn get_raw(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<rocksdb::DBPinnableSlice<'_>>, StorageError> {
+        Ok(self.db.get_pinned(key)?)
+    }
+
+    /// The user value of a key, `None` if absent or expired at `now`.
+    pub fn get(&self, key: &[u8], now: u32) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.get_raw(key)?.and_then(|v| {
+            (!key::is_expired(key::value::expire_ts(&v), now))
+                .then(|| key::value::user_data(&v).to_vec())
+        }))
+    }
+
+    /// An iterator from `start` (inclusive) in `direction`; `upper` bounds forward scans.
+    pub fn iter(
+        &self,
+        start: &[u8],
+        direction: Direction,
+        upper: Option<&[u8]>,
+    ) -> rocksdb::DBIterator<'_> {
+        let mut ro = ReadOptions::default();
+        if let Some(upper) = upper {
+            ro.set_iterate_upper_bound(upper.to_vec());
+        }
+        self.db
+            .iterator_opt(IteratorMode::From(start, direction), ro)
+    }
+
+    /// A raw iterator, for callers that seek themselves.
+    pub fn raw_iter(&self) -> rocksdb::DBRawIterator<'_> {
+        self.db.raw_iterator()
+    }
+
+    /// Writes the memtables to SST files: everything applied so far becomes durable without the
+    /// plog. Returns the decree that is now durable.
+    pub fn flush(&self) -> Result<u64, StorageError> {
+        let decree = self.applied_decree()?;
+        self.db.flush()?;
+        Ok(decree)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applied_decree_survives_a_flush_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path(), &RocksOptions::default()).unwrap();
+        assert_eq!(s.applied_decree().unwrap(), 0);
+        let key = key::encode_key(b"h", b"s").unwrap();
+        let m = Mutation {
+            ballot: 1,
+            decree: 3,
+            ops: vec![Op::Put(key.clone(), key::value::encode(0, 1, b"v"))],
+        };
+        s.apply(&[m]).unwrap();
+        assert_eq!(s.get(&key, 0).unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(s.flush().unwrap(), 3);
+        drop(s);
+        let s = Storage::open(dir.path(), &RocksOptions::default()).unwrap();
+        assert_eq!(s.applied_decree().unwrap(), 3);
+        assert_eq!(s.get(&key, 0).unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn expired_values_are_not_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path(), &RocksOptions::default()).unwrap();
+        let key = key::encode_key(b"h", b"s").unwrap();
+        s.apply(&[Mutation {
+            ballot: 1,
+            decree: 1,
+            ops: vec![Op::Put(key.clone(), key::value::encode(100, 1, b"v"))],
+        }])
+        .unwrap();
+        assert!(s.get(&key, 99).unwrap().is_some());
+        assert!(s.get(&key, 100).unwrap().is_none());
+    }
+}
