@@ -385,17 +385,18 @@ impl Table {
     ) -> Result<(Vec<(Bytes, Bytes)>, bool), ClientError> {
         let request = MultiGetRequest {
             hash_key: Blob::from(hash_key.to_vec()),
-            sort_keys: sort_keys.iter().cloned().map(Blob).collect(),
+            sort_keys: (!sort_keys.is_empty())
+                .then(|| sort_keys.iter().cloned().map(Blob).collect()),
             max_kv_count: o.max_kv_count,
             max_kv_size: o.max_kv_size,
             no_value: o.no_value,
-            start_sortkey: Blob(start),
-            stop_sortkey: Blob(stop),
-            start_inclusive: o.start_inclusive,
-            stop_inclusive: o.stop_inclusive,
-            sort_key_filter_type: o.sort_key_filter_type,
-            sort_key_filter_pattern: Blob(o.sort_key_filter_pattern.clone()),
-            reverse: o.reverse,
+            start_sortkey: Some(Blob(start)),
+            stop_sortkey: Some(Blob(stop)),
+            start_inclusive: Some(o.start_inclusive),
+            stop_inclusive: Some(o.stop_inclusive),
+            sort_key_filter_type: Some(o.sort_key_filter_type),
+            sort_key_filter_pattern: Some(Blob(o.sort_key_filter_pattern.clone())),
+            reverse: Some(o.reverse),
         };
         let r: MultiGetResponse = self
             .call_hash_key(hash_key, rpc::MULTI_GET, &Args(request))
@@ -459,7 +460,7 @@ impl Table {
         let request = MultiRemoveRequest {
             hash_key: Blob::from(hash_key.to_vec()),
             sort_keys: sort_keys.iter().cloned().map(Blob).collect(),
-            max_count: 0,
+            max_count: None,
         };
         let r: MultiRemoveResponse = self
             .call_hash_key(hash_key, rpc::MULTI_REMOVE, &Args(request))
@@ -707,11 +708,11 @@ impl Scanner {
                         start_inclusive: o.start_inclusive,
                         stop_inclusive: o.stop_inclusive,
                         batch_size: o.batch_size,
-                        no_value: o.no_value,
-                        hash_key_filter_type: o.hash_key_filter_type,
-                        hash_key_filter_pattern: Blob(o.hash_key_filter_pattern.clone()),
-                        sort_key_filter_type: o.sort_key_filter_type,
-                        sort_key_filter_pattern: Blob(o.sort_key_filter_pattern.clone()),
+                        no_value: Some(o.no_value),
+                        hash_key_filter_type: Some(o.hash_key_filter_type),
+                        hash_key_filter_pattern: Some(Blob(o.hash_key_filter_pattern.clone())),
+                        sort_key_filter_type: Some(o.sort_key_filter_type),
+                        sort_key_filter_pattern: Some(Blob(o.sort_key_filter_pattern.clone())),
                         validate_partition_hash: Some(!self.full_scan),
                         return_expire_ts: None,
                         full_scan: Some(self.full_scan),

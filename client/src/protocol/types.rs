@@ -278,7 +278,8 @@ thrift_struct! {
     pub struct MultiRemoveRequest {
         1: hash_key: Blob,
         2: sort_keys: Vec<Blob>,
-        3: max_count: i64,
+        /// Deprecated; pypegasus3 leaves it out.
+        3: max_count: Option<i64>,
     }
 }
 
@@ -298,17 +299,20 @@ thrift_struct! {
     /// Reads sort keys of one hash key: a list, or a range with filters and limits.
     pub struct MultiGetRequest {
         1: hash_key: Blob,
-        2: sort_keys: Vec<Blob>,
+        /// Absent or empty: a range read.
+        2: sort_keys: Option<Vec<Blob>>,
         3: max_kv_count: i32,
         4: max_kv_size: i32,
         5: no_value: bool,
-        6: start_sortkey: Blob,
-        7: stop_sortkey: Blob,
-        8: start_inclusive: bool,
-        9: stop_inclusive: bool,
-        10: sort_key_filter_type: i32,
-        11: sort_key_filter_pattern: Blob,
-        12: reverse: bool,
+        // Fields 6 to 12 are left out by pypegasus3's plain `multi_get`: absent means the
+        // whole hash key, start inclusive, stop exclusive, no filter, forward.
+        6: start_sortkey: Option<Blob>,
+        7: stop_sortkey: Option<Blob>,
+        8: start_inclusive: Option<bool>,
+        9: stop_inclusive: Option<bool>,
+        10: sort_key_filter_type: Option<i32>,
+        11: sort_key_filter_pattern: Option<Blob>,
+        12: reverse: Option<bool>,
     }
 }
 
@@ -453,11 +457,12 @@ thrift_struct! {
         3: start_inclusive: bool,
         4: stop_inclusive: bool,
         5: batch_size: i32,
-        6: no_value: bool,
-        7: hash_key_filter_type: i32,
-        8: hash_key_filter_pattern: Blob,
-        9: sort_key_filter_type: i32,
-        10: sort_key_filter_pattern: Blob,
+        // Fields 6 to 10 are left out by pypegasus3: absent means values and no filters.
+        6: no_value: Option<bool>,
+        7: hash_key_filter_type: Option<i32>,
+        8: hash_key_filter_pattern: Option<Blob>,
+        9: sort_key_filter_type: Option<i32>,
+        10: sort_key_filter_pattern: Option<Blob>,
         11: validate_partition_hash: Option<bool>,
         12: return_expire_ts: Option<bool>,
         13: full_scan: Option<bool>,

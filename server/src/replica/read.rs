@@ -147,8 +147,8 @@ pub fn multi_get(
         });
     };
     let mut kvs = Vec::new();
-    if !r.sort_keys.is_empty() {
-        for sort_key in &r.sort_keys {
+    if let Some(sort_keys) = r.sort_keys.as_ref().filter(|k| !k.is_empty()) {
+        for sort_key in sort_keys {
             let Ok(k) = key::encode_key(hash_key, sort_key.as_slice()) else {
                 continue;
             };
@@ -171,17 +171,24 @@ pub fn multi_get(
             ..Default::default()
         });
     }
-    let start = key::encode_key(hash_key, r.start_sortkey.as_slice()).unwrap_or_default();
-    let (stop, stop_inclusive) = if r.stop_sortkey.0.is_empty() {
+    let empty = Blob::default();
+    let start_sortkey = r.start_sortkey.as_ref().unwrap_or(&empty);
+    let stop_sortkey = r.stop_sortkey.as_ref().unwrap_or(&empty);
+    let start_inclusive = r.start_inclusive.unwrap_or(true);
+    let reverse = r.reverse.unwrap_or(false);
+    let filter = r.sort_key_filter_type.unwrap_or(filter_type::NO_FILTER);
+    let pattern = r.sort_key_filter_pattern.as_ref().unwrap_or(&empty);
+    let start = key::encode_key(hash_key, start_sortkey.as_slice()).unwrap_or_default();
+    let (stop, stop_inclusive) = if stop_sortkey.0.is_empty() {
         (prefix_successor(&prefix), false)
     } else {
         (
-            key::encode_key(hash_key, r.stop_sortkey.as_slice()).unwrap_or_default(),
-            r.stop_inclusive,
+            key::encode_key(hash_key, stop_sortkey.as_slice()).unwrap_or_default(),
+            r.stop_inclusive.unwrap_or(false),
         )
     };
     let in_range = |k: &[u8]| {
-        (k > start.as_slice() || (k == start.as_slice() && r.start_inclusive))
+        (k > start.as_slice() || (k == start.as_slice() && start_inclusive))
             && (k < stop.as_slice() || (k == stop.as_slice() && stop_inclusive))
     };
     let max_count = if r.max_kv_count > 0 {
@@ -195,15 +202,15 @@ pub fn multi_get(
         usize::MAX
     };
     let mut it = s.raw_iter();
-    if r.reverse {
+    if reverse {
         it.seek_for_prev(&stop);
     } else {
         it.seek(&start);
     }
     let (mut seen, mut size, mut complete) = (0usize, 0usize, true);
     while let (Some(k), Some(v)) = (it.key(), it.value()) {
-        let past_end = if r.reverse {
-            k < start.as_slice() || (k == start.as_slice() && !r.start_inclusive)
+        let past_end = if reverse {
+            k < start.as_slice() || (k == start.as_slice() && !start_inclusive)
         } else {
             k > stop.as_slice() || (k == stop.as_slice() && !stop_inclusive)
         };
@@ -221,13 +228,7 @@ pub fn multi_get(
             }
             seen += 1;
             let sort_key = &k[prefix.len()..];
-            if live(v, now)
-                && matches(
-                    r.sort_key_filter_type,
-                    r.sort_key_filter_pattern.as_slice(),
-                    sort_key,
-                )
-            {
+            if live(v, now) && matches(filter, pattern.as_slice(), sort_key) {
                 let value = if r.no_value {
                     Blob::default()
                 } else {
@@ -241,7 +242,7 @@ pub fn multi_get(
                 });
             }
         }
-        if r.reverse {
+        if reverse {
             it.prev();
         } else {
             it.next();
@@ -321,9 +322,15 @@ impl ScanContext {
             stop: r.stop_key.0.to_vec(),
             stop_inclusive: r.stop_inclusive,
             batch_size: (r.batch_size.max(1) as usize).min(limits.max_batch),
-            no_value: r.no_value,
-            hash_key_filter: (r.hash_key_filter_type, r.hash_key_filter_pattern.0.clone()),
-            sort_key_filter: (r.sort_key_filter_type, r.sort_key_filter_pattern.0.clone()),
+            no_value: r.no_value.unwrap_or(false),
+            hash_key_filter: (
+                r.hash_key_filter_type.unwrap_or(0),
+                r.hash_key_filter_pattern.clone().unwrap_or_default().0,
+            ),
+            sort_key_filter: (
+                r.sort_key_filter_type.unwrap_or(0),
+                r.sort_key_filter_pattern.clone().unwrap_or_default().0,
+            ),
             return_expire_ts: r.return_expire_ts.unwrap_or(false),
         }
     }
@@ -424,9 +431,9 @@ mod tests {
     fn request(start: &str, stop: &str) -> MultiGetRequest {
         MultiGetRequest {
             hash_key: Blob::from("h"),
-            start_sortkey: Blob::from(start.to_owned()),
-            stop_sortkey: Blob::from(stop.to_owned()),
-            start_inclusive: true,
+            start_sortkey: Some(Blob::from(start.to_owned())),
+            stop_sortkey: Some(Blob::from(stop.to_owned())),
+            start_inclusive: Some(true),
             ..Default::default()
         }
     }
@@ -443,8 +450,8 @@ mod tests {
         let all = multi_get(&s, &request("", ""), 10, ReadLimits::default()).unwrap();
         assert_eq!(sort_keys(&all), ["a", "b", "c", "e"], "d expired");
         let r = MultiGetRequest {
-            start_inclusive: false,
-            stop_inclusive: true,
+            start_inclusive: Some(false),
+            stop_inclusive: Some(true),
             ..request("a", "c")
         };
         assert_eq!(
@@ -452,7 +459,7 @@ mod tests {
             ["b", "c"]
         );
         let r = MultiGetRequest {
-            reverse: true,
+            reverse: Some(true),
             ..request("b", "e")
         };
         assert_eq!(
@@ -469,8 +476,8 @@ mod tests {
             (status::INCOMPLETE, vec!["a".into(), "b".into()])
         );
         let r = MultiGetRequest {
-            sort_key_filter_type: filter_type::MATCH_PREFIX,
-            sort_key_filter_pattern: Blob::from("c"),
+            sort_key_filter_type: Some(filter_type::MATCH_PREFIX),
+            sort_key_filter_pattern: Some(Blob::from("c")),
             ..request("", "")
         };
         assert_eq!(
