@@ -11,6 +11,26 @@ if command -v ccache >/dev/null 2>&1; then
   export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache} CCACHE_BASEDIR=$HOME CCACHE_NOHASHDIR=1
 fi
 
+# pypegasus3, the official Python client, is the referee of the wire protocol: a venv with it,
+# and its source distribution (which carries its own tests), both cached outside the clone.
+PYPEGASUS_VERSION=0.0.1.1
+ensure_pypegasus() {
+  local venv=${PEGASUS_VENV:-$HOME/.cache/pegasus-venv}
+  local src=$HOME/.cache/pypegasus3-$PYPEGASUS_VERSION
+  if ! "$venv/bin/python" -c "import pypegasus.pgclient" >/dev/null 2>&1; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "pypegasus3==$PYPEGASUS_VERSION"
+  fi
+  if [[ ! -f $src/tests/test_basics.py ]]; then
+    local dl
+    dl=$(mktemp -d)
+    "$venv/bin/pip" download -q --no-binary :all: --no-deps -d "$dl" "pypegasus3==$PYPEGASUS_VERSION"
+    tar xzf "$dl/pypegasus3-$PYPEGASUS_VERSION.tar.gz" -C "$(dirname "$src")"
+    rm -rf "$dl"
+  fi
+  export PEGASUS_PYTHON=$venv/bin/python PYPEGASUS_SRC=$src
+}
+
 usage() {
   cat <<'USAGE'
 Usage: ./run.sh <command> [args]
@@ -26,6 +46,7 @@ cmd=${1:-help}
 case "$cmd" in
   test)
     cd "$ROOT"
+    ensure_pypegasus
     cargo fmt --all --check
     cargo clippy --release --workspace --all-targets -- -D warnings
     cargo test --release --workspace "$@"

@@ -3,9 +3,11 @@
 //! # Layout
 //! - [`protocol`]: frames, Thrift structs, codes, key schema (shared with the server)
 //! - [`client`]: the async client: routing through the metas, one connection per replica
+//! - [`bench`]: the workloads of `pegasus_bench`
 //!
-//! The binaries `pegasus_bench` and `pegasus_shell` are built on [`client`].
+//! The binary `pegasus_bench` is built on [`client`].
 
+pub mod bench;
 pub mod client;
 pub mod protocol;
 

@@ -66,30 +66,30 @@ impl DataDirs {
                 })
                 .collect()
         };
-        if let Some(file) = blacklist_file {
-            if let Ok(text) = std::fs::read_to_string(file) {
-                info!(
-                    "data_dirs_black_list_file[{}] found, apply it",
-                    file.display()
-                );
-                let entries: Vec<String> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(|l| {
-                        if l.ends_with('/') {
-                            l.to_owned()
-                        } else {
-                            format!("{l}/")
-                        }
-                    })
-                    .collect();
-                dirs.retain(|d| {
-                    let base = d.reps.parent().and_then(Path::parent).unwrap_or(&d.reps);
-                    let path = format!("{}/", base.display().to_string().trim_end_matches('/'));
-                    !entries.iter().any(|e| path.starts_with(e.as_str()))
-                });
-            }
+        if let Some(file) = blacklist_file
+            && let Ok(text) = std::fs::read_to_string(file)
+        {
+            info!(
+                "data_dirs_black_list_file[{}] found, apply it",
+                file.display()
+            );
+            let entries: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| {
+                    if l.ends_with('/') {
+                        l.to_owned()
+                    } else {
+                        format!("{l}/")
+                    }
+                })
+                .collect();
+            dirs.retain(|d| {
+                let base = d.reps.parent().and_then(Path::parent).unwrap_or(&d.reps);
+                let path = format!("{}/", base.display().to_string().trim_end_matches('/'));
+                !entries.iter().any(|e| path.starts_with(e.as_str()))
+            });
         }
         if dirs.is_empty() {
             return Err(DirsError::NoDir(

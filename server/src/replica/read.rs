@@ -360,24 +360,23 @@ pub fn scan_batch(
             return Ok((kvs, false));
         }
         let skip_start = k == ctx.start.as_slice() && !ctx.start_inclusive;
-        if !skip_start && live(v, now) {
-            if let Some((h, sk)) = key::decode_key(k) {
-                if matches(ctx.hash_key_filter.0, &ctx.hash_key_filter.1, h)
-                    && matches(ctx.sort_key_filter.0, &ctx.sort_key_filter.1, sk)
-                {
-                    let value = if ctx.no_value {
-                        Blob::default()
-                    } else {
-                        Blob(Bytes::copy_from_slice(value::user_data(v)))
-                    };
-                    let expire = ctx.return_expire_ts.then(|| value::expire_ts(v) as i32);
-                    kvs.push(KeyValue {
-                        key: Blob(Bytes::copy_from_slice(k)),
-                        value,
-                        expire_ts_seconds: expire,
-                    });
-                }
-            }
+        if !skip_start
+            && live(v, now)
+            && let Some((h, sk)) = key::decode_key(k)
+            && matches(ctx.hash_key_filter.0, &ctx.hash_key_filter.1, h)
+            && matches(ctx.sort_key_filter.0, &ctx.sort_key_filter.1, sk)
+        {
+            let value = if ctx.no_value {
+                Blob::default()
+            } else {
+                Blob(Bytes::copy_from_slice(value::user_data(v)))
+            };
+            let expire = ctx.return_expire_ts.then(|| value::expire_ts(v) as i32);
+            kvs.push(KeyValue {
+                key: Blob(Bytes::copy_from_slice(k)),
+                value,
+                expire_ts_seconds: expire,
+            });
         }
         looked += 1;
         if kvs.len() >= ctx.batch_size || looked >= ctx.batch_size.saturating_mul(10).max(1000) {

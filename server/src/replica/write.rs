@@ -231,14 +231,14 @@ impl<'a> View<'a> {
         })
     }
 
-    /// Evaluates a check; `Err(())` for an int comparison with a non-integer.
+    /// Evaluates a check; `Err(InvalidCheck)` for an int comparison with a non-integer.
     fn check(
         &self,
         hash_key: &[u8],
         sort_key: &[u8],
         check_type: i32,
         operand: &[u8],
-    ) -> Result<(Result<bool, ()>, Option<Vec<u8>>), StorageError> {
+    ) -> Result<CheckOutcome, StorageError> {
         let k = key::encode_key(hash_key, sort_key).unwrap_or_default();
         let current = self.stored(&k)?.map(|v| value::user_data(&v).to_vec());
         Ok((evaluate(check_type, current.as_deref(), operand), current))
@@ -268,7 +268,7 @@ impl<'a> View<'a> {
             &mut resp.check_value,
         );
         resp.error = match passed {
-            Err(()) => status::INVALID_ARGUMENT,
+            Err(InvalidCheck) => status::INVALID_ARGUMENT,
             Ok(false) => status::TRY_AGAIN,
             Ok(true) => {
                 let sort_key = if r.set_diff_sort_key {
@@ -314,7 +314,7 @@ impl<'a> View<'a> {
             &mut resp.check_value,
         );
         resp.error = match passed {
-            Err(()) => status::INVALID_ARGUMENT,
+            Err(InvalidCheck) => status::INVALID_ARGUMENT,
             Ok(false) => status::TRY_AGAIN,
             Ok(true) => {
                 for m in &r.mutate_list {
@@ -367,8 +367,20 @@ fn parse_int(v: &[u8]) -> Option<i64> {
     std::str::from_utf8(v).ok()?.trim().parse().ok()
 }
 
+/// A check that cannot be evaluated: an unknown check type, or an integer comparison with a
+/// value or operand that is not an integer (answered `kInvalidArgument`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidCheck;
+
+/// The check's verdict and the checked value (`None`: absent).
+type CheckOutcome = (Result<bool, InvalidCheck>, Option<Vec<u8>>);
+
 /// Evaluates a `cas_check_type` against the current value (`None`: absent).
-pub fn evaluate(check_type: i32, value: Option<&[u8]>, operand: &[u8]) -> Result<bool, ()> {
+pub fn evaluate(
+    check_type: i32,
+    value: Option<&[u8]>,
+    operand: &[u8],
+) -> Result<bool, InvalidCheck> {
     use cas_check_type::*;
     Ok(match check_type {
         NO_CHECK => true,
@@ -399,11 +411,11 @@ pub fn evaluate(check_type: i32, value: Option<&[u8]>, operand: &[u8]) -> Result
                 let a = std::str::from_utf8(v)
                     .ok()
                     .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or(())?;
+                    .ok_or(InvalidCheck)?;
                 let b = std::str::from_utf8(operand)
                     .ok()
                     .and_then(|s| s.parse::<i64>().ok())
-                    .ok_or(())?;
+                    .ok_or(InvalidCheck)?;
                 match check_type {
                     VALUE_INT_LESS => a < b,
                     VALUE_INT_LESS_OR_EQUAL => a <= b,
@@ -413,7 +425,7 @@ pub fn evaluate(check_type: i32, value: Option<&[u8]>, operand: &[u8]) -> Result
                 }
             }
         },
-        _ => return Err(()),
+        _ => return Err(InvalidCheck),
     })
 }
 
@@ -436,7 +448,10 @@ mod tests {
         );
         assert_eq!(evaluate(VALUE_BYTES_LESS, Some(b"abc"), b"abd"), Ok(true));
         assert_eq!(evaluate(VALUE_INT_GREATER, Some(b"10"), b"9"), Ok(true));
-        assert_eq!(evaluate(VALUE_INT_GREATER, Some(b"x"), b"9"), Err(()));
-        assert_eq!(evaluate(99, None, b""), Err(()));
+        assert_eq!(
+            evaluate(VALUE_INT_GREATER, Some(b"x"), b"9"),
+            Err(InvalidCheck)
+        );
+        assert_eq!(evaluate(99, None, b""), Err(InvalidCheck));
     }
 }
