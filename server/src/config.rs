@@ -3,6 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use configcheck::address::{self, AdvertisedAddress, NetworkSettings};
 use configcheck::rules::data_dirs;
@@ -62,6 +63,24 @@ pub struct ServerConfig {
     pub data_dirs_black_list_file: Option<PathBuf>,
     /// Replica tuning.
     pub partition: PartitionOptions,
+    /// `[zookeeper] hosts_list`.
+    pub zk_hosts: String,
+    /// `[zookeeper] timeout_ms`.
+    pub zk_timeout: Duration,
+    /// `[meta_server] cluster_root`.
+    pub cluster_root: String,
+    /// `[meta_server] distributed_lock_service_parameters`.
+    pub lock_root: String,
+    /// `[meta_server.apps.*]`: tables created at first bootstrap (name, partitions, replicas).
+    pub bootstrap_apps: Vec<(String, i32, i32)>,
+    /// `[replication] fd_beacon_interval_seconds`.
+    pub fd_beacon_interval: Duration,
+    /// `[replication] fd_lease_seconds`.
+    pub fd_lease: Duration,
+    /// `[replication] fd_grace_seconds`.
+    pub fd_grace: Duration,
+    /// `[replication] fd_check_interval_seconds`.
+    pub fd_check_interval: Duration,
 }
 
 impl ServerConfig {
@@ -155,12 +174,54 @@ impl ServerConfig {
             server,
             ..PartitionOptions::default()
         };
+        let cluster_name = config.str_or("replication", "cluster_name", "").to_owned();
+        let cluster_root = match config.str_or("meta_server", "cluster_root", "") {
+            "" => format!("/pegasus/{cluster_name}"),
+            root => root.to_owned(),
+        };
+        let lock_root =
+            match config.str_or("meta_server", "distributed_lock_service_parameters", "") {
+                "" => format!("{cluster_root}/lock"),
+                lock => lock.to_owned(),
+            };
+        let mut bootstrap_apps = Vec::new();
+        for section in config
+            .sections()
+            .iter()
+            .map(|s| s.name.value.as_str())
+            .filter(|n| n.starts_with("meta_server.apps."))
+        {
+            let name = config
+                .str_or(section, "app_name", &section["meta_server.apps.".len()..])
+                .to_owned();
+            let partitions = config.parse_or::<i32>(section, "partition_count", 4)?;
+            let replicas = config.parse_or::<i32>(section, "max_replica_count", 3)?;
+            bootstrap_apps.push((name, partitions, replicas));
+        }
+        let seconds = |key: &str, default: u64| {
+            config
+                .parse_or::<u64>("replication", key, default)
+                .map(Duration::from_secs)
+        };
         Ok(ServerConfig {
+            zk_hosts: config.str_or("zookeeper", "hosts_list", "").to_owned(),
+            zk_timeout: Duration::from_millis(config.parse_or::<u64>(
+                "zookeeper",
+                "timeout_ms",
+                30_000,
+            )?),
+            cluster_root,
+            lock_root,
+            bootstrap_apps,
+            fd_beacon_interval: seconds("fd_beacon_interval_seconds", 3)?,
+            fd_lease: seconds("fd_lease_seconds", 20)?,
+            fd_grace: seconds("fd_grace_seconds", 22)?,
+            fd_check_interval: seconds("fd_check_interval_seconds", 2)?,
             data_dir,
             log_dir,
             roles: resolved_roles,
             advertised,
-            cluster_name: config.str_or("replication", "cluster_name", "").to_owned(),
+            cluster_name,
             meta_servers,
             data_dirs,
             data_dirs_black_list_file: (!blacklist.is_empty()).then(|| absolute(blacklist)),

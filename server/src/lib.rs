@@ -13,6 +13,8 @@
 //! (RocksDB WAL off) → the answer goes back through [`net::Reply`].
 
 pub mod config;
+pub mod meta;
 pub mod net;
+pub mod onebox;
 pub mod replica;
 pub mod start;

@@ -17,8 +17,10 @@ use tokio::net::TcpListener;
 use tracing::{error, info};
 
 use crate::config::{ConfigError, ServerConfig};
+use crate::meta::{MetaOptions, MetaServer};
 use crate::net::{self, Limits};
 use crate::replica::ReplicaStub;
+use crate::replica::beacon::{self, BeaconOptions};
 use crate::replica::dirs::DataDirs;
 
 /// Roles this binary knows.
@@ -84,6 +86,9 @@ pub enum StartError {
     /// The replica role failed.
     #[error(transparent)]
     Replica(#[from] crate::replica::ReplicaError),
+    /// The meta role failed (ZooKeeper unreachable, session expired).
+    #[error(transparent)]
+    Meta(#[from] crate::meta::MetaError),
     /// A role this build does not run yet.
     #[error("role `{0}` is not available in this build")]
     #[diagnostic(help(
@@ -200,7 +205,7 @@ pub fn run(args: Args) -> Result<(), StartError> {
     };
     let server = ServerConfig::from_config(&config, &roles, &facts, &dns)?;
     for role in &server.roles {
-        if role.name != "replica" {
+        if role.name == "collector" {
             return Err(StartError::Unavailable(role.name.clone()));
         }
     }
@@ -208,50 +213,136 @@ pub fn run(args: Args) -> Result<(), StartError> {
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;
-    runtime.block_on(async move {
-        // Bind first: a port in use ends start-up before anything is written.
-        let mut listeners = Vec::new();
-        for role in &server.roles {
-            let addr = SocketAddr::from(([0, 0, 0, 0], role.port));
-            let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { role: role.name.clone(), addr, source })?;
-            listeners.push((role.clone(), listener));
+    runtime.block_on(serve_roles(server))
+}
+
+/// Binds, connects, then starts every role; returns at SIGINT or SIGTERM (or when a meta loses
+/// its ZooKeeper session).
+async fn serve_roles(server: ServerConfig) -> Result<(), StartError> {
+    // Bind first: a port in use ends start-up before anything is written.
+    let mut listeners = Vec::new();
+    for role in &server.roles {
+        let addr = SocketAddr::from(([0, 0, 0, 0], role.port));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                role: role.name.clone(),
+                addr,
+                source,
+            })?;
+        listeners.push((role.clone(), listener));
+    }
+    // A meta needs ZooKeeper before it is anything: unreachable ZooKeeper ends start-up here.
+    let mut meta = None;
+    if let Some(role) = server.roles.iter().find(|r| r.name == "meta") {
+        let options = MetaOptions {
+            me: server.advertised(role),
+            zk_hosts: server.zk_hosts.clone(),
+            zk_timeout: server.zk_timeout,
+            cluster_root: server.cluster_root.clone(),
+            lock_root: server.lock_root.clone(),
+            cluster_name: server.cluster_name.clone(),
+            meta_servers: server.meta_servers.clone(),
+            bootstrap_apps: server.bootstrap_apps.clone(),
+            fd_grace: server.fd_grace,
+            fd_check: server.fd_check_interval,
+        };
+        meta = Some(MetaServer::start(options).await?);
+    }
+    std::fs::create_dir_all(&server.log_dir).map_err(|source| StartError::Dir {
+        path: server.log_dir.display().to_string(),
+        source,
+    })?;
+    let _log_guard = init_logging(&server);
+    info!(version = env!("CARGO_PKG_VERSION"), advertised = %server.advertised.ip, origin = ?server.advertised.origin, "pegasus_server starting");
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stopper = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
         }
-        std::fs::create_dir_all(&server.log_dir).map_err(|source| StartError::Dir { path: server.log_dir.display().to_string(), source })?;
-        let _log_guard = init_logging(&server);
-        info!(version = env!("CARGO_PKG_VERSION"), advertised = %server.advertised.ip, origin = ?server.advertised.origin, "pegasus_server starting");
-        let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-        let mut tasks = Vec::new();
-        let mut stubs = Vec::new();
-        for (role, listener) in listeners {
-            if role.name == "replica" {
+    };
+    let mut tasks = Vec::new();
+    let mut stubs = Vec::new();
+    let mut meta_run = None;
+    for (role, listener) in listeners {
+        match role.name.as_str() {
+            "meta" => {
+                let meta = meta.clone().expect("started above");
+                info!(addr = %server.advertised(&role), "meta serving");
+                tasks.push(tokio::spawn(net::serve(
+                    listener,
+                    Arc::clone(&meta),
+                    Limits::default(),
+                    stopper(&stop_tx),
+                )));
+                meta_run = Some(tokio::spawn(meta.run(stopper(&stop_tx))));
+            }
+            "replica" => {
                 let role_dir = server.data_dir.join("replica");
-                let dirs = DataDirs::new(&server.data_dirs, "replica", &role_dir, server.data_dirs_black_list_file.as_deref())
-                    .map_err(crate::replica::ReplicaError::from)?;
+                let dirs = DataDirs::new(
+                    &server.data_dirs,
+                    "replica",
+                    &role_dir,
+                    server.data_dirs_black_list_file.as_deref(),
+                )
+                .map_err(crate::replica::ReplicaError::from)?;
                 let opened = {
                     let options = server.partition.clone();
-                    tokio::task::spawn_blocking(move || ReplicaStub::open(dirs, options)).await.expect("open task")
+                    tokio::task::spawn_blocking(move || ReplicaStub::open_managed(dirs, options))
+                        .await
+                        .expect("open task")
                 };
                 let stub = opened?;
                 stubs.push(Arc::clone(&stub));
-                info!(addr = %server.advertised(&role), "replica serving");
-                let mut stop = stop_tx.subscribe();
-                tasks.push(tokio::spawn(net::serve(listener, stub, Limits::default(), async move {
-                    let _ = stop.recv().await;
-                })));
+                let me = server.advertised(&role);
+                info!(addr = %me, "replica serving");
+                let beacons = BeaconOptions {
+                    interval: server.fd_beacon_interval,
+                    lease: server.fd_lease,
+                };
+                tasks.push(tokio::spawn(beacon::run(
+                    Arc::clone(&stub),
+                    me,
+                    server.meta_servers.clone(),
+                    beacons,
+                    stopper(&stop_tx),
+                )));
+                tasks.push(tokio::spawn(net::serve(
+                    listener,
+                    stub,
+                    Limits::default(),
+                    stopper(&stop_tx),
+                )));
             }
+            _ => {}
         }
-        shutdown_signal().await;
-        info!("shutting down");
-        let _ = stop_tx.send(());
-        for t in tasks {
-            let _ = t.await;
+    }
+    let outcome = match meta_run.as_mut() {
+        Some(run) => tokio::select! {
+            _ = shutdown_signal() => Ok(()),
+            r = run => match r {
+                Ok(Err(e)) => Err(StartError::Meta(e)),
+                _ => Ok(()),
+            },
+        },
+        None => {
+            shutdown_signal().await;
+            Ok(())
         }
-        for stub in stubs {
-            tokio::task::spawn_blocking(move || stub.close()).await.expect("close task");
-        }
-        info!("stopped");
-        Ok(())
-    })
+    };
+    info!("shutting down");
+    let _ = stop_tx.send(());
+    for t in tasks {
+        let _ = t.await;
+    }
+    for stub in stubs {
+        tokio::task::spawn_blocking(move || stub.close())
+            .await
+            .expect("close task");
+    }
+    info!("stopped");
+    outcome
 }
 
 async fn shutdown_signal() {

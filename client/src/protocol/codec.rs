@@ -153,6 +153,7 @@ macro_rules! thrift_struct {
                 $crate::protocol::codec::write_struct_end(o)
             }
             fn read_from<P: ::thrift::protocol::TInputProtocol>(i: &mut P) -> ::thrift::Result<Self> {
+                #[allow(unused_mut)]
                 let mut out = Self::default();
                 i.read_struct_begin()?;
                 loop {

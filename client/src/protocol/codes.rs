@@ -147,6 +147,12 @@ pub mod rpc {
     pub const SCAN: &str = "RPC_RRDB_RRDB_SCAN";
     pub const CLEAR_SCANNER: &str = "RPC_RRDB_RRDB_CLEAR_SCANNER";
     pub const QUERY_CONFIG: &str = "RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX";
+    pub const BEACON: &str = "RPC_FD_FAILURE_DETECTOR_PING";
+    pub const CREATE_APP: &str = "RPC_CM_CREATE_APP";
+    pub const DROP_APP: &str = "RPC_CM_DROP_APP";
+    pub const LIST_APPS: &str = "RPC_CM_LIST_APPS";
+    pub const LIST_NODES: &str = "RPC_CM_LIST_NODES";
+    pub const CLUSTER_INFO: &str = "RPC_CM_CLUSTER_INFO";
 
     /// The answer's name: `name + "_ACK"`.
     pub fn ack(name: &str) -> String {

@@ -578,3 +578,111 @@ fn read_single_field<P: TInputProtocol, T: Field + Default>(
     i.read_struct_end()?;
     Ok(out)
 }
+
+thrift_struct! {
+    /// A replica server's beacon to the meta leader (`RPC_FD_FAILURE_DETECTOR_PING`): who it is
+    /// and which replicas it has on disk.
+    pub struct BeaconRequest {
+        1: node: RpcAddress,
+        2: replicas: Vec<Gpid>,
+    }
+}
+
+thrift_struct! {
+    /// One partition a replica server must serve as primary.
+    pub struct Assignment {
+        1: pid: Gpid,
+        2: partition_count: i32,
+        3: ballot: i64,
+    }
+}
+
+thrift_struct! {
+    /// The leader's answer to a beacon: the node's assignments (the config sync), or
+    /// `ERR_FORWARD_TO_OTHERS` with the leader.
+    pub struct BeaconResponse {
+        1: err: ErrorName,
+        2: leader: RpcAddress,
+        3: primaries: Vec<Assignment>,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_CREATE_APP`.
+    pub struct CreateAppRequest {
+        1: app_name: String,
+        2: partition_count: i32,
+        3: replica_count: i32,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_DROP_APP` (and the answer's shape for both create and drop: `app_id` is set by
+    /// create).
+    pub struct DropAppRequest {
+        1: app_name: String,
+    }
+}
+
+thrift_struct! {
+    /// The answer to create and drop.
+    pub struct AppResponse {
+        1: err: ErrorName,
+        2: app_id: i32,
+    }
+}
+
+thrift_struct! {
+    /// A table as `ls` shows it.
+    pub struct AppSummary {
+        1: app_id: i32,
+        2: app_name: String,
+        3: status: String,
+        4: app_type: String,
+        5: partition_count: i32,
+        6: replica_count: i32,
+        7: fully_healthy: i32,
+        8: unhealthy: i32,
+        9: create_second: i64,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_LIST_APPS` answer (the request is an empty struct).
+    pub struct ListAppsResponse {
+        1: err: ErrorName,
+        2: apps: Vec<AppSummary>,
+    }
+}
+
+thrift_struct! {
+    /// A replica server as `nodes` shows it.
+    pub struct NodeSummary {
+        1: address: RpcAddress,
+        2: alive: bool,
+        3: primary_count: i32,
+        4: replica_count: i32,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_LIST_NODES` answer.
+    pub struct ListNodesResponse {
+        1: err: ErrorName,
+        2: nodes: Vec<NodeSummary>,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_CLUSTER_INFO` answer: parallel key and value lists, as Pegasus sends them.
+    pub struct ClusterInfoResponse {
+        1: err: ErrorName,
+        2: keys: Vec<String>,
+        3: values: Vec<String>,
+    }
+}
+
+thrift_struct! {
+    /// An argument-less request.
+    pub struct Empty {}
+}

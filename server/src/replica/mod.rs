@@ -1,6 +1,7 @@
 //! The ReplicaServer: the partitions this node holds and the rrdb RPCs on them.
 //!
 //! # Layout
+//! - [`beacon`]: beacons to the meta leader, assignments, the lease
 //! - [`dirs`]: data dirs, the blacklist, placement of new replicas
 //! - [`partition`]: one replica: write pipeline, scanners
 //! - [`plog`]: the private log (group commit, replay, GC)
@@ -8,6 +9,7 @@
 //! - [`write`]: what each write does
 //! - [`read`]: what each read returns
 
+pub mod beacon;
 pub mod dirs;
 pub mod partition;
 pub mod plog;
@@ -15,8 +17,9 @@ pub mod read;
 pub mod storage;
 pub mod write;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use pegasus_client::protocol::codes::{ErrorCode, rpc};
@@ -52,13 +55,36 @@ pub struct ReplicaStub {
     dirs: DataDirs,
     options: PartitionOptions,
     partitions: RwLock<HashMap<Gpid, Arc<Partition>>>,
+    /// `None`: standalone, every open replica serves (tests, tools). `Some`: the meta leader's
+    /// assignments decide which replicas serve as primary.
+    assigned: Option<RwLock<HashSet<Gpid>>>,
+    /// False once the lease with the meta is lost: nothing serves until it is regained.
+    active: AtomicBool,
 }
 
 impl ReplicaStub {
-    /// Opens the stub over `dirs` and every replica already on them (replaying their logs).
+    /// Opens the stub over `dirs` and every replica already on them (replaying their logs);
+    /// every open replica serves (no meta).
     pub fn open(
         dirs: DataDirs,
         options: PartitionOptions,
+    ) -> Result<Arc<ReplicaStub>, ReplicaError> {
+        Self::open_with(dirs, options, false)
+    }
+
+    /// As [`ReplicaStub::open`], but serving only what the meta leader assigns, and only while
+    /// the lease holds (see [`beacon`]).
+    pub fn open_managed(
+        dirs: DataDirs,
+        options: PartitionOptions,
+    ) -> Result<Arc<ReplicaStub>, ReplicaError> {
+        Self::open_with(dirs, options, true)
+    }
+
+    fn open_with(
+        dirs: DataDirs,
+        options: PartitionOptions,
+        managed: bool,
     ) -> Result<Arc<ReplicaStub>, ReplicaError> {
         let mut partitions = HashMap::new();
         for (gpid, path) in dirs.existing()? {
@@ -66,11 +92,13 @@ impl ReplicaStub {
                 .map_err(|source| ReplicaError::Partition { gpid, source })?;
             partitions.insert(gpid, p);
         }
-        info!(replicas = partitions.len(), "replica stub opened");
+        info!(replicas = partitions.len(), managed, "replica stub opened");
         Ok(Arc::new(ReplicaStub {
             dirs,
             options,
             partitions: RwLock::new(partitions),
+            assigned: managed.then(RwLock::default),
+            active: AtomicBool::new(!managed),
         }))
     }
 
@@ -114,6 +142,49 @@ impl ReplicaStub {
             .map_err(|source| ReplicaError::Partition { gpid, source })?;
         partitions.insert(gpid, Arc::clone(&p));
         Ok(p)
+    }
+
+    /// Applies the meta leader's assignments: opens (creating if needed) every assigned replica
+    /// and serves exactly those.
+    pub fn apply_assignments(&self, gpids: &[Gpid]) -> Result<(), ReplicaError> {
+        for gpid in gpids {
+            self.open_partition(*gpid)?;
+        }
+        if let Some(assigned) = &self.assigned {
+            let new: HashSet<Gpid> = gpids.iter().copied().collect();
+            let mut current = assigned.write().expect("assigned");
+            if *current != new {
+                info!(primaries = new.len(), "assignments changed");
+                *current = new;
+            }
+        }
+        self.active.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Sets whether the lease with the meta holds.
+    pub fn set_active(&self, active: bool) {
+        if self.active.swap(active, Ordering::AcqRel) != active {
+            if active {
+                info!("lease regained: serving");
+            } else {
+                warn!("lease with the meta lost: replicas inactive");
+            }
+        }
+    }
+
+    /// Whether this node serves `gpid` now: `Err` with the error clients get otherwise.
+    fn serves(&self, gpid: Gpid) -> Result<Arc<Partition>, ErrorCode> {
+        if !self.active.load(Ordering::Acquire) {
+            return Err(ErrorCode::InactiveState);
+        }
+        let partition = self.partition(gpid).ok_or(ErrorCode::ObjectNotFound)?;
+        match &self.assigned {
+            Some(assigned) if !assigned.read().expect("assigned").contains(&gpid) => {
+                Err(ErrorCode::InvalidState)
+            }
+            _ => Ok(partition),
+        }
     }
 
     /// Closes every replica (flushing their stores).
@@ -183,12 +254,15 @@ impl Service for ReplicaStub {
         for (request, reply) in batch {
             let gpid = Gpid::new(request.meta.app_id, request.meta.partition_index);
             let name = request.message.name.as_str();
-            let Some(partition) = self.partition(gpid) else {
-                // Not ours (any more): the client refreshes its routing on this.
-                if name != rpc::CLEAR_SCANNER {
-                    reply.error(ErrorCode::ObjectNotFound);
+            let partition = match self.serves(gpid) {
+                Ok(p) => p,
+                Err(code) => {
+                    // Not ours (any more), or inactive: the client refreshes its routing on these.
+                    if name != rpc::CLEAR_SCANNER {
+                        reply.error(code);
+                    }
+                    continue;
                 }
-                continue;
             };
             match name {
                 rpc::PUT => self.submit(&partition, request.args().map(WriteOp::Put), reply),

@@ -1,0 +1,517 @@
+//! The MetaServer: cluster state in ZooKeeper, one leader elected through it, routing for
+//! clients, beacons and assignments for replica servers, and the admin RPCs of the shell.
+//!
+//! # Layout
+//! - [`zk`]: the only place that talks to ZooKeeper
+//! - [`state`]: tables, partitions, nodes, and the assignment decisions
+//!
+//! Followers answer routing queries and beacons with `ERR_FORWARD_TO_OTHERS` and the leader's
+//! address, as Pegasus metas do. A meta whose ZooKeeper session is lost stops acting as leader at
+//! once; one whose session expired exits (a supervisor restarts it), as Pegasus does.
+
+pub mod state;
+pub mod zk;
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pegasus_client::protocol::codes::{ErrorCode, rpc};
+use pegasus_client::protocol::frame::Request;
+use pegasus_client::protocol::types::*;
+use tracing::{error, info, warn};
+
+use self::state::Cluster;
+use self::zk::{Zk, ZkError};
+use crate::net::{Reply, Service};
+
+/// What the meta role needs from the config.
+#[derive(Clone, Debug)]
+pub struct MetaOptions {
+    /// This meta's advertised address.
+    pub me: SocketAddrV4,
+    /// `[zookeeper] hosts_list`.
+    pub zk_hosts: String,
+    /// `[zookeeper] timeout_ms`.
+    pub zk_timeout: Duration,
+    /// `[meta_server] cluster_root`.
+    pub cluster_root: String,
+    /// `[meta_server] distributed_lock_service_parameters`.
+    pub lock_root: String,
+    /// `[replication] cluster_name`.
+    pub cluster_name: String,
+    /// `[meta_server] server_list`.
+    pub meta_servers: Vec<SocketAddr>,
+    /// Tables created at first bootstrap (`[meta_server.apps.*]`): name, partitions, replicas.
+    pub bootstrap_apps: Vec<(String, i32, i32)>,
+    /// `[replication] fd_grace_seconds`.
+    pub fd_grace: Duration,
+    /// `[replication] fd_check_interval_seconds`.
+    pub fd_check: Duration,
+}
+
+/// Why the meta cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// ZooKeeper failed.
+    #[error(transparent)]
+    Zk(#[from] ZkError),
+    /// The ZooKeeper session expired: this meta must stop.
+    #[error("ZooKeeper session expired: this meta stops (its supervisor restarts it)")]
+    SessionExpired,
+}
+
+/// The meta role.
+pub struct MetaServer {
+    options: MetaOptions,
+    zk: Zk,
+    lock_node: String,
+    leader: AtomicBool,
+    leader_addr: Mutex<Option<SocketAddrV4>>,
+    state: tokio::sync::Mutex<Cluster>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn err(code: ErrorCode) -> ErrorName {
+    ErrorName(code.name().to_owned())
+}
+
+impl MetaServer {
+    /// Connects to ZooKeeper and joins the leader election.
+    pub async fn start(options: MetaOptions) -> Result<Arc<MetaServer>, MetaError> {
+        let zk = Zk::connect(
+            &options.zk_hosts,
+            options.zk_timeout,
+            &options.cluster_root,
+            &options.lock_root,
+        )
+        .await?;
+        let lock_node = zk.join_election(&options.me.to_string()).await?;
+        info!(
+            lock_node,
+            root = options.cluster_root,
+            "meta joined the leader election"
+        );
+        Ok(Arc::new(MetaServer {
+            options,
+            zk,
+            lock_node,
+            leader: AtomicBool::new(false),
+            leader_addr: Mutex::new(None),
+            state: tokio::sync::Mutex::new(Cluster::default()),
+        }))
+    }
+
+    /// Whether this meta is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    fn leader_address(&self) -> RpcAddress {
+        self.leader_addr
+            .lock()
+            .expect("leader")
+            .map_or(RpcAddress::INVALID, RpcAddress::new)
+    }
+
+    /// Runs the election, the failure detector and the session watch until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future) -> Result<(), MetaError> {
+        let mut watcher = self.zk.state_watcher();
+        let mut election = tokio::time::interval(Duration::from_secs(1));
+        let mut detector = tokio::time::interval(self.options.fd_check);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                state = watcher.changed() => {
+                    use zookeeper_client::SessionState::*;
+                    match state {
+                        Disconnected => {
+                            // Not leader while the session is in doubt; regained on reconnect.
+                            if self.leader.swap(false, Ordering::AcqRel) {
+                                warn!("ZooKeeper disconnected: stop acting as leader");
+                            }
+                        }
+                        Expired | Closed | AuthFailed => {
+                            self.leader.store(false, Ordering::Release);
+                            error!("ZooKeeper session {state:?}: exiting");
+                            return Err(MetaError::SessionExpired);
+                        }
+                        _ => {}
+                    }
+                }
+                _ = election.tick() => {
+                    if let Err(e) = self.elect().await {
+                        warn!("leader election: {e}");
+                    }
+                }
+                _ = detector.tick() => {
+                    if self.is_leader() {
+                        self.detect_failures().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn elect(&self) -> Result<(), ZkError> {
+        if !self.zk.connected() {
+            return Ok(());
+        }
+        let Some((node, addr)) = self.zk.leader().await? else {
+            return Ok(());
+        };
+        *self.leader_addr.lock().expect("leader") = addr.parse().ok();
+        if node != self.lock_node {
+            if self.leader.swap(false, Ordering::AcqRel) {
+                warn!(leader = addr, "no longer the leader");
+            }
+            return Ok(());
+        }
+        if self.is_leader() {
+            return Ok(());
+        }
+        // Take over: load everything from ZooKeeper, or bootstrap the default tables.
+        let mut cluster = match self.zk.load().await? {
+            Some(c) => c,
+            None => {
+                self.zk.init_apps().await?;
+                let mut c = Cluster::default();
+                for (name, partitions, replicas) in &self.options.bootstrap_apps {
+                    let app = c.new_app(name, *partitions, *replicas, unix_now());
+                    self.zk.save_app(&app).await?;
+                    info!(table = name, partitions, "created at bootstrap");
+                    c.apps.insert(app.info.app_id, app);
+                }
+                c
+            }
+        };
+        // Primaries recorded in ZooKeeper get one grace period to beacon before they count as
+        // dead; without this, a new leader would strip every primary at once.
+        let now = Instant::now();
+        let known: Vec<SocketAddrV4> = cluster
+            .apps
+            .values()
+            .flat_map(|a| a.partitions.iter().filter_map(|p| p.primary_addr()))
+            .collect();
+        for node in known {
+            cluster.nodes.entry(node).or_insert(state::Node {
+                last_beacon: now,
+                alive: true,
+                replicas: Vec::new(),
+            });
+        }
+        *self.state.lock().await = cluster;
+        self.leader.store(true, Ordering::Release);
+        info!(lock_node = self.lock_node, "became the leader");
+        let mut state = self.state.lock().await;
+        self.cure(&mut state).await;
+        Ok(())
+    }
+
+    async fn detect_failures(&self) {
+        let mut state = self.state.lock().await;
+        let dead = state.expire(Instant::now(), self.options.fd_grace);
+        if !dead.is_empty() {
+            warn!(?dead, "replica servers past their grace period");
+            self.cure(&mut state).await;
+        }
+    }
+
+    /// Assigns what needs a primary and persists the changes.
+    async fn cure(&self, state: &mut Cluster) {
+        for (app_id, pidx) in state.assign() {
+            let config = state.apps[&app_id].partitions[pidx as usize].clone();
+            info!(gpid = %Gpid::new(app_id, pidx), primary = config.primary, ballot = config.ballot, "partition assigned");
+            if let Err(e) = self.zk.save_partition(app_id, pidx, &config).await {
+                error!("persisting {app_id}.{pidx}: {e}");
+            }
+        }
+    }
+
+    async fn query_config(&self, q: QueryCfgRequest) -> QueryCfgResponse {
+        if !self.is_leader() {
+            return QueryCfgResponse {
+                err: err(ErrorCode::ForwardToOthers),
+                partitions: vec![PartitionConfiguration {
+                    primary: self.leader_address(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+        }
+        let state = self.state.lock().await;
+        let Some(app) = state.app_by_name(&q.app_name) else {
+            return QueryCfgResponse {
+                err: err(ErrorCode::ObjectNotFound),
+                ..Default::default()
+            };
+        };
+        let wanted = |i: i32| q.partition_indices.is_empty() || q.partition_indices.contains(&i);
+        QueryCfgResponse {
+            err: err(ErrorCode::Ok),
+            app_id: app.info.app_id,
+            partition_count: app.info.partition_count,
+            is_stateful: app.info.is_stateful,
+            partitions: app
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| wanted(*i as i32))
+                .map(|(i, p)| PartitionConfiguration {
+                    pid: Gpid::new(app.info.app_id, i as i32),
+                    ballot: p.ballot,
+                    max_replica_count: p.max_replica_count,
+                    primary: p
+                        .primary_addr()
+                        .map_or(RpcAddress::INVALID, RpcAddress::new),
+                    secondaries: Vec::new(),
+                    last_drops: p
+                        .last_drops
+                        .iter()
+                        .filter_map(|d| d.parse().ok())
+                        .map(RpcAddress::new)
+                        .collect(),
+                    last_committed_decree: p.last_committed_decree,
+                    partition_flags: 0,
+                })
+                .collect(),
+        }
+    }
+
+    async fn beacon(&self, b: BeaconRequest) -> BeaconResponse {
+        if !self.is_leader() {
+            return BeaconResponse {
+                err: err(ErrorCode::ForwardToOthers),
+                leader: self.leader_address(),
+                primaries: Vec::new(),
+            };
+        }
+        let Some(node) = b.node.socket_addr() else {
+            return BeaconResponse {
+                err: err(ErrorCode::InvalidParameters),
+                ..Default::default()
+            };
+        };
+        let mut state = self.state.lock().await;
+        let revived = state.beacon(node, b.replicas, Instant::now());
+        if revived {
+            info!(%node, "replica server alive");
+        }
+        self.cure(&mut state).await;
+        let primaries = state
+            .primaries_of(node)
+            .into_iter()
+            .map(|(pid, partition_count, ballot)| Assignment {
+                pid,
+                partition_count,
+                ballot,
+            })
+            .collect();
+        BeaconResponse {
+            err: err(ErrorCode::Ok),
+            leader: RpcAddress::new(self.options.me),
+            primaries,
+        }
+    }
+
+    async fn create_app(&self, r: CreateAppRequest) -> AppResponse {
+        if !self.is_leader() {
+            return AppResponse {
+                err: err(ErrorCode::ForwardToOthers),
+                app_id: 0,
+            };
+        }
+        if r.app_name.is_empty() || r.partition_count <= 0 || r.replica_count <= 0 {
+            return AppResponse {
+                err: err(ErrorCode::InvalidParameters),
+                app_id: 0,
+            };
+        }
+        let mut state = self.state.lock().await;
+        if state.app_by_name(&r.app_name).is_some() {
+            return AppResponse {
+                err: err(ErrorCode::AppExist),
+                app_id: 0,
+            };
+        }
+        let app = state.new_app(&r.app_name, r.partition_count, r.replica_count, unix_now());
+        let app_id = app.info.app_id;
+        if let Err(e) = self.zk.save_app(&app).await {
+            error!("creating table {}: {e}", r.app_name);
+            return AppResponse {
+                err: err(ErrorCode::Unknown),
+                app_id: 0,
+            };
+        }
+        state.apps.insert(app_id, app);
+        self.cure(&mut state).await;
+        info!(
+            table = r.app_name,
+            app_id,
+            partitions = r.partition_count,
+            "table created"
+        );
+        AppResponse {
+            err: err(ErrorCode::Ok),
+            app_id,
+        }
+    }
+
+    async fn drop_app(&self, r: DropAppRequest) -> AppResponse {
+        if !self.is_leader() {
+            return AppResponse {
+                err: err(ErrorCode::ForwardToOthers),
+                app_id: 0,
+            };
+        }
+        let mut state = self.state.lock().await;
+        let Some(app_id) = state.app_by_name(&r.app_name).map(|a| a.info.app_id) else {
+            return AppResponse {
+                err: err(ErrorCode::AppNotExist),
+                app_id: 0,
+            };
+        };
+        let app = state.apps.get_mut(&app_id).expect("found");
+        app.info.status = "AS_DROPPED".into();
+        app.info.drop_second = unix_now();
+        if let Err(e) = self.zk.save_app_info(&app.info).await {
+            error!("dropping table {}: {e}", r.app_name);
+            return AppResponse {
+                err: err(ErrorCode::Unknown),
+                app_id,
+            };
+        }
+        info!(table = r.app_name, app_id, "table dropped");
+        AppResponse {
+            err: err(ErrorCode::Ok),
+            app_id,
+        }
+    }
+
+    async fn list_apps(&self) -> ListAppsResponse {
+        if !self.is_leader() {
+            return ListAppsResponse {
+                err: err(ErrorCode::ForwardToOthers),
+                apps: Vec::new(),
+            };
+        }
+        let state = self.state.lock().await;
+        let apps = state
+            .apps
+            .values()
+            .map(|a| {
+                let healthy = state.healthy_partitions(a);
+                AppSummary {
+                    app_id: a.info.app_id,
+                    app_name: a.info.app_name.clone(),
+                    status: a.info.status.clone(),
+                    app_type: a.info.app_type.clone(),
+                    partition_count: a.info.partition_count,
+                    replica_count: a.info.max_replica_count,
+                    fully_healthy: healthy,
+                    unhealthy: a.info.partition_count - healthy,
+                    create_second: a.info.create_second,
+                }
+            })
+            .collect();
+        ListAppsResponse {
+            err: err(ErrorCode::Ok),
+            apps,
+        }
+    }
+
+    async fn list_nodes(&self) -> ListNodesResponse {
+        if !self.is_leader() {
+            return ListNodesResponse {
+                err: err(ErrorCode::ForwardToOthers),
+                nodes: Vec::new(),
+            };
+        }
+        let state = self.state.lock().await;
+        let mut nodes: Vec<NodeSummary> = state
+            .nodes
+            .iter()
+            .map(|(addr, n)| NodeSummary {
+                address: RpcAddress::new(*addr),
+                alive: n.alive,
+                primary_count: state.primaries_of(*addr).len() as i32,
+                replica_count: n.replicas.len() as i32,
+            })
+            .collect();
+        nodes.sort_by_key(|n| n.address);
+        ListNodesResponse {
+            err: err(ErrorCode::Ok),
+            nodes,
+        }
+    }
+
+    fn cluster_info(&self) -> ClusterInfoResponse {
+        let metas = self
+            .options
+            .meta_servers
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let leader = self
+            .leader_addr
+            .lock()
+            .expect("leader")
+            .map_or_else(String::new, |a| a.to_string());
+        let pairs = [
+            ("meta_servers", metas),
+            ("primary_meta_server", leader),
+            ("zookeeper_hosts", self.options.zk_hosts.clone()),
+            ("zookeeper_root", self.options.cluster_root.clone()),
+            ("meta_function_level", "steady".to_owned()),
+            ("cluster_name", self.options.cluster_name.clone()),
+        ];
+        ClusterInfoResponse {
+            err: err(ErrorCode::Ok),
+            keys: pairs.iter().map(|(k, _)| (*k).to_owned()).collect(),
+            values: pairs.into_iter().map(|(_, v)| v).collect(),
+        }
+    }
+
+    async fn serve(self: Arc<Self>, request: Request, reply: Reply) {
+        macro_rules! answer {
+            ($args:ty, $f:expr) => {
+                match request.args::<$args>() {
+                    Ok(a) => {
+                        let r = $f(a).await;
+                        reply.send(ErrorCode::Ok, Some(&r))
+                    }
+                    Err(e) => {
+                        warn!(rpc = %request.message.name, "bad request: {e}");
+                        reply.error(ErrorCode::InvalidParameters)
+                    }
+                }
+            };
+        }
+        match request.message.name.as_str() {
+            rpc::QUERY_CONFIG => answer!(QueryCfgRequest, |a| self.query_config(a)),
+            rpc::BEACON => answer!(BeaconRequest, |a| self.beacon(a)),
+            rpc::CREATE_APP => answer!(CreateAppRequest, |a| self.create_app(a)),
+            rpc::DROP_APP => answer!(DropAppRequest, |a| self.drop_app(a)),
+            rpc::LIST_APPS => answer!(Empty, |_| self.list_apps()),
+            rpc::LIST_NODES => answer!(Empty, |_| self.list_nodes()),
+            rpc::CLUSTER_INFO => answer!(Empty, |_| async { self.cluster_info() }),
+            _ => reply.error(ErrorCode::HandlerNotFound),
+        }
+    }
+}
+
+impl Service for MetaServer {
+    fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
+        for (request, reply) in batch {
+            tokio::spawn(Arc::clone(self).serve(request, reply));
+        }
+    }
+}

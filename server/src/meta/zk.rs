@@ -1,0 +1,262 @@
+//! The only place that talks to ZooKeeper: the `cluster_root` layout and the leader lock
+//! (`pegasus-facts.md` §6).
+//!
+//! ```text
+//! <cluster_root>/apps                      "unlock"
+//! <cluster_root>/apps/<app_id>             app_info JSON
+//! <cluster_root>/apps/<app_id>/<pidx>      partition_configuration JSON
+//! <lock_root>/dsn.meta.server.leader/LOCKNODE<seq>   ephemeral, value "ip:port"
+//! ```
+//!
+//! The meta with the smallest `LOCKNODE` sequence is the leader.
+
+use std::time::Duration;
+
+use zookeeper_client::{Acls, Client, CreateMode, SessionState, StateWatcher};
+
+use super::state::{App, AppInfo, Cluster, PartitionConfig};
+
+/// The lock id Pegasus uses.
+const LOCK_ID: &str = "dsn.meta.server.leader";
+
+/// A ZooKeeper failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ZkError {
+    /// No server of the list answered in time.
+    #[error("cannot connect to ZooKeeper at `{hosts}` within {timeout:?}: {source}")]
+    Connect {
+        /// `[zookeeper] hosts_list`.
+        hosts: String,
+        /// The connection timeout.
+        timeout: Duration,
+        /// Why.
+        source: zookeeper_client::Error,
+    },
+    /// An operation failed.
+    #[error("ZooKeeper `{path}`: {source}")]
+    Op {
+        /// The node.
+        path: String,
+        /// Why.
+        source: zookeeper_client::Error,
+    },
+    /// A node holds data that is not what this server writes.
+    #[error("ZooKeeper `{path}` holds unreadable data: {message}")]
+    Data {
+        /// The node.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn op(path: &str) -> impl Fn(zookeeper_client::Error) -> ZkError + '_ {
+    move |source| ZkError::Op {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A session with the cluster's ZooKeeper.
+pub struct Zk {
+    client: Client,
+    root: String,
+    lock_dir: String,
+}
+
+impl Zk {
+    /// Connects to `hosts` (`ip:port,…`) and makes sure `root` and the lock dir exist.
+    pub async fn connect(
+        hosts: &str,
+        session_timeout: Duration,
+        root: &str,
+        lock_root: &str,
+    ) -> Result<Zk, ZkError> {
+        let timeout = session_timeout.min(Duration::from_secs(10));
+        let client = tokio::time::timeout(
+            timeout,
+            Client::connector()
+                .with_session_timeout(session_timeout)
+                .with_connection_timeout(timeout)
+                .with_fail_eagerly()
+                .connect(hosts),
+        )
+        .await
+        .map_err(|_| ZkError::Connect {
+            hosts: hosts.to_owned(),
+            timeout,
+            source: zookeeper_client::Error::Timeout,
+        })?
+        .map_err(|source| ZkError::Connect {
+            hosts: hosts.to_owned(),
+            timeout,
+            source,
+        })?;
+        let zk = Zk {
+            client,
+            root: root.trim_end_matches('/').to_owned(),
+            lock_dir: format!("{}/{LOCK_ID}", lock_root.trim_end_matches('/')),
+        };
+        zk.mkdir(&zk.root).await?;
+        zk.mkdir(&zk.lock_dir).await?;
+        Ok(zk)
+    }
+
+    async fn mkdir(&self, path: &str) -> Result<(), ZkError> {
+        match self
+            .client
+            .mkdir(path, &CreateMode::Persistent.with_acls(Acls::anyone_all()))
+            .await
+        {
+            Ok(()) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
+            Err(e) => Err(op(path)(e)),
+        }
+    }
+
+    /// Watches the session: expiry means this meta must stop at once.
+    pub fn state_watcher(&self) -> StateWatcher {
+        self.client.state_watcher()
+    }
+
+    /// Whether the session is connected now.
+    pub fn connected(&self) -> bool {
+        matches!(
+            self.client.state(),
+            SessionState::SyncConnected | SessionState::ConnectedReadOnly
+        )
+    }
+
+    /// Joins the leader election; returns this meta's lock node name.
+    pub async fn join_election(&self, me: &str) -> Result<String, ZkError> {
+        let prefix = format!("{}/LOCKNODE", self.lock_dir);
+        let (_, seq) = self
+            .client
+            .create(
+                &prefix,
+                me.as_bytes(),
+                &CreateMode::EphemeralSequential.with_acls(Acls::anyone_all()),
+            )
+            .await
+            .map_err(op(&prefix))?;
+        Ok(format!("LOCKNODE{seq}"))
+    }
+
+    /// The current leader: its lock node name and address.
+    pub async fn leader(&self) -> Result<Option<(String, String)>, ZkError> {
+        let mut children = self
+            .client
+            .list_children(&self.lock_dir)
+            .await
+            .map_err(op(&self.lock_dir))?;
+        children.sort_by_key(|c| {
+            c.trim_start_matches("LOCKNODE")
+                .parse::<u64>()
+                .unwrap_or(u64::MAX)
+        });
+        let Some(first) = children.into_iter().next() else {
+            return Ok(None);
+        };
+        let path = format!("{}/{first}", self.lock_dir);
+        match self.client.get_data(&path).await {
+            Ok((data, _)) => Ok(Some((first, String::from_utf8_lossy(&data).into_owned()))),
+            // It went away between the two calls: ask again next round.
+            Err(zookeeper_client::Error::NoNode) => Ok(None),
+            Err(e) => Err(op(&path)(e)),
+        }
+    }
+
+    fn apps_path(&self) -> String {
+        format!("{}/apps", self.root)
+    }
+
+    /// Loads every table; `None` when the cluster was never bootstrapped.
+    pub async fn load(&self) -> Result<Option<Cluster>, ZkError> {
+        let apps_path = self.apps_path();
+        let ids = match self.client.list_children(&apps_path).await {
+            Ok(ids) => ids,
+            Err(zookeeper_client::Error::NoNode) => return Ok(None),
+            Err(e) => return Err(op(&apps_path)(e)),
+        };
+        let mut cluster = Cluster::default();
+        for id in ids {
+            let path = format!("{apps_path}/{id}");
+            let info: AppInfo = self.read_json(&path).await?;
+            let mut partitions = Vec::with_capacity(info.partition_count.max(0) as usize);
+            for p in 0..info.partition_count {
+                partitions.push(
+                    self.read_json::<PartitionConfig>(&format!("{path}/{p}"))
+                        .await?,
+                );
+            }
+            cluster.apps.insert(info.app_id, App { info, partitions });
+        }
+        Ok(Some(cluster))
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ZkError> {
+        let (data, _) = self.client.get_data(path).await.map_err(op(path))?;
+        serde_json::from_slice(&data).map_err(|e| ZkError::Data {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn write(&self, path: &str, data: &[u8]) -> Result<(), ZkError> {
+        match self.client.set_data(path, data, None).await {
+            Ok(_) => Ok(()),
+            Err(zookeeper_client::Error::NoNode) => {
+                self.client
+                    .create(
+                        path,
+                        data,
+                        &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+                    )
+                    .await
+                    .map_err(op(path))?;
+                Ok(())
+            }
+            Err(e) => Err(op(path)(e)),
+        }
+    }
+
+    /// Marks the tables root as bootstrapped (`"unlock"`).
+    pub async fn init_apps(&self) -> Result<(), ZkError> {
+        self.write(&self.apps_path(), b"unlock").await
+    }
+
+    /// Writes a table and all its partitions.
+    pub async fn save_app(&self, app: &App) -> Result<(), ZkError> {
+        let path = format!("{}/{}", self.apps_path(), app.info.app_id);
+        self.write(&path, &serde_json::to_vec(&app.info).expect("serializable"))
+            .await?;
+        for (p, config) in app.partitions.iter().enumerate() {
+            self.write(
+                &format!("{path}/{p}"),
+                &serde_json::to_vec(config).expect("serializable"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a table's info only.
+    pub async fn save_app_info(&self, info: &AppInfo) -> Result<(), ZkError> {
+        let path = format!("{}/{}", self.apps_path(), info.app_id);
+        self.write(&path, &serde_json::to_vec(info).expect("serializable"))
+            .await
+    }
+
+    /// Writes one partition.
+    pub async fn save_partition(
+        &self,
+        app_id: i32,
+        pidx: i32,
+        config: &PartitionConfig,
+    ) -> Result<(), ZkError> {
+        self.write(
+            &format!("{}/{app_id}/{pidx}", self.apps_path()),
+            &serde_json::to_vec(config).expect("serializable"),
+        )
+        .await
+    }
+}

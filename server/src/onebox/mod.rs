@@ -1,0 +1,514 @@
+//! A whole cluster on one machine, as Pegasus's `./run.sh start_onebox` lays it out:
+//!
+//! ```text
+//! onebox/zookeeper/        ZooKeeper's config, data and log (port 22181)
+//! onebox/meta1/            config.ini, data/, result (stdout+stderr), pid   (ports 34601…)
+//! onebox/replica1/         config.ini, data/, result, pid                  (ports 34801…)
+//! ```
+//!
+//! Each node's `config.ini` is rendered from one template with configcheck and checked before the
+//! node starts. Nodes run in their own process groups, so they outlive the command that started
+//! them; `stop` finds them again through their pid files.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pegasus_client::{Client, ClientOptions};
+
+/// The node template.
+pub const TEMPLATE: &str = include_str!("config.min.ini");
+
+/// Why a onebox operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OneboxError {
+    /// ZooKeeper is not installed.
+    #[error(
+        "no ZooKeeper installation found (looked in $ZOOKEEPER_HOME and /usr/share/java/zookeeper.jar)"
+    )]
+    NoZooKeeper,
+    /// Java is missing.
+    #[error("`java` is not on PATH; ZooKeeper needs it")]
+    NoJava,
+    /// A file operation failed.
+    #[error("{what} `{path}`: {source}")]
+    Io {
+        /// What.
+        what: &'static str,
+        /// Where.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Rendering a config failed.
+    #[error("rendering the node config: {0}")]
+    Render(#[from] configcheck::render::RenderError),
+    /// Something did not become ready in time.
+    #[error("{0}")]
+    Timeout(String),
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OneboxError {
+    let path = path.display().to_string();
+    move |source| OneboxError::Io { what, path, source }
+}
+
+/// A onebox's shape.
+#[derive(Clone, Debug)]
+pub struct OneboxOptions {
+    /// The `onebox/` folder.
+    pub root: PathBuf,
+    /// The `pegasus_server` binary.
+    pub server: PathBuf,
+    /// MetaServers.
+    pub metas: usize,
+    /// ReplicaServers.
+    pub replicas: usize,
+    /// ZooKeeper's port.
+    pub zk_port: u16,
+    /// Meta `i` listens on `meta_base_port + i`.
+    pub meta_base_port: u16,
+    /// Replica `j` listens on `replica_base_port + j`.
+    pub replica_base_port: u16,
+    /// The table created at bootstrap.
+    pub app_name: String,
+    /// Its partitions.
+    pub partitions: u32,
+    /// `fd_lease_seconds` (grace is one more).
+    pub fd_lease_seconds: u32,
+}
+
+impl OneboxOptions {
+    /// Pegasus's onebox defaults under `root`.
+    pub fn new(root: PathBuf, server: PathBuf) -> Self {
+        OneboxOptions {
+            root,
+            server,
+            metas: 3,
+            replicas: 3,
+            zk_port: 22181,
+            meta_base_port: 34600,
+            replica_base_port: 34800,
+            app_name: "temp".into(),
+            partitions: 8,
+            fd_lease_seconds: 6,
+        }
+    }
+
+    /// The metas' addresses.
+    pub fn meta_addrs(&self) -> Vec<SocketAddr> {
+        (1..=self.metas)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], self.meta_base_port + i as u16)))
+            .collect()
+    }
+
+    fn meta_list(&self) -> String {
+        self.meta_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A node of the onebox: `meta1`, `replica2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Node {
+    /// A MetaServer, from 1.
+    Meta(usize),
+    /// A ReplicaServer, from 1.
+    Replica(usize),
+}
+
+impl Node {
+    /// `meta1`, `replica2`.
+    pub fn name(self) -> String {
+        match self {
+            Node::Meta(i) => format!("meta{i}"),
+            Node::Replica(i) => format!("replica{i}"),
+        }
+    }
+
+    fn role(self) -> &'static str {
+        match self {
+            Node::Meta(_) => "meta",
+            Node::Replica(_) => "replica",
+        }
+    }
+}
+
+/// A onebox.
+pub struct Onebox {
+    /// Its shape.
+    pub options: OneboxOptions,
+}
+
+/// The ZooKeeper jars: `$ZOOKEEPER_HOME/lib/*` or Debian's.
+fn zookeeper_classpath() -> Result<String, OneboxError> {
+    if let Some(home) = std::env::var_os("ZOOKEEPER_HOME") {
+        let home = PathBuf::from(home);
+        let mut jars: Vec<String> = fs::read_dir(home.join("lib"))
+            .map_err(io("cannot list", &home.join("lib")))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jar"))
+            .map(|p| p.display().to_string())
+            .collect();
+        jars.sort();
+        if !jars.is_empty() {
+            return Ok(jars.join(":"));
+        }
+    }
+    let debian = Path::new("/usr/share/java/zookeeper.jar");
+    if debian.exists() {
+        return Ok("/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar".into());
+    }
+    Err(OneboxError::NoZooKeeper)
+}
+
+/// Whether ZooKeeper at `port` answers `ruok` with `imok`.
+pub fn zookeeper_ok(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(500),
+    ) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut answer = [0u8; 4];
+    s.write_all(b"ruok").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"imok"
+}
+
+fn read_pid(path: &Path) -> Option<i32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.split_whitespace()
+                .nth(2)
+                .is_some_and(|state| state == "Z")
+        })
+}
+
+fn signal(pid: i32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Onebox {
+    /// A onebox with `options`.
+    pub fn new(options: OneboxOptions) -> Self {
+        Onebox { options }
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.options.root.join(name)
+    }
+
+    /// Starts ZooKeeper unless it already answers; waits until it does.
+    pub fn start_zookeeper(&self) -> Result<(), OneboxError> {
+        let port = self.options.zk_port;
+        if zookeeper_ok(port) {
+            return Ok(());
+        }
+        let classpath = zookeeper_classpath()?;
+        let dir = self.dir("zookeeper");
+        fs::create_dir_all(dir.join("data")).map_err(io("cannot create", &dir))?;
+        let config = format!(
+            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n",
+            dir.join("data").display()
+        );
+        fs::write(dir.join("zoo.cfg"), config).map_err(io("cannot write", &dir.join("zoo.cfg")))?;
+        let log = fs::File::create(dir.join("zookeeper.log"))
+            .map_err(io("cannot create", &dir.join("zookeeper.log")))?;
+        let err = log
+            .try_clone()
+            .map_err(io("cannot open", &dir.join("zookeeper.log")))?;
+        let child = spawn_detached(
+            Command::new("java")
+                .args([
+                    "-Xmx256m",
+                    "-cp",
+                    &classpath,
+                    "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                ])
+                .arg(dir.join("zoo.cfg"))
+                .stdout(log)
+                .stderr(err),
+        )
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                OneboxError::NoJava
+            } else {
+                OneboxError::Io {
+                    what: "cannot start",
+                    path: "java".into(),
+                    source: e,
+                }
+            }
+        })?;
+        fs::write(dir.join("pid"), child.to_string())
+            .map_err(io("cannot write", &dir.join("pid")))?;
+        wait_for(
+            Duration::from_secs(30),
+            || zookeeper_ok(port),
+            || {
+                format!(
+                    "ZooKeeper did not answer on 127.0.0.1:{port}; see {}",
+                    dir.join("zookeeper.log").display()
+                )
+            },
+        )
+    }
+
+    /// Writes a node's `config.ini` (rendered and checked).
+    pub fn write_config(&self, node: Node) -> Result<PathBuf, OneboxError> {
+        let o = &self.options;
+        let dir = self.dir(&node.name());
+        fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        let (meta_port, replica_port) = match node {
+            Node::Meta(i) => (o.meta_base_port + i as u16, o.replica_base_port),
+            Node::Replica(j) => (o.meta_base_port, o.replica_base_port + j as u16),
+        };
+        let cluster_id = format!("{}", o.meta_base_port);
+        let vars: BTreeMap<String, String> = [
+            ("META_PORT", meta_port.to_string()),
+            ("REPLICA_PORT", replica_port.to_string()),
+            ("DATA_DIR", dir.join("data").display().to_string()),
+            ("META_LIST", o.meta_list()),
+            ("CLUSTER_ID", cluster_id),
+            ("APP_NAME", o.app_name.clone()),
+            ("PARTITION_COUNT", o.partitions.to_string()),
+            ("FD_LEASE", o.fd_lease_seconds.to_string()),
+            ("FD_GRACE", (o.fd_lease_seconds + 1).to_string()),
+            ("ZK_PORT", o.zk_port.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let rendered = configcheck::render::render(TEMPLATE, &vars)?;
+        let path = dir.join("config.ini");
+        configcheck::render::write_atomically(&path, &rendered.text)?;
+        Ok(path)
+    }
+
+    /// Starts a node (if it is not running).
+    pub fn start_node(&self, node: Node) -> Result<(), OneboxError> {
+        let dir = self.dir(&node.name());
+        if read_pid(&dir.join("pid")).is_some_and(alive) {
+            return Ok(());
+        }
+        let config = self.write_config(node)?;
+        let result = fs::File::create(dir.join("result"))
+            .map_err(io("cannot create", &dir.join("result")))?;
+        let err = result
+            .try_clone()
+            .map_err(io("cannot open", &dir.join("result")))?;
+        let pid = spawn_detached(
+            Command::new(&self.options.server)
+                .arg(&config)
+                .args(["-app_list", node.role()])
+                .current_dir(&dir)
+                .stdout(result)
+                .stderr(err),
+        )
+        .map_err(io("cannot start", &self.options.server))?;
+        fs::write(dir.join("pid"), pid.to_string())
+            .map_err(io("cannot write", &dir.join("pid")))?;
+        Ok(())
+    }
+
+    /// Stops a node: SIGTERM, then SIGKILL after 10 s.
+    pub fn stop_node(&self, node: Node) -> Result<(), OneboxError> {
+        self.stop_pid_file(&self.dir(&node.name()).join("pid"), false)
+    }
+
+    /// Kills a node at once (SIGKILL), as a crash would.
+    pub fn kill_node(&self, node: Node) -> Result<(), OneboxError> {
+        self.stop_pid_file(&self.dir(&node.name()).join("pid"), true)
+    }
+
+    fn stop_pid_file(&self, path: &Path, kill: bool) -> Result<(), OneboxError> {
+        let Some(pid) = read_pid(path) else {
+            return Ok(());
+        };
+        if alive(pid) {
+            signal(pid, if kill { "KILL" } else { "TERM" });
+            let gone = wait_for(Duration::from_secs(10), || !alive(pid), String::new);
+            if gone.is_err() {
+                signal(pid, "KILL");
+                let _ = wait_for(Duration::from_secs(5), || !alive(pid), String::new);
+            }
+        }
+        let _ = fs::remove_file(path);
+        Ok(())
+    }
+
+    /// Every node of the shape.
+    pub fn nodes(&self) -> Vec<Node> {
+        (1..=self.options.metas)
+            .map(Node::Meta)
+            .chain((1..=self.options.replicas).map(Node::Replica))
+            .collect()
+    }
+
+    /// Starts ZooKeeper and every node.
+    pub fn start(&self) -> Result<(), OneboxError> {
+        self.start_zookeeper()?;
+        for node in self.nodes() {
+            self.start_node(node)?;
+        }
+        Ok(())
+    }
+
+    /// Stops every node found under the onebox folder, then ZooKeeper.
+    pub fn stop(&self) -> Result<(), OneboxError> {
+        for (node, _) in self.list() {
+            self.stop_node(node)?;
+        }
+        self.stop_pid_file(&self.dir("zookeeper").join("pid"), false)
+    }
+
+    /// Stops everything and removes the onebox folder (ZooKeeper's data included).
+    pub fn clear(&self) -> Result<(), OneboxError> {
+        self.stop()?;
+        if self.options.root.exists() {
+            fs::remove_dir_all(&self.options.root)
+                .map_err(io("cannot remove", &self.options.root))?;
+        }
+        Ok(())
+    }
+
+    /// Nodes with a pid file, and whether they run.
+    pub fn list(&self) -> Vec<(Node, bool)> {
+        let Ok(entries) = fs::read_dir(&self.options.root) else {
+            return Vec::new();
+        };
+        let mut nodes: Vec<(Node, bool)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let node = if let Some(i) = name.strip_prefix("meta") {
+                    Node::Meta(i.parse().ok()?)
+                } else {
+                    Node::Replica(name.strip_prefix("replica")?.parse().ok()?)
+                };
+                let pid = read_pid(&e.path().join("pid"))?;
+                Some((node, alive(pid)))
+            })
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    /// Waits until the bootstrap table has a live primary for every partition that serves a
+    /// read, printing progress with `progress`.
+    pub async fn wait_healthy(
+        &self,
+        timeout: Duration,
+        mut progress: impl FnMut(&str),
+    ) -> Result<(), OneboxError> {
+        let deadline = Instant::now() + timeout;
+        let mut options = ClientOptions::new(self.options.meta_addrs());
+        options.timeout = Duration::from_secs(2);
+        let client = Client::new(options);
+        let mut last = String::new();
+        loop {
+            let status = match client.open_table(&self.options.app_name).await {
+                Ok(table) => {
+                    let mut healthy = 0;
+                    for p in 0..table.partition_count() {
+                        // A read of a key of partition p: served only by its live primary.
+                        let key = (0..)
+                            .map(|i: u32| format!("health{i}"))
+                            .find(|k| table.partition_of(k.as_bytes()) == p)
+                            .expect("some key");
+                        if table.get(key.as_bytes(), b"").await.is_ok() {
+                            healthy += 1;
+                        }
+                    }
+                    if healthy == table.partition_count() {
+                        progress(&format!(
+                            "table `{}`: {healthy}/{healthy} partitions healthy",
+                            self.options.app_name
+                        ));
+                        return Ok(());
+                    }
+                    format!(
+                        "table `{}`: {healthy}/{} partitions healthy",
+                        self.options.app_name,
+                        table.partition_count()
+                    )
+                }
+                Err(e) => format!("waiting for the meta servers: {e}"),
+            };
+            if status != last {
+                progress(&status);
+                last = status;
+            }
+            if Instant::now() > deadline {
+                return Err(OneboxError::Timeout(format!(
+                    "onebox not healthy after {timeout:?}: {last}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Starts a process in its own process group (it outlives its starter); returns its pid.
+fn spawn_detached(cmd: &mut Command) -> std::io::Result<u32> {
+    use std::os::unix::process::CommandExt;
+    let child = cmd.stdin(Stdio::null()).process_group(0).spawn()?;
+    Ok(child.id())
+}
+
+fn wait_for(
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+    what: impl FnOnce() -> String,
+) -> Result<(), OneboxError> {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        if Instant::now() > deadline {
+            return Err(OneboxError::Timeout(what()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_config_renders_and_passes_configcheck() {
+        let root = tempfile::tempdir().unwrap();
+        let onebox = Onebox::new(OneboxOptions::new(
+            root.path().to_owned(),
+            PathBuf::from("pegasus_server"),
+        ));
+        for node in onebox.nodes() {
+            let path = onebox.write_config(node).unwrap();
+            let config = configcheck::Config::load(&path, "config.ini").unwrap();
+            let findings = configcheck::check(&config, &configcheck::CheckOptions::default());
+            assert!(findings.is_empty(), "{node:?}: {findings:?}");
+        }
+        let meta2 = fs::read_to_string(root.path().join("meta2/config.ini")).unwrap();
+        assert!(meta2.contains("ports = 34602") && meta2.contains("127.0.0.1:22181"));
+    }
+}
