@@ -78,7 +78,6 @@ impl Zk {
             Client::connector()
                 .with_session_timeout(session_timeout)
                 .with_connection_timeout(timeout)
-                .with_fail_eagerly()
                 .connect(hosts),
         )
         .await

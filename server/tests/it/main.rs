@@ -1,5 +1,7 @@
 //! pegasus_server's integration tests: one binary, one module per concern.
 
+/// Whole clusters (ZooKeeper, metas, replicas) as processes: tables, failover, restarts.
+mod cluster;
 /// A replica in process, with a routing service that answers `query_cfg` for it.
 mod harness;
 /// Every rrdb operation through the Rust client, against a real replica and real RocksDB.

@@ -1,19 +1,14 @@
 //! The real `pegasus_server` binary, as a process.
 
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pegasus_client::protocol::types::Gpid;
-use pegasus_client::{Client, ClientOptions};
-use pegasus_server::replica::ReplicaStub;
-use pegasus_server::replica::dirs::DataDirs;
-use pegasus_server::replica::partition::PartitionOptions;
+use pegasus_server::onebox::Node;
 
-use crate::harness::{Routing, serve};
+use crate::cluster::TestCluster;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -35,33 +30,6 @@ fn write_config(root: &Path, replica_port: u16, server_list: &str) -> PathBuf {
     let path = root.join("config.ini");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn start(config: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_pegasus_server"))
-        .arg(config)
-        .args(["-app_list", "replica"])
-        .current_dir(config.parent().unwrap())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pegasus_server")
-}
-
-fn wait_listening(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!("pegasus_server exited with {status}: {err}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pegasus_server did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn run_to_exit(config: &Path) -> (Option<i32>, String) {
@@ -123,38 +91,9 @@ fn unknown_arguments_are_an_error() {
 /// there after `kill -9` in the middle of a write storm and a restart (plog replay).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_writes_loses_no_acknowledged_write() {
-    let root = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = write_config(root.path(), port, "127.0.0.1:34601,127.0.0.2:34601");
-    // Create the table's replicas on disk; the server opens what it finds.
-    {
-        let dirs = DataDirs::new(&[], "replica", &root.path().join("data/replica"), None).unwrap();
-        let stub = ReplicaStub::open(dirs, PartitionOptions::default()).unwrap();
-        for p in 0..4 {
-            stub.open_partition(Gpid::new(1, p)).unwrap();
-        }
-        stub.close();
-    }
-    let replica = SocketAddrV4::new([127, 0, 0, 1].into(), port);
-    let (meta, _stop) = serve(
-        Arc::new(Routing {
-            table: "temp".into(),
-            app_id: 1,
-            partition_count: 4,
-            replica,
-        }),
-        0,
-    )
-    .await;
-
-    let mut child = start(&config);
-    wait_listening(port, &mut child);
-    let mut options = ClientOptions::new(vec![SocketAddr::V4(meta)]);
-    options.timeout = Duration::from_secs(2);
-    let table = Client::new(options.clone())
-        .open_table("temp")
-        .await
-        .unwrap();
+    let cluster = TestCluster::start(1, 1, 4);
+    cluster.healthy().await;
+    let table = cluster.client().open_table("temp").await.unwrap();
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
@@ -164,9 +103,12 @@ async fn kill_9_during_writes_loses_no_acknowledged_write() {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let (k, v) = (format!("w{w}-{i}"), format!("value-{w}-{i}"));
-                match table.set(k.as_bytes(), b"s", v.as_bytes(), None).await {
-                    Ok(()) => acked.lock().unwrap().push((k, v)),
-                    Err(_) => break,
+                if table
+                    .set(k.as_bytes(), b"s", v.as_bytes(), None)
+                    .await
+                    .is_ok()
+                {
+                    acked.lock().unwrap().push((k, v));
                 }
                 i += 1;
             }
@@ -177,17 +119,14 @@ async fn kill_9_during_writes_loses_no_acknowledged_write() {
         assert!(Instant::now() < deadline, "writes too slow");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    child.kill().unwrap(); // SIGKILL, writes in flight
-    child.wait().unwrap();
+    cluster.onebox.kill_node(Node::Replica(1)).unwrap(); // SIGKILL, writes in flight
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-
-    let mut child = start(&config);
-    wait_listening(port, &mut child);
-    let table = Client::new(options).open_table("temp").await.unwrap();
+    cluster.onebox.start_node(Node::Replica(1)).unwrap();
+    cluster.healthy().await;
     for (k, v) in &acked {
         let got = table.get(k.as_bytes(), b"s").await.unwrap();
         assert_eq!(
@@ -196,7 +135,31 @@ async fn kill_9_during_writes_loses_no_acknowledged_write() {
             "acknowledged write {k} lost"
         );
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
     assert!(acked.len() >= 3000);
+}
+
+#[test]
+fn an_unreachable_zookeeper_stops_a_meta_before_anything_is_written() {
+    let root = tempfile::tempdir().unwrap();
+    let meta_port = free_port();
+    let zk_port = free_port(); // nothing listens there
+    let text = format!(
+        "[apps.meta]\n  ports = {meta_port}\n[core]\n  data_dir = {data}\n[network]\n  primary_interface = lo\n\
+         [meta_server]\n  server_list = 127.0.0.1:{meta_port},127.0.0.2:{meta_port}\n  cluster_root = /pegasus/t\n  distributed_lock_service_parameters = /pegasus/t/lock\n\
+         [replication]\n  cluster_name = t\n[pegasus.clusters]\n  t = 127.0.0.1:{meta_port},127.0.0.2:{meta_port}\n[zookeeper]\n  hosts_list = 127.0.0.1:{zk_port}\n  timeout_ms = 3000\n",
+        data = root.path().join("data").display()
+    );
+    let config = root.path().join("config.ini");
+    std::fs::write(&config, text).unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_pegasus_server"))
+        .arg(&config)
+        .args(["-app_list", "meta"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect to ZooKeeper"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(!root.path().join("data").exists(), "nothing may be written");
 }

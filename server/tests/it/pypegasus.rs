@@ -14,6 +14,7 @@ use pegasus_client::protocol::types::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::cluster::TestCluster;
 use crate::harness::{Harness, Routing, serve};
 
 fn python() -> PathBuf {
@@ -234,15 +235,15 @@ async fn trial(src: &Path, tests: Vec<String>) -> (bool, String) {
     (out.status.success() && text.contains("PASSED"), text)
 }
 
-/// pypegasus3's own `tests/test_basics.py`, unmodified, against a replica and a routing service
-/// on the ports it hard-codes (meta 127.0.0.1:34601, table `temp`).
+/// pypegasus3's own `tests/test_basics.py`, unmodified, against a onebox (ZooKeeper, 3 metas on
+/// the ports it hard-codes, 127.0.0.1:34601-34603, 3 replicas, table `temp`).
 ///
 /// `test_binary_get_ok` writes a random binary hash key that pypegasus3's own scanner cannot
 /// decode (`restore_key` decodes keys as UTF-8), so the two unordered-scan tests fail on any
-/// server once it has run on the same table. It gets a fresh table of its own; every other test
-/// shares one, in trial's order.
+/// server once it has run on the same table. It gets a fresh cluster of its own; every other
+/// test shares one, in trial's order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pypegasus3_test_basics_passes_unmodified() {
+async fn pypegasus3_test_basics_passes_unmodified_against_a_onebox() {
     let src = PathBuf::from(
         std::env::var_os("PYPEGASUS_SRC")
             .expect("PYPEGASUS_SRC must name pypegasus3's unpacked sdist: run `./run.sh test`"),
@@ -253,10 +254,10 @@ async fn pypegasus3_test_basics_passes_unmodified() {
         .into_iter()
         .partition(|n| n.ends_with("test_binary_get_ok"));
     for group in [rest, binary] {
-        let dir = tempfile::tempdir().unwrap();
-        let h = Harness::start_on(dir.path(), 8, 34601, 0).await;
+        let cluster = TestCluster::start_on_metas(34600, 3, 3, 8);
+        cluster.healthy().await;
         let (passed, output) = trial(&src, group).await;
-        h.stop().await;
+        drop(cluster);
         assert!(passed, "test_basics failed:\n{output}");
     }
 }

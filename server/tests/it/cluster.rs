@@ -1,0 +1,271 @@
+//! Whole clusters as processes: a real ZooKeeper, real metas and replicas started by the
+//! onebox library, each test in its own folder with its own ports.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pegasus_client::protocol::codes::{ErrorCode, rpc};
+use pegasus_client::protocol::frame::RequestMeta;
+use pegasus_client::protocol::types::*;
+use pegasus_client::{Client, ClientOptions, Table};
+use pegasus_server::onebox::{Node, Onebox, OneboxOptions};
+
+/// A onebox in a temporary folder on free ports, stopped when dropped.
+pub struct TestCluster {
+    pub onebox: Onebox,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port_block(n: u16) -> u16 {
+    // A base port with `n` free ports after it.
+    loop {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base > 60000 {
+            continue;
+        }
+        if (1..=n).all(|i| TcpListener::bind(("0.0.0.0", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+impl TestCluster {
+    pub fn start(metas: usize, replicas: usize, partitions: u32) -> TestCluster {
+        Self::start_on_metas(free_port_block(metas as u16), metas, replicas, partitions)
+    }
+
+    /// As [`TestCluster::start`], with meta `i` on `meta_base_port + i`.
+    pub fn start_on_metas(
+        meta_base_port: u16,
+        metas: usize,
+        replicas: usize,
+        partitions: u32,
+    ) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = OneboxOptions::new(
+            dir.path().join("onebox"),
+            PathBuf::from(env!("CARGO_BIN_EXE_pegasus_server")),
+        );
+        options.metas = metas;
+        options.replicas = replicas;
+        options.partitions = partitions;
+        options.zk_port = free_port_block(0);
+        options.meta_base_port = meta_base_port;
+        options.replica_base_port = free_port_block(replicas as u16);
+        options.fd_lease_seconds = 3;
+        let onebox = Onebox::new(options);
+        onebox.start().expect("onebox starts");
+        TestCluster { onebox, _dir: dir }
+    }
+
+    pub fn client(&self) -> Client {
+        let mut options = ClientOptions::new(self.onebox.options.meta_addrs());
+        options.timeout = Duration::from_secs(20);
+        Client::new(options)
+    }
+
+    pub async fn healthy(&self) {
+        if let Err(e) = self
+            .onebox
+            .wait_healthy(Duration::from_secs(60), |_| {})
+            .await
+        {
+            // Show what the nodes said: the test's folder is gone after it.
+            for node in self.onebox.nodes() {
+                let result = self.onebox.options.root.join(node.name()).join("result");
+                eprintln!(
+                    "--- {}:\n{}",
+                    node.name(),
+                    std::fs::read_to_string(result).unwrap_or_default()
+                );
+            }
+            panic!("not healthy: {e}");
+        }
+    }
+
+    /// The leader meta, by asking each.
+    pub async fn leader(&self) -> usize {
+        let client = self.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (i, addr) in self.onebox.options.meta_addrs().into_iter().enumerate() {
+                let r = client
+                    .call::<_, ListAppsResponse>(
+                        addr,
+                        RequestMeta::default(),
+                        rpc::LIST_APPS,
+                        &Args(Empty {}),
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                if r.is_ok_and(|r| r.err.0 == "ERR_OK") {
+                    return i + 1;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends an admin request to whichever meta leads.
+    pub async fn admin<
+        A: pegasus_client::protocol::codec::Field + Default,
+        R: pegasus_client::protocol::codec::Field + Default,
+    >(
+        &self,
+        name: &str,
+        args: A,
+    ) -> R {
+        let leader = self.leader().await;
+        let addr = self.onebox.options.meta_addrs()[leader - 1];
+        self.client()
+            .call(
+                addr,
+                RequestMeta::default(),
+                name,
+                &Args(args),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("admin call")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let _ = self.onebox.stop();
+    }
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+async fn write_all(table: &Table, prefix: &str, n: usize) {
+    for i in 0..n {
+        table
+            .set(
+                format!("{prefix}{i}").as_bytes(),
+                b"s",
+                format!("v{i}").as_bytes(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn check_all(table: &Table, prefix: &str, n: usize) {
+    for i in 0..n {
+        assert_eq!(
+            table
+                .get(format!("{prefix}{i}").as_bytes(), b"s")
+                .await
+                .unwrap(),
+            Some(b(&format!("v{i}"))),
+            "{prefix}{i}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_creates_serves_and_drops_tables_and_survives_its_leader() {
+    let cluster = TestCluster::start(3, 3, 8);
+    cluster.healthy().await;
+    let client = cluster.client();
+    let temp = client.open_table("temp").await.unwrap();
+    assert_eq!(temp.partition_count(), 8);
+    write_all(&temp, "k", 100).await;
+
+    // Create a table through the leader, use it, list it, drop it.
+    let created: AppResponse = cluster
+        .admin(
+            rpc::CREATE_APP,
+            CreateAppRequest {
+                app_name: "orders".into(),
+                partition_count: 4,
+                replica_count: 3,
+            },
+        )
+        .await;
+    assert_eq!(created.err.0, "ERR_OK");
+    let again: AppResponse = cluster
+        .admin(
+            rpc::CREATE_APP,
+            CreateAppRequest {
+                app_name: "orders".into(),
+                partition_count: 4,
+                replica_count: 3,
+            },
+        )
+        .await;
+    assert_eq!(again.err.0, ErrorCode::AppExist.name());
+    let orders = client.open_table("orders").await.unwrap();
+    orders.set(b"o1", b"total", b"42", None).await.unwrap();
+    assert_eq!(orders.get(b"o1", b"total").await.unwrap(), Some(b("42")));
+    let apps: ListAppsResponse = cluster.admin(rpc::LIST_APPS, Empty {}).await;
+    let names: Vec<&str> = apps.apps.iter().map(|a| a.app_name.as_str()).collect();
+    assert!(
+        names.contains(&"temp") && names.contains(&"stat") && names.contains(&"orders"),
+        "{names:?}"
+    );
+    let nodes: ListNodesResponse = cluster.admin(rpc::LIST_NODES, Empty {}).await;
+    assert_eq!(nodes.nodes.iter().filter(|n| n.alive).count(), 3);
+    let dropped: AppResponse = cluster
+        .admin(
+            rpc::DROP_APP,
+            DropAppRequest {
+                app_name: "orders".into(),
+            },
+        )
+        .await;
+    assert_eq!(dropped.err.0, "ERR_OK");
+    assert!(matches!(
+        client.open_table("orders").await,
+        Err(pegasus_client::ClientError::NoTable(_))
+    ));
+
+    // Kill the leader meta: another takes over and clients keep working.
+    let leader = cluster.leader().await;
+    cluster.onebox.kill_node(Node::Meta(leader)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let new_leader = cluster.leader().await;
+        if new_leader != leader {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no takeover");
+    }
+    let fresh = cluster.client().open_table("temp").await.unwrap();
+    check_all(&fresh, "k", 100).await;
+    write_all(&fresh, "after-failover", 20).await;
+    check_all(&temp, "after-failover", 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_come_back_with_their_data_and_a_full_restart_loses_nothing() {
+    let cluster = TestCluster::start(1, 3, 8);
+    cluster.healthy().await;
+    let temp = cluster.client().open_table("temp").await.unwrap();
+    write_all(&temp, "k", 200).await;
+
+    // A replica is killed: its partitions have no copy elsewhere yet (no replication), so they
+    // wait for it; once it is back it serves them again with its data.
+    cluster.onebox.kill_node(Node::Replica(2)).unwrap();
+    cluster.onebox.start_node(Node::Replica(2)).unwrap();
+    cluster.healthy().await;
+    check_all(&temp, "k", 200).await;
+
+    // Everything stops and starts again: tables from ZooKeeper, data from the replicas.
+    cluster.onebox.stop().unwrap();
+    cluster.onebox.start().unwrap();
+    cluster.healthy().await;
+    let temp = cluster.client().open_table("temp").await.unwrap();
+    check_all(&temp, "k", 200).await;
+}
