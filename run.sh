@@ -35,9 +35,17 @@ usage() {
   cat <<'USAGE'
 Usage: ./run.sh <command> [args]
 
+  start_onebox [-m N] [-r N] [-a app] [-p partitions] [-w]
+                            ZooKeeper (port 22181), N metas (34601…), N replicas (34801…)
+                            under ./onebox; -w waits until every partition is healthy
+  stop_onebox | clear_onebox | list_onebox
+  start_onebox_instance | stop_onebox_instance | restart_onebox_instance  -m i | -r j
+  shell [--cluster ip:port,…]   the Pegasus shell (commands on stdin work too)
+  bench [pegasus_bench args]    load the onebox's table `temp`
   test                      fmt check, clippy, and every test of the workspace
   configcheck [args]        build and run configcheck (e.g. ./run.sh configcheck config.ini)
   bench_configcheck         configcheck benchmarks (criterion + hyperfine)
+  bench_replica             the replica over loopback beside in-process RocksDB
 USAGE
 }
 
@@ -54,6 +62,22 @@ case "$cmd" in
   configcheck)
     cargo build --release -q -p configcheck --manifest-path "$ROOT/Cargo.toml"
     exec "$CARGO_TARGET_DIR/release/configcheck" "$@"
+    ;;
+  start_onebox|stop_onebox|clear_onebox|list_onebox|start_onebox_instance|stop_onebox_instance|restart_onebox_instance)
+    cargo build --release -q -p pegasus-server --manifest-path "$ROOT/Cargo.toml"
+    exec "$CARGO_TARGET_DIR/release/pegasus_onebox" --root "$ROOT/onebox" "$cmd" "$@"
+    ;;
+  shell)
+    cargo build --release -q -p pegasus-client --manifest-path "$ROOT/Cargo.toml"
+    exec "$CARGO_TARGET_DIR/release/pegasus_shell" "$@"
+    ;;
+  bench)
+    cargo build --release -q -p pegasus-client --manifest-path "$ROOT/Cargo.toml"
+    exec "$CARGO_TARGET_DIR/release/pegasus_bench" "$@"
+    ;;
+  bench_replica)
+    cd "$ROOT"
+    cargo bench -p pegasus-server --bench loopback -- "$@"
     ;;
   bench_configcheck)
     cd "$ROOT"

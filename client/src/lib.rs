@@ -4,11 +4,13 @@
 //! - [`protocol`]: frames, Thrift structs, codes, key schema (shared with the server)
 //! - [`client`]: the async client: routing through the metas, one connection per replica
 //! - [`bench`]: the workloads of `pegasus_bench`
+//! - [`shell`]: the commands of `pegasus_shell`
 //!
-//! The binary `pegasus_bench` is built on [`client`].
+//! The binaries `pegasus_bench` and `pegasus_shell` are built on [`client`].
 
 pub mod bench;
 pub mod client;
 pub mod protocol;
+pub mod shell;
 
 pub use client::{Client, ClientError, ClientOptions, Table};

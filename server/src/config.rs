@@ -81,6 +81,8 @@ pub struct ServerConfig {
     pub fd_grace: Duration,
     /// `[replication] fd_check_interval_seconds`.
     pub fd_check_interval: Duration,
+    /// `[meta_server] min_live_node_count_for_unfreeze`.
+    pub min_live_nodes: usize,
 }
 
 impl ServerConfig {
@@ -217,6 +219,11 @@ impl ServerConfig {
             fd_lease: seconds("fd_lease_seconds", 20)?,
             fd_grace: seconds("fd_grace_seconds", 22)?,
             fd_check_interval: seconds("fd_check_interval_seconds", 2)?,
+            min_live_nodes: config.parse_or(
+                "meta_server",
+                "min_live_node_count_for_unfreeze",
+                3,
+            )?,
             data_dir,
             log_dir,
             roles: resolved_roles,

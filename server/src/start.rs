@@ -246,6 +246,7 @@ async fn serve_roles(server: ServerConfig) -> Result<(), StartError> {
             bootstrap_apps: server.bootstrap_apps.clone(),
             fd_grace: server.fd_grace,
             fd_check: server.fd_check_interval,
+            min_live_nodes: server.min_live_nodes,
         };
         meta = Some(MetaServer::start(options).await?);
     }

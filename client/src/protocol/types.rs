@@ -140,8 +140,8 @@ impl RpcAddress {
 impl fmt::Display for RpcAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.socket_addr() {
-            Some(a) => write!(f, "{a}"),
-            None => f.write_str("invalid address"),
+            Some(a) => f.pad(&a.to_string()),
+            None => f.pad("-"),
         }
     }
 }
@@ -685,4 +685,23 @@ thrift_struct! {
 thrift_struct! {
     /// An argument-less request.
     pub struct Empty {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec::{decode, encode};
+
+    #[test]
+    fn custom_wire_types_round_trip_inside_lists_and_structs() {
+        let b = BeaconRequest {
+            node: RpcAddress::new("10.1.2.3:34801".parse().unwrap()),
+            replicas: vec![Gpid::new(1, 0), Gpid::new(2, 7)],
+        };
+        let mut bytes = Vec::new();
+        encode(&b, &mut bytes).unwrap();
+        assert_eq!(decode::<BeaconRequest>(&bytes).unwrap(), b);
+        assert_eq!(b.node.to_string(), "10.1.2.3:34801");
+        assert_eq!(Gpid::from_i64(Gpid::new(3, 5).to_i64()), Gpid::new(3, 5));
+    }
 }

@@ -49,6 +49,8 @@ pub struct MetaOptions {
     pub fd_grace: Duration,
     /// `[replication] fd_check_interval_seconds`.
     pub fd_check: Duration,
+    /// `[meta_server] min_live_node_count_for_unfreeze`.
+    pub min_live_nodes: usize,
 }
 
 /// Why the meta cannot run.
@@ -132,12 +134,11 @@ impl MetaServer {
                 state = watcher.changed() => {
                     use zookeeper_client::SessionState::*;
                     match state {
-                        Disconnected => {
+                        Disconnected
                             // Not leader while the session is in doubt; regained on reconnect.
-                            if self.leader.swap(false, Ordering::AcqRel) {
+                            if self.leader.swap(false, Ordering::AcqRel) => {
                                 warn!("ZooKeeper disconnected: stop acting as leader");
                             }
-                        }
                         Expired | Closed | AuthFailed => {
                             self.leader.store(false, Ordering::Release);
                             error!("ZooKeeper session {state:?}: exiting");
@@ -226,7 +227,7 @@ impl MetaServer {
 
     /// Assigns what needs a primary and persists the changes.
     async fn cure(&self, state: &mut Cluster) {
-        for (app_id, pidx) in state.assign() {
+        for (app_id, pidx) in state.assign(self.options.min_live_nodes) {
             let config = state.apps[&app_id].partitions[pidx as usize].clone();
             info!(gpid = %Gpid::new(app_id, pidx), primary = config.primary, ballot = config.ballot, "partition assigned");
             if let Err(e) = self.zk.save_partition(app_id, pidx, &config).await {

@@ -189,9 +189,14 @@ impl Cluster {
     }
 
     /// Gives every available partition without a live primary one where possible. Returns the
-    /// partitions changed, to persist.
-    pub fn assign(&mut self) -> Vec<(i32, i32)> {
+    /// partitions changed, to persist. With fewer than `min_live` alive nodes the cluster is
+    /// frozen (`min_live_node_count_for_unfreeze`): nothing moves, so a cluster that is still
+    /// starting does not put every partition on its first node.
+    pub fn assign(&mut self, min_live: usize) -> Vec<(i32, i32)> {
         let mut changed = Vec::new();
+        if self.nodes.values().filter(|n| n.alive).count() < min_live.max(1) {
+            return changed;
+        }
         let keys: Vec<(i32, i32)> = self
             .apps
             .values()
@@ -293,14 +298,15 @@ mod tests {
         }
         let app = c.new_app("temp", 8, 3, 0);
         c.apps.insert(app.info.app_id, app);
-        assert_eq!(c.assign().len(), 8);
+        assert!(c.assign(4).is_empty(), "frozen below the live-node minimum");
+        assert_eq!(c.assign(1).len(), 8);
         let counts: Vec<usize> = [1, 2, 3]
             .iter()
             .map(|p| c.primaries_of(addr(*p)).len())
             .collect();
         assert_eq!(counts.iter().sum::<usize>(), 8);
         assert!(counts.iter().all(|&n| (2..=3).contains(&n)), "{counts:?}");
-        assert!(c.assign().is_empty(), "stable once assigned");
+        assert!(c.assign(1).is_empty(), "stable once assigned");
     }
 
     #[test]
@@ -310,14 +316,14 @@ mod tests {
         c.beacon(addr(1), vec![], t0);
         let app = c.new_app("t", 2, 1, 0);
         c.apps.insert(1, app);
-        c.assign();
+        c.assign(1);
         assert_eq!(c.primaries_of(addr(1)).len(), 2);
         // Node 2 joins holding a copy of partition 0 only; node 1 dies.
         c.beacon(addr(2), vec![Gpid::new(1, 0)], t0);
         let later = t0 + Duration::from_secs(30);
         c.beacon(addr(2), vec![Gpid::new(1, 0)], later);
         assert_eq!(c.expire(later, Duration::from_secs(22)), vec![addr(1)]);
-        let changed = c.assign();
+        let changed = c.assign(1);
         assert_eq!(changed.len(), 2);
         assert_eq!(c.primaries_of(addr(2)), vec![(Gpid::new(1, 0), 2, 2)]);
         assert_eq!(
@@ -326,7 +332,7 @@ mod tests {
         );
         // Node 1 returns with its copies: partition 1 comes back to it.
         c.beacon(addr(1), vec![Gpid::new(1, 0), Gpid::new(1, 1)], later);
-        c.assign();
+        c.assign(1);
         assert_eq!(c.primaries_of(addr(1)), vec![(Gpid::new(1, 1), 2, 3)]);
     }
 }

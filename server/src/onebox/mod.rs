@@ -192,11 +192,8 @@ fn read_pid(path: &Path) -> Option<i32> {
 
 fn alive(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
-        && fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            !s.split_whitespace()
-                .nth(2)
-                .is_some_and(|state| state == "Z")
-        })
+        && fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
 }
 
 fn signal(pid: i32, sig: &str) {
@@ -295,6 +292,7 @@ impl Onebox {
             ("FD_LEASE", o.fd_lease_seconds.to_string()),
             ("FD_GRACE", (o.fd_lease_seconds + 1).to_string()),
             ("ZK_PORT", o.zk_port.to_string()),
+            ("REPLICA_COUNT", o.replicas.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
