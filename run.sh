@@ -42,6 +42,7 @@ Usage: ./run.sh <command> [args]
   start_onebox_instance | stop_onebox_instance | restart_onebox_instance  -m i | -r j
   shell [--cluster ip:port,…]   the Pegasus shell (commands on stdin work too)
   bench [pegasus_bench args]    load the onebox's table `temp`
+  build                     every binary, release profile
   test                      fmt check, clippy, and every test of the workspace
   configcheck [args]        build and run configcheck (e.g. ./run.sh configcheck config.ini)
   bench_configcheck         configcheck benchmarks (criterion + hyperfine)
@@ -52,6 +53,9 @@ USAGE
 cmd=${1:-help}
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
+  build)
+    cargo build --release -q --workspace --bins --manifest-path "$ROOT/Cargo.toml"
+    ;;
   test)
     cd "$ROOT"
     ensure_pypegasus

@@ -9,8 +9,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
+"$root/run.sh" build
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pegasus-target}
-cargo build --release -q -p configcheck --manifest-path "$root/Cargo.toml"
 bin=$CARGO_TARGET_DIR/release/configcheck
 fixtures=$here/../tests/fixtures
 work=$(mktemp -d)

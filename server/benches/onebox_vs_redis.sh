@@ -10,7 +10,7 @@ num=${2:-100000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 ./run.sh clear_onebox >/dev/null 2>&1 || true
-cargo build --release -q -p pegasus-server -p pegasus-client
+./run.sh build
 bin=${CARGO_TARGET_DIR:-$HOME/.cache/pegasus-target}/release
 
 start=$(date +%s.%N)
