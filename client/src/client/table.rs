@@ -114,6 +114,23 @@ fn storage(status: i32) -> ClientError {
     ClientError::Storage { status }
 }
 
+/// The outcome of a check-and-set or check-and-mutate answer (`kTryAgain`: the check failed).
+fn check_outcome(
+    error: i32,
+    has_value: bool,
+    value: Blob,
+) -> Result<CheckAndSetOutcome, ClientError> {
+    let set = match error {
+        status::OK => true,
+        status::TRY_AGAIN => false,
+        s => return Err(storage(s)),
+    };
+    Ok(CheckAndSetOutcome {
+        set,
+        check_value: has_value.then_some(value.0),
+    })
+}
+
 fn full_key(hash_key: &[u8], sort_key: &[u8]) -> Result<Vec<u8>, ClientError> {
     key::encode_key(hash_key, sort_key).map_err(|e| ClientError::InvalidArgument(e.to_string()))
 }
@@ -524,14 +541,11 @@ impl Table {
         let r: CheckAndSetResponse = self
             .call_hash_key(hash_key, rpc::CHECK_AND_SET, &Args(request))
             .await?;
-        let set = match r.error {
-            status::OK => true,
-            status::TRY_AGAIN => false,
-            s => return Err(storage(s)),
-        };
-        let check_value =
-            (r.check_value_returned && r.check_value_exist).then_some(r.check_value.0);
-        Ok(CheckAndSetOutcome { set, check_value })
+        check_outcome(
+            r.error,
+            r.check_value_returned && r.check_value_exist,
+            r.check_value,
+        )
     }
 
     /// Applies `mutations` to one hash key if the check on `check_sort_key` passes.
@@ -554,14 +568,11 @@ impl Table {
         let r: CheckAndMutateResponse = self
             .call_hash_key(hash_key, rpc::CHECK_AND_MUTATE, &Args(request))
             .await?;
-        let set = match r.error {
-            status::OK => true,
-            status::TRY_AGAIN => false,
-            s => return Err(storage(s)),
-        };
-        let check_value =
-            (r.check_value_returned && r.check_value_exist).then_some(r.check_value.0);
-        Ok(CheckAndSetOutcome { set, check_value })
+        check_outcome(
+            r.error,
+            r.check_value_returned && r.check_value_exist,
+            r.check_value,
+        )
     }
 
     /// The number of sort keys of a hash key.
@@ -592,7 +603,7 @@ impl Table {
         let (stop_key, options) = if stop.is_empty() {
             // Every key of the hash key is below the encoded hash key with its last byte raised.
             (
-                prefix_successor(&full_key(hash_key, b"")?),
+                key::prefix_successor(&full_key(hash_key, b"")?),
                 ScanOptions {
                     stop_inclusive: false,
                     ..options
@@ -633,19 +644,6 @@ impl Table {
             })
             .collect()
     }
-}
-
-/// The smallest key greater than every key starting with `prefix`.
-fn prefix_successor(prefix: &[u8]) -> Vec<u8> {
-    let mut out = prefix.to_vec();
-    while let Some(last) = out.last_mut() {
-        if *last < 0xFF {
-            *last += 1;
-            return out;
-        }
-        out.pop();
-    }
-    Vec::new()
 }
 
 /// Walks key ranges partition by partition, a batch per round trip.

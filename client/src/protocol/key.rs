@@ -82,6 +82,19 @@ pub fn partition_index(hash: u64, partition_count: i32) -> i32 {
     (hash % partition_count.max(1) as u64) as i32
 }
 
+/// The smallest key above every key that starts with `prefix` (empty: no such key, no bound).
+pub fn prefix_successor(prefix: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    while let Some(last) = out.last_mut() {
+        if *last < 0xFF {
+            *last += 1;
+            return out;
+        }
+        out.pop();
+    }
+    Vec::new()
+}
+
 /// Seconds since the Pegasus epoch, now.
 pub fn epoch_now() -> u32 {
     let unix = SystemTime::now()

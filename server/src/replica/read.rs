@@ -87,19 +87,6 @@ pub fn ttl(s: &Storage, k: &Blob, now: u32) -> Result<TtlResponse, StorageError>
     })
 }
 
-/// The smallest key above every key that starts with `prefix` (empty: no bound).
-pub fn prefix_successor(prefix: &[u8]) -> Vec<u8> {
-    let mut out = prefix.to_vec();
-    while let Some(last) = out.last_mut() {
-        if *last < 0xFF {
-            *last += 1;
-            return out;
-        }
-        out.pop();
-    }
-    Vec::new()
-}
-
 /// `sortkey_count`: live sort keys of a hash key.
 pub fn sortkey_count(
     s: &Storage,
@@ -180,7 +167,7 @@ pub fn multi_get(
     let pattern = r.sort_key_filter_pattern.as_ref().unwrap_or(&empty);
     let start = key::encode_key(hash_key, start_sortkey.as_slice()).unwrap_or_default();
     let (stop, stop_inclusive) = if stop_sortkey.0.is_empty() {
-        (prefix_successor(&prefix), false)
+        (key::prefix_successor(&prefix), false)
     } else {
         (
             key::encode_key(hash_key, stop_sortkey.as_slice()).unwrap_or_default(),

@@ -244,50 +244,41 @@ impl<'a> View<'a> {
         Ok((evaluate(check_type, current.as_deref(), operand), current))
     }
 
+    /// A check-and-set is a check-and-mutate with one put.
     fn check_and_set(
         &mut self,
         ops: &mut Vec<Op>,
         r: CheckAndSetRequest,
     ) -> Result<CheckAndSetResponse, StorageError> {
-        let mut resp = CheckAndSetResponse::default();
-        if key::encode_key(r.hash_key.as_slice(), b"").is_err() {
-            resp.error = status::INVALID_ARGUMENT;
-            return Ok(resp);
-        }
-        let (passed, current) = self.check(
-            r.hash_key.as_slice(),
-            r.check_sort_key.as_slice(),
-            r.check_type,
-            r.check_operand.as_slice(),
-        )?;
-        fill_check_value(
-            r.return_check_value,
-            current,
-            &mut resp.check_value_returned,
-            &mut resp.check_value_exist,
-            &mut resp.check_value,
-        );
-        resp.error = match passed {
-            Err(InvalidCheck) => status::INVALID_ARGUMENT,
-            Ok(false) => status::TRY_AGAIN,
-            Ok(true) => {
-                let sort_key = if r.set_diff_sort_key {
-                    &r.set_sort_key
-                } else {
-                    &r.check_sort_key
-                };
-                let k =
-                    key::encode_key(r.hash_key.as_slice(), sort_key.as_slice()).unwrap_or_default();
-                self.put(
-                    ops,
-                    k,
-                    r.set_expire_ts_seconds.max(0) as u32,
-                    r.set_value.as_slice(),
-                );
-                status::OK
-            }
+        let sort_key = if r.set_diff_sort_key {
+            r.set_sort_key
+        } else {
+            r.check_sort_key.clone()
         };
-        Ok(resp)
+        let put = Mutate {
+            operation: mutate_operation::PUT,
+            sort_key,
+            value: r.set_value,
+            set_expire_ts_seconds: r.set_expire_ts_seconds,
+        };
+        let m = self.check_and_mutate(
+            ops,
+            CheckAndMutateRequest {
+                hash_key: r.hash_key,
+                check_sort_key: r.check_sort_key,
+                check_type: r.check_type,
+                check_operand: r.check_operand,
+                mutate_list: vec![put],
+                return_check_value: r.return_check_value,
+            },
+        )?;
+        Ok(CheckAndSetResponse {
+            error: m.error,
+            check_value_returned: m.check_value_returned,
+            check_value_exist: m.check_value_exist,
+            check_value: m.check_value,
+            ..Default::default()
+        })
     }
 
     fn check_and_mutate(
