@@ -35,11 +35,11 @@ usage() {
   cat <<'USAGE'
 Usage: ./run.sh <command> [args]
 
-  start_onebox [-m N] [-r N] [-a app] [-p partitions] [-w]
+  start_onebox [-m N] [-r N] [-c] [-a app] [-p partitions] [-w]
                             ZooKeeper (port 22181), N metas (34601…), N replicas (34801…)
                             under ./onebox; -w waits until every partition is healthy
   stop_onebox | clear_onebox | list_onebox
-  start_onebox_instance | stop_onebox_instance | restart_onebox_instance  -m i | -r j
+  start_onebox_instance | stop_onebox_instance | restart_onebox_instance  -m i | -r j | -c
   shell [--cluster ip:port,…]   the Pegasus shell (commands on stdin work too)
   bench [pegasus_bench args]    load the onebox's table `temp`
   build                     every binary, release profile

@@ -83,6 +83,12 @@ pub struct ServerConfig {
     pub fd_check_interval: Duration,
     /// `[meta_server] min_live_node_count_for_unfreeze`.
     pub min_live_nodes: usize,
+    /// `[pegasus.collector] available_detect_app`.
+    pub detect_app: String,
+    /// `[pegasus.collector] available_detect_interval_seconds`.
+    pub detect_interval: Duration,
+    /// `[pegasus.collector] available_detect_timeout` (milliseconds).
+    pub detect_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -224,6 +230,19 @@ impl ServerConfig {
                 "min_live_node_count_for_unfreeze",
                 3,
             )?,
+            detect_app: config
+                .str_or("pegasus.collector", "available_detect_app", "stat")
+                .to_owned(),
+            detect_interval: Duration::from_secs(config.parse_or(
+                "pegasus.collector",
+                "available_detect_interval_seconds",
+                3,
+            )?),
+            detect_timeout: Duration::from_millis(config.parse_or(
+                "pegasus.collector",
+                "available_detect_timeout",
+                5000,
+            )?),
             data_dir,
             log_dir,
             roles: resolved_roles,

@@ -16,6 +16,7 @@ use miette::Diagnostic;
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
+use crate::collector::{Collector, CollectorOptions};
 use crate::config::{ConfigError, ServerConfig};
 use crate::meta::{MetaOptions, MetaServer};
 use crate::net::{self, Limits};
@@ -204,11 +205,6 @@ pub fn run(args: Args) -> Result<(), StartError> {
         args.roles.clone()
     };
     let server = ServerConfig::from_config(&config, &roles, &facts, &dns)?;
-    for role in &server.roles {
-        if role.name == "collector" {
-            return Err(StartError::Unavailable(role.name.clone()));
-        }
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -312,6 +308,23 @@ async fn serve_roles(server: ServerConfig) -> Result<(), StartError> {
                 tasks.push(tokio::spawn(net::serve(
                     listener,
                     stub,
+                    Limits::default(),
+                    stopper(&stop_tx),
+                )));
+            }
+            "collector" => {
+                let collector = Collector::new(CollectorOptions {
+                    metas: server.meta_servers.clone(),
+                    cluster_name: server.cluster_name.clone(),
+                    app: server.detect_app.clone(),
+                    interval: server.detect_interval,
+                    timeout: server.detect_timeout,
+                });
+                info!(addr = %server.advertised(&role), app = server.detect_app, "collector serving /metrics");
+                tasks.push(tokio::spawn(Arc::clone(&collector).run(stopper(&stop_tx))));
+                tasks.push(tokio::spawn(net::serve(
+                    listener,
+                    collector,
                     Limits::default(),
                     stopper(&stop_tx),
                 )));

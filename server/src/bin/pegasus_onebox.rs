@@ -63,6 +63,9 @@ struct StartArgs {
     /// Wait until every partition is healthy.
     #[arg(short = 'w', long = "wait_healthy")]
     wait: bool,
+    /// Run a collector too (port 34101).
+    #[arg(short = 'c', long = "collector")]
+    collector: bool,
 }
 
 #[derive(Debug, Args)]
@@ -73,14 +76,20 @@ struct Instance {
     /// Replica number, from 1.
     #[arg(short = 'r')]
     replica: Option<usize>,
+    /// The collector.
+    #[arg(short = 'c')]
+    collector: bool,
 }
 
 impl Instance {
     fn node(&self) -> Result<Node, OneboxError> {
-        match (self.meta, self.replica) {
-            (Some(i), None) => Ok(Node::Meta(i)),
-            (None, Some(j)) => Ok(Node::Replica(j)),
-            _ => Err(OneboxError::Usage("name one node: -m <i> or -r <j>".into())),
+        match (self.meta, self.replica, self.collector) {
+            (Some(i), None, false) => Ok(Node::Meta(i)),
+            (None, Some(j), false) => Ok(Node::Replica(j)),
+            (None, None, true) => Ok(Node::Collector),
+            _ => Err(OneboxError::Usage(
+                "name one node: -m <i>, -r <j> or -c".into(),
+            )),
         }
     }
 }
@@ -89,16 +98,17 @@ fn shape_path(root: &std::path::Path) -> PathBuf {
     root.join("shape")
 }
 
-/// The shape recorded at start (`metas replicas app partitions`), so later verbs render the
-/// same configs.
+/// The shape recorded at start (`metas replicas app partitions collector`), so later verbs
+/// render the same configs.
 fn load_shape(options: &mut OneboxOptions) {
     if let Ok(text) = std::fs::read_to_string(shape_path(&options.root)) {
         let parts: Vec<&str> = text.split_whitespace().collect();
-        if let [m, r, app, p] = parts[..] {
+        if let [m, r, app, p, c] = parts[..] {
             options.metas = m.parse().unwrap_or(options.metas);
             options.replicas = r.parse().unwrap_or(options.replicas);
             options.app_name = app.to_owned();
             options.partitions = p.parse().unwrap_or(options.partitions);
+            options.collector = c == "true";
         }
     }
 }
@@ -119,14 +129,19 @@ fn run(cli: Cli) -> Result<(), OneboxError> {
             options.replicas = args.replicas;
             options.app_name = args.app_name;
             options.partitions = args.partitions;
+            options.collector = args.collector;
             std::fs::create_dir_all(&options.root).map_err(|source| OneboxError::Io {
                 what: "cannot create",
                 path: options.root.display().to_string(),
                 source,
             })?;
             let shape = format!(
-                "{} {} {} {}\n",
-                options.metas, options.replicas, options.app_name, options.partitions
+                "{} {} {} {} {}\n",
+                options.metas,
+                options.replicas,
+                options.app_name,
+                options.partitions,
+                options.collector
             );
             std::fs::write(shape_path(&options.root), shape).map_err(|source| OneboxError::Io {
                 what: "cannot write",

@@ -81,6 +81,40 @@ impl Reply {
 pub trait Service: Send + Sync + 'static {
     /// Handles the requests read from one connection in one go.
     fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>);
+
+    /// Answers an HTTP `GET path` on the same port (Pegasus serves HTTP beside RPC); `None` is
+    /// 404.
+    fn http(&self, _path: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Largest HTTP request head read.
+const MAX_HTTP_HEAD: usize = 8192;
+
+/// Serves one HTTP request whose first bytes are in `buf`, then the connection closes.
+async fn http<S: Service>(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut buf: BytesMut,
+    service: &S,
+) {
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        if buf.len() > MAX_HTTP_HEAD || matches!(reader.read_buf(&mut buf).await, Ok(0) | Err(_)) {
+            return;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let (status, body) = match service.http(&path) {
+        Some(body) => ("200 OK", body),
+        None => ("404 Not Found", format!("no page {path}\n")),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = writer.write_all(response.as_bytes()).await;
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then waits for every connection
@@ -137,7 +171,19 @@ async fn connection<S: Service>(
     stop: &mut broadcast::Receiver<()>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, writer) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    // The first bytes decide the protocol: HTTP (`GET `, `POST`) or THFT frames.
+    while buf.len() < 4 {
+        tokio::select! {
+            n = reader.read_buf(&mut buf) => if matches!(n, Ok(0) | Err(_)) { return },
+            _ = stop.recv() => return,
+        }
+    }
+    if &buf[..4] == b"GET " || &buf[..4] == b"POST" {
+        return http(reader, writer, buf, &*service).await;
+    }
+    let mut writer = writer;
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer_task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(64 << 10);
@@ -156,7 +202,6 @@ async fn connection<S: Service>(
         }
     });
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
-    let mut buf = BytesMut::with_capacity(64 << 10);
     'read: loop {
         let mut batch = Vec::new();
         loop {

@@ -83,6 +83,10 @@ pub struct OneboxOptions {
     pub partitions: u32,
     /// `fd_lease_seconds` (grace is one more).
     pub fd_lease_seconds: u32,
+    /// Run a collector too.
+    pub collector: bool,
+    /// The collector's port.
+    pub collector_port: u16,
 }
 
 impl OneboxOptions {
@@ -99,6 +103,8 @@ impl OneboxOptions {
             app_name: "temp".into(),
             partitions: 8,
             fd_lease_seconds: 6,
+            collector: false,
+            collector_port: 34101,
         }
     }
 
@@ -125,6 +131,8 @@ pub enum Node {
     Meta(usize),
     /// A ReplicaServer, from 1.
     Replica(usize),
+    /// The Collector.
+    Collector,
 }
 
 impl Node {
@@ -133,6 +141,7 @@ impl Node {
         match self {
             Node::Meta(i) => format!("meta{i}"),
             Node::Replica(i) => format!("replica{i}"),
+            Node::Collector => "collector".into(),
         }
     }
 
@@ -140,6 +149,7 @@ impl Node {
         match self {
             Node::Meta(_) => "meta",
             Node::Replica(_) => "replica",
+            Node::Collector => "collector",
         }
     }
 }
@@ -279,6 +289,7 @@ impl Onebox {
         let (meta_port, replica_port) = match node {
             Node::Meta(i) => (o.meta_base_port + i as u16, o.replica_base_port),
             Node::Replica(j) => (o.meta_base_port, o.replica_base_port + j as u16),
+            Node::Collector => (o.meta_base_port, o.replica_base_port),
         };
         let cluster_id = format!("{}", o.meta_base_port);
         let vars: BTreeMap<String, String> = [
@@ -293,6 +304,7 @@ impl Onebox {
             ("FD_GRACE", (o.fd_lease_seconds + 1).to_string()),
             ("ZK_PORT", o.zk_port.to_string()),
             ("REPLICA_COUNT", o.replicas.to_string()),
+            ("COLLECTOR_PORT", o.collector_port.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -357,9 +369,11 @@ impl Onebox {
 
     /// Every node of the shape.
     pub fn nodes(&self) -> Vec<Node> {
+        let collector = self.options.collector.then_some(Node::Collector);
         (1..=self.options.metas)
             .map(Node::Meta)
             .chain((1..=self.options.replicas).map(Node::Replica))
+            .chain(collector)
             .collect()
     }
 
@@ -399,7 +413,9 @@ impl Onebox {
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let node = if let Some(i) = name.strip_prefix("meta") {
+                let node = if name == "collector" {
+                    Node::Collector
+                } else if let Some(i) = name.strip_prefix("meta") {
                     Node::Meta(i.parse().ok()?)
                 } else {
                     Node::Replica(name.strip_prefix("replica")?.parse().ok()?)
