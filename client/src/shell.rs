@@ -140,6 +140,9 @@ impl Shell {
             "exit" | "quit" => return None,
             "help" => Ok(HELP.to_owned()),
             "version" => Ok(format!("pegasus_shell {}", env!("CARGO_PKG_VERSION"))),
+            "cluster_info" | "nodes" | "ls" | "app" if flag(rest, "-j") => {
+                self.json(cmd, rest).await
+            }
             "cluster_info" => self.cluster_info().await,
             "nodes" => self.nodes(flag(rest, "-d")).await,
             "ls" => self.ls(flag(rest, "-d")).await,
@@ -172,6 +175,87 @@ impl Shell {
             _ => self.data(cmd, rest).await,
         };
         Some(out)
+    }
+
+    /// `-j`: the same information as one JSON document, as Pegasus's shell prints it.
+    async fn json(&mut self, cmd: &str, rest: &[String]) -> Output {
+        use serde_json::{Map, Value, json};
+        let value = match cmd {
+            "cluster_info" => {
+                let r: ClusterInfoResponse = self
+                    .admin(rpc::CLUSTER_INFO, Empty {}, |_: &ClusterInfoResponse| false)
+                    .await?;
+                let info: Map<String, Value> = r
+                    .keys
+                    .into_iter()
+                    .zip(r.values)
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect();
+                json!({ "cluster_info": info })
+            }
+            "nodes" => {
+                let r: ListNodesResponse = self
+                    .admin(rpc::LIST_NODES, Empty {}, |r: &ListNodesResponse| {
+                        r.err.0 != "ERR_OK"
+                    })
+                    .await?;
+                let details: Map<String, Value> = r
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let status = if n.alive { "ALIVE" } else { "UNALIVE" };
+                        (n.address.to_string(), json!({ "address": n.address.to_string(), "status": status, "replica_count": n.replica_count, "primary_count": n.primary_count, "secondary_count": 0 }))
+                    })
+                    .collect();
+                let alive = r.nodes.iter().filter(|n| n.alive).count();
+                json!({ "details": details, "summary": { "total_node_count": r.nodes.len(), "alive_node_count": alive, "unalive_node_count": r.nodes.len() - alive } })
+            }
+            "ls" => {
+                let apps: Vec<AppSummary> = self
+                    .list()
+                    .await?
+                    .into_iter()
+                    .filter(|a| a.status == "AS_AVAILABLE")
+                    .collect();
+                let general: Map<String, Value> = apps
+                    .iter()
+                    .map(|a| (a.app_id.to_string(), json!({ "app_id": a.app_id, "status": "AVAILABLE", "app_name": a.app_name, "app_type": a.app_type, "partition_count": a.partition_count, "replica_count": a.replica_count, "is_stateful": true })))
+                    .collect();
+                let healthy: Map<String, Value> = apps
+                    .iter()
+                    .map(|a| (a.app_id.to_string(), json!({ "app_id": a.app_id, "app_name": a.app_name, "partition_count": a.partition_count, "fully_healthy": a.fully_healthy, "unhealthy": a.unhealthy, "write_unhealthy": a.unhealthy, "read_unhealthy": a.unhealthy })))
+                    .collect();
+                json!({ "general_info": general, "healthy_info": healthy, "summary": { "total_app_count": apps.len() } })
+            }
+            _ => {
+                let name = rest
+                    .iter()
+                    .find(|a| !a.starts_with('-'))
+                    .ok_or("usage: app <table> [-d] [-j]")?;
+                let summary = self
+                    .list()
+                    .await?
+                    .into_iter()
+                    .find(|a| &a.app_name == name && a.status == "AS_AVAILABLE")
+                    .ok_or(format!("table `{name}` does not exist"))?;
+                let config = self.client.query_config(name).await.map_err(describe)?;
+                let replicas: Map<String, Value> = config
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let count = usize::from(p.primary.socket_addr().is_some()) + p.secondaries.len();
+                        (p.pid.partition_index.to_string(), json!({ "pidx": p.pid.partition_index, "ballot": p.ballot, "replica_count": format!("{count}/{}", p.max_replica_count), "primary": p.primary.to_string(), "secondaries": [] }))
+                    })
+                    .collect();
+                json!({
+                    "parameters": { "app_name": name, "detailed": flag(rest, "-d") },
+                    "general": { "app_name": name, "app_id": summary.app_id, "partition_count": summary.partition_count, "max_replica_count": summary.replica_count },
+                    "replicas": replicas,
+                    "summary": { "fully_healthy_partition_count": summary.fully_healthy, "unhealthy_partition_count": summary.unhealthy, "write_unhealthy_partition_count": summary.unhealthy, "read_unhealthy_partition_count": summary.unhealthy },
+                })
+            }
+        };
+        serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
     }
 
     async fn cluster_info(&self) -> Output {
@@ -551,10 +635,10 @@ impl Shell {
 }
 
 const HELP: &str = "Commands:
-  cluster_info                          the cluster's metas, leader, ZooKeeper
-  nodes [-d]                            replica servers and their status
-  ls [-d]                               tables (with -d: their health)
-  app <table> [-d]                      a table (with -d: its partitions)
+  cluster_info [-j]                     the cluster's metas, leader, ZooKeeper
+  nodes [-d] [-j]                       replica servers and their status
+  ls [-d] [-j]                          tables (with -d: their health)
+  app <table> [-d] [-j]                 a table (with -d: its partitions); -j: JSON
   create <table> [-p n] [-r n]          create a table
   drop <table>                          drop a table
   use <table>                           the table later commands use

@@ -333,3 +333,53 @@ async fn the_collector_detects_availability_and_serves_metrics() {
     assert!(body.contains("pidx=\"3\""), "{body}");
     assert!(http_get(port, "/nope").is_some_and(|b| b.starts_with("no page")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_drives_a_cluster() {
+    let cluster = TestCluster::start(1, 1, 4);
+    cluster.healthy().await;
+    let mut shell = pegasus_client::shell::Shell::new(cluster.onebox.options.meta_addrs());
+    let mut run = async |line: &str| shell.run_line(line).await.expect("not exit");
+    let app: serde_json::Value =
+        serde_json::from_str(&run("app temp -d -j").await.unwrap()).unwrap();
+    assert_eq!(app["summary"]["fully_healthy_partition_count"], 4);
+    assert_eq!(app["replicas"].as_object().unwrap().len(), 4);
+    assert!(
+        run("app temp -d")
+            .await
+            .unwrap()
+            .contains("fully_healthy_partition_count    : 4")
+    );
+    assert!(run("get a b").await.is_err(), "no table in use yet");
+    run("use temp").await.unwrap();
+    assert_eq!(run("set a b \"hello world\"").await.unwrap(), "OK");
+    assert_eq!(run("get a b").await.unwrap(), "\"hello world\"");
+    assert_eq!(run("exist a b").await.unwrap(), "True");
+    run("multi_set m x 1 y 2").await.unwrap();
+    assert!(
+        run("multi_get m")
+            .await
+            .unwrap()
+            .ends_with("2 key-value pairs got.")
+    );
+    assert_eq!(
+        run("count_data").await.unwrap(),
+        "Count done, total 3 rows."
+    );
+    assert!(
+        run("create t2 -p 2 -r 1")
+            .await
+            .unwrap()
+            .contains("succeed")
+    );
+    let ls: serde_json::Value = serde_json::from_str(&run("ls -j").await.unwrap()).unwrap();
+    assert_eq!(ls["summary"]["total_app_count"], 3, "temp, stat, t2");
+    assert!(run("drop t2").await.unwrap().contains("succeed"));
+    let nodes: serde_json::Value = serde_json::from_str(&run("nodes -j").await.unwrap()).unwrap();
+    assert_eq!(nodes["summary"]["alive_node_count"], 1);
+    let info: serde_json::Value =
+        serde_json::from_str(&run("cluster_info -j").await.unwrap()).unwrap();
+    assert_eq!(info["cluster_info"]["cluster_name"], "onebox");
+    assert!(run("bogus").await.is_err());
+    assert!(shell.run_line("exit").await.is_none());
+}
