@@ -43,6 +43,7 @@ Usage: ./run.sh <command> [args]
   shell [--cluster ip:port,…]   the Pegasus shell (commands on stdin work too)
   bench [pegasus_bench args]    load the onebox's table `temp`
   build                     every binary, release profile
+  pack_server               the release tarball pegasus-server-<version>-<sha>-glibc<x>-release.tar.gz
   test                      fmt check, clippy, and every test of the workspace
   configcheck [args]        build and run configcheck (e.g. ./run.sh configcheck config.ini)
   bench_configcheck         configcheck benchmarks (criterion + hyperfine)
@@ -62,6 +63,12 @@ case "$cmd" in
     cargo fmt --all --check
     cargo clippy --release --workspace --all-targets -- -D warnings
     cargo test --release --workspace "$@"
+    cargo build --release -q --workspace --bins
+    server/tests/pack.sh
+    ;;
+  pack_server)
+    cargo build --release -q --workspace --bins --manifest-path "$ROOT/Cargo.toml"
+    "$ROOT/server/pack_server.sh" "$ROOT"
     ;;
   configcheck)
     cargo build --release -q -p configcheck --manifest-path "$ROOT/Cargo.toml"
