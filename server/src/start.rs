@@ -397,6 +397,96 @@ fn init_logging(server: &ServerConfig) -> tracing_appender::non_blocking::Worker
     guard
 }
 
+/// `pegasus_server healthcheck ADDR`: 0 if the server at `ADDR` answers `GET /health`, else 1
+/// (for container healthchecks: images have no curl).
+pub fn healthcheck(addr: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let healthy = (|| -> std::io::Result<bool> {
+        let addr: SocketAddr = addr.parse().map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr}: {e}"))
+        })?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: pegasus\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)?;
+        Ok(&head == b"HTTP/1.1 200")
+    })();
+    match healthy {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("unhealthy: {addr} answered, but not 200");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `pegasus_server clean config.ini [--yes]`: lists what a cluster reset removes (the guide's
+/// FAQ: `[core] data_dir`, `slog_dir`, every data dir, the ZooKeeper `cluster_root`) and removes
+/// it only with `--yes`.
+pub fn clean(args: &[String]) -> Result<(), StartError> {
+    let yes = args.iter().any(|a| a == "--yes");
+    let path = args.iter().find(|a| !a.starts_with("--")).ok_or_else(|| {
+        StartError::Usage("usage: pegasus_server clean <config.ini> [--yes]".into())
+    })?;
+    let config = Config::load(std::path::Path::new(path), path)?;
+    let facts = HostFacts::collect()?;
+    let server = ServerConfig::from_config(&config, &[], &facts, &dns)?;
+    let mut dirs = vec![server.data_dir.clone()];
+    let slog = config.str_or("replication", "slog_dir", "");
+    if !slog.is_empty() {
+        dirs.push(PathBuf::from(slog));
+    }
+    dirs.extend(server.data_dirs.iter().map(|(_, p)| p.clone()));
+    for d in &dirs {
+        println!(
+            "{} directory {}",
+            if yes { "removing" } else { "would remove" },
+            d.display()
+        );
+    }
+    println!(
+        "{} ZooKeeper {}{}",
+        if yes { "removing" } else { "would remove" },
+        server.zk_hosts,
+        server.cluster_root
+    );
+    if !yes {
+        println!("nothing removed: run again with --yes");
+        return Ok(());
+    }
+    for d in &dirs {
+        if d.exists() {
+            std::fs::remove_dir_all(d).map_err(|source| StartError::Dir {
+                path: d.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    if !server.zk_hosts.is_empty() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        runtime.block_on(async {
+            let zk = crate::meta::zk::Zk::connect_only(&server.zk_hosts, server.zk_timeout)
+                .await
+                .map_err(crate::meta::MetaError::from)?;
+            let n = zk
+                .delete_tree(&server.cluster_root)
+                .await
+                .map_err(crate::meta::MetaError::from)?;
+            println!("removed {n} ZooKeeper nodes");
+            Ok::<(), StartError>(())
+        })?;
+    }
+    Ok(())
+}
+
 /// The binary: parse, run, report. Exit 0 after a clean stop, 1 on any start-up error.
 pub fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
@@ -406,11 +496,20 @@ pub fn main() -> ExitCode {
         );
     }));
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if matches!(args.first().map(String::as_str), Some("--version" | "-V")) {
-        println!("pegasus_server {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
-    }
-    let result = parse_args(&args).and_then(run);
+    let result = match args.first().map(String::as_str) {
+        Some("--version" | "-V") => {
+            println!("pegasus_server {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some("healthcheck") => match args.get(1) {
+            Some(addr) => return healthcheck(addr),
+            None => Err(StartError::Usage(
+                "usage: pegasus_server healthcheck <ip:port>".into(),
+            )),
+        },
+        Some("clean") => clean(&args[1..]),
+        _ => parse_args(&args).and_then(run),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -245,6 +245,58 @@ impl Zk {
             .await
     }
 
+    /// Deletes `path` and everything below it (cluster cleaning); a missing path is not an error.
+    pub async fn delete_tree(&self, path: &str) -> Result<usize, ZkError> {
+        let mut order = vec![path.trim_end_matches('/').to_owned()];
+        let mut i = 0;
+        while i < order.len() {
+            let node = order[i].clone();
+            match self.client.list_children(&node).await {
+                Ok(children) => order.extend(children.into_iter().map(|c| format!("{node}/{c}"))),
+                Err(zookeeper_client::Error::NoNode) => {}
+                Err(e) => return Err(op(&node)(e)),
+            }
+            i += 1;
+        }
+        let mut deleted = 0;
+        for node in order.iter().rev() {
+            match self.client.delete(node, None).await {
+                Ok(()) => deleted += 1,
+                Err(zookeeper_client::Error::NoNode) => {}
+                Err(e) => return Err(op(node)(e)),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Connects without creating anything (for tools).
+    pub async fn connect_only(hosts: &str, session_timeout: Duration) -> Result<Zk, ZkError> {
+        let timeout = session_timeout.min(Duration::from_secs(10));
+        let client = tokio::time::timeout(
+            timeout,
+            Client::connector()
+                .with_session_timeout(session_timeout)
+                .with_connection_timeout(timeout)
+                .connect(hosts),
+        )
+        .await
+        .map_err(|_| ZkError::Connect {
+            hosts: hosts.to_owned(),
+            timeout,
+            source: zookeeper_client::Error::Timeout,
+        })?
+        .map_err(|source| ZkError::Connect {
+            hosts: hosts.to_owned(),
+            timeout,
+            source,
+        })?;
+        Ok(Zk {
+            client,
+            root: String::new(),
+            lock_dir: String::new(),
+        })
+    }
+
     /// Writes one partition.
     pub async fn save_partition(
         &self,

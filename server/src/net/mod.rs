@@ -106,7 +106,12 @@ async fn http<S: Service>(
     }
     let head = String::from_utf8_lossy(&buf);
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let (status, body) = match service.http(&path) {
+    let answer = if path == "/health" {
+        Some("ok\n".to_owned())
+    } else {
+        service.http(&path)
+    };
+    let (status, body) = match answer {
         Some(body) => ("200 OK", body),
         None => ("404 Not Found", format!("no page {path}\n")),
     };

@@ -383,3 +383,56 @@ async fn the_shell_drives_a_cluster() {
     assert!(run("bogus").await.is_err());
     assert!(shell.run_line("exit").await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_and_cluster_cleaning() {
+    let cluster = TestCluster::start(1, 1, 2);
+    cluster.healthy().await;
+    let server = env!("CARGO_BIN_EXE_pegasus_server");
+    let meta = cluster.onebox.options.meta_addrs()[0].to_string();
+    let status = |args: &[&str]| {
+        std::process::Command::new(server)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(status(&["healthcheck", &meta]).status.code(), Some(0));
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    assert_eq!(status(&["healthcheck", &free]).status.code(), Some(1));
+
+    let temp = cluster.client().open_table("temp").await.unwrap();
+    temp.set(b"before", b"clean", b"x", None).await.unwrap();
+    for node in cluster.onebox.nodes() {
+        cluster.onebox.stop_node(node).unwrap();
+    }
+    let root = &cluster.onebox.options.root;
+    let meta_config = root.join("meta1/config.ini").display().to_string();
+    let replica_config = root.join("replica1/config.ini").display().to_string();
+    // Without --yes: a list, nothing removed.
+    let dry = status(&["clean", &meta_config]);
+    let listed = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        listed.contains("would remove directory") && listed.contains("would remove ZooKeeper"),
+        "{listed}"
+    );
+    assert!(root.join("meta1/data").exists());
+    for config in [&meta_config, &replica_config] {
+        let out = status(&["clean", config, "--yes"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!root.join("meta1/data").exists() && !root.join("replica1/data").exists());
+    // A fresh cluster: bootstrapped again, the old data gone.
+    cluster.onebox.start().unwrap();
+    cluster.healthy().await;
+    let temp = cluster.client().open_table("temp").await.unwrap();
+    assert_eq!(temp.get(b"before", b"clean").await.unwrap(), None);
+}
