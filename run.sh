@@ -65,6 +65,7 @@ case "$cmd" in
     cargo test --release --workspace "$@"
     cargo build --release -q --workspace --bins
     server/tests/pack.sh
+    if command -v nix-instantiate >/dev/null 2>&1; then nix/check.sh; else echo "nix: nix-instantiate not installed, flake checks skipped"; fi
     ;;
   pack_server)
     cargo build --release -q --workspace --bins --manifest-path "$ROOT/Cargo.toml"
