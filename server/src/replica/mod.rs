@@ -30,7 +30,7 @@ use tracing::{info, warn};
 
 use self::dirs::{DataDirs, DirsError};
 use self::partition::{Partition, PartitionError, PartitionOptions};
-use self::read::ScanContext;
+use self::read::{ScanContext, Tier};
 use self::write::{WriteOp, WriteReply};
 use crate::net::{Reply, Service};
 
@@ -288,6 +288,21 @@ impl Service for ReplicaStub {
                         partition.clear_scanner(id);
                     }
                 }
+                // Point reads are answered right here when memory has the answer (no disk I/O
+                // on the async worker: RocksDB is asked with the block-cache read tier); the
+                // rest go to a blocking thread with everything else.
+                rpc::GET | rpc::TTL => {
+                    if let Some(reply) = serve_read(
+                        &partition,
+                        &request,
+                        reply,
+                        key::epoch_now(),
+                        &self.options.server,
+                        Tier::Memory,
+                    ) {
+                        reads.push((partition, request, reply));
+                    }
+                }
                 n if is_read(n) => reads.push((partition, request, reply)),
                 _ => reply.error(ErrorCode::HandlerNotFound),
             }
@@ -298,7 +313,7 @@ impl Service for ReplicaStub {
             tokio::task::spawn_blocking(move || {
                 let now = key::epoch_now();
                 for (partition, request, reply) in reads {
-                    serve_read(&partition, &request, reply, now, &server);
+                    serve_read(&partition, &request, reply, now, &server, Tier::All);
                 }
             });
         }
@@ -319,6 +334,8 @@ enum ReadAnswer {
 enum ReadFailure {
     Decode(pegasus_client::protocol::ProtocolError),
     Storage(storage::StorageError),
+    /// Only memory was asked, and the answer needs the disk.
+    NotInMemory,
     Unknown,
 }
 
@@ -334,11 +351,20 @@ impl From<storage::StorageError> for ReadFailure {
     }
 }
 
-fn read_answer(p: &Partition, request: &Request, now: u32) -> Result<ReadAnswer, ReadFailure> {
+fn read_answer(
+    p: &Partition,
+    request: &Request,
+    now: u32,
+    tier: Tier,
+) -> Result<ReadAnswer, ReadFailure> {
     let s = p.storage();
     Ok(match request.message.name.as_str() {
-        rpc::GET => ReadAnswer::Read(read::get(s, &request.args::<Blob>()?, now)?),
-        rpc::TTL => ReadAnswer::Ttl(read::ttl(s, &request.args::<Blob>()?, now)?),
+        rpc::GET => ReadAnswer::Read(
+            read::get(s, &request.args::<Blob>()?, now, tier)?.ok_or(ReadFailure::NotInMemory)?,
+        ),
+        rpc::TTL => ReadAnswer::Ttl(
+            read::ttl(s, &request.args::<Blob>()?, now, tier)?.ok_or(ReadFailure::NotInMemory)?,
+        ),
         rpc::SORTKEY_COUNT => {
             ReadAnswer::Count(read::sortkey_count(s, &request.args::<Blob>()?, now)?)
         }
@@ -386,8 +412,15 @@ fn read_answer(p: &Partition, request: &Request, now: u32) -> Result<ReadAnswer,
     })
 }
 
-/// Answers one read.
-fn serve_read(p: &Partition, request: &Request, reply: Reply, now: u32, server: &str) {
+/// Answers one read from `tier`; hands the reply back when memory alone cannot answer.
+fn serve_read(
+    p: &Partition,
+    request: &Request,
+    reply: Reply,
+    now: u32,
+    server: &str,
+    tier: Tier,
+) -> Option<Reply> {
     macro_rules! send {
         ($r:expr) => {{
             let mut r = $r;
@@ -397,7 +430,8 @@ fn serve_read(p: &Partition, request: &Request, reply: Reply, now: u32, server: 
             reply.send(ErrorCode::Ok, Some(&r))
         }};
     }
-    match read_answer(p, request, now) {
+    match read_answer(p, request, now, tier) {
+        Err(ReadFailure::NotInMemory) => return Some(reply),
         Ok(ReadAnswer::Read(r)) => send!(r),
         Ok(ReadAnswer::Ttl(r)) => send!(r),
         Ok(ReadAnswer::Count(r)) => send!(r),
@@ -414,6 +448,7 @@ fn serve_read(p: &Partition, request: &Request, reply: Reply, now: u32, server: 
         }
         Err(ReadFailure::Unknown) => reply.error(ErrorCode::HandlerNotFound),
     }
+    None
 }
 
 fn scan_response(kvs: Vec<KeyValue>, context_id: i64, only_count: bool) -> ScanResponse {

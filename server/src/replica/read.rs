@@ -43,15 +43,41 @@ fn live(stored: &[u8], now: u32) -> bool {
     !key::is_expired(value::expire_ts(stored), now)
 }
 
-/// `get`.
-pub fn get(s: &Storage, k: &Blob, now: u32) -> Result<ReadResponse, StorageError> {
+/// Where a point read looks: anywhere, or only in memory (never blocking on disk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    /// Memtables, block cache, and the disk.
+    All,
+    /// Memtables and block cache only: `None` answers when the disk would be needed.
+    Memory,
+}
+
+/// The stored value of `key` from `tier`: `Ok(None)` when `tier` cannot answer.
+fn lookup<'a>(
+    s: &'a Storage,
+    key: &[u8],
+    tier: Tier,
+) -> Result<Option<Option<rocksdb::DBPinnableSlice<'a>>>, StorageError> {
+    match tier {
+        Tier::All => s.get_raw(key).map(Some),
+        Tier::Memory => s.get_raw_in_memory(key),
+    }
+}
+
+/// `get`; `None` when `tier` cannot answer.
+pub fn get(
+    s: &Storage,
+    k: &Blob,
+    now: u32,
+    tier: Tier,
+) -> Result<Option<ReadResponse>, StorageError> {
     if key::decode_key(k.as_slice()).is_none() {
-        return Ok(ReadResponse {
+        return Ok(Some(ReadResponse {
             error: status::INVALID_ARGUMENT,
             ..Default::default()
-        });
+        }));
     }
-    Ok(match s.get_raw(k.as_slice())? {
+    Ok(lookup(s, k.as_slice(), tier)?.map(|raw| match raw {
         Some(v) if live(&v, now) => ReadResponse {
             error: status::OK,
             value: Blob(Bytes::copy_from_slice(value::user_data(&v))),
@@ -61,12 +87,17 @@ pub fn get(s: &Storage, k: &Blob, now: u32) -> Result<ReadResponse, StorageError
             error: status::NOT_FOUND,
             ..Default::default()
         },
-    })
+    }))
 }
 
-/// `ttl`: seconds left, -1 for no expiry.
-pub fn ttl(s: &Storage, k: &Blob, now: u32) -> Result<TtlResponse, StorageError> {
-    Ok(match s.get_raw(k.as_slice())? {
+/// `ttl`: seconds left, -1 for no expiry; `None` when `tier` cannot answer.
+pub fn ttl(
+    s: &Storage,
+    k: &Blob,
+    now: u32,
+    tier: Tier,
+) -> Result<Option<TtlResponse>, StorageError> {
+    Ok(lookup(s, k.as_slice(), tier)?.map(|raw| match raw {
         Some(v) if live(&v, now) => {
             let expire = value::expire_ts(&v);
             let ttl_seconds = if expire == 0 {
@@ -84,7 +115,7 @@ pub fn ttl(s: &Storage, k: &Blob, now: u32) -> Result<TtlResponse, StorageError>
             error: status::NOT_FOUND,
             ..Default::default()
         },
-    })
+    }))
 }
 
 /// `sortkey_count`: live sort keys of a hash key.
@@ -489,14 +520,53 @@ mod tests {
     }
 
     #[test]
+    fn memory_reads_answer_from_memtable_and_cache_and_defer_disk_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Blob::from(key::encode_key(b"h", b"a").unwrap());
+        {
+            let s = Storage::open(dir.path(), &RocksOptions::default()).unwrap();
+            s.apply(&[Mutation {
+                ballot: 1,
+                decree: 1,
+                ops: vec![Op::Put(k.0.to_vec(), value::encode(0, 0, b"v"))],
+            }])
+            .unwrap();
+            // In the memtable: answered from memory.
+            assert_eq!(
+                get(&s, &k, 0, Tier::Memory).unwrap().unwrap().value.0,
+                &b"v"[..]
+            );
+            s.flush().unwrap();
+        }
+        // Reopened: the value is only in an SST file on disk.
+        let s = Storage::open(dir.path(), &RocksOptions::default()).unwrap();
+        assert!(
+            get(&s, &k, 0, Tier::Memory).unwrap().is_none(),
+            "needs the disk"
+        );
+        assert_eq!(
+            get(&s, &k, 0, Tier::All).unwrap().unwrap().error,
+            status::OK
+        );
+        // The disk read filled the block cache.
+        assert_eq!(
+            get(&s, &k, 0, Tier::Memory).unwrap().unwrap().value.0,
+            &b"v"[..]
+        );
+    }
+
+    #[test]
     fn counts_and_ttls_skip_expired_values() {
         let (_d, s) = store(&[("a", "1", 0), ("b", "2", 100), ("c", "3", 50)]);
         assert_eq!(sortkey_count(&s, &Blob::from("h"), 60).unwrap().count, 2);
         let k = Blob::from(key::encode_key(b"h", b"b").unwrap());
-        assert_eq!(ttl(&s, &k, 60).unwrap().ttl_seconds, 40);
+        assert_eq!(ttl(&s, &k, 60, Tier::All).unwrap().unwrap().ttl_seconds, 40);
         let k = Blob::from(key::encode_key(b"h", b"a").unwrap());
-        assert_eq!(ttl(&s, &k, 60).unwrap().ttl_seconds, -1);
+        assert_eq!(ttl(&s, &k, 60, Tier::All).unwrap().unwrap().ttl_seconds, -1);
         let k = Blob::from(key::encode_key(b"h", b"c").unwrap());
-        assert_eq!(ttl(&s, &k, 60).unwrap().error, status::NOT_FOUND);
+        assert_eq!(
+            ttl(&s, &k, 60, Tier::All).unwrap().unwrap().error,
+            status::NOT_FOUND
+        );
     }
 }

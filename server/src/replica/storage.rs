@@ -172,6 +172,22 @@ impl Storage {
         Ok(self.db.get_pinned(key)?)
     }
 
+    /// The stored value of a key, answered only from memory (memtables and block cache):
+    /// `Ok(None)` when answering would need a disk read. Never blocks on I/O, so it may run on
+    /// an async worker.
+    pub fn get_raw_in_memory(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<Option<rocksdb::DBPinnableSlice<'_>>>, StorageError> {
+        let mut ro = ReadOptions::default();
+        ro.set_read_tier(rocksdb::ReadTier::BlockCache);
+        match self.db.get_pinned_opt(key, &ro) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The user value of a key, `None` if absent or expired at `now`.
     pub fn get(&self, key: &[u8], now: u32) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.get_raw(key)?.and_then(|v| {
