@@ -1,7 +1,7 @@
 //! Whole clusters as processes: a real ZooKeeper, real metas and replicas started by the
 //! onebox library, each test in its own folder with its own ports.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -435,4 +435,50 @@ async fn healthcheck_and_cluster_cleaning() {
     cluster.healthy().await;
     let temp = cluster.client().open_table("temp").await.unwrap();
     assert_eq!(temp.get(b"before", b"clean").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_go_inactive_without_a_lease_and_serve_again_with_one() {
+    let cluster = TestCluster::start(1, 1, 2);
+    cluster.healthy().await;
+    let replica = SocketAddr::from(([127, 0, 0, 1], cluster.onebox.options.replica_base_port + 1));
+    let key = pegasus_client::protocol::key::encode_key(b"k", b"s").unwrap();
+    let client = cluster.client();
+    let get = async || {
+        let meta = RequestMeta {
+            app_id: 1,
+            partition_index: pegasus_client::protocol::key::partition_index(
+                pegasus_client::protocol::key::crc64(b"k"),
+                2,
+            ),
+            ..Default::default()
+        };
+        client
+            .call::<_, ReadResponse>(
+                replica,
+                meta,
+                rpc::GET,
+                &Args(Blob::from(key.clone())),
+                Duration::from_secs(2),
+            )
+            .await
+    };
+    assert!(get().await.is_ok());
+    // No meta: the lease (3 s here) runs out and the replica stops serving.
+    cluster.onebox.kill_node(Node::Meta(1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match get().await {
+            Err(pegasus_client::ClientError::Server(ErrorCode::InactiveState)) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "still serving without a lease: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The meta returns: beacons succeed again and so do reads.
+    cluster.onebox.start_node(Node::Meta(1)).unwrap();
+    cluster.healthy().await;
+    assert!(get().await.is_ok());
 }
