@@ -72,25 +72,7 @@ impl Zk {
         root: &str,
         lock_root: &str,
     ) -> Result<Zk, ZkError> {
-        let timeout = session_timeout.min(Duration::from_secs(10));
-        let client = tokio::time::timeout(
-            timeout,
-            Client::connector()
-                .with_session_timeout(session_timeout)
-                .with_connection_timeout(timeout)
-                .connect(hosts),
-        )
-        .await
-        .map_err(|_| ZkError::Connect {
-            hosts: hosts.to_owned(),
-            timeout,
-            source: zookeeper_client::Error::Timeout,
-        })?
-        .map_err(|source| ZkError::Connect {
-            hosts: hosts.to_owned(),
-            timeout,
-            source,
-        })?;
+        let client = Self::connect_only(hosts, session_timeout).await?.client;
         let zk = Zk {
             client,
             root: root.trim_end_matches('/').to_owned(),
