@@ -12,9 +12,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root}
 bin=${CARGO_TARGET_DIR:-$HOME/.cache/pegasus-target}/release
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
+version=$(awk -F'"' '/^version = / && !v {v = $2} END {print v}' "$root/Cargo.toml")
 sha=$(git -C "$root" rev-parse --short=7 HEAD)
-glibc=$(ldd --version | head -1 | awk '{print $NF}')
+glibc=$(ldd --version | awk 'NR == 1 {print $NF}')
 name="pegasus-server-$version-$sha-glibc$glibc-release"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct)}
 

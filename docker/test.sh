@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The compose cluster, for real, on a machine without a registry: a base image from
+# `debootstrap bookworm` (with Debian's zookeeper and a JRE), the ZooKeeper image and ours built
+# on it (ours from `./run.sh pack_server`), then `docker-compose up` with docker-compose.ci.yml,
+# every healthcheck waited for, pypegasus3 set/get against the metas, a replica restarted, the
+# data checked, and `down -v`. Needs DOCKER_HOST (a dockerd of our own), debootstrap,
+# docker-compose and PEGASUS_PYTHON.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+: "${DOCKER_HOST:?set DOCKER_HOST to a running dockerd}"
+compose=(docker-compose -p pegasusci -f docker/docker-compose.yml -f docker/docker-compose.ci.yml)
+metas=172.28.0.11:34601,172.28.0.12:34601,172.28.0.13:34601
+
+if ! docker image inspect pegasus-base:bookworm >/dev/null 2>&1; then
+  rootfs=${PEGASUS_ROOTFS:-$HOME/.cache/pegasus-rootfs}
+  if [[ ! -x $rootfs/usr/bin/java ]]; then
+    rm -rf "$rootfs"
+    debootstrap --variant=minbase --include=zookeeper,default-jre-headless,netcat-openbsd,ca-certificates bookworm "$rootfs" >/dev/null
+  fi
+  tar -C "$rootfs" -c . | docker import - pegasus-base:bookworm >/dev/null
+fi
+docker build -q -t pegasus-zookeeper:dev --build-arg BASE=pegasus-base:bookworm docker/zookeeper >/dev/null
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tarball=$("$root/server/pack_server.sh" "$work")
+tar xzf "$tarball" -C "$work"
+docker build -q -f docker/Dockerfile --target prebuilt --build-arg BASE=pegasus-base:bookworm -t pegasus:dev "$work/$(cat "$work/PACKAGE")" >/dev/null
+
+cleanup() { "${compose[@]}" down -v >/dev/null 2>&1 || true; rm -rf "$work"; }
+trap cleanup EXIT
+"${compose[@]}" down -v >/dev/null 2>&1 || true
+"${compose[@]}" up -d
+
+wait_healthy() {
+  local deadline=$((SECONDS + 180))
+  for service in "$@"; do
+    while true; do
+      id=$("${compose[@]}" ps -q "$service")
+      state=$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo missing)
+      [[ $state == healthy ]] && break
+      if (( SECONDS > deadline )); then
+        echo "$service is $state" >&2
+        "${compose[@]}" logs --tail 20 "$service" >&2
+        exit 1
+      fi
+      sleep 1
+    done
+  done
+}
+wait_healthy zookeeper meta1 meta2 meta3 replica1 replica2 replica3 collector
+[[ $(docker inspect --format '{{.State.ExitCode}}' "$("${compose[@]}" ps -q configcheck)") == 0 ]]
+
+# Every partition of `stat` served: pypegasus3 writes and reads it back.
+deadline=$((SECONDS + 120))
+until "$PEGASUS_PYTHON" docker/set_get.py write "$metas" >/dev/null 2>&1; do
+  (( SECONDS < deadline )) || { "$PEGASUS_PYTHON" docker/set_get.py write "$metas"; exit 1; }
+  sleep 2
+done
+"${compose[@]}" restart replica2 >/dev/null
+wait_healthy replica2
+deadline=$((SECONDS + 120))
+until "$PEGASUS_PYTHON" docker/set_get.py read "$metas" >/dev/null 2>&1; do
+  (( SECONDS < deadline )) || { "$PEGASUS_PYTHON" docker/set_get.py read "$metas"; exit 1; }
+  sleep 2
+done
+echo "compose: 8 services healthy, pypegasus3 set/get, replica2 restarted, data intact"
