@@ -96,6 +96,7 @@ impl Shell {
         is_forward: impl Fn(&R) -> bool,
     ) -> Result<R, String> {
         let mut last = String::from("no meta server");
+        let mut forwarded = 0;
         for meta in &self.metas {
             match self
                 .client
@@ -109,9 +110,17 @@ impl Shell {
                 .await
             {
                 Ok(r) if !is_forward(&r) => return Ok(r),
-                Ok(_) => last = format!("{meta} is not the leader"),
+                Ok(_) => {
+                    forwarded += 1;
+                    last = format!("{meta} is not the leader");
+                }
                 Err(e) => last = format!("{meta}: {e}"),
             }
+        }
+        if forwarded == self.metas.len() {
+            return Err(format!(
+                "no meta server leads yet (all {forwarded} answered \"forward to others\"); retry in a moment"
+            ));
         }
         Err(last)
     }
