@@ -14,3 +14,6 @@ pub mod protocol;
 pub mod shell;
 
 pub use client::{Client, ClientError, ClientOptions, Table};
+
+/// The meta list of `./run.sh start_onebox`: the default of `pegasus_shell` and `pegasus_bench`.
+pub const ONEBOX_METAS: &str = "127.0.0.1:34601,127.0.0.1:34602,127.0.0.1:34603";

@@ -564,7 +564,7 @@ impl Shell {
                     .map_err(describe)?;
                 let mut out = String::new();
                 for (k, v) in &kvs {
-                    let _ = writeln!(out, "\"{}\" : \"{}\" => \"{}\"", a[0], text(k), text(v));
+                    push_row(&mut out, a[0].as_bytes(), k, v);
                 }
                 let _ = write!(out, "\n{} key-value pairs got.", kvs.len());
                 Ok(out)
@@ -595,13 +595,7 @@ impl Shell {
                 let mut out = String::new();
                 let mut n = 0;
                 while let Some((h, s, v)) = scanner.next().await.map_err(describe)? {
-                    let _ = writeln!(
-                        out,
-                        "\"{}\" : \"{}\" => \"{}\"",
-                        text(&h),
-                        text(&s),
-                        text(&v)
-                    );
+                    push_row(&mut out, &h, &s, &v);
                     n += 1;
                 }
                 let _ = write!(out, "\n{n} key-value pairs got.");
@@ -620,13 +614,7 @@ impl Shell {
                 ) {
                     while let Some((h, s, v)) = scanner.next().await.map_err(describe)? {
                         if print {
-                            let _ = writeln!(
-                                out,
-                                "\"{}\" : \"{}\" => \"{}\"",
-                                text(&h),
-                                text(&s),
-                                text(&v)
-                            );
+                            push_row(&mut out, &h, &s, &v);
                         }
                         n += 1;
                     }
@@ -656,6 +644,11 @@ const HELP: &str = "Commands:
   multi_set <hk> <sk> <v> [<sk> <v>…]   multi_get <hk> [<sk>…]   multi_del <hk> <sk>…
   hash_scan <hk> [start] [stop]         full_scan             count_data
   exit";
+
+/// One `"hash" : "sort" => "value"` line of a scan, as Pegasus's shell prints it.
+fn push_row(out: &mut String, h: &[u8], s: &[u8], v: &[u8]) {
+    let _ = writeln!(out, "\"{}\" : \"{}\" => \"{}\"", text(h), text(s), text(v));
+}
 
 #[cfg(test)]
 mod tests {

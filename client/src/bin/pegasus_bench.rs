@@ -15,7 +15,7 @@ struct Args {
     /// Meta servers, comma-separated.
     #[arg(
         long,
-        default_value = "127.0.0.1:34601,127.0.0.1:34602,127.0.0.1:34603",
+        default_value = pegasus_client::ONEBOX_METAS,
         value_delimiter = ','
     )]
     metas: Vec<SocketAddr>,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -54,16 +54,11 @@ impl Session {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(64 << 10);
             while let Some(first) = rx.recv().await {
-                batch.clear();
-                batch.extend_from_slice(&first);
-                // Everything already queued goes out in the same write.
-                while batch.len() < (1 << 20) {
-                    match rx.try_recv() {
-                        Ok(more) => batch.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
-                }
-                if writer.write_all(&batch).await.is_err() {
+                let more = || rx.try_recv().ok();
+                if frame::write_coalesced(&mut writer, &mut batch, &first, more)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }

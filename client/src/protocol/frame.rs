@@ -21,6 +21,7 @@
 //! is an error, never an allocation.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::ProtocolError;
 use super::codec::{self, Field};
@@ -407,6 +408,25 @@ pub fn decode_response(buf: &mut BytesMut, max_len: usize) -> Result<Option<Resp
         message,
         result: frame,
     }))
+}
+
+/// Writes `first` and every frame `more` already has queued (up to 1 MiB) in one write, so a
+/// burst of pipelined frames costs one syscall. `batch` is the caller's reused buffer.
+pub async fn write_coalesced<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    batch: &mut Vec<u8>,
+    first: &[u8],
+    mut more: impl FnMut() -> Option<Vec<u8>>,
+) -> std::io::Result<()> {
+    batch.clear();
+    batch.extend_from_slice(first);
+    while batch.len() < (1 << 20) {
+        match more() {
+            Some(frame) => batch.extend_from_slice(&frame),
+            None => break,
+        }
+    }
+    writer.write_all(batch).await
 }
 
 #[cfg(test)]

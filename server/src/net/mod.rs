@@ -193,15 +193,11 @@ async fn connection<S: Service>(
     let writer_task = tokio::spawn(async move {
         let mut batch = Vec::with_capacity(64 << 10);
         while let Some(first) = rx.recv().await {
-            batch.clear();
-            batch.extend_from_slice(&first);
-            while batch.len() < (1 << 20) {
-                match rx.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    Err(_) => break,
-                }
-            }
-            if writer.write_all(&batch).await.is_err() {
+            let more = || rx.try_recv().ok();
+            if frame::write_coalesced(&mut writer, &mut batch, &first, more)
+                .await
+                .is_err()
+            {
                 break;
             }
         }

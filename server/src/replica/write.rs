@@ -121,10 +121,7 @@ impl<'a> View<'a> {
                 } else {
                     status::INVALID_ARGUMENT
                 };
-                WriteReply::Update(UpdateResponse {
-                    error,
-                    ..Default::default()
-                })
+                updated(error)
             }
             WriteOp::MultiPut(r) => {
                 let keys: Option<Vec<Vec<u8>>> = r
@@ -146,10 +143,7 @@ impl<'a> View<'a> {
                     }
                     _ => status::INVALID_ARGUMENT,
                 };
-                WriteReply::Update(UpdateResponse {
-                    error,
-                    ..Default::default()
-                })
+                updated(error)
             }
             WriteOp::Remove(k) => {
                 let error = if valid_key(k.as_slice()) {
@@ -158,10 +152,7 @@ impl<'a> View<'a> {
                 } else {
                     status::INVALID_ARGUMENT
                 };
-                WriteReply::Update(UpdateResponse {
-                    error,
-                    ..Default::default()
-                })
+                updated(error)
             }
             WriteOp::MultiRemove(r) => {
                 let keys: Option<Vec<Vec<u8>>> = r
@@ -417,6 +408,14 @@ pub fn evaluate(
             }
         },
         _ => return Err(InvalidCheck),
+    })
+}
+
+/// The reply to a put, multi_put or remove.
+fn updated(error: i32) -> WriteReply {
+    WriteReply::Update(UpdateResponse {
+        error,
+        ..Default::default()
     })
 }
 
