@@ -134,10 +134,13 @@ async fn pypegasus3_performs_every_operation_and_its_frames_are_ours_byte_for_by
     let (meta, _stop) = serve(routing, 0).await;
     let (meta_proxy, meta_log) = recording_proxy(meta).await;
 
+    // pypegasus3 writes pegasus.log into its working directory: keep it out of the tree.
+    let cwd = tempfile::tempdir().unwrap();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python())
             .arg(script("client_ops.py"))
             .arg(meta_proxy.to_string())
+            .current_dir(cwd.path())
             .output()
     })
     .await
