@@ -53,15 +53,17 @@ wait_healthy zookeeper meta1 meta2 meta3 replica1 replica2 replica3 collector
 
 # Every partition of `stat` served: pypegasus3 writes and reads it back.
 deadline=$((SECONDS + 120))
-until "$PEGASUS_PYTHON" docker/set_get.py write "$metas" >/dev/null 2>&1; do
-  (( SECONDS < deadline )) || { "$PEGASUS_PYTHON" docker/set_get.py write "$metas"; exit 1; }
+# pypegasus3 writes pegasus.log into its working directory: keep it out of the tree.
+set_get() { (cd "$work" && "$PEGASUS_PYTHON" "$root/docker/set_get.py" "$@"); }
+until set_get write "$metas" >/dev/null 2>&1; do
+  (( SECONDS < deadline )) || { set_get write "$metas"; exit 1; }
   sleep 2
 done
 "${compose[@]}" restart replica2 >/dev/null
 wait_healthy replica2
 deadline=$((SECONDS + 120))
-until "$PEGASUS_PYTHON" docker/set_get.py read "$metas" >/dev/null 2>&1; do
-  (( SECONDS < deadline )) || { "$PEGASUS_PYTHON" docker/set_get.py read "$metas"; exit 1; }
+until set_get read "$metas" >/dev/null 2>&1; do
+  (( SECONDS < deadline )) || { set_get read "$metas"; exit 1; }
   sleep 2
 done
 echo "compose: 8 services healthy, pypegasus3 set/get, replica2 restarted, data intact"
