@@ -152,9 +152,15 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
     v
 }
 
+/// The order in which `workload` visits keys `0..n`: a permutation of its own, so a read
+/// workload does not walk the keys in the order the fill wrote them.
+pub fn order(workload: Workload, n: usize) -> Vec<usize> {
+    permutation(n, 0x9E37_79B9_7F4A_7C15 ^ workload as u64)
+}
+
 /// Runs one workload against `table`.
 pub async fn run(table: &Table, workload: Workload, o: &BenchOptions) -> Report {
-    let order = Arc::new(permutation(o.num, 0x9E37_79B9_7F4A_7C15 ^ workload as u64));
+    let order = Arc::new(order(workload, o.num));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..o.threads.max(1) {

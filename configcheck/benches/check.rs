@@ -9,11 +9,11 @@ use configcheck::{CheckOptions, Config};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn template() -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/good/config.ini"
-    );
-    std::fs::read_to_string(path).expect("good/config.ini")
+    // The run-time folder, not the compiled-in one (stale when two checkouts share a cache).
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    std::fs::read_to_string(root.join("tests/fixtures/good/config.ini")).expect("good/config.ini")
 }
 
 fn bench(c: &mut Criterion) {

@@ -10,11 +10,88 @@
 #[allow(dead_code)]
 mod harness;
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pegasus_client::bench::{self, BenchOptions, Report, Workload};
+use pegasus_client::protocol::codes::ErrorCode;
+use pegasus_client::protocol::frame::Request;
 use pegasus_client::protocol::key;
+use pegasus_client::protocol::types::{Blob, ReadResponse};
+use pegasus_client::{Client, ClientOptions};
+use pegasus_server::net::{Reply, Service};
+
+/// The network floor: answers every `get` with the same value, touching no storage, through the
+/// same listener, frames and client as the replica.
+struct Constant {
+    value: Blob,
+}
+
+impl Service for Constant {
+    fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
+        for (_, reply) in batch {
+            reply.send(
+                ErrorCode::Ok,
+                Some(&ReadResponse {
+                    error: 0,
+                    value: self.value.clone(),
+                    ..Default::default()
+                }),
+            );
+        }
+    }
+}
+
+/// Bytes of one `get` request and of its answer on the wire (16 B keys, 100 B values), about.
+const REQUEST_BYTES: usize = 128;
+const ANSWER_BYTES: usize = 160;
+
+/// The kernel's floor: one connection carrying `threads` requests per write, each answered by a
+/// plain echo thread with blocking sockets: no protocol, no runtime, no storage. This is the
+/// best batching the client can reach with `threads` callers; what it costs is the loopback.
+fn kernel_floor(o: &BenchOptions) -> Report {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let echo = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        let (mut buf, mut pending) = (vec![0u8; 1 << 16], 0);
+        let answers = vec![1u8; ANSWER_BYTES * 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => pending += n,
+            }
+            let whole = (pending / REQUEST_BYTES).min(1024);
+            pending -= whole * REQUEST_BYTES;
+            if s.write_all(&answers[..whole * ANSWER_BYTES]).is_err() {
+                return;
+            }
+        }
+    });
+    let mut c = TcpStream::connect(addr).expect("connect");
+    c.set_nodelay(true).expect("nodelay");
+    let batch = o.threads.clamp(1, 1024);
+    let (requests, mut buf) = (vec![0u8; REQUEST_BYTES * batch], vec![0u8; 1 << 16]);
+    let mut h = bench::new_histogram();
+    let start = Instant::now();
+    for _ in 0..o.num / batch {
+        let began = Instant::now();
+        c.write_all(&requests).expect("write");
+        let mut got = 0;
+        while got < ANSWER_BYTES * batch {
+            got += c.read(&mut buf).expect("read");
+        }
+        // Every request of the round waited the whole round.
+        let _ = h.record_n(began.elapsed().as_micros().max(1) as u64, batch as u64);
+    }
+    let elapsed = start.elapsed();
+    drop(c);
+    let _ = echo.join();
+    Report::from_samples(&format!("loopback, {batch} per write"), elapsed, [h], 0)
+}
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -31,9 +108,14 @@ fn in_process(dir: &std::path::Path, o: &BenchOptions, write: bool) -> Report {
     opts.create_if_missing(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     let db = Arc::new(rocksdb::DB::open(&opts, dir).expect("open"));
-    let order = Arc::new(bench::permutation(o.num, 1));
     let value = key::value::encode(0, 0, &bench::value(o.value_size));
     let run = |write: bool| {
+        let workload = if write {
+            Workload::Fillrandom
+        } else {
+            Workload::Readrandom
+        };
+        let order = Arc::new(bench::order(workload, o.num));
         let start = Instant::now();
         let handles: Vec<_> = (0..o.threads)
             .map(|t| {
@@ -72,8 +154,10 @@ fn in_process(dir: &std::path::Path, o: &BenchOptions, write: bool) -> Report {
     if !write {
         run(true);
     }
+    let cpu = cpu_time();
     let (elapsed, samples) = run(write);
-    Report::from_samples(
+    let cpu = cpu_time() - cpu;
+    let report = Report::from_samples(
         if write {
             "rocksdb in-process put"
         } else {
@@ -82,7 +166,43 @@ fn in_process(dir: &std::path::Path, o: &BenchOptions, write: bool) -> Report {
         elapsed,
         samples,
         0,
-    )
+    );
+    print(&report, cpu);
+    report
+}
+
+/// CPU time (user + system) of this whole process so far: client, server and RocksDB threads.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    // Linux reports them in USER_HZ, which is 100 on every supported architecture.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Prints a report with the CPU it cost per operation.
+fn print(r: &Report, cpu: Duration) {
+    println!(
+        "{r}  cpu {:.1} us/op",
+        cpu.as_secs_f64() * 1e6 / r.ops.max(1) as f64
+    );
+}
+
+/// Runs one network workload, printing its report and CPU per operation.
+async fn measured(work: impl std::future::Future<Output = Report>) -> Report {
+    let cpu = cpu_time();
+    let report = work.await;
+    print(&report, cpu_time() - cpu);
+    report
 }
 
 fn main() {
@@ -95,28 +215,72 @@ fn main() {
         "threads {}, {} ops per workload, {} B values, 16 B hash and sort keys",
         o.threads, o.num, o.value_size
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (net_write, net_read) = runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let h = harness::Harness::start(dir.path(), 8).await;
+    // Server and client each get their own runtime, as in two processes.
+    let runtime = |name: &str, flag: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(arg(flag, 2))
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let (server, client) = (
+        runtime("server", "--server-threads"),
+        runtime("client", "--client-threads"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = server.block_on(harness::Harness::start(dir.path(), 8));
+    let (net_write, net_read) = client.block_on(async {
         let table = h.client().open_table("temp").await.expect("table");
-        let w = bench::run(&table, Workload::Fillrandom, &o).await;
-        let r = bench::run(&table, Workload::Readrandom, &o).await;
-        h.stop().await;
+        let w = measured(bench::run(&table, Workload::Fillrandom, &o)).await;
+        let r = measured(bench::run(&table, Workload::Readrandom, &o)).await;
         (w, r)
     });
+    server.block_on(h.stop());
+    let floor = server.block_on(async {
+        let (replica, stop_replica) = harness::serve(
+            Arc::new(Constant {
+                value: Blob(bench::value(o.value_size)),
+            }),
+            0,
+        )
+        .await;
+        let routing = harness::Routing {
+            table: "temp".into(),
+            app_id: 1,
+            partition_count: 8,
+            replica,
+        };
+        let (meta, stop_meta) = harness::serve(Arc::new(routing), 0).await;
+        (meta, [stop_replica, stop_meta])
+    });
+    let net_floor = client.block_on(async {
+        let client = Client::new(ClientOptions::new(vec![SocketAddr::V4(floor.0)]));
+        let table = client.open_table("temp").await.expect("table");
+        let work = async {
+            let mut r = bench::run(&table, Workload::Readrandom, &o).await;
+            r.name = "readrandom, no storage".into();
+            r
+        };
+        measured(work).await
+    });
+    for stop in floor.1 {
+        let _ = stop.send(());
+    }
+    let cpu = cpu_time();
+    let kernel = kernel_floor(&o);
+    print(&kernel, cpu_time() - cpu);
     let dir = tempfile::tempdir().expect("tempdir");
     let local_write = in_process(&dir.path().join("w"), &o, true);
     let local_read = in_process(&dir.path().join("r"), &o, false);
-    for r in [&net_write, &local_write, &net_read, &local_read] {
-        println!("{r}");
-    }
     println!(
         "replica/in-process: writes {:.0}% of ops/s, reads {:.0}% of ops/s",
         100.0 * net_write.ops_per_sec() / local_write.ops_per_sec(),
         100.0 * net_read.ops_per_sec() / local_read.ops_per_sec()
+    );
+    println!(
+        "floors/in-process reads: no storage {:.0}%, loopback alone {:.0}% of ops/s",
+        100.0 * net_floor.ops_per_sec() / local_read.ops_per_sec(),
+        100.0 * kernel.ops_per_sec() / local_read.ops_per_sec()
     );
 }

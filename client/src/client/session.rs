@@ -1,5 +1,6 @@
-//! One TCP connection to one server, shared by every request to it: a writer task that batches
-//! frames into few writes, a reader task that matches answers to requests by sequence id.
+//! One TCP connection to one server, shared by every request to it: callers append their frames
+//! to an outbox that a writer task sends in few writes, a reader task matches answers to
+//! requests by sequence id.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,25 +10,34 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use super::ClientError;
 use crate::protocol::codec::Field;
 use crate::protocol::frame::{self, RequestMeta, Response};
 
-/// Requests queued for one connection before callers wait.
-const QUEUE: usize = 1024;
 /// Largest response accepted.
 pub(crate) const MAX_RESPONSE: usize = 64 << 20;
 
 type Pending = Arc<Mutex<HashMap<i32, oneshot::Sender<Result<Response, ClientError>>>>>;
 
+/// Frames not written yet. Every frame in it has a caller waiting for its answer (or a one-way
+/// sender that has returned), so it holds at most one frame per concurrent caller.
+#[derive(Default)]
+struct Outbox {
+    frames: Mutex<Vec<u8>>,
+    /// Rung when frames are added to an empty outbox, and when the session closes.
+    ready: Notify,
+    closed: AtomicBool,
+}
+
 /// A live connection.
 pub(crate) struct Session {
     addr: SocketAddr,
     seqid: AtomicI32,
-    tx: mpsc::Sender<Vec<u8>>,
+    outbox: Arc<Outbox>,
     pending: Pending,
     alive: Arc<AtomicBool>,
 }
@@ -46,19 +56,22 @@ impl Session {
             .set_nodelay(true)
             .map_err(|e| ClientError::Connect(addr, e))?;
         let (mut reader, mut writer) = stream.into_split();
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+        let outbox = Arc::new(Outbox::default());
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
 
+        let writer_outbox = Arc::clone(&outbox);
         let writer_alive = Arc::clone(&alive);
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(64 << 10);
-            while let Some(first) = rx.recv().await {
-                let more = || rx.try_recv().ok();
-                if frame::write_coalesced(&mut writer, &mut batch, &first, more)
-                    .await
-                    .is_err()
-                {
+            let mut out = Vec::with_capacity(64 << 10);
+            while !writer_outbox.closed.load(Ordering::Acquire) {
+                writer_outbox.ready.notified().await;
+                // Let the other callers that are ready to run add their frames first: one write
+                // then carries the whole burst.
+                tokio::task::yield_now().await;
+                out.clear();
+                std::mem::swap(&mut *writer_outbox.frames.lock().expect("outbox"), &mut out);
+                if !out.is_empty() && writer.write_all(&out).await.is_err() {
                     break;
                 }
             }
@@ -99,7 +112,7 @@ impl Session {
         Ok(Arc::new(Session {
             addr,
             seqid: AtomicI32::new(1),
-            tx,
+            outbox,
             pending,
             alive,
         }))
@@ -119,25 +132,49 @@ impl Session {
         timeout: Duration,
     ) -> Result<Response, ClientError> {
         let seqid = self.seqid.fetch_add(1, Ordering::Relaxed);
-        let bytes = frame::encode_request_v0(&meta, name, seqid, args)?;
         let (done, wait) = oneshot::channel();
         self.pending.lock().expect("pending").insert(seqid, done);
-        let result = tokio::time::timeout(timeout, async {
-            self.tx
-                .send(bytes)
-                .await
-                .map_err(|_| ClientError::Disconnected(format!("{} is closed", self.addr)))?;
-            wait.await
-                .map_err(|_| ClientError::Disconnected(format!("{} is closed", self.addr)))?
-        })
-        .await;
-        match result {
-            Ok(r) => r,
+        if let Err(e) = self.queue(&meta, name, seqid, args) {
+            self.pending.lock().expect("pending").remove(&seqid);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClientError::Disconnected(format!(
+                "{} is closed",
+                self.addr
+            ))),
             Err(_) => {
                 self.pending.lock().expect("pending").remove(&seqid);
                 Err(ClientError::Timeout)
             }
         }
+    }
+
+    /// Appends one request to the outbox, waking the writer if it was empty.
+    fn queue<A: Field>(
+        &self,
+        meta: &RequestMeta,
+        name: &str,
+        seqid: i32,
+        args: &A,
+    ) -> Result<(), ClientError> {
+        if !self.is_alive() {
+            return Err(ClientError::Disconnected(format!(
+                "{} is closed",
+                self.addr
+            )));
+        }
+        let first = {
+            let mut frames = self.outbox.frames.lock().expect("outbox");
+            let first = frames.is_empty();
+            frame::append_request_v0(&mut frames, meta, name, seqid, args)?;
+            first
+        };
+        if first {
+            self.outbox.ready.notify_one();
+        }
+        Ok(())
     }
 
     /// Sends a one-way request (no answer).
@@ -148,10 +185,13 @@ impl Session {
         args: &A,
     ) -> Result<(), ClientError> {
         let seqid = self.seqid.fetch_add(1, Ordering::Relaxed);
-        let bytes = frame::encode_request_v0(&meta, name, seqid, args)?;
-        self.tx
-            .send(bytes)
-            .await
-            .map_err(|_| ClientError::Disconnected(format!("{} is closed", self.addr)))
+        self.queue(&meta, name, seqid, args)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.outbox.closed.store(true, Ordering::Release);
+        self.outbox.ready.notify_one();
     }
 }

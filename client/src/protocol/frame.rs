@@ -21,7 +21,6 @@
 //! is an error, never an allocation.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::ProtocolError;
 use super::codec::{self, Field};
@@ -301,15 +300,32 @@ pub fn encode_request_v0<T: Field>(
     seqid: i32,
     args: &T,
 ) -> Result<Vec<u8>, ProtocolError> {
-    let mut out = vec![0u8; HEADER_V0_LEN];
-    write_message_begin(&mut out, name, message_type::CALL, seqid);
-    codec::encode(args, &mut out)?;
-    let body_len = (out.len() - HEADER_V0_LEN) as u32;
+    let mut out = Vec::new();
+    append_request_v0(&mut out, meta, name, seqid, args)?;
+    Ok(out)
+}
+
+/// As [`encode_request_v0`], appending to `out`; on error `out` is left as it was.
+pub fn append_request_v0<T: Field>(
+    out: &mut Vec<u8>,
+    meta: &RequestMeta,
+    name: &str,
+    seqid: i32,
+    args: &T,
+) -> Result<(), ProtocolError> {
+    let start = out.len();
+    out.resize(start + HEADER_V0_LEN, 0);
+    write_message_begin(out, name, message_type::CALL, seqid);
+    if let Err(e) = codec::encode(args, out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let body_len = (out.len() - start - HEADER_V0_LEN) as u32;
     let thread_hash = meta
         .app_id
         .wrapping_mul(7919)
         .wrapping_add(meta.partition_index);
-    let mut h = &mut out[..HEADER_V0_LEN];
+    let mut h = &mut out[start..start + HEADER_V0_LEN];
     h.put_slice(b"THFT");
     h.put_u32(0);
     h.put_u32(HEADER_V0_LEN as u32);
@@ -321,7 +337,7 @@ pub fn encode_request_v0<T: Field>(
     h.put_i32(meta.client_timeout_ms);
     h.put_i32(thread_hash);
     h.put_u64(meta.partition_hash);
-    Ok(out)
+    Ok(())
 }
 
 /// Encodes a request with a v1 header (as the Java client does).
@@ -408,25 +424,6 @@ pub fn decode_response(buf: &mut BytesMut, max_len: usize) -> Result<Option<Resp
         message,
         result: frame,
     }))
-}
-
-/// Writes `first` and every frame `more` already has queued (up to 1 MiB) in one write, so a
-/// burst of pipelined frames costs one syscall. `batch` is the caller's reused buffer.
-pub async fn write_coalesced<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    batch: &mut Vec<u8>,
-    first: &[u8],
-    mut more: impl FnMut() -> Option<Vec<u8>>,
-) -> std::io::Result<()> {
-    batch.clear();
-    batch.extend_from_slice(first);
-    while batch.len() < (1 << 20) {
-        match more() {
-            Some(frame) => batch.extend_from_slice(&frame),
-            None => break,
-        }
-    }
-    writer.write_all(batch).await
 }
 
 #[cfg(test)]

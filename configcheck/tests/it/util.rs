@@ -1,10 +1,14 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use configcheck::{CheckOptions, Config, Finding, HostFacts};
 
-/// `configcheck/tests/fixtures`.
+/// `configcheck/tests/fixtures`. Cargo names the package folder at run time too; that one wins
+/// over the one compiled in, which is stale when a build cache is shared by two checkouts.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("tests/fixtures")
 }
 
 /// Loads a fixture, named by its path relative to the fixtures folder.

@@ -12,14 +12,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
 use pegasus_client::protocol::codec::Field;
 use pegasus_client::protocol::codes::{ErrorCode, rpc};
 use pegasus_client::protocol::frame::{self, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tracing::{debug, info, warn};
 
 /// Bounds of one listener.
@@ -43,10 +45,31 @@ impl Default for Limits {
     }
 }
 
+/// Answers waiting to be written to one connection, appended by [`Reply::send`] from any
+/// thread and written by the connection's task.
+#[derive(Default)]
+struct Outbox {
+    frames: std::sync::Mutex<Vec<u8>>,
+    /// Rung by every [`Reply`] as it is dropped (answered or not).
+    ready: Notify,
+    /// Replies not dropped yet.
+    pending: AtomicUsize,
+}
+
+impl Outbox {
+    /// Swaps the queued frames into `spare` (emptied first); false when none were queued.
+    fn take(&self, spare: &mut Vec<u8>) -> bool {
+        spare.clear();
+        let mut frames = self.frames.lock().expect("outbox");
+        std::mem::swap(&mut *frames, spare);
+        !spare.is_empty()
+    }
+}
+
 /// The answer slot of one request. Dropping it without answering answers nothing (one-way
 /// requests); either way its in-flight permit is released.
 pub struct Reply {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    outbox: Arc<Outbox>,
     seqid: i32,
     name: String,
     _permit: OwnedSemaphorePermit,
@@ -55,13 +78,12 @@ pub struct Reply {
 impl Reply {
     /// Sends the answer: `ErrorCode::Ok` with a result, or an error with none.
     pub fn send<T: Field>(self, code: ErrorCode, result: Option<&T>) {
-        let mut out = Vec::with_capacity(128);
         let ack = rpc::ack(&self.name);
-        match frame::encode_response(&mut out, code.name(), &ack, self.seqid, result) {
-            Ok(()) => {
-                let _ = self.tx.send(out);
-            }
-            Err(e) => warn!(rpc = %self.name, "cannot encode answer: {e}"),
+        let mut frames = self.outbox.frames.lock().expect("outbox");
+        let start = frames.len();
+        if let Err(e) = frame::encode_response(&mut frames, code.name(), &ack, self.seqid, result) {
+            frames.truncate(start);
+            warn!(rpc = %self.name, "cannot encode answer: {e}");
         }
     }
 
@@ -73,6 +95,13 @@ impl Reply {
     /// The RPC name of the request.
     pub fn rpc_name(&self) -> &str {
         &self.name
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        self.outbox.pending.fetch_sub(1, Ordering::AcqRel);
+        self.outbox.ready.notify_one();
     }
 }
 
@@ -189,19 +218,9 @@ async fn connection<S: Service>(
         return http(reader, writer, buf, &*service).await;
     }
     let mut writer = writer;
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writer_task = tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(64 << 10);
-        while let Some(first) = rx.recv().await {
-            let more = || rx.try_recv().ok();
-            if frame::write_coalesced(&mut writer, &mut batch, &first, more)
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
+    let outbox = Arc::new(Outbox::default());
+    // Frames being written; swapped with the outbox's buffer, so both keep their capacity.
+    let mut out = Vec::with_capacity(64 << 10);
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     'read: loop {
         let mut batch = Vec::new();
@@ -211,18 +230,26 @@ async fn connection<S: Service>(
                     let permit = match Arc::clone(&in_flight).try_acquire_owned() {
                         Ok(p) => p,
                         Err(_) => {
-                            // Hand over what we have before waiting for answers to drain.
+                            // Hand over what we have, and write what is answered, before
+                            // waiting for answers to drain.
                             if !batch.is_empty() {
                                 service.handle(std::mem::take(&mut batch));
                             }
-                            match Arc::clone(&in_flight).acquire_owned().await {
-                                Ok(p) => p,
-                                Err(_) => break 'read,
+                            if !flush(&outbox, &mut out, &mut writer).await {
+                                break 'read;
+                            }
+                            tokio::select! {
+                                p = Arc::clone(&in_flight).acquire_owned() => match p {
+                                    Ok(p) => p,
+                                    Err(_) => break 'read,
+                                },
+                                _ = stop.recv() => break 'read,
                             }
                         }
                     };
+                    outbox.pending.fetch_add(1, Ordering::AcqRel);
                     let reply = Reply {
-                        tx: tx.clone(),
+                        outbox: Arc::clone(&outbox),
                         seqid: request.message.seqid,
                         name: request.message.name.clone(),
                         _permit: permit,
@@ -237,7 +264,12 @@ async fn connection<S: Service>(
             }
         }
         if !batch.is_empty() {
+            // Answers known at once (memory reads) are in the outbox when this returns and
+            // leave in the same write; later ones (disk reads, writes) ring `ready`.
             service.handle(batch);
+        }
+        if !flush(&outbox, &mut out, &mut writer).await {
+            break;
         }
         tokio::select! {
             n = reader.read_buf(&mut buf) => match n {
@@ -248,10 +280,24 @@ async fn connection<S: Service>(
                     break;
                 }
             },
+            _ = outbox.ready.notified() => {}
             _ = stop.recv() => break,
         }
     }
-    drop(tx);
-    // Answers still being computed hold their own sender; the writer ends after the last one.
-    let _ = writer_task.await;
+    // Answers still being computed are written as they come, until the last reply is gone.
+    while outbox.pending.load(Ordering::Acquire) > 0 {
+        if !flush(&outbox, &mut out, &mut writer).await {
+            return;
+        }
+        outbox.ready.notified().await;
+    }
+    flush(&outbox, &mut out, &mut writer).await;
+}
+
+/// Writes every queued answer in one write; false when the connection is broken.
+async fn flush(outbox: &Outbox, out: &mut Vec<u8>, writer: &mut OwnedWriteHalf) -> bool {
+    if !outbox.take(out) {
+        return true;
+    }
+    writer.write_all(out).await.is_ok()
 }

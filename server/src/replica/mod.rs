@@ -250,6 +250,7 @@ fn is_read(name: &str) -> bool {
 
 impl Service for ReplicaStub {
     fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
+        let mut point_reads = Vec::new();
         let mut reads = Vec::new();
         for (request, reply) in batch {
             let gpid = Gpid::new(request.meta.app_id, request.meta.partition_index);
@@ -288,35 +289,66 @@ impl Service for ReplicaStub {
                         partition.clear_scanner(id);
                     }
                 }
-                // Point reads are answered right here when memory has the answer (no disk I/O
-                // on the async worker: RocksDB is asked with the block-cache read tier); the
-                // rest go to a blocking thread with everything else.
-                rpc::GET | rpc::TTL => {
-                    if let Some(reply) = serve_read(
-                        &partition,
-                        &request,
-                        reply,
-                        key::epoch_now(),
-                        &self.options.server,
-                        Tier::Memory,
-                    ) {
-                        reads.push((partition, request, reply));
-                    }
-                }
+                rpc::GET | rpc::TTL => point_reads.push((partition, request, reply)),
                 n if is_read(n) => reads.push((partition, request, reply)),
                 _ => reply.error(ErrorCode::HandlerNotFound),
             }
         }
-        if !reads.is_empty() {
-            let server = self.options.server.clone();
-            // RocksDB reads block: run the whole batch on one blocking thread.
-            tokio::task::spawn_blocking(move || {
-                let now = key::epoch_now();
-                for (partition, request, reply) in reads {
-                    serve_read(&partition, &request, reply, now, &server, Tier::All);
-                }
+        // Point reads are answered from memory on async workers (RocksDB is asked with the
+        // block-cache read tier, so they never wait for the disk): the first chunk right here,
+        // further chunks on tasks that the runtime's other workers pick up, so one busy
+        // connection's lookups use every core. What memory cannot answer joins the other reads.
+        while point_reads.len() > POINT_READ_CHUNK {
+            let chunk = point_reads.split_off(point_reads.len() - POINT_READ_CHUNK);
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                let misses = this.serve_from_memory(chunk);
+                this.serve_from_disk(misses);
             });
         }
+        reads.extend(self.serve_from_memory(point_reads));
+        self.serve_from_disk(reads);
+    }
+}
+
+/// One read waiting for its answer.
+type ReadJob = (Arc<Partition>, Request, Reply);
+
+/// Point reads one task answers from memory before the rest of its batch goes to other tasks.
+const POINT_READ_CHUNK: usize = 8;
+
+impl ReplicaStub {
+    /// Answers the point reads memory can answer; returns the others.
+    fn serve_from_memory(&self, reads: Vec<ReadJob>) -> Vec<ReadJob> {
+        let now = key::epoch_now();
+        reads
+            .into_iter()
+            .filter_map(|(partition, request, reply)| {
+                serve_read(
+                    &partition,
+                    &request,
+                    reply,
+                    now,
+                    &self.options.server,
+                    Tier::Memory,
+                )
+                .map(|reply| (partition, request, reply))
+            })
+            .collect()
+    }
+
+    /// Answers reads that may need the disk, all on one blocking thread.
+    fn serve_from_disk(&self, reads: Vec<ReadJob>) {
+        if reads.is_empty() {
+            return;
+        }
+        let server = self.options.server.clone();
+        tokio::task::spawn_blocking(move || {
+            let now = key::epoch_now();
+            for (partition, request, reply) in reads {
+                serve_read(&partition, &request, reply, now, &server, Tier::All);
+            }
+        });
     }
 }
 
