@@ -1,10 +1,17 @@
 //! The replica over loopback against the same work on RocksDB in process (the limit), in one run:
 //! `cargo bench -p pegasus-server --bench loopback [-- --threads 16 --num 200000]`.
 //!
-//! The network side is `pegasus_bench`'s workloads (the Rust client) against one in-process
-//! replica (8 partitions) on 127.0.0.1. The in-process side does the same puts and gets straight
-//! on a RocksDB with the same options, from the same number of threads (writes with RocksDB's
-//! default WAL, unsynced; the replica syncs its private log once per batch).
+//! The network side is `pegasus_bench`'s workloads (the Rust client) against one replica
+//! (8 partitions) on 127.0.0.1, server and client on runtimes of their own as if in two
+//! processes (`--server-threads`, `--client-threads`). The in-process side does the same puts
+//! and gets straight on a RocksDB, from the same number of threads (writes with RocksDB's
+//! default WAL, unsynced; the replica fsyncs its private log once per batch, or only writes it
+//! with `plog_force_flush = false`, which is measured too).
+//!
+//! Two floors show what the machine allows: the same client and listener with a service that
+//! answers every `get` from a constant (no storage), and plain blocking sockets echoing
+//! `--threads` requests per write (no protocol, no runtime). Every row gives the CPU time the
+//! whole process spent per operation.
 
 #[path = "../tests/it/harness.rs"]
 #[allow(dead_code)]
@@ -22,6 +29,7 @@ use pegasus_client::protocol::key;
 use pegasus_client::protocol::types::{Blob, ReadResponse};
 use pegasus_client::{Client, ClientOptions};
 use pegasus_server::net::{Reply, Service};
+use pegasus_server::replica::partition::PartitionOptions;
 
 /// The network floor: answers every `get` with the same value, touching no storage, through the
 /// same listener, frames and client as the replica.
@@ -237,6 +245,26 @@ fn main() {
         (w, r)
     });
     server.block_on(h.stop());
+    let unsynced = tempfile::tempdir().expect("tempdir");
+    let h = server.block_on(harness::Harness::start_with(
+        unsynced.path(),
+        8,
+        (0, 0),
+        PartitionOptions {
+            plog_force_flush: false,
+            ..PartitionOptions::default()
+        },
+    ));
+    let net_write_unsynced = client.block_on(async {
+        let table = h.client().open_table("temp").await.expect("table");
+        let work = async {
+            let mut r = bench::run(&table, Workload::Fillrandom, &o).await;
+            r.name = "fillrandom, plog not fsynced".into();
+            r
+        };
+        measured(work).await
+    });
+    server.block_on(h.stop());
     let floor = server.block_on(async {
         let (replica, stop_replica) = harness::serve(
             Arc::new(Constant {
@@ -274,8 +302,9 @@ fn main() {
     let local_write = in_process(&dir.path().join("w"), &o, true);
     let local_read = in_process(&dir.path().join("r"), &o, false);
     println!(
-        "replica/in-process: writes {:.0}% of ops/s, reads {:.0}% of ops/s",
+        "replica/in-process: writes {:.0}% of ops/s ({:.0}% with plog_force_flush = false), reads {:.0}% of ops/s",
         100.0 * net_write.ops_per_sec() / local_write.ops_per_sec(),
+        100.0 * net_write_unsynced.ops_per_sec() / local_write.ops_per_sec(),
         100.0 * net_read.ops_per_sec() / local_read.ops_per_sec()
     );
     println!(

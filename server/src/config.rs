@@ -178,6 +178,7 @@ impl ServerConfig {
                 "log_private_file_size_mb",
                 32,
             )? << 20,
+            plog_force_flush: config.bool_or("replication", "plog_force_flush", true)?,
             limits,
             server,
             ..PartitionOptions::default()

@@ -9,7 +9,9 @@
 //!
 //! Everything that arrived while the previous batch was syncing forms the next batch, so one
 //! fsync covers many writes (group commit). A write is acknowledged only after its plog record
-//! is synced. Reads go straight to RocksDB from the caller's (blocking) thread.
+//! is synced, or with `[replication] plog_force_flush = false` (as in Pegasus) once it is written
+//! to the operating system, which a crash of the process cannot lose but one of the machine can.
+//! Reads go straight to RocksDB from the caller's thread.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,9 @@ pub struct PartitionOptions {
     pub rocks: RocksOptions,
     /// Plog file size before rotation (`log_private_file_size_mb`).
     pub plog_file_size: u64,
+    /// Fsync the plog before acknowledging (`plog_force_flush`; Pegasus's default is false, ours
+    /// true while a partition has no secondaries to hold a second copy).
+    pub plog_force_flush: bool,
     /// Writes queued at most before answering `ERR_BUSY`.
     pub write_queue: usize,
     /// Cluster id written into timetags.
@@ -72,6 +77,7 @@ impl Default for PartitionOptions {
         PartitionOptions {
             rocks: RocksOptions::default(),
             plog_file_size: 32 << 20,
+            plog_force_flush: true,
             write_queue: 4096,
             cluster_id: 1,
             limits: ReadLimits::default(),
@@ -129,12 +135,13 @@ impl Partition {
         )?);
         let applied = storage.applied_decree()?;
         let mut replayed = 0u64;
-        let plog = Plog::open(&dir.join("plog"), options.plog_file_size, applied, |m| {
+        let mut plog = Plog::open(&dir.join("plog"), options.plog_file_size, applied, |m| {
             replayed += 1;
             storage
                 .apply(&[m])
                 .map_err(|e| std::io::Error::other(e.to_string()))
         })?;
+        plog.set_sync(options.plog_force_flush);
         let last_decree = storage.applied_decree()?.max(plog.max_decree());
         info!(%gpid, applied, replayed, last_decree, "replica opened");
         let (tx, rx) = mpsc::channel(options.write_queue);

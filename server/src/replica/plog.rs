@@ -115,8 +115,7 @@ pub struct Plog {
     file: File,
     /// Rotate to a new file past this size.
     file_size_limit: u64,
-    /// Whether appends are synced (tests of the crash path turn nothing off; the option exists
-    /// for `[replication] plog_force_flush = false` style tuning).
+    /// Whether appends are fsynced (`[replication] plog_force_flush`).
     sync: bool,
     buf: Vec<u8>,
 }
@@ -217,7 +216,9 @@ impl Plog {
         })
     }
 
-    /// Turns syncing off (for benchmarks of the in-memory path only).
+    /// Whether each append is fsynced before it returns (the default). Without it an append has
+    /// reached the operating system when it returns: a crash of the process loses nothing, a
+    /// crash of the machine may lose the last appends (Pegasus's `plog_force_flush = false`).
     pub fn set_sync(&mut self, sync: bool) {
         self.sync = sync;
     }
@@ -231,7 +232,7 @@ impl Plog {
             .unwrap_or(0)
     }
 
-    /// Appends mutations and makes them durable with one sync.
+    /// Appends mutations with one write, and makes them durable with one sync if syncing.
     pub fn append(&mut self, mutations: &[Mutation]) -> io::Result<()> {
         self.buf.clear();
         for m in mutations {

@@ -107,6 +107,22 @@ impl Harness {
         meta_port: u16,
         replica_port: u16,
     ) -> Harness {
+        Self::start_with(
+            root,
+            partitions,
+            (meta_port, replica_port),
+            PartitionOptions::default(),
+        )
+        .await
+    }
+
+    /// As [`Harness::start_on`], with partitions opened with `options`.
+    pub async fn start_with(
+        root: &Path,
+        partitions: i32,
+        (meta_port, replica_port): (u16, u16),
+        options: PartitionOptions,
+    ) -> Harness {
         let dirs = DataDirs::new(
             &[
                 ("ssd1".into(), root.join("ssd1")),
@@ -117,7 +133,7 @@ impl Harness {
             None,
         )
         .expect("dirs");
-        let stub = ReplicaStub::open(dirs, PartitionOptions::default()).expect("stub");
+        let stub = ReplicaStub::open(dirs, options).expect("stub");
         let loaded = stub.gpids().len();
         for p in 0..partitions {
             stub.open_partition(Gpid::new(1, p)).expect("partition");
