@@ -301,3 +301,88 @@ async fn flush(outbox: &Outbox, out: &mut Vec<u8>, writer: &mut OwnedWriteHalf) 
     }
     writer.write_all(out).await.is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use pegasus_client::protocol::frame::{RequestMeta, decode_response, encode_request_v0};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Answers every request with its sequence id: at once, or later from another task.
+    struct Echo {
+        later: bool,
+    }
+
+    impl Service for Echo {
+        fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
+            for (request, reply) in batch {
+                let seqid = request.message.seqid;
+                if self.later {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        reply.send(ErrorCode::Ok, Some(&seqid));
+                    });
+                } else {
+                    reply.send(ErrorCode::Ok, Some(&seqid));
+                }
+            }
+        }
+    }
+
+    /// Pipelines `n` requests in one write, closes the sending side, and returns the sequence
+    /// ids of the answers in the order they came.
+    async fn pipeline(later: bool, n: i32) -> Vec<i32> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let limits = Limits {
+            max_in_flight: 16,
+            ..Limits::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(Echo { later }),
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut requests = Vec::new();
+        for seqid in 0..n {
+            let frame = encode_request_v0(&RequestMeta::default(), "RPC_ECHO", seqid, &seqid)
+                .expect("encode");
+            requests.extend_from_slice(&frame);
+        }
+        stream.write_all(&requests).await.expect("write");
+        // Half-close: answers still being computed must be written all the same.
+        stream.shutdown().await.expect("shutdown");
+        let mut buf = BytesMut::new();
+        let mut seqids = Vec::new();
+        while stream.read_buf(&mut buf).await.expect("read") > 0 {
+            while let Some(r) = decode_response(&mut buf, 1 << 20).expect("frame") {
+                assert_eq!(r.error, "ERR_OK");
+                assert_eq!(r.result::<i32>().expect("result"), r.message.seqid);
+                seqids.push(r.message.seqid);
+            }
+        }
+        let _ = stop.send(());
+        server.await.expect("server");
+        seqids
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pipelined_requests_beyond_the_in_flight_bound_are_all_answered_in_order() {
+        assert_eq!(pipeline(false, 3000).await, (0..3000).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answers_computed_later_are_written_after_the_client_stops_sending() {
+        let mut seqids = pipeline(true, 3000).await;
+        seqids.sort_unstable();
+        assert_eq!(seqids, (0..3000).collect::<Vec<_>>());
+    }
+}
