@@ -90,6 +90,8 @@ impl RocksOptions {
 /// The store of one partition replica.
 pub struct Storage {
     db: DB,
+    /// Read options of memory-only reads, made once: they are the same for every read.
+    memory_tier: ReadOptions,
 }
 
 impl std::fmt::Debug for Storage {
@@ -129,8 +131,11 @@ impl Storage {
             table.set_bloom_filter(10.0, false);
             opts.set_block_based_table_factory(&table);
         }
+        let mut memory_tier = ReadOptions::default();
+        memory_tier.set_read_tier(rocksdb::ReadTier::BlockCache);
         Ok(Storage {
             db: DB::open(&opts, path)?,
+            memory_tier,
         })
     }
 
@@ -179,9 +184,7 @@ impl Storage {
         &self,
         key: &[u8],
     ) -> Result<Option<Option<rocksdb::DBPinnableSlice<'_>>>, StorageError> {
-        let mut ro = ReadOptions::default();
-        ro.set_read_tier(rocksdb::ReadTier::BlockCache);
-        match self.db.get_pinned_opt(key, &ro) {
+        match self.db.get_pinned_opt(key, &self.memory_tier) {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.kind() == rocksdb::ErrorKind::Incomplete => Ok(None),
             Err(e) => Err(e.into()),
