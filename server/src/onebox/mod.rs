@@ -87,6 +87,8 @@ pub struct OneboxOptions {
     pub collector: bool,
     /// The collector's port.
     pub collector_port: u16,
+    /// `[replication] plog_force_flush` of the replicas.
+    pub plog_force_flush: bool,
 }
 
 impl OneboxOptions {
@@ -105,6 +107,7 @@ impl OneboxOptions {
             fd_lease_seconds: 6,
             collector: false,
             collector_port: 34101,
+            plog_force_flush: true,
         }
     }
 
@@ -305,6 +308,7 @@ impl Onebox {
             ("ZK_PORT", o.zk_port.to_string()),
             ("REPLICA_COUNT", o.replicas.to_string()),
             ("COLLECTOR_PORT", o.collector_port.to_string()),
+            ("PLOG_FORCE_FLUSH", o.plog_force_flush.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -55,12 +55,28 @@ impl TestCluster {
         Self::start_shaped(meta_base_port, metas, replicas, partitions, false)
     }
 
+    /// One meta and one replica whose plog is written but not fsynced.
+    pub fn start_unsynced(partitions: u32) -> TestCluster {
+        Self::start_full(free_port_block(1), 1, 1, partitions, false, false)
+    }
+
     fn start_shaped(
         meta_base_port: u16,
         metas: usize,
         replicas: usize,
         partitions: u32,
         collector: bool,
+    ) -> TestCluster {
+        Self::start_full(meta_base_port, metas, replicas, partitions, collector, true)
+    }
+
+    fn start_full(
+        meta_base_port: u16,
+        metas: usize,
+        replicas: usize,
+        partitions: u32,
+        collector: bool,
+        plog_force_flush: bool,
     ) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut options = OneboxOptions::new(
@@ -76,6 +92,7 @@ impl TestCluster {
         options.fd_lease_seconds = 3;
         options.collector = collector;
         options.collector_port = free_port_block(0);
+        options.plog_force_flush = plog_force_flush;
         let onebox = Onebox::new(options);
         onebox.start().expect("onebox starts");
         TestCluster { onebox, _dir: dir }

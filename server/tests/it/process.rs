@@ -91,7 +91,17 @@ fn unknown_arguments_are_an_error() {
 /// there after `kill -9` in the middle of a write storm and a restart (plog replay).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_writes_loses_no_acknowledged_write() {
-    let cluster = TestCluster::start(1, 1, 4);
+    kill_9_during_writes(TestCluster::start(1, 1, 4)).await;
+}
+
+/// The same with `plog_force_flush = false`: a crash of the process (not of the machine) loses
+/// nothing either, since the plog had every acknowledged write in the operating system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_unsynced_writes_loses_no_acknowledged_write() {
+    kill_9_during_writes(TestCluster::start_unsynced(4)).await;
+}
+
+async fn kill_9_during_writes(cluster: TestCluster) {
     cluster.healthy().await;
     let table = cluster.client().open_table("temp").await.unwrap();
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
