@@ -1,6 +1,7 @@
-//! Beacons: every `fd_beacon_interval_seconds` the replica server tells the meta leader who it
-//! is and which replicas it holds; the answer is its assignments (the config sync). A follower
-//! answers with the leader's address, which the next beacon goes to. Without a successful beacon
+//! Beacons: every `fd_beacon_interval_seconds` (every 200 ms while starting up) the replica
+//! server tells the meta leader who it is and which replicas it holds; the answer is its
+//! assignments (the config sync). A follower answers with the leader's address, which the next
+//! beacon goes to. Without a successful beacon
 //! for `fd_lease_seconds` the lease is lost and every replica goes inactive until one succeeds.
 
 use std::collections::VecDeque;
@@ -38,14 +39,16 @@ pub async fn run(
         timeout: options.interval.max(Duration::from_secs(1)),
     });
     let mut leader: Option<SocketAddr> = None;
-    let mut last_ok = Instant::now();
-    let mut ticker = tokio::time::interval(options.interval);
+    let started = Instant::now();
+    let mut last_ok = started;
+    let mut next = Duration::ZERO;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep(next) => {}
         }
+        let sent = Instant::now();
         let request = Args(BeaconRequest {
             node: RpcAddress::new(me),
             replicas: stub.gpids(),
@@ -55,6 +58,7 @@ pub async fn run(
         let mut candidates: VecDeque<SocketAddr> =
             leader.into_iter().chain(metas.iter().copied()).collect();
         let mut answered = false;
+        let mut assigned = false;
         let mut tries = 0;
         while let Some(meta) = candidates.pop_front() {
             tries += 1;
@@ -74,6 +78,7 @@ pub async fn run(
                 Ok(r) if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok => {
                     leader = Some(meta);
                     let gpids: Vec<_> = r.primaries.iter().map(|a| a.pid).collect();
+                    assigned = !gpids.is_empty();
                     let stub = Arc::clone(&stub);
                     // Opening replicas touches disks: not on the async workers.
                     match tokio::task::spawn_blocking(move || stub.apply_assignments(&gpids)).await
@@ -104,5 +109,48 @@ pub async fn run(
         if !answered && last_ok.elapsed() > options.lease {
             stub.set_active(false);
         }
+        next = next_beacon(options.interval, answered, assigned, started.elapsed())
+            .saturating_sub(sent.elapsed());
+    }
+}
+
+/// Quick beacons while starting up: until a leader has answered, and while it assigns nothing
+/// during the first minute (it waits for enough live nodes before it places partitions), a
+/// beacon every 200 ms instead of every `interval`, so a cold cluster serves as soon as it can.
+fn next_beacon(interval: Duration, answered: bool, assigned: bool, up: Duration) -> Duration {
+    const QUICK: Duration = Duration::from_millis(200);
+    const STARTING: Duration = Duration::from_secs(60);
+    if !answered || (!assigned && up < STARTING) {
+        interval.min(QUICK)
+    } else {
+        interval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beacons_are_quick_only_while_starting_up() {
+        let (second, quick) = (Duration::from_secs(1), Duration::from_millis(200));
+        let early = Duration::from_secs(2);
+        // No leader answered yet (electing, or all metas down): retry soon, at any age.
+        assert_eq!(next_beacon(second, false, false, early), quick);
+        assert_eq!(
+            next_beacon(second, false, true, Duration::from_secs(3600)),
+            quick
+        );
+        // A leader answered without assignments: it may be waiting for more live nodes.
+        assert_eq!(next_beacon(second, true, false, early), quick);
+        assert_eq!(
+            next_beacon(second, true, false, Duration::from_secs(120)),
+            second
+        );
+        // Serving: the configured interval.
+        assert_eq!(next_beacon(second, true, true, early), second);
+        // Never slower than configured.
+        let fast = Duration::from_millis(50);
+        assert_eq!(next_beacon(fast, false, false, early), fast);
     }
 }
