@@ -204,7 +204,12 @@ impl Session {
     ) -> Result<Response, ClientError> {
         let seqid = self.seqid.fetch_add(1, Ordering::Relaxed);
         let (done, wait) = oneshot::channel();
-        self.pending.insert(seqid, done, Instant::now() + timeout);
+        let now = Instant::now();
+        // A timeout too large to add is as good as none.
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+        self.pending.insert(seqid, done, deadline);
         if let Err(e) = self.queue(&meta, name, seqid, args) {
             self.pending.remove(seqid);
             return Err(e);
