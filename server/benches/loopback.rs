@@ -205,6 +205,13 @@ fn print(r: &Report, cpu: Duration) {
     );
 }
 
+/// A workload's report under another name.
+async fn named(name: &str, work: impl std::future::Future<Output = Report>) -> Report {
+    let mut report = work.await;
+    report.name = name.to_owned();
+    report
+}
+
 /// Runs one network workload, printing its report and CPU per operation.
 async fn measured(work: impl std::future::Future<Output = Report>) -> Report {
     let cpu = cpu_time();
@@ -257,12 +264,11 @@ fn main() {
     ));
     let net_write_unsynced = client.block_on(async {
         let table = h.client().open_table("temp").await.expect("table");
-        let work = async {
-            let mut r = bench::run(&table, Workload::Fillrandom, &o).await;
-            r.name = "fillrandom, plog not fsynced".into();
-            r
-        };
-        measured(work).await
+        measured(named(
+            "fillrandom, plog not fsynced",
+            bench::run(&table, Workload::Fillrandom, &o),
+        ))
+        .await
     });
     server.block_on(h.stop());
     let floor = server.block_on(async {
@@ -285,12 +291,11 @@ fn main() {
     let net_floor = client.block_on(async {
         let client = Client::new(ClientOptions::new(vec![SocketAddr::V4(floor.0)]));
         let table = client.open_table("temp").await.expect("table");
-        let work = async {
-            let mut r = bench::run(&table, Workload::Readrandom, &o).await;
-            r.name = "readrandom, no storage".into();
-            r
-        };
-        measured(work).await
+        measured(named(
+            "readrandom, no storage",
+            bench::run(&table, Workload::Readrandom, &o),
+        ))
+        .await
     });
     for stop in floor.1 {
         let _ = stop.send(());
