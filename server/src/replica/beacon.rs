@@ -1,8 +1,8 @@
 //! Beacons: every `fd_beacon_interval_seconds` (every 200 ms while starting up) the replica
 //! server tells the meta leader who it is and which replicas it holds; the answer is its
 //! assignments (the config sync). A follower answers with the leader's address, which the next
-//! beacon goes to. Without a successful beacon
-//! for `fd_lease_seconds` the lease is lost and every replica goes inactive until one succeeds.
+//! beacon goes to. Without a successful beacon for `fd_lease_seconds` the lease is lost and every
+//! replica goes inactive until one succeeds.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, SocketAddrV4};
