@@ -18,6 +18,7 @@ use tokio::sync::{Notify, oneshot};
 use super::ClientError;
 use crate::protocol::codec::Field;
 use crate::protocol::frame::{self, RequestMeta, Response};
+use crate::protocol::outbox::Outbox;
 
 /// Largest response accepted.
 pub(crate) const MAX_RESPONSE: usize = 64 << 20;
@@ -55,21 +56,18 @@ impl Pending {
 
     /// Fails the calls whose deadline is past; false once none are pending.
     fn sweep(&self, now: Instant) -> bool {
-        let expired: Vec<Waiter> = {
+        let (expired, more): (Vec<Waiter>, bool) = {
             let mut calls = self.calls.lock().expect("pending");
-            let late: Vec<i32> = calls
-                .iter()
-                .filter(|(_, (_, deadline))| *deadline <= now)
-                .map(|(seqid, _)| *seqid)
+            let expired = calls
+                .extract_if(|_, (_, deadline)| *deadline <= now)
+                .map(|(_, (waiter, _))| waiter)
                 .collect();
-            late.iter()
-                .filter_map(|seqid| calls.remove(seqid).map(|(waiter, _)| waiter))
-                .collect()
+            (expired, !calls.is_empty())
         };
         for waiter in expired {
             let _ = waiter.send(Err(ClientError::Timeout));
         }
-        !self.calls.lock().expect("pending").is_empty()
+        more
     }
 
     /// Fails every pending call.
@@ -84,23 +82,17 @@ impl Pending {
     }
 }
 
-/// Frames not written yet. Every frame in it has a caller waiting for its answer (or a one-way
-/// sender that has returned), so it holds at most one frame per concurrent caller.
-#[derive(Default)]
-struct Outbox {
-    frames: Mutex<Vec<u8>>,
-    /// Rung when frames are added to an empty outbox, and when the session closes.
-    ready: Notify,
-    closed: AtomicBool,
-}
-
 /// A live connection.
 pub(crate) struct Session {
     addr: SocketAddr,
     seqid: AtomicI32,
+    /// Frames not written yet. Each has a caller waiting for its answer (or is a one-way
+    /// request whose sender returned), so it holds at most one frame per concurrent caller.
     outbox: Arc<Outbox>,
     pending: Arc<Pending>,
     alive: Arc<AtomicBool>,
+    /// Set when the session is dropped: its writer and sweeper stop.
+    closed: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -120,19 +112,18 @@ impl Session {
         let outbox = Arc::new(Outbox::default());
         let pending = Arc::new(Pending::default());
         let alive = Arc::new(AtomicBool::new(true));
+        let closed = Arc::new(AtomicBool::new(false));
 
-        let writer_outbox = Arc::clone(&outbox);
+        let (writer_outbox, writer_closed) = (Arc::clone(&outbox), Arc::clone(&closed));
         let writer_alive = Arc::clone(&alive);
         tokio::spawn(async move {
             let mut out = Vec::with_capacity(64 << 10);
-            while !writer_outbox.closed.load(Ordering::Acquire) {
-                writer_outbox.ready.notified().await;
+            while !writer_closed.load(Ordering::Acquire) {
+                writer_outbox.rung().await;
                 // Let the other callers that are ready to run add their frames first: one write
                 // then carries the whole burst.
                 tokio::task::yield_now().await;
-                out.clear();
-                std::mem::swap(&mut *writer_outbox.frames.lock().expect("outbox"), &mut out);
-                if !out.is_empty() && writer.write_all(&out).await.is_err() {
+                if writer_outbox.take(&mut out) && writer.write_all(&out).await.is_err() {
                     break;
                 }
             }
@@ -164,12 +155,11 @@ impl Session {
             reader_pending.fail_all(&reason);
         });
 
-        let sweeper_pending = Arc::clone(&pending);
-        let sweeper_outbox = Arc::clone(&outbox);
+        let (sweeper_pending, sweeper_closed) = (Arc::clone(&pending), Arc::clone(&closed));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SWEEP);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while !sweeper_outbox.closed.load(Ordering::Acquire) {
+            while !sweeper_closed.load(Ordering::Acquire) {
                 if sweeper_pending.sweep(Instant::now()) {
                     tick.tick().await;
                 } else {
@@ -186,6 +176,7 @@ impl Session {
             outbox,
             pending,
             alive,
+            closed,
         }))
     }
 
@@ -234,15 +225,8 @@ impl Session {
                 self.addr
             )));
         }
-        let first = {
-            let mut frames = self.outbox.frames.lock().expect("outbox");
-            let first = frames.is_empty();
-            frame::append_request_v0(&mut frames, meta, name, seqid, args)?;
-            first
-        };
-        if first {
-            self.outbox.ready.notify_one();
-        }
+        self.outbox
+            .append(|frames| frame::append_request_v0(frames, meta, name, seqid, args))?;
         Ok(())
     }
 
@@ -260,8 +244,8 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        self.outbox.closed.store(true, Ordering::Release);
-        self.outbox.ready.notify_one();
+        self.closed.store(true, Ordering::Release);
+        self.outbox.ring();
         self.pending.added.notify_one();
     }
 }

@@ -6,11 +6,13 @@
 //! - [`types`]: the `rrdb` and `meta` structs, with Pegasus's custom wire types
 //! - [`codes`]: error names, RocksDB status codes, RPC names
 //! - [`key`]: key and value schemas, CRC-64 partition hashing, the Pegasus epoch
+//! - [`outbox`]: frames queued for one connection, written in bursts
 
 pub mod codec;
 pub mod codes;
 pub mod frame;
 pub mod key;
+pub mod outbox;
 pub mod types;
 
 /// A Thrift body that cannot be decoded or encoded.

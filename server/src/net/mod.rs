@@ -18,10 +18,11 @@ use bytes::BytesMut;
 use pegasus_client::protocol::codec::Field;
 use pegasus_client::protocol::codes::{ErrorCode, rpc};
 use pegasus_client::protocol::frame::{self, Request};
+use pegasus_client::protocol::outbox::Outbox;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tracing::{debug, info, warn};
 
 /// Bounds of one listener.
@@ -45,31 +46,20 @@ impl Default for Limits {
     }
 }
 
-/// Answers waiting to be written to one connection, appended by [`Reply::send`] from any
-/// thread and written by the connection's task.
+/// The answers of one connection: queued frames, and how many replies are still to come.
 #[derive(Default)]
-struct Outbox {
-    frames: std::sync::Mutex<Vec<u8>>,
-    /// Rung by every [`Reply`] as it is dropped (answered or not).
-    ready: Notify,
+struct Answers {
+    /// Appended by [`Reply::send`] from any thread, written by the connection's task; rung by
+    /// every [`Reply`] as it is dropped (answered or not).
+    outbox: Outbox,
     /// Replies not dropped yet.
     pending: AtomicUsize,
-}
-
-impl Outbox {
-    /// Swaps the queued frames into `spare` (emptied first); false when none were queued.
-    fn take(&self, spare: &mut Vec<u8>) -> bool {
-        spare.clear();
-        let mut frames = self.frames.lock().expect("outbox");
-        std::mem::swap(&mut *frames, spare);
-        !spare.is_empty()
-    }
 }
 
 /// The answer slot of one request. Dropping it without answering answers nothing (one-way
 /// requests); either way its in-flight permit is released.
 pub struct Reply {
-    outbox: Arc<Outbox>,
+    answers: Arc<Answers>,
     seqid: i32,
     name: String,
     _permit: OwnedSemaphorePermit,
@@ -79,10 +69,11 @@ impl Reply {
     /// Sends the answer: `ErrorCode::Ok` with a result, or an error with none.
     pub fn send<T: Field>(self, code: ErrorCode, result: Option<&T>) {
         let ack = rpc::ack(&self.name);
-        let mut frames = self.outbox.frames.lock().expect("outbox");
-        let start = frames.len();
-        if let Err(e) = frame::encode_response(&mut frames, code.name(), &ack, self.seqid, result) {
-            frames.truncate(start);
+        let encoded = self
+            .answers
+            .outbox
+            .append(|frames| frame::encode_response(frames, code.name(), &ack, self.seqid, result));
+        if let Err(e) = encoded {
             warn!(rpc = %self.name, "cannot encode answer: {e}");
         }
     }
@@ -100,8 +91,8 @@ impl Reply {
 
 impl Drop for Reply {
     fn drop(&mut self) {
-        self.outbox.pending.fetch_sub(1, Ordering::AcqRel);
-        self.outbox.ready.notify_one();
+        self.answers.pending.fetch_sub(1, Ordering::AcqRel);
+        self.answers.outbox.ring();
     }
 }
 
@@ -218,7 +209,8 @@ async fn connection<S: Service>(
         return http(reader, writer, buf, &*service).await;
     }
     let mut writer = writer;
-    let outbox = Arc::new(Outbox::default());
+    let answers = Arc::new(Answers::default());
+    let outbox = &answers.outbox;
     // Frames being written; swapped with the outbox's buffer, so both keep their capacity.
     let mut out = Vec::with_capacity(64 << 10);
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
@@ -235,7 +227,7 @@ async fn connection<S: Service>(
                             if !batch.is_empty() {
                                 service.handle(std::mem::take(&mut batch));
                             }
-                            if !flush(&outbox, &mut out, &mut writer).await {
+                            if !flush(outbox, &mut out, &mut writer).await {
                                 break 'read;
                             }
                             tokio::select! {
@@ -247,9 +239,9 @@ async fn connection<S: Service>(
                             }
                         }
                     };
-                    outbox.pending.fetch_add(1, Ordering::AcqRel);
+                    answers.pending.fetch_add(1, Ordering::AcqRel);
                     let reply = Reply {
-                        outbox: Arc::clone(&outbox),
+                        answers: Arc::clone(&answers),
                         seqid: request.message.seqid,
                         name: request.message.name.clone(),
                         _permit: permit,
@@ -268,7 +260,7 @@ async fn connection<S: Service>(
             // leave in the same write; later ones (disk reads, writes) ring `ready`.
             service.handle(batch);
         }
-        if !flush(&outbox, &mut out, &mut writer).await {
+        if !flush(outbox, &mut out, &mut writer).await {
             break;
         }
         tokio::select! {
@@ -280,18 +272,18 @@ async fn connection<S: Service>(
                     break;
                 }
             },
-            _ = outbox.ready.notified() => {}
+            _ = outbox.rung() => {}
             _ = stop.recv() => break,
         }
     }
     // Answers still being computed are written as they come, until the last reply is gone.
-    while outbox.pending.load(Ordering::Acquire) > 0 {
-        if !flush(&outbox, &mut out, &mut writer).await {
+    while answers.pending.load(Ordering::Acquire) > 0 {
+        if !flush(outbox, &mut out, &mut writer).await {
             return;
         }
-        outbox.ready.notified().await;
+        outbox.rung().await;
     }
-    flush(&outbox, &mut out, &mut writer).await;
+    flush(outbox, &mut out, &mut writer).await;
 }
 
 /// Writes every queued answer in one write; false when the connection is broken.
