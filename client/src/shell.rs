@@ -220,12 +220,7 @@ impl Shell {
                 json!({ "details": details, "summary": { "total_node_count": r.nodes.len(), "alive_node_count": alive, "unalive_node_count": r.nodes.len() - alive } })
             }
             "ls" => {
-                let apps: Vec<AppSummary> = self
-                    .list()
-                    .await?
-                    .into_iter()
-                    .filter(|a| a.status == "AS_AVAILABLE")
-                    .collect();
+                let apps = self.tables().await?;
                 let general: Map<String, Value> = apps
                     .iter()
                     .map(|a| (a.app_id.to_string(), json!({ "app_id": a.app_id, "status": "AVAILABLE", "app_name": a.app_name, "app_type": a.app_type, "partition_count": a.partition_count, "replica_count": a.replica_count, "is_stateful": true })))
@@ -242,10 +237,10 @@ impl Shell {
                     .find(|a| !a.starts_with('-'))
                     .ok_or("usage: app <table> [-d] [-j]")?;
                 let summary = self
-                    .list()
+                    .tables()
                     .await?
                     .into_iter()
-                    .find(|a| &a.app_name == name && a.status == "AS_AVAILABLE")
+                    .find(|a| &a.app_name == name)
                     .ok_or(format!("table `{name}` does not exist"))?;
                 let config = self.client.query_config(name).await.map_err(describe)?;
                 let replicas: Map<String, Value> = config
@@ -316,22 +311,21 @@ impl Shell {
         Ok(out)
     }
 
-    async fn list(&self) -> Result<Vec<AppSummary>, String> {
+    /// The tables that are available (not dropped).
+    async fn tables(&self) -> Result<Vec<AppSummary>, String> {
         let r: ListAppsResponse = self
             .admin(rpc::LIST_APPS, Empty {}, |r: &ListAppsResponse| {
                 r.err.0 != "ERR_OK"
             })
             .await?;
-        Ok(r.apps)
+        Ok(r.apps
+            .into_iter()
+            .filter(|a| a.status == "AS_AVAILABLE")
+            .collect())
     }
 
     async fn ls(&self, detailed: bool) -> Output {
-        let apps: Vec<AppSummary> = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|a| a.status == "AS_AVAILABLE")
-            .collect();
+        let apps = self.tables().await?;
         let mut out = String::from("[general_info]\n");
         let _ = writeln!(
             out,
@@ -390,10 +384,10 @@ impl Shell {
 
     async fn app(&mut self, name: &str, detailed: bool) -> Output {
         let summary = self
-            .list()
+            .tables()
             .await?
             .into_iter()
-            .find(|a| a.app_name == name && a.status == "AS_AVAILABLE")
+            .find(|a| a.app_name == name)
             .ok_or(format!("table `{name}` does not exist"))?;
         let config = self.client.query_config(name).await.map_err(describe)?;
         let mut out = String::from("[parameters]\n");
