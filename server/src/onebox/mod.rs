@@ -60,6 +60,13 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OneboxE
     move |source| OneboxError::Io { what, path, source }
 }
 
+/// A new file for a child's standard output, and a second handle to it for its standard error.
+fn output_file(path: &Path) -> Result<(fs::File, fs::File), OneboxError> {
+    let out = fs::File::create(path).map_err(io("cannot create", path))?;
+    let err = out.try_clone().map_err(io("cannot open", path))?;
+    Ok((out, err))
+}
+
 /// A onebox's shape.
 #[derive(Clone, Debug)]
 pub struct OneboxOptions {
@@ -242,11 +249,7 @@ impl Onebox {
             dir.join("data").display()
         );
         fs::write(dir.join("zoo.cfg"), config).map_err(io("cannot write", &dir.join("zoo.cfg")))?;
-        let log = fs::File::create(dir.join("zookeeper.log"))
-            .map_err(io("cannot create", &dir.join("zookeeper.log")))?;
-        let err = log
-            .try_clone()
-            .map_err(io("cannot open", &dir.join("zookeeper.log")))?;
+        let (log, err) = output_file(&dir.join("zookeeper.log"))?;
         let child = spawn_detached(
             Command::new("java")
                 .args([
@@ -326,11 +329,7 @@ impl Onebox {
             return Ok(());
         }
         let config = self.write_config(node)?;
-        let result = fs::File::create(dir.join("result"))
-            .map_err(io("cannot create", &dir.join("result")))?;
-        let err = result
-            .try_clone()
-            .map_err(io("cannot open", &dir.join("result")))?;
+        let (result, err) = output_file(&dir.join("result"))?;
         let pid = spawn_detached(
             Command::new(&self.options.server)
                 .arg(&config)

@@ -181,7 +181,8 @@ fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-async fn write_all(table: &Table, prefix: &str, n: usize) {
+/// Sets `<prefix><i>`/`s` to `v<i>` for `i` in `0..n`.
+pub async fn write_all(table: &Table, prefix: &str, n: usize) {
     for i in 0..n {
         table
             .set(
@@ -218,27 +219,14 @@ async fn a_cluster_creates_serves_and_drops_tables_and_survives_its_leader() {
     write_all(&temp, "k", 100).await;
 
     // Create a table through the leader, use it, list it, drop it.
-    let created: AppResponse = cluster
-        .admin(
-            rpc::CREATE_APP,
-            CreateAppRequest {
-                app_name: "orders".into(),
-                partition_count: 4,
-                replica_count: 3,
-            },
-        )
-        .await;
+    let orders = CreateAppRequest {
+        app_name: "orders".into(),
+        partition_count: 4,
+        replica_count: 3,
+    };
+    let created: AppResponse = cluster.admin(rpc::CREATE_APP, orders.clone()).await;
     assert_eq!(created.err.0, "ERR_OK");
-    let again: AppResponse = cluster
-        .admin(
-            rpc::CREATE_APP,
-            CreateAppRequest {
-                app_name: "orders".into(),
-                partition_count: 4,
-                replica_count: 3,
-            },
-        )
-        .await;
+    let again: AppResponse = cluster.admin(rpc::CREATE_APP, orders).await;
     assert_eq!(again.err.0, ErrorCode::AppExist.name());
     let orders = client.open_table("orders").await.unwrap();
     orders.set(b"o1", b"total", b"42", None).await.unwrap();

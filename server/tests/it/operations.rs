@@ -8,6 +8,7 @@ use pegasus_client::protocol::types::{
     Blob, Mutate, cas_check_type, filter_type, mutate_operation,
 };
 
+use crate::cluster::write_all;
 use crate::harness::Harness;
 
 fn b(s: &str) -> Bytes {
@@ -322,16 +323,7 @@ async fn data_survives_a_restart_through_plog_replay() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::start(dir.path(), 4).await;
     let t = h.client().open_table("temp").await.unwrap();
-    for i in 0..200 {
-        t.set(
-            format!("k{i}").as_bytes(),
-            b"s",
-            format!("v{i}").as_bytes(),
-            None,
-        )
-        .await
-        .unwrap();
-    }
+    write_all(&t, "k", 200).await;
     t.del(b"k7", b"s").await.unwrap();
     h.stop().await;
     // Replicas are found again on the data dirs and their logs replayed.
