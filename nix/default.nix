@@ -33,12 +33,12 @@ let
 
   # Tests that start ZooKeeper, processes and pypegasus3 run in `.ci/run`; in the sandbox the
   # self-contained ones run.
-  sandboxTests = "-p configcheck -p pegasus-client --lib --test it --test frames";
+  sandboxTests = "-p configcheck -p pegasus-protocol -p pegasus-client -p pegasus-tools --lib --test it --test frames";
 
   pegasus-server = craneLib.buildPackage (commonArgs // {
     inherit cargoArtifacts;
     pname = "pegasus-server";
-    cargoExtraArgs = "-p pegasus-server -p pegasus-client --bins";
+    cargoExtraArgs = "-p pegasus-server -p pegasus-tools --bins";
     doCheck = false;
   });
 
@@ -61,7 +61,7 @@ let
     done
     install -m 0755 ${configcheck}/bin/configcheck stage/${tarballName}/bin/configcheck
     install -m 0644 ${../configcheck/tests/fixtures/reference/pegasus-config.ini} stage/${tarballName}/bin/config.ini
-    install -m 0644 ${../server/src/onebox/config.min.ini} stage/${tarballName}/bin/config.min.ini
+    install -m 0644 ${../tools/src/onebox/config.min.ini} stage/${tarballName}/bin/config.min.ini
     install -m 0644 ${../server/DEPLOY.md} stage/${tarballName}/bin/DEPLOY.md
     install -m 0644 ${../LICENSE} stage/${tarballName}/LICENSE
     echo "Pegasus Server ${version} (${shortRev}) glibc${glibc} release" > stage/${tarballName}/VERSION

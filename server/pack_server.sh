@@ -25,7 +25,7 @@ for b in pegasus_server pegasus_shell pegasus_bench pegasus_onebox configcheck; 
   install -m 0755 "$bin/$b" "$stage/$name/bin/$b"
 done
 install -m 0644 "$root/configcheck/tests/fixtures/reference/pegasus-config.ini" "$stage/$name/bin/config.ini"
-install -m 0644 "$root/server/src/onebox/config.min.ini" "$stage/$name/bin/config.min.ini"
+install -m 0644 "$root/tools/src/onebox/config.min.ini" "$stage/$name/bin/config.min.ini"
 install -m 0644 "$root/server/DEPLOY.md" "$stage/$name/bin/DEPLOY.md"
 install -m 0644 "$root/LICENSE" "$stage/$name/LICENSE"
 echo "Pegasus Server $version ($sha) glibc$glibc release" > "$stage/$name/VERSION"

@@ -1,19 +1,255 @@
-//! The Pegasus wire protocol and an async Rust client for it.
+//! An async Rust client for Pegasus: asks any meta server for a table's routing (following the
+//! leader redirect), caches it, sends each request straight to the partition's primary over one
+//! shared connection per server, and refreshes the routing when a replica says it is not the
+//! primary. The wire format is [`pegasus_protocol`]'s, shared with the server.
 //!
 //! # Layout
-//! - [`protocol`]: frames, Thrift structs, codes, key schema (shared with the server)
-//! - [`client`]: the async client: routing through the metas, one connection per replica
-//! - [`bench`]: the workloads of `pegasus_bench`
-//! - [`shell`]: the commands of `pegasus_shell`
+//! - this file: [`Client`], [`ClientOptions`], [`ClientError`], routing and meta calls
+//! - `session`: one connection to one server: an outbox of frames, pending calls, deadlines
+//! - `table`: [`Table`], every `rrdb` operation, scanners
 //!
-//! The binaries `pegasus_bench` and `pegasus_shell` are built on [`client`].
+//! ```no_run
+//! # async fn demo() -> Result<(), pegasus_client::ClientError> {
+//! use pegasus_client::{Client, ClientOptions};
+//! let client = Client::new(ClientOptions::new(vec!["127.0.0.1:34601".parse().unwrap()]));
+//! let table = client.open_table("temp").await?;
+//! table.set(b"hash", b"sort", b"value", None).await?;
+//! assert_eq!(table.get(b"hash", b"sort").await?.as_deref(), Some(&b"value"[..]));
+//! # Ok(()) }
+//! ```
 
-pub mod bench;
-pub mod client;
-pub mod protocol;
-pub mod shell;
+mod session;
+mod table;
 
-pub use client::{Client, ClientError, ClientOptions, Table};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// The meta list of `./run.sh start_onebox`: the default of `pegasus_shell` and `pegasus_bench`.
-pub const ONEBOX_METAS: &str = "127.0.0.1:34601,127.0.0.1:34602,127.0.0.1:34603";
+pub use table::{CheckAndSetOutcome, MultiGetOptions, ScanOptions, Scanner, Table};
+
+use self::session::Session;
+use pegasus_protocol::ProtocolError;
+use pegasus_protocol::codec::Field;
+use pegasus_protocol::codes::{ErrorCode, rpc};
+use pegasus_protocol::frame::RequestMeta;
+use pegasus_protocol::types::{Args, QueryCfgRequest, QueryCfgResponse};
+
+/// What went wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// The server could not be reached.
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, std::io::Error),
+    /// The connection broke.
+    #[error("disconnected: {0}")]
+    Disconnected(String),
+    /// The server answered with an rDSN error.
+    #[error("server error {0}")]
+    Server(ErrorCode),
+    /// The storage engine answered with a RocksDB status.
+    #[error("storage error {status} ({})", status_name(*.status))]
+    Storage {
+        /// The RocksDB status code.
+        status: i32,
+    },
+    /// No meta server answered.
+    #[error("no meta server could be reached ({0})")]
+    NoMeta(String),
+    /// The table does not exist.
+    #[error("table `{0}` does not exist")]
+    NoTable(String),
+    /// An argument cannot be sent (a hash key too long).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The bytes did not decode.
+    #[error("protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+}
+
+fn status_name(status: i32) -> &'static str {
+    use pegasus_protocol::codes::status::*;
+    match status {
+        NOT_FOUND => "not found",
+        CORRUPTION => "corruption",
+        NOT_SUPPORTED => "not supported",
+        INVALID_ARGUMENT => "invalid argument",
+        IO_ERROR => "I/O error",
+        INCOMPLETE => "incomplete",
+        TRY_AGAIN => "try again",
+        _ => "unknown",
+    }
+}
+
+impl ClientError {
+    /// Whether the routing may be stale: the request should go to a fresh primary.
+    pub fn needs_new_route(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Timeout
+                | ClientError::Connect(..)
+                | ClientError::Disconnected(_)
+                | ClientError::Server(
+                    ErrorCode::ObjectNotFound
+                        | ErrorCode::InvalidState
+                        | ErrorCode::InactiveState
+                        | ErrorCode::NotEnoughMember
+                        | ErrorCode::NoPrimary
+                        | ErrorCode::ForwardToOthers
+                )
+        )
+    }
+}
+
+/// How the client behaves.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Meta servers, any of them.
+    pub metas: Vec<SocketAddr>,
+    /// Time for one request, retries included.
+    pub timeout: Duration,
+}
+
+impl ClientOptions {
+    /// Options with the default 5 s timeout.
+    pub fn new(metas: Vec<SocketAddr>) -> Self {
+        ClientOptions {
+            metas,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A handle to a cluster; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: ClientOptions,
+    sessions: Mutex<HashMap<SocketAddr, Arc<Session>>>,
+}
+
+impl Client {
+    /// A client of the cluster whose metas are in `options`. Connects lazily.
+    pub fn new(options: ClientOptions) -> Self {
+        Client {
+            inner: Arc::new(Inner {
+                options,
+                sessions: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ClientOptions {
+        &self.inner.options
+    }
+
+    /// Opens a table: fetches its routing.
+    pub async fn open_table(&self, name: &str) -> Result<Table, ClientError> {
+        Table::open(self.clone(), name).await
+    }
+
+    async fn session(&self, addr: SocketAddr) -> Result<Arc<Session>, ClientError> {
+        if let Some(s) = self
+            .inner
+            .sessions
+            .lock()
+            .expect("sessions")
+            .get(&addr)
+            .filter(|s| s.is_alive())
+        {
+            return Ok(Arc::clone(s));
+        }
+        let session = Session::connect(addr, self.inner.options.timeout).await?;
+        self.inner
+            .sessions
+            .lock()
+            .expect("sessions")
+            .insert(addr, Arc::clone(&session));
+        Ok(session)
+    }
+
+    /// Sends `args` as RPC `name` to `addr` and decodes the result; an rDSN error other than
+    /// `ERR_OK` is [`ClientError::Server`].
+    pub async fn call<A: Field, R: Field + Default>(
+        &self,
+        addr: SocketAddr,
+        meta: RequestMeta,
+        name: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R, ClientError> {
+        let session = self.session(addr).await?;
+        let response = session.call(meta, name, args, timeout).await?;
+        let code = ErrorCode::from_name(&response.error);
+        if code != ErrorCode::Ok {
+            return Err(ClientError::Server(code));
+        }
+        Ok(response.result()?)
+    }
+
+    /// Sends a one-way request.
+    pub(crate) async fn send_oneway<A: Field>(
+        &self,
+        addr: SocketAddr,
+        meta: RequestMeta,
+        name: &str,
+        args: &A,
+    ) -> Result<(), ClientError> {
+        self.session(addr)
+            .await?
+            .send_oneway(meta, name, args)
+            .await
+    }
+
+    /// Asks the metas for a table's routing, trying each and following the leader redirect.
+    pub async fn query_config(&self, table: &str) -> Result<QueryCfgResponse, ClientError> {
+        let request = Args(QueryCfgRequest {
+            app_name: table.to_owned(),
+            partition_indices: Vec::new(),
+        });
+        let timeout = self.inner.options.timeout;
+        let mut candidates: Vec<SocketAddr> = self.inner.options.metas.clone();
+        let mut last = String::from("no meta server configured");
+        let mut tried = 0;
+        while let Some(addr) = candidates.first().copied() {
+            candidates.remove(0);
+            tried += 1;
+            if tried > 8 {
+                break;
+            }
+            let meta = RequestMeta::default();
+            match self
+                .call::<_, QueryCfgResponse>(addr, meta, rpc::QUERY_CONFIG, &request, timeout)
+                .await
+            {
+                Ok(resp) => match ErrorCode::from_name(&resp.err.0) {
+                    ErrorCode::Ok => return Ok(resp),
+                    ErrorCode::ObjectNotFound | ErrorCode::AppNotExist => {
+                        return Err(ClientError::NoTable(table.to_owned()));
+                    }
+                    ErrorCode::ForwardToOthers => {
+                        let leader = resp
+                            .partitions
+                            .first()
+                            .and_then(|p| p.primary.socket_addr())
+                            .map(SocketAddr::V4);
+                        match leader {
+                            Some(leader) if leader != addr => candidates.insert(0, leader),
+                            _ => last = format!("{addr} knows no leader"),
+                        }
+                    }
+                    other => last = format!("{addr}: {other}"),
+                },
+                Err(e) => last = format!("{addr}: {e}"),
+            }
+        }
+        Err(ClientError::NoMeta(last))
+    }
+}

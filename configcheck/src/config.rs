@@ -386,6 +386,30 @@ impl Config {
         }
     }
 
+    /// A `tag:path,…` list such as `[replication] data_dirs` (empty when absent); a malformed
+    /// item is an error at its own text.
+    pub fn data_dirs(
+        &self,
+        section: &str,
+        key: &str,
+    ) -> Result<Vec<crate::data_dir::DataDir>, ValueError> {
+        let Some(v) = self.value(section, key) else {
+            return Ok(Vec::new());
+        };
+        crate::data_dir::parse(&v.value, v.span.offset)
+            .into_iter()
+            .map(|item| {
+                item.map_err(|(span, reason)| ValueError {
+                    section: section.to_owned(),
+                    key: key.to_owned(),
+                    value: v.value.clone(),
+                    span,
+                    expected: reason,
+                })
+            })
+            .collect()
+    }
+
     /// A boolean as rDSN reads it (`true`/`false`, any case), or `default` when absent or empty.
     pub fn bool_or(&self, section: &str, key: &str, default: bool) -> Result<bool, ValueError> {
         match self.value(section, key) {

@@ -16,6 +16,7 @@
 //! - [`syntax`]: the lossless line parser (nom)
 //! - [`config`]: the typed view: sections, template inheritance, typed getters with spans
 //! - [`address`]: `host:port` lists and the advertised-address rule the server reuses
+//! - [`data_dir`]: `data_dirs` items (`tag:path`), as the server reads them and the rules check them
 //! - [`facts`]: host facts (interfaces, disks), live or from a recorded file
 //! - [`rules`]: the rules, their docs, and [`check`]
 //! - [`finding`]: findings as data and as miette diagnostics
@@ -26,6 +27,7 @@
 pub mod address;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod facts;
 pub mod finding;
 pub mod render;

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use configcheck::address::{self, AdvertisedAddress, NetworkSettings};
-use configcheck::rules::data_dirs;
 use configcheck::{Config, HostFacts, ValueError};
 
+use crate::meta::CreateLimits;
 use crate::replica::partition::PartitionOptions;
 use crate::replica::read::ReadLimits;
 use crate::replica::storage::RocksOptions;
@@ -31,6 +31,14 @@ pub enum ConfigError {
     /// The working directory is unknown.
     #[error("cannot resolve `[core] data_dir`: {0}")]
     DataDir(std::io::Error),
+    /// A bootstrap table asks for more than a create request may.
+    #[error("`[{section}]`: {reason}")]
+    BootstrapApp {
+        /// The section.
+        section: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// One role this process runs.
@@ -83,6 +91,8 @@ pub struct ServerConfig {
     pub fd_check_interval: Duration,
     /// `[meta_server] min_live_node_count_for_unfreeze`.
     pub min_live_nodes: usize,
+    /// What a create request may ask for.
+    pub create_limits: CreateLimits,
     /// `[pegasus.collector] available_detect_app`.
     pub detect_app: String,
     /// `[pegasus.collector] available_detect_interval_seconds`.
@@ -144,10 +154,10 @@ impl ServerConfig {
                 }
             })
             .collect();
-        let data_dirs = data_dirs::parse(config.str_or("replication", "data_dirs", ""), 0)
+        let data_dirs = config
+            .data_dirs("replication", "data_dirs")?
             .into_iter()
-            .filter_map(Result::ok)
-            .map(|d| (d.tag.clone(), absolute(&d.path)))
+            .map(|d| (d.tag, absolute(&d.path)))
             .collect();
         let blacklist = config.str_or("replication", "data_dirs_black_list_file", "");
         let server = format!(
@@ -193,6 +203,23 @@ impl ServerConfig {
                 "" => format!("{cluster_root}/lock"),
                 lock => lock.to_owned(),
             };
+        let create_limits = CreateLimits {
+            max_partition_count: config.parse_or(
+                "meta_server",
+                "max_allowed_partition_count",
+                CreateLimits::default().max_partition_count,
+            )?,
+            min_replica_count: config.parse_or(
+                "meta_server",
+                "min_allowed_replica_count",
+                CreateLimits::default().min_replica_count,
+            )?,
+            max_replica_count: config.parse_or(
+                "meta_server",
+                "max_allowed_replica_count",
+                CreateLimits::default().max_replica_count,
+            )?,
+        };
         let mut bootstrap_apps = Vec::new();
         for section in config
             .sections()
@@ -205,6 +232,12 @@ impl ServerConfig {
                 .to_owned();
             let partitions = config.parse_or::<i32>(section, "partition_count", 4)?;
             let replicas = config.parse_or::<i32>(section, "max_replica_count", 3)?;
+            create_limits
+                .check(&name, partitions, replicas)
+                .map_err(|reason| ConfigError::BootstrapApp {
+                    section: section.to_owned(),
+                    reason,
+                })?;
             bootstrap_apps.push((name, partitions, replicas));
         }
         let seconds = |key: &str, default: u64| {
@@ -231,6 +264,7 @@ impl ServerConfig {
                 "min_live_node_count_for_unfreeze",
                 3,
             )?,
+            create_limits,
             detect_app: config
                 .str_or("pegasus.collector", "available_detect_app", "stat")
                 .to_owned(),

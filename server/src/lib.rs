@@ -8,7 +8,6 @@
 //! - [`meta`]: the MetaServer: ZooKeeper, leader election, tables, assignment
 //! - [`replica`]: the ReplicaServer: partitions, write pipeline, plog, RocksDB, reads and scans
 //! - [`collector`]: the Collector: availability detection, `/metrics`
-//! - [`onebox`]: a whole cluster on one machine (`pegasus_onebox`, `./run.sh start_onebox`)
 //!
 //! One write, end to end: [`net`] decodes the frame → [`replica::ReplicaStub`] routes it by
 //! `(app_id, partition_index)` → [`replica::partition`]'s writer turns it into a mutation with a
@@ -19,6 +18,5 @@ pub mod collector;
 pub mod config;
 pub mod meta;
 pub mod net;
-pub mod onebox;
 pub mod replica;
 pub mod start;

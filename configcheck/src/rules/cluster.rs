@@ -169,7 +169,7 @@ impl NodeSummary {
             .value("replication", "data_dirs")
             .filter(|v| !is_templated(&v.value))
             .map(|v| {
-                let n = super::data_dirs::parse(&v.value, 0).len();
+                let n = crate::data_dir::parse(&v.value, 0).len();
                 Value {
                     key: n.to_string(),
                     shown: n.to_string(),

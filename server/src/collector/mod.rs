@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pegasus_client::protocol::codes::ErrorCode;
-use pegasus_client::protocol::frame::Request;
-use pegasus_client::protocol::key;
 use pegasus_client::{Client, ClientOptions, Table};
+use pegasus_protocol::codes::ErrorCode;
+use pegasus_protocol::frame::Request;
+use pegasus_protocol::key;
 use tracing::{info, warn};
 
 use crate::net::{Reply, Service};

@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pegasus_client::protocol::codes::{ErrorCode, rpc};
-use pegasus_client::protocol::frame::Request;
-use pegasus_client::protocol::types::*;
+use pegasus_protocol::codes::{ErrorCode, rpc};
+use pegasus_protocol::frame::Request;
+use pegasus_protocol::types::*;
 use tracing::{error, info, warn};
 
 use self::state::Cluster;
@@ -51,6 +51,53 @@ pub struct MetaOptions {
     pub fd_check: Duration,
     /// `[meta_server] min_live_node_count_for_unfreeze`.
     pub min_live_nodes: usize,
+    /// What a create request may ask for.
+    pub create_limits: CreateLimits,
+}
+
+/// Bounds on a create request: without them one request for 2^31 partitions makes the meta
+/// allocate their configurations and abort (every meta in turn, as each takes over).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreateLimits {
+    /// `[meta_server] max_allowed_partition_count` (ours; Pegasus has no such bound).
+    pub max_partition_count: i32,
+    /// `[meta_server] min_allowed_replica_count`, as in Pegasus (default 1).
+    pub min_replica_count: i32,
+    /// `[meta_server] max_allowed_replica_count`, as in Pegasus (default 5).
+    pub max_replica_count: i32,
+}
+
+impl Default for CreateLimits {
+    fn default() -> Self {
+        CreateLimits {
+            max_partition_count: 4096,
+            min_replica_count: 1,
+            max_replica_count: 5,
+        }
+    }
+}
+
+impl CreateLimits {
+    /// Whether a table of `partitions` partitions with `replicas` copies may be created; the
+    /// reason otherwise (the request gets `ERR_INVALID_PARAMETERS`).
+    pub fn check(&self, name: &str, partitions: i32, replicas: i32) -> Result<(), String> {
+        if name.is_empty() {
+            return Err("the table name is empty".into());
+        }
+        if partitions <= 0 || partitions > self.max_partition_count {
+            return Err(format!(
+                "partition count {partitions} is outside 1..={} (`[meta_server] max_allowed_partition_count`)",
+                self.max_partition_count
+            ));
+        }
+        if replicas < self.min_replica_count || replicas > self.max_replica_count {
+            return Err(format!(
+                "replica count {replicas} is outside {}..={} (`[meta_server] min_allowed_replica_count`, `max_allowed_replica_count`)",
+                self.min_replica_count, self.max_replica_count
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Why the meta cannot run.
@@ -206,6 +253,7 @@ impl MetaServer {
                 last_beacon: now,
                 alive: true,
                 replicas: Vec::new(),
+                errors: Vec::new(),
             });
         }
         *self.state.lock().await = cluster;
@@ -301,7 +349,7 @@ impl MetaServer {
             };
         };
         let mut state = self.state.lock().await;
-        let revived = state.beacon(node, b.replicas, Instant::now());
+        let revived = state.beacon(node, b.replicas, b.errors, Instant::now());
         if revived {
             info!(%node, "replica server alive");
         }
@@ -329,7 +377,12 @@ impl MetaServer {
                 app_id: 0,
             };
         }
-        if r.app_name.is_empty() || r.partition_count <= 0 || r.replica_count <= 0 {
+        if let Err(why) =
+            self.options
+                .create_limits
+                .check(&r.app_name, r.partition_count, r.replica_count)
+        {
+            warn!(table = r.app_name, "create refused: {why}");
             return AppResponse {
                 err: err(ErrorCode::InvalidParameters),
                 app_id: 0,
@@ -513,6 +566,34 @@ impl Service for MetaServer {
     fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
         for (request, reply) in batch {
             tokio::spawn(Arc::clone(self).serve(request, reply));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_requests_are_bounded() {
+        let limits = CreateLimits::default();
+        assert!(limits.check("t", 8, 3).is_ok());
+        assert!(limits.check("t", 4096, 1).is_ok());
+        assert!(limits.check("t", 4096, 5).is_ok());
+        for (name, partitions, replicas) in [
+            ("", 8, 3),
+            ("t", 0, 3),
+            ("t", -1, 3),
+            ("t", 4097, 3),
+            ("t", i32::MAX, 3),
+            ("t", 8, 0),
+            ("t", 8, 6),
+            ("t", 8, i32::MIN),
+        ] {
+            assert!(
+                limits.check(name, partitions, replicas).is_err(),
+                "{name:?} {partitions} {replicas}"
+            );
         }
     }
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use pegasus_client::protocol::types::Gpid;
+use pegasus_protocol::types::Gpid;
 use serde::{Deserialize, Serialize};
 
 /// A table, as stored in ZooKeeper at `<root>/apps/<app_id>` (Pegasus's `app_info` fields).
@@ -94,6 +94,8 @@ pub struct Node {
     pub alive: bool,
     /// Replicas it reported on its disks.
     pub replicas: Vec<Gpid>,
+    /// Replicas it reported lost (damaged and moved aside, or unable to open).
+    pub errors: Vec<Gpid>,
 }
 
 /// The cluster.
@@ -149,18 +151,34 @@ impl Cluster {
         App { info, partitions }
     }
 
-    /// Records a beacon; returns whether the node came (back) alive.
-    pub fn beacon(&mut self, node: SocketAddrV4, replicas: Vec<Gpid>, now: Instant) -> bool {
+    /// Records a beacon: the replicas the node holds, and those it lost (damaged, moved aside);
+    /// returns whether the node came (back) alive.
+    pub fn beacon(
+        &mut self,
+        node: SocketAddrV4,
+        replicas: Vec<Gpid>,
+        errors: Vec<Gpid>,
+        now: Instant,
+    ) -> bool {
         let entry = self.nodes.entry(node).or_insert(Node {
             last_beacon: now,
             alive: false,
             replicas: Vec::new(),
+            errors: Vec::new(),
         });
         let revived = !entry.alive;
         entry.last_beacon = now;
         entry.alive = true;
         entry.replicas = replicas;
+        entry.errors = errors;
         revived
+    }
+
+    /// Whether `addr` serves `gpid`: alive, and it has not reported that copy lost.
+    fn serves(&self, addr: &SocketAddrV4, gpid: Gpid) -> bool {
+        self.nodes
+            .get(addr)
+            .is_some_and(|n| n.alive && !n.errors.contains(&gpid))
     }
 
     /// Marks nodes without a beacon for `grace` dead; returns them.
@@ -205,10 +223,14 @@ impl Cluster {
             .collect();
         for (app_id, pidx) in keys {
             let current = self.apps[&app_id].partitions[pidx as usize].clone();
-            if current.primary_addr().is_some_and(|p| self.alive(&p)) {
+            let gpid = Gpid::new(app_id, pidx);
+            // A primary that reported its copy lost is as good as dead for this partition.
+            if current
+                .primary_addr()
+                .is_some_and(|p| self.serves(&p, gpid))
+            {
                 continue;
             }
-            let gpid = Gpid::new(app_id, pidx);
             let mut alive: Vec<SocketAddrV4> = self
                 .nodes
                 .iter()
@@ -294,7 +316,7 @@ mod tests {
         let mut c = Cluster::default();
         let now = Instant::now();
         for port in [1, 2, 3] {
-            c.beacon(addr(port), vec![], now);
+            c.beacon(addr(port), vec![], vec![], now);
         }
         let app = c.new_app("temp", 8, 3, 0);
         c.apps.insert(app.info.app_id, app);
@@ -313,15 +335,15 @@ mod tests {
     fn a_dead_primary_moves_only_where_a_copy_exists() {
         let mut c = Cluster::default();
         let t0 = Instant::now();
-        c.beacon(addr(1), vec![], t0);
+        c.beacon(addr(1), vec![], vec![], t0);
         let app = c.new_app("t", 2, 1, 0);
         c.apps.insert(1, app);
         c.assign(1);
         assert_eq!(c.primaries_of(addr(1)).len(), 2);
         // Node 2 joins holding a copy of partition 0 only; node 1 dies.
-        c.beacon(addr(2), vec![Gpid::new(1, 0)], t0);
+        c.beacon(addr(2), vec![Gpid::new(1, 0)], vec![], t0);
         let later = t0 + Duration::from_secs(30);
-        c.beacon(addr(2), vec![Gpid::new(1, 0)], later);
+        c.beacon(addr(2), vec![Gpid::new(1, 0)], vec![], later);
         assert_eq!(c.expire(later, Duration::from_secs(22)), vec![addr(1)]);
         let changed = c.assign(1);
         assert_eq!(changed.len(), 2);
@@ -331,8 +353,41 @@ mod tests {
             "no copy: waits for its node"
         );
         // Node 1 returns with its copies: partition 1 comes back to it.
-        c.beacon(addr(1), vec![Gpid::new(1, 0), Gpid::new(1, 1)], later);
+        c.beacon(
+            addr(1),
+            vec![Gpid::new(1, 0), Gpid::new(1, 1)],
+            vec![],
+            later,
+        );
         c.assign(1);
         assert_eq!(c.primaries_of(addr(1)), vec![(Gpid::new(1, 1), 2, 3)]);
+    }
+
+    #[test]
+    fn a_primary_that_lost_its_copy_is_dropped_and_nothing_empty_replaces_it() {
+        let mut c = Cluster::default();
+        let t0 = Instant::now();
+        c.beacon(addr(1), vec![], vec![], t0);
+        c.beacon(addr(2), vec![], vec![], t0);
+        c.apps.insert(1, c.new_app("t", 2, 1, 0));
+        c.assign(1);
+        let (lost, other) = if c
+            .primaries_of(addr(1))
+            .iter()
+            .any(|a| a.0 == Gpid::new(1, 0))
+        {
+            (addr(1), addr(2))
+        } else {
+            (addr(2), addr(1))
+        };
+        // The primary of partition 0 found its copy damaged and moved it aside.
+        c.beacon(lost, vec![Gpid::new(1, 1)], vec![Gpid::new(1, 0)], t0);
+        c.beacon(other, vec![Gpid::new(1, 1)], vec![], t0);
+        assert_eq!(c.assign(1), vec![(1, 0)]);
+        let p = &c.apps[&1].partitions[0];
+        assert_eq!(p.primary, "", "no other copy: no primary, not an empty one");
+        assert_eq!(p.last_drops, vec![lost.to_string()]);
+        assert!(c.primaries_of(lost).iter().all(|a| a.0 != Gpid::new(1, 0)));
+        assert!(c.assign(1).is_empty(), "and it stays so");
     }
 }

@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
-use pegasus_client::protocol::codec::Field;
-use pegasus_client::protocol::codes::{ErrorCode, rpc};
-use pegasus_client::protocol::frame::{self, Request};
-use pegasus_client::protocol::outbox::Outbox;
+use pegasus_protocol::codec::Field;
+use pegasus_protocol::codes::{ErrorCode, rpc};
+use pegasus_protocol::frame::{self, Request};
+use pegasus_protocol::outbox::Outbox;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -298,7 +298,7 @@ async fn flush(outbox: &Outbox, out: &mut Vec<u8>, writer: &mut OwnedWriteHalf) 
 mod tests {
     use std::time::Duration;
 
-    use pegasus_client::protocol::frame::{RequestMeta, decode_response, encode_request_v0};
+    use pegasus_protocol::frame::{RequestMeta, decode_response, encode_request_v0};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;

@@ -9,10 +9,10 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pegasus_client::protocol::codes::{ErrorCode, rpc};
-use pegasus_client::protocol::frame::RequestMeta;
-use pegasus_client::protocol::types::{Args, BeaconRequest, BeaconResponse, RpcAddress};
 use pegasus_client::{Client, ClientOptions};
+use pegasus_protocol::codes::{ErrorCode, rpc};
+use pegasus_protocol::frame::RequestMeta;
+use pegasus_protocol::types::{Args, BeaconRequest, BeaconResponse, RpcAddress};
 use tracing::{debug, warn};
 
 use super::ReplicaStub;
@@ -52,6 +52,7 @@ pub async fn run(
         let request = Args(BeaconRequest {
             node: RpcAddress::new(me),
             replicas: stub.gpids(),
+            errors: stub.lost().into_keys().collect(),
         });
         let timeout = options.interval.max(Duration::from_secs(1));
         // The known leader first, then every meta; a redirect goes to the front.

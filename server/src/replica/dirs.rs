@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use pegasus_client::protocol::types::Gpid;
+use pegasus_protocol::types::Gpid;
 use tracing::info;
 
 /// Why the data dirs are unusable.
@@ -131,6 +131,31 @@ impl DataDirs {
         Ok(found)
     }
 
+    /// Replica folders moved aside as damaged: `<reps>/<app_id>.<pidx>.pegasus.<unix µs>.err`.
+    pub fn moved_aside(&self) -> Result<Vec<(Gpid, PathBuf)>, DirsError> {
+        let mut found = Vec::new();
+        for d in &self.dirs {
+            let entries = std::fs::read_dir(&d.reps).map_err(|source| DirsError::Io {
+                path: d.reps.display().to_string(),
+                source,
+            })?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_suffix(".err") else {
+                    continue;
+                };
+                let Some((live, _stamp)) = rest.rsplit_once('.') else {
+                    continue;
+                };
+                if let Some(gpid) = parse_replica_dir(live) {
+                    found.push((gpid, entry.path()));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     /// Where a new replica of `gpid` goes, given where replicas are now.
     pub fn place(&self, gpid: Gpid, current: &HashMap<Gpid, PathBuf>) -> PathBuf {
         let count = |d: &DataDir, same_app: bool| {
@@ -147,6 +172,28 @@ impl DataDirs {
         best.reps
             .join(format!("{}.{}.pegasus", gpid.app_id, gpid.partition_index))
     }
+}
+
+/// Moves a damaged replica's folder aside, whole, as `<dir>.<unix µs>.err` (Pegasus's name for a
+/// corrupt replica), with a `reason` file in it: the evidence stays for the operator, and the
+/// folder is no longer a replica.
+pub fn move_aside(dir: &Path, reason: &str) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let mut aside = dir.as_os_str().to_owned();
+    aside.push(format!(".{micros}.err"));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(dir, &aside)?;
+    let mut file = std::fs::File::create(aside.join("reason"))?;
+    writeln!(file, "{reason}")?;
+    file.sync_all()?;
+    std::fs::File::open(&aside)?.sync_all()?;
+    if let Some(parent) = aside.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(aside)
 }
 
 fn parse_replica_dir(name: &str) -> Option<Gpid> {
@@ -199,6 +246,16 @@ mod tests {
         assert!(current[&Gpid::new(1, 3)].ends_with("1.3.pegasus"));
         std::fs::create_dir_all(&current[&Gpid::new(1, 3)]).unwrap();
         assert_eq!(dirs.existing().unwrap().len(), 1);
+
+        // A damaged replica moved aside is no longer a replica, but is known as moved aside.
+        let aside = move_aside(&current[&Gpid::new(1, 3)], "plog damaged at byte 7").unwrap();
+        assert!(aside.to_string_lossy().ends_with(".err"));
+        assert_eq!(
+            std::fs::read_to_string(aside.join("reason")).unwrap(),
+            "plog damaged at byte 7\n"
+        );
+        assert!(dirs.existing().unwrap().is_empty());
+        assert_eq!(dirs.moved_aside().unwrap(), vec![(Gpid::new(1, 3), aside)]);
     }
 
     #[test]

@@ -17,16 +17,16 @@ pub mod read;
 pub mod storage;
 pub mod write;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use pegasus_client::protocol::codes::{ErrorCode, rpc};
-use pegasus_client::protocol::frame::Request;
-use pegasus_client::protocol::key;
-use pegasus_client::protocol::types::*;
-use tracing::{info, warn};
+use pegasus_protocol::codes::{ErrorCode, rpc};
+use pegasus_protocol::frame::Request;
+use pegasus_protocol::key;
+use pegasus_protocol::types::*;
+use tracing::{error, info, warn};
 
 use self::dirs::{DataDirs, DirsError};
 use self::partition::{Partition, PartitionError, PartitionOptions};
@@ -48,6 +48,15 @@ pub enum ReplicaError {
         /// Why.
         source: PartitionError,
     },
+    /// This node lost its copy (damaged and moved aside, or unable to open): it must not make a
+    /// new, empty one in its place.
+    #[error("replica {gpid} is lost on this node: {reason}")]
+    Lost {
+        /// Which.
+        gpid: Gpid,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Every partition replica of this node.
@@ -60,6 +69,9 @@ pub struct ReplicaStub {
     assigned: Option<RwLock<HashSet<Gpid>>>,
     /// False once the lease with the meta is lost: nothing serves until it is regained.
     active: AtomicBool,
+    /// Replicas this node lost, with why: found damaged (and moved aside, now or before) or
+    /// unable to open. Reported to the meta with every beacon; never re-created empty.
+    lost: RwLock<BTreeMap<Gpid, String>>,
 }
 
 impl ReplicaStub {
@@ -87,19 +99,56 @@ impl ReplicaStub {
         managed: bool,
     ) -> Result<Arc<ReplicaStub>, ReplicaError> {
         let mut partitions = HashMap::new();
+        let mut lost = BTreeMap::new();
+        // One bad replica costs that replica, never the node and its other replicas.
         for (gpid, path) in dirs.existing()? {
-            let p = Partition::open(gpid, &path, options.clone())
-                .map_err(|source| ReplicaError::Partition { gpid, source })?;
-            partitions.insert(gpid, p);
+            match Partition::open(gpid, &path, options.clone()) {
+                Ok(p) => {
+                    partitions.insert(gpid, p);
+                }
+                Err(e) if e.is_damage() => {
+                    let reason = e.to_string();
+                    match dirs::move_aside(&path, &reason) {
+                        Ok(aside) => {
+                            error!(%gpid, aside = %aside.display(), "replica damaged, moved aside: {reason}")
+                        }
+                        Err(m) => {
+                            error!(%gpid, "replica damaged: {reason}; moving it aside failed: {m}")
+                        }
+                    }
+                    lost.insert(gpid, reason);
+                }
+                Err(e) => {
+                    error!(%gpid, "replica cannot open: {e}");
+                    lost.insert(gpid, e.to_string());
+                }
+            }
         }
-        info!(replicas = partitions.len(), managed, "replica stub opened");
+        for (gpid, path) in dirs.moved_aside()? {
+            if !partitions.contains_key(&gpid) {
+                lost.entry(gpid)
+                    .or_insert_with(|| format!("moved aside as damaged: `{}`", path.display()));
+            }
+        }
+        info!(
+            replicas = partitions.len(),
+            lost = lost.len(),
+            managed,
+            "replica stub opened"
+        );
         Ok(Arc::new(ReplicaStub {
             dirs,
             options,
             partitions: RwLock::new(partitions),
             assigned: managed.then(RwLock::default),
             active: AtomicBool::new(!managed),
+            lost: RwLock::new(lost),
         }))
+    }
+
+    /// The replicas this node lost (damaged, or unable to open), with why.
+    pub fn lost(&self) -> BTreeMap<Gpid, String> {
+        self.lost.read().expect("lost").clone()
     }
 
     /// The replica of `gpid`, if this node holds it.
@@ -129,6 +178,12 @@ impl ReplicaStub {
         if let Some(p) = self.partition(gpid) {
             return Ok(p);
         }
+        if let Some(reason) = self.lost.read().expect("lost").get(&gpid) {
+            return Err(ReplicaError::Lost {
+                gpid,
+                reason: reason.clone(),
+            });
+        }
         let mut partitions = self.partitions.write().expect("partitions");
         if let Some(p) = partitions.get(&gpid) {
             return Ok(Arc::clone(p));
@@ -145,10 +200,13 @@ impl ReplicaStub {
     }
 
     /// Applies the meta leader's assignments: opens (creating if needed) every assigned replica
-    /// and serves exactly those.
+    /// and serves exactly those. One that cannot open is skipped (and said so in the log); the
+    /// others are served all the same.
     pub fn apply_assignments(&self, gpids: &[Gpid]) -> Result<(), ReplicaError> {
         for gpid in gpids {
-            self.open_partition(*gpid)?;
+            if let Err(e) = self.open_partition(*gpid) {
+                error!("assigned {e}");
+            }
         }
         if let Some(assigned) = &self.assigned {
             let new: HashSet<Gpid> = gpids.iter().copied().collect();
@@ -206,7 +264,7 @@ impl ReplicaStub {
     fn submit(
         &self,
         partition: &Partition,
-        op: Result<WriteOp, pegasus_client::protocol::ProtocolError>,
+        op: Result<WriteOp, pegasus_protocol::ProtocolError>,
         reply: Reply,
     ) {
         let op = match op {
@@ -364,15 +422,15 @@ enum ReadAnswer {
 
 /// Why a read has no answer.
 enum ReadFailure {
-    Decode(pegasus_client::protocol::ProtocolError),
+    Decode(pegasus_protocol::ProtocolError),
     Storage(storage::StorageError),
     /// Only memory was asked, and the answer needs the disk.
     NotInMemory,
     Unknown,
 }
 
-impl From<pegasus_client::protocol::ProtocolError> for ReadFailure {
-    fn from(e: pegasus_client::protocol::ProtocolError) -> Self {
+impl From<pegasus_protocol::ProtocolError> for ReadFailure {
+    fn from(e: pegasus_protocol::ProtocolError) -> Self {
         ReadFailure::Decode(e)
     }
 }
@@ -427,7 +485,7 @@ fn read_answer(
             ReadAnswer::Scan(match p.take_scanner(id) {
                 // Expired or evicted: the client restarts from its last key.
                 None => ScanResponse {
-                    error: pegasus_client::protocol::codes::status::NOT_FOUND,
+                    error: pegasus_protocol::codes::status::NOT_FOUND,
                     context_id: -1,
                     ..Default::default()
                 },

@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pegasus_client::protocol::types::Gpid;
+use pegasus_protocol::types::Gpid;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
-use super::plog::{Mutation, Plog};
+use super::plog::{Mutation, Plog, PlogError, sync_parent};
 use super::read::{ReadLimits, ScanContext};
 use super::storage::{RocksOptions, Storage, StorageError};
 use super::write::{View, WriteOp, WriteReply};
@@ -44,12 +44,23 @@ pub enum PartitionError {
     /// The private log failed.
     #[error("private log: {0}")]
     Plog(#[from] std::io::Error),
+    /// The private log cannot be replayed: damaged, or unreadable.
+    #[error("private log: {0}")]
+    Replay(#[from] PlogError),
     /// The write queue is full.
     #[error("write queue is full")]
     Busy,
     /// The partition stopped taking writes after an I/O error, or is closing.
     #[error("partition is not writable")]
     Closed,
+}
+
+impl PartitionError {
+    /// Whether the replica's files are damaged (not just unreadable now): it must be moved aside,
+    /// never served or appended to.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, PartitionError::Replay(PlogError::Corrupt { .. }))
+    }
 }
 
 /// Tuning of a partition.
@@ -128,11 +139,18 @@ impl Partition {
         dir: &Path,
         options: PartitionOptions,
     ) -> Result<Arc<Partition>, PartitionError> {
+        let created = !dir.exists();
         std::fs::create_dir_all(dir.join("data"))?;
         let storage = Arc::new(Storage::open(
             &dir.join("data").join("rdb"),
             &options.rocks,
         )?);
+        if created {
+            // A new replica's folders must survive a crash as well as what is written in them.
+            sync_parent(dir)?;
+            sync_parent(&dir.join("data"))?;
+            sync_parent(&dir.join("data").join("rdb"))?;
+        }
         let applied = storage.applied_decree()?;
         let mut replayed = 0u64;
         let mut plog = Plog::open(&dir.join("plog"), options.plog_file_size, applied, |m| {
@@ -312,7 +330,7 @@ fn writer_loop(
         }
         let mut view = View::new(
             &storage,
-            pegasus_client::protocol::key::epoch_now(),
+            pegasus_protocol::key::epoch_now(),
             options.cluster_id,
         );
         let mut mutations = Vec::new();

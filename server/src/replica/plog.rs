@@ -2,10 +2,18 @@
 //! is appended and made durable here before it is applied to RocksDB (whose own WAL is off).
 //!
 //! Files are `plog/log.<index>.<start_offset>` as in Pegasus. A record is
-//! `[u32 payload length][u32 CRC-32C of payload][payload]`, the payload being a [`Mutation`].
-//! Replay stops at the first record that is short, zero or fails its CRC (the unwritten rest of
-//! the file, or a torn tail from a crash), and zeroes the file from there, so the next append
-//! starts on a clean boundary.
+//! `[u32 flags|payload length][u32 CRC-32C of payload][payload]`, the payload being a
+//! [`Mutation`], preceded by the first decree of the record's batch (one [`Plog::append`]) when
+//! the flag [`BATCHED`] is set, as every record written now has it.
+//!
+//! Replay tells a torn tail from damage. Only the last file's end can be torn, by a crash in the
+//! middle of its last write, which was never acknowledged; a power loss may keep any of that
+//! write's pages and lose others. Replay stops at the first record that is short, zero or fails
+//! its CRC. When every intact record after it in that file belongs to the same batch (the torn
+//! write), the rest becomes a hole, so the next append starts on a clean boundary. An intact
+//! record of a later batch after a bad one, or any bad record in an older file, is damage:
+//! nothing is cut, and [`Plog::open`] fails with [`PlogError::Corrupt`] so the replica can be
+//! moved aside whole.
 //!
 //! One [`Plog::append`] call writes a whole batch of mutations and syncs once: group commit.
 //! The file being written is sized to `log_private_file_size_mb` up front (a sparse file, so no
@@ -21,6 +29,30 @@ const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// The largest record replay accepts; anything larger is a corrupt length.
 const MAX_RECORD: usize = 256 << 20;
+
+/// Set in a record's length word when its payload starts with its batch's first decree.
+const BATCHED: u32 = 1 << 31;
+
+/// The smallest record: header, ballot, decree and op count.
+const MIN_RECORD: usize = 8 + 20;
+
+/// Why a log cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PlogError {
+    /// Reading or writing failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A record is damaged where no crash could have torn it: acknowledged writes may follow it.
+    #[error("`{}` is damaged at byte {offset}: {reason}", file.display())]
+    Corrupt {
+        /// The file.
+        file: PathBuf,
+        /// Where its intact records end.
+        offset: u64,
+        /// What was found.
+        reason: String,
+    },
+}
 
 /// What a mutation does to the store: the effect, not the request, so replay is exact.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,14 +174,19 @@ fn parse_name(name: &str) -> Option<(u64, u64)> {
 
 impl Plog {
     /// Opens (creating if needed) the log in `dir` and replays it: every intact mutation with a
-    /// decree above `applied` is passed to `apply`, in order. A torn tail is truncated.
+    /// decree above `applied` is passed to `apply`, in order. A torn tail is truncated; damage
+    /// anywhere else is [`PlogError::Corrupt`], with nothing cut.
     pub fn open(
         dir: &Path,
         file_size_limit: u64,
         applied: u64,
         mut apply: impl FnMut(Mutation) -> io::Result<()>,
-    ) -> io::Result<Plog> {
+    ) -> Result<Plog, PlogError> {
+        let created = !dir.exists();
         fs::create_dir_all(dir)?;
+        if created {
+            sync_parent(dir)?;
+        }
         let mut segments: Vec<Segment> = fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -166,9 +203,11 @@ impl Plog {
             .collect();
         segments.sort_by_key(|s| s.index);
         let mut last_decree = applied;
+        // The highest decree in the files so far (replayed or not), or the applied one.
+        let mut highest = applied;
         let count = segments.len();
         for (n, segment) in segments.iter_mut().enumerate() {
-            let (valid_len, max) = replay_file(&segment.path, &mut |m: Mutation| {
+            let replayed = replay_file(&segment.path, &mut |m: Mutation| {
                 if m.decree > last_decree {
                     last_decree = m.decree;
                     apply(m)
@@ -176,14 +215,39 @@ impl Plog {
                     Ok(())
                 }
             })?;
+            let (valid_len, max) = (replayed.valid, replayed.max);
+            highest = highest.max(max);
             let actual = fs::metadata(&segment.path)?.len();
-            if valid_len < actual && n + 1 != count && !zero_from(&segment.path, valid_len)? {
-                // A torn tail can only be in the last file; anything else is damage we must not
-                // silently skip past.
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is corrupt at byte {valid_len}", segment.path.display()),
-                ));
+            if valid_len < actual && !zero_from(&segment.path, valid_len)? {
+                let corrupt = |reason: String| PlogError::Corrupt {
+                    file: segment.path.clone(),
+                    offset: valid_len,
+                    reason,
+                };
+                // A torn tail can only be at the end of the last file; anything else is damage
+                // we must not silently skip past.
+                if n + 1 != count {
+                    return Err(corrupt(format!(
+                        "a bad record in `{}`, which is not the last file",
+                        segment.path.display()
+                    )));
+                }
+                // The torn write is the batch of the last intact record, or the next one; batches
+                // never span files, so a file without an intact record starts a batch.
+                let torn: Vec<u64> = replayed
+                    .last
+                    .and_then(|(_, batch)| batch)
+                    .into_iter()
+                    .chain([highest + 1])
+                    .collect();
+                if let Some((at, decree)) =
+                    intact_record_after(&segment.path, valid_len, highest, &torn)?
+                {
+                    return Err(corrupt(format!(
+                        "a bad record followed by an intact one of a later write (decree \
+                         {decree} at byte {at})"
+                    )));
+                }
             }
             segment.max_decree = max;
             segment.size = valid_len;
@@ -235,12 +299,14 @@ impl Plog {
     /// Appends mutations with one write, and makes them durable with one sync if syncing.
     pub fn append(&mut self, mutations: &[Mutation]) -> io::Result<()> {
         self.buf.clear();
+        let batch = mutations.first().map_or(0, |m| m.decree);
         for m in mutations {
             let start = self.buf.len();
             self.buf.extend_from_slice(&[0; 8]);
+            self.buf.extend_from_slice(&batch.to_be_bytes());
             m.encode(&mut self.buf);
             let payload = &self.buf[start + 8..];
-            let len = payload.len() as u32;
+            let len = payload.len() as u32 | BATCHED;
             let crc = CRC32C.checksum(payload);
             self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
             self.buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
@@ -302,14 +368,67 @@ impl Plog {
     }
 }
 
-/// Reads one file; returns the length of its intact prefix and its highest decree.
+/// One intact record.
+struct Record {
+    mutation: Mutation,
+    /// The first decree of its batch (records written before batches were marked: `None`).
+    batch: Option<u64>,
+}
+
+/// The payload length in a record's first word, and whether it is [`BATCHED`]; `None` for an
+/// impossible length (zero is the unwritten part of a file).
+fn payload_len(word: u32) -> Option<(usize, bool)> {
+    let len = (word & !BATCHED) as usize;
+    (len != 0 && len <= MAX_RECORD).then_some((len, word & BATCHED != 0))
+}
+
+/// Decodes a payload whose CRC matched.
+fn decode_payload(payload: &[u8], batched: bool) -> Option<Record> {
+    let (batch, rest) = if batched {
+        let (head, rest) = (payload.len() >= 8).then(|| payload.split_at(8))?;
+        (Some(u64::from_be_bytes(head.try_into().expect("8"))), rest)
+    } else {
+        (None, payload)
+    };
+    Some(Record {
+        mutation: Mutation::decode(rest)?,
+        batch,
+    })
+}
+
+/// The intact record at `at` in `data`, and its length.
+fn record_at(data: &[u8], at: usize) -> Option<(Record, usize)> {
+    let header = data.get(at..at + 8)?;
+    let (len, batched) = payload_len(u32::from_be_bytes(header[..4].try_into().expect("4")))?;
+    let crc = u32::from_be_bytes(header[4..].try_into().expect("4"));
+    let payload = data.get(at + 8..at + 8 + len)?;
+    if CRC32C.checksum(payload) != crc {
+        return None;
+    }
+    decode_payload(payload, batched).map(|r| (r, 8 + len))
+}
+
+/// What replay found in one file.
+struct Replayed {
+    /// The length of its intact prefix.
+    valid: u64,
+    /// Its highest decree (0: none).
+    max: u64,
+    /// The last intact record's decree and batch.
+    last: Option<(u64, Option<u64>)>,
+}
+
+/// Reads one file, passing every intact record of its intact prefix to `apply`.
 fn replay_file(
     path: &Path,
     apply: &mut dyn FnMut(Mutation) -> io::Result<()>,
-) -> io::Result<(u64, u64)> {
+) -> io::Result<Replayed> {
     let mut reader = BufReader::new(File::open(path)?);
-    let mut valid = 0u64;
-    let mut max = 0;
+    let mut out = Replayed {
+        valid: 0,
+        max: 0,
+        last: None,
+    };
     let mut header = [0u8; 8];
     loop {
         match reader.read_exact(&mut header) {
@@ -317,12 +436,12 @@ fn replay_file(
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(e),
         }
-        let len = u32::from_be_bytes(header[..4].try_into().expect("4")) as usize;
-        let crc = u32::from_be_bytes(header[4..].try_into().expect("4"));
-        if len == 0 || len > MAX_RECORD {
-            // Zero: the unwritten part of the file. Too large: a corrupt length.
+        let Some((len, batched)) =
+            payload_len(u32::from_be_bytes(header[..4].try_into().expect("4")))
+        else {
             break;
-        }
+        };
+        let crc = u32::from_be_bytes(header[4..].try_into().expect("4"));
         let mut payload = vec![0u8; len];
         match reader.read_exact(&mut payload) {
             Ok(()) => {}
@@ -332,14 +451,57 @@ fn replay_file(
         if CRC32C.checksum(&payload) != crc {
             break;
         }
-        let Some(mutation) = Mutation::decode(&payload) else {
+        let Some(record) = decode_payload(&payload, batched) else {
             break;
         };
-        max = max.max(mutation.decree);
-        apply(mutation)?;
-        valid += 8 + len as u64;
+        let decree = record.mutation.decree;
+        out.max = out.max.max(decree);
+        out.last = Some((decree, record.batch));
+        apply(record.mutation)?;
+        out.valid += 8 + len as u64;
     }
-    Ok((valid, max))
+    Ok(out)
+}
+
+/// Looks for an intact record after the bad one at `from` that a torn last write cannot explain:
+/// one of a batch other than `torn` (the batches the bad record may belong to). Records have
+/// decrees after `last_decree` without gaps, so a candidate is any offset whose decree field
+/// (16 bytes in, or 24 in a batched record) is within the records the rest of the file could
+/// hold; only those are checksummed. Returns the record's offset and decree.
+fn intact_record_after(
+    path: &Path,
+    from: u64,
+    last_decree: u64,
+    torn: &[u64],
+) -> io::Result<Option<(u64, u64)>> {
+    let data = fs::read(path)?;
+    let from = from as usize;
+    // The file is sized up front: what follows the last non-zero byte was never written.
+    let end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let most = (end.saturating_sub(from) / MIN_RECORD) as u64 + 1;
+    let plausible = |at: usize| {
+        data.get(at..at + 8).is_some_and(|d| {
+            let decree = u64::from_be_bytes(d.try_into().expect("8"));
+            decree > last_decree && decree - last_decree <= most
+        })
+    };
+    let mut at = from;
+    while at < end {
+        if (plausible(at + 16) || plausible(at + 24))
+            && let Some((record, len)) = record_at(&data, at)
+        {
+            match record.batch {
+                // Part of the torn write: skip it whole.
+                Some(batch) if torn.contains(&batch) => {
+                    at += len;
+                    continue;
+                }
+                _ => return Ok(Some((at as u64, record.mutation.decree))),
+            }
+        }
+        at += 1;
+    }
+    Ok(None)
 }
 
 /// Whether every byte of the file from `offset` on is zero.
@@ -361,6 +523,14 @@ fn zero_from(path: &Path, offset: u64) -> io::Result<bool> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Makes a new entry of `path`'s parent durable.
+pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -470,7 +640,146 @@ mod tests {
             .write_all_at(&[0, 0, 0, 9, 1], len)
             .unwrap();
         let err = Plog::open(dir.path(), 200, 0, |_| Ok(())).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(matches!(err, PlogError::Corrupt { .. }), "{err}");
+    }
+
+    /// Regression guard: 8 bytes overwritten in the middle of the written part of the last file
+    /// were taken for a torn tail, and every acknowledged write after them was cut silently.
+    #[test]
+    fn damage_followed_by_intact_records_is_corruption_and_nothing_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plog = Plog::open(dir.path(), 1 << 20, 0, |_| Ok(())).unwrap();
+        for d in 1..=100 {
+            plog.append(&[m(d)]).unwrap();
+        }
+        let written = plog.segments[0].size;
+        drop(plog);
+        let file = dir.path().join("log.1.0");
+        let before = fs::read(&file).unwrap();
+        // Each byte position of one record in the middle: its header, its payload.
+        let middle = written / 2;
+        for at in [middle, middle + 3, middle + 20] {
+            OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .write_all_at(&[0xAB; 8], at)
+                .unwrap();
+            let mut seen = 0;
+            let err = Plog::open(dir.path(), 1 << 20, 0, |_| {
+                seen += 1;
+                Ok(())
+            })
+            .unwrap_err();
+            match &err {
+                PlogError::Corrupt { reason, .. } => {
+                    assert!(reason.contains("followed by an intact one"), "{err}")
+                }
+                other => panic!("{other}"),
+            }
+            assert!(seen < 100);
+            let after = fs::read(&file).unwrap();
+            let damaged = at as usize..at as usize + 8;
+            assert!(
+                after
+                    .iter()
+                    .zip(&before)
+                    .enumerate()
+                    .all(|(i, (a, b))| a == b || damaged.contains(&i)),
+                "nothing but the damage changed"
+            );
+            fs::write(&file, &before).unwrap();
+        }
+        // Damage to the very last record, with nothing intact after it, is a torn tail.
+        let mut torn = before.clone();
+        torn[written as usize - 5] ^= 0xFF;
+        fs::write(&file, &torn).unwrap();
+        let (_, seen) = replayed_big(dir.path());
+        assert_eq!(seen, (1..=99).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_wide_stretch_of_damage_is_found_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plog = Plog::open(dir.path(), 1 << 20, 0, |_| Ok(())).unwrap();
+        for d in 1..=400 {
+            plog.append(&[m(d)]).unwrap();
+        }
+        let written = plog.segments[0].size as usize;
+        drop(plog);
+        // A lost 4 KiB page in the middle: about 60 records.
+        let file = dir.path().join("log.1.0");
+        let mut data = fs::read(&file).unwrap();
+        let page = (written / 2) & !4095;
+        data[page..page + 4096].fill(0);
+        fs::write(&file, &data).unwrap();
+        let err = Plog::open(dir.path(), 1 << 20, 0, |_| Ok(())).unwrap_err();
+        assert!(matches!(err, PlogError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_later_record_whose_value_ends_in_zeros_is_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plog = Plog::open(dir.path(), 1 << 20, 0, |_| Ok(())).unwrap();
+        plog.append(&[m(1), m(2)]).unwrap();
+        let second_batch = plog.segments[0].size;
+        plog.append(&[m(3)]).unwrap();
+        let zeros = Mutation {
+            ballot: 1,
+            decree: 4,
+            ops: vec![Op::Put(b"k".to_vec(), vec![0; 40])],
+        };
+        plog.append(&[zeros]).unwrap();
+        drop(plog);
+        let file = dir.path().join("log.1.0");
+        OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .write_all_at(&[0xAB; 8], second_batch + 10)
+            .unwrap();
+        let err = Plog::open(dir.path(), 1 << 20, 0, |_| Ok(())).unwrap_err();
+        assert!(matches!(err, PlogError::Corrupt { .. }), "{err}");
+    }
+
+    /// A power loss in the middle of the last write (never acknowledged) may keep later pages of
+    /// it and lose earlier ones: intact records of that same batch after a bad one are a torn
+    /// tail, not damage.
+    #[test]
+    fn intact_records_of_the_torn_batch_after_a_bad_one_are_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plog = Plog::open(dir.path(), 1 << 20, 0, |_| Ok(())).unwrap();
+        plog.append(&[m(1), m(2)]).unwrap();
+        let torn_batch = plog.segments[0].size;
+        plog.append(&(3..=12).map(m).collect::<Vec<_>>()).unwrap();
+        drop(plog);
+        let file = dir.path().join("log.1.0");
+        // Its third record lost (zeros), the ones after it kept.
+        let mut data = fs::read(&file).unwrap();
+        let (_, first) = record_at(&data, torn_batch as usize).unwrap();
+        let (_, second) = record_at(&data, torn_batch as usize + first).unwrap();
+        let third = torn_batch as usize + first + second;
+        data[third..third + 12].fill(0);
+        fs::write(&file, &data).unwrap();
+        let (mut plog, seen) = replayed_big(dir.path());
+        assert_eq!(seen, [1, 2, 3, 4]);
+        assert!(
+            zero_from(&file, third as u64).unwrap(),
+            "the torn write is cut"
+        );
+        plog.append(&[m(5)]).unwrap();
+        drop(plog);
+        assert_eq!(replayed_big(dir.path()).1, [1, 2, 3, 4, 5]);
+    }
+
+    fn replayed_big(dir: &Path) -> (Plog, Vec<u64>) {
+        let mut seen = Vec::new();
+        let plog = Plog::open(dir, 1 << 20, 0, |m| {
+            seen.push(m.decree);
+            Ok(())
+        })
+        .unwrap();
+        (plog, seen)
     }
 
     #[test]

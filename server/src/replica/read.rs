@@ -1,9 +1,9 @@
 //! What each rrdb read returns. Expired values are never returned; every iteration is bounded.
 
 use bytes::Bytes;
-use pegasus_client::protocol::codes::status;
-use pegasus_client::protocol::key::{self, value};
-use pegasus_client::protocol::types::*;
+use pegasus_protocol::codes::status;
+use pegasus_protocol::key::{self, value};
+use pegasus_protocol::types::*;
 
 use super::storage::{Storage, StorageError};
 

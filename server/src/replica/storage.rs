@@ -1,6 +1,6 @@
 //! RocksDB for one partition replica, at `<replica dir>/data/rdb`.
 //!
-//! Keys and values are stored in Pegasus's schemas ([`pegasus_client::protocol::key`]). The
+//! Keys and values are stored in Pegasus's schemas ([`pegasus_protocol::key`]). The
 //! RocksDB WAL is off: the [plog](super::plog) is the write-ahead log. Every applied batch also
 //! writes the last applied decree under a key no user key can have (hash-key length `0xFFFF`),
 //! so after a crash the store says which decree its flushed state reached and the plog replays
@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use pegasus_client::protocol::key;
+use pegasus_protocol::key;
 use rocksdb::{
     DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };

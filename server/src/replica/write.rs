@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use pegasus_client::protocol::codes::status;
-use pegasus_client::protocol::key::{self, value};
-use pegasus_client::protocol::types::*;
+use pegasus_protocol::codes::status;
+use pegasus_protocol::key::{self, value};
+use pegasus_protocol::types::*;
 
 use super::plog::Op;
 use super::storage::{Storage, StorageError};

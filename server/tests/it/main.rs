@@ -1,12 +1,5 @@
-//! pegasus_server's integration tests: one binary, one module per concern.
+//! pegasus_server's integration tests: the binary as a process, alone (clusters, clients and
+//! faults are the workspace's end-to-end tests, in `tests/` at the root).
 
-/// Whole clusters (ZooKeeper, metas, replicas) as processes: tables, failover, restarts.
-mod cluster;
-/// A replica in process, with a routing service that answers `query_cfg` for it.
-mod harness;
-/// Every rrdb operation through the Rust client, against a real replica and real RocksDB.
-mod operations;
-/// The real binary: start-up refusals, kill -9 during writes, restart with plog replay.
-mod process;
-/// The official Python client, pypegasus3: its frames byte for byte, and every operation.
-mod pypegasus;
+/// Start-up refusals: a bad config, a port in use, bad arguments, ZooKeeper unreachable.
+mod startup;

@@ -1,0 +1,710 @@
+//! The structs of Pegasus's `rrdb` and `meta` services (`idl/rrdb.thrift`, `replication.thrift`,
+//! `base.thrift`), with the field ids the clients use.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use bytes::Bytes;
+use thrift::protocol::{TInputProtocol, TOutputProtocol, TType};
+
+use super::codec::Field;
+use crate::thrift_struct;
+
+/// `base.blob`: raw bytes, declared a struct but written as a Thrift binary.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Blob(pub Bytes);
+
+impl Blob {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Blob({:?})", String::from_utf8_lossy(&self.0))
+    }
+}
+
+impl<T: Into<Bytes>> From<T> for Blob {
+    fn from(value: T) -> Self {
+        Blob(value.into())
+    }
+}
+
+impl Field for Blob {
+    const TTYPE: TType = TType::Struct;
+    fn write_to<P: TOutputProtocol>(&self, o: &mut P) -> thrift::Result<()> {
+        o.write_bytes(&self.0)
+    }
+    fn read_from<P: TInputProtocol>(i: &mut P) -> thrift::Result<Self> {
+        i.read_bytes().map(|b| Blob(Bytes::from(b)))
+    }
+}
+
+/// `base.error_code`: declared a struct, written as the error's name (`"ERR_OK"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorName(pub String);
+
+impl Field for ErrorName {
+    const TTYPE: TType = TType::Struct;
+    fn write_to<P: TOutputProtocol>(&self, o: &mut P) -> thrift::Result<()> {
+        o.write_string(&self.0)
+    }
+    fn read_from<P: TInputProtocol>(i: &mut P) -> thrift::Result<Self> {
+        i.read_string().map(ErrorName)
+    }
+}
+
+/// `base.gpid`: a partition of a table, written as one `i64` (`partition_index << 32 | app_id`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Gpid {
+    /// The table.
+    pub app_id: i32,
+    /// The partition.
+    pub partition_index: i32,
+}
+
+impl Gpid {
+    /// `app_id.partition_index`.
+    pub fn new(app_id: i32, partition_index: i32) -> Self {
+        Gpid {
+            app_id,
+            partition_index,
+        }
+    }
+
+    /// The wire form.
+    pub fn to_i64(self) -> i64 {
+        ((self.partition_index as i64) << 32) | (self.app_id as u32 as i64)
+    }
+
+    /// From the wire form.
+    pub fn from_i64(v: i64) -> Self {
+        Gpid {
+            app_id: v as i32,
+            partition_index: (v >> 32) as i32,
+        }
+    }
+
+    /// The thread hash clients put in the request header.
+    pub fn thread_hash(self) -> i32 {
+        self.app_id
+            .wrapping_mul(7919)
+            .wrapping_add(self.partition_index)
+    }
+}
+
+impl fmt::Display for Gpid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.app_id, self.partition_index)
+    }
+}
+
+impl Field for Gpid {
+    const TTYPE: TType = TType::Struct;
+    fn write_to<P: TOutputProtocol>(&self, o: &mut P) -> thrift::Result<()> {
+        o.write_i64(self.to_i64())
+    }
+    fn read_from<P: TInputProtocol>(i: &mut P) -> thrift::Result<Self> {
+        i.read_i64().map(Gpid::from_i64)
+    }
+}
+
+/// `base.rpc_address`: an IPv4 endpoint, written as one `i64`
+/// (`ip << 32 | port << 16 | 1`, the low bits being the address type "IPv4"); `0` is invalid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RpcAddress(pub u64);
+
+impl RpcAddress {
+    /// The invalid (empty) address.
+    pub const INVALID: RpcAddress = RpcAddress(0);
+
+    /// The address of `ip:port`.
+    pub fn new(addr: SocketAddrV4) -> Self {
+        RpcAddress(((u32::from(*addr.ip()) as u64) << 32) | ((addr.port() as u64) << 16) | 1)
+    }
+
+    /// `ip:port`, or `None` for an invalid address.
+    pub fn socket_addr(self) -> Option<SocketAddrV4> {
+        (self.0 & 0xFFFF == 1).then(|| {
+            SocketAddrV4::new(
+                Ipv4Addr::from((self.0 >> 32) as u32),
+                ((self.0 >> 16) & 0xFFFF) as u16,
+            )
+        })
+    }
+}
+
+impl fmt::Display for RpcAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.socket_addr() {
+            Some(a) => f.pad(&a.to_string()),
+            None => f.pad("-"),
+        }
+    }
+}
+
+impl Field for RpcAddress {
+    const TTYPE: TType = TType::Struct;
+    fn write_to<P: TOutputProtocol>(&self, o: &mut P) -> thrift::Result<()> {
+        o.write_i64(self.0 as i64)
+    }
+    fn read_from<P: TInputProtocol>(i: &mut P) -> thrift::Result<Self> {
+        i.read_i64().map(|v| RpcAddress(v as u64))
+    }
+}
+
+/// `rrdb.filter_type`.
+pub mod filter_type {
+    /// No filter.
+    pub const NO_FILTER: i32 = 0;
+    /// The pattern appears anywhere.
+    pub const MATCH_ANYWHERE: i32 = 1;
+    /// The key starts with the pattern.
+    pub const MATCH_PREFIX: i32 = 2;
+    /// The key ends with the pattern.
+    pub const MATCH_POSTFIX: i32 = 3;
+}
+
+/// `rrdb.cas_check_type`.
+pub mod cas_check_type {
+    #![allow(missing_docs)]
+    pub const NO_CHECK: i32 = 0;
+    pub const VALUE_NOT_EXIST: i32 = 1;
+    pub const VALUE_NOT_EXIST_OR_EMPTY: i32 = 2;
+    pub const VALUE_EXIST: i32 = 3;
+    pub const VALUE_NOT_EMPTY: i32 = 4;
+    pub const VALUE_MATCH_ANYWHERE: i32 = 5;
+    pub const VALUE_MATCH_PREFIX: i32 = 6;
+    pub const VALUE_MATCH_POSTFIX: i32 = 7;
+    pub const VALUE_BYTES_LESS: i32 = 8;
+    pub const VALUE_BYTES_LESS_OR_EQUAL: i32 = 9;
+    pub const VALUE_BYTES_EQUAL: i32 = 10;
+    pub const VALUE_BYTES_GREATER_OR_EQUAL: i32 = 11;
+    pub const VALUE_BYTES_GREATER: i32 = 12;
+    pub const VALUE_INT_LESS: i32 = 13;
+    pub const VALUE_INT_LESS_OR_EQUAL: i32 = 14;
+    pub const VALUE_INT_EQUAL: i32 = 15;
+    pub const VALUE_INT_GREATER_OR_EQUAL: i32 = 16;
+    pub const VALUE_INT_GREATER: i32 = 17;
+}
+
+/// `rrdb.mutate_operation`.
+pub mod mutate_operation {
+    /// Put a value.
+    pub const PUT: i32 = 0;
+    /// Delete the key.
+    pub const DELETE: i32 = 1;
+}
+
+thrift_struct! {
+    /// A single put.
+    pub struct UpdateRequest {
+        1: key: Blob,
+        2: value: Blob,
+        /// Seconds since the Pegasus epoch; 0 = never expires.
+        3: expire_ts_seconds: i32,
+    }
+}
+
+thrift_struct! {
+    /// The answer to every single write.
+    pub struct UpdateResponse {
+        1: error: i32,
+        2: app_id: i32,
+        3: partition_index: i32,
+        4: decree: i64,
+        5: server: String,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `get`.
+    pub struct ReadResponse {
+        1: error: i32,
+        2: value: Blob,
+        3: app_id: i32,
+        4: partition_index: i32,
+        6: server: String,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `ttl`.
+    pub struct TtlResponse {
+        1: error: i32,
+        /// Seconds left; -1 = forever.
+        2: ttl_seconds: i32,
+        3: app_id: i32,
+        4: partition_index: i32,
+        6: server: String,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `sortkey_count`.
+    pub struct CountResponse {
+        1: error: i32,
+        2: count: i64,
+        3: app_id: i32,
+        4: partition_index: i32,
+        6: server: String,
+    }
+}
+
+thrift_struct! {
+    /// A key and its value.
+    pub struct KeyValue {
+        1: key: Blob,
+        2: value: Blob,
+        /// Only with `return_expire_ts`.
+        3: expire_ts_seconds: Option<i32>,
+    }
+}
+
+thrift_struct! {
+    /// Puts several sort keys of one hash key.
+    pub struct MultiPutRequest {
+        1: hash_key: Blob,
+        2: kvs: Vec<KeyValue>,
+        3: expire_ts_seconds: i32,
+    }
+}
+
+thrift_struct! {
+    /// Removes sort keys of one hash key.
+    pub struct MultiRemoveRequest {
+        1: hash_key: Blob,
+        2: sort_keys: Vec<Blob>,
+        /// Deprecated; pypegasus3 leaves it out.
+        3: max_count: Option<i64>,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `multi_remove`.
+    pub struct MultiRemoveResponse {
+        1: error: i32,
+        2: count: i64,
+        3: app_id: i32,
+        4: partition_index: i32,
+        5: decree: i64,
+        6: server: String,
+    }
+}
+
+thrift_struct! {
+    /// Reads sort keys of one hash key: a list, or a range with filters and limits.
+    pub struct MultiGetRequest {
+        1: hash_key: Blob,
+        /// Absent or empty: a range read.
+        2: sort_keys: Option<Vec<Blob>>,
+        3: max_kv_count: i32,
+        4: max_kv_size: i32,
+        5: no_value: bool,
+        // Fields 6 to 12 are left out by pypegasus3's plain `multi_get`: absent means the
+        // whole hash key, start inclusive, stop exclusive, no filter, forward.
+        6: start_sortkey: Option<Blob>,
+        7: stop_sortkey: Option<Blob>,
+        8: start_inclusive: Option<bool>,
+        9: stop_inclusive: Option<bool>,
+        10: sort_key_filter_type: Option<i32>,
+        11: sort_key_filter_pattern: Option<Blob>,
+        12: reverse: Option<bool>,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `multi_get`: sort key → value.
+    pub struct MultiGetResponse {
+        1: error: i32,
+        2: kvs: Vec<KeyValue>,
+        3: app_id: i32,
+        4: partition_index: i32,
+        6: server: String,
+    }
+}
+
+thrift_struct! {
+    /// A hash key and sort key.
+    pub struct FullKey {
+        1: hash_key: Blob,
+        2: sort_key: Blob,
+    }
+}
+
+thrift_struct! {
+    /// Reads several full keys of one partition.
+    pub struct BatchGetRequest {
+        1: keys: Vec<FullKey>,
+    }
+}
+
+thrift_struct! {
+    /// A found key and its value.
+    pub struct FullData {
+        1: hash_key: Blob,
+        2: sort_key: Blob,
+        3: value: Blob,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `batch_get`.
+    pub struct BatchGetResponse {
+        1: error: i32,
+        2: data: Vec<FullData>,
+        3: app_id: i32,
+        4: partition_index: i32,
+        6: server: String,
+    }
+}
+
+thrift_struct! {
+    /// Adds to an integer value.
+    pub struct IncrRequest {
+        1: key: Blob,
+        2: increment: i64,
+        /// 0 keeps the TTL, > 0 sets it, < 0 clears it.
+        3: expire_ts_seconds: i32,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `incr`.
+    pub struct IncrResponse {
+        1: error: i32,
+        2: new_value: i64,
+        3: app_id: i32,
+        4: partition_index: i32,
+        5: decree: i64,
+        6: server: String,
+    }
+}
+
+thrift_struct! {
+    /// Sets a value if a check on (maybe another) sort key passes.
+    pub struct CheckAndSetRequest {
+        1: hash_key: Blob,
+        2: check_sort_key: Blob,
+        3: check_type: i32,
+        4: check_operand: Blob,
+        5: set_diff_sort_key: bool,
+        6: set_sort_key: Blob,
+        7: set_value: Blob,
+        8: set_expire_ts_seconds: i32,
+        9: return_check_value: bool,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `check_and_set` (`error` is kTryAgain when the check fails).
+    pub struct CheckAndSetResponse {
+        1: error: i32,
+        2: check_value_returned: bool,
+        3: check_value_exist: bool,
+        4: check_value: Blob,
+        5: app_id: i32,
+        6: partition_index: i32,
+        7: decree: i64,
+        8: server: String,
+    }
+}
+
+thrift_struct! {
+    /// One mutation of `check_and_mutate`.
+    pub struct Mutate {
+        1: operation: i32,
+        2: sort_key: Blob,
+        3: value: Blob,
+        4: set_expire_ts_seconds: i32,
+    }
+}
+
+thrift_struct! {
+    /// Applies mutations if a check passes.
+    pub struct CheckAndMutateRequest {
+        1: hash_key: Blob,
+        2: check_sort_key: Blob,
+        3: check_type: i32,
+        4: check_operand: Blob,
+        5: mutate_list: Vec<Mutate>,
+        6: return_check_value: bool,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `check_and_mutate`.
+    pub struct CheckAndMutateResponse {
+        1: error: i32,
+        2: check_value_returned: bool,
+        3: check_value_exist: bool,
+        4: check_value: Blob,
+        5: app_id: i32,
+        6: partition_index: i32,
+        7: decree: i64,
+        8: server: String,
+    }
+}
+
+thrift_struct! {
+    /// Opens a scanner over a key range of one partition.
+    pub struct GetScannerRequest {
+        1: start_key: Blob,
+        2: stop_key: Blob,
+        3: start_inclusive: bool,
+        4: stop_inclusive: bool,
+        5: batch_size: i32,
+        // Fields 6 to 10 are left out by pypegasus3: absent means values and no filters.
+        6: no_value: Option<bool>,
+        7: hash_key_filter_type: Option<i32>,
+        8: hash_key_filter_pattern: Option<Blob>,
+        9: sort_key_filter_type: Option<i32>,
+        10: sort_key_filter_pattern: Option<Blob>,
+        11: validate_partition_hash: Option<bool>,
+        12: return_expire_ts: Option<bool>,
+        13: full_scan: Option<bool>,
+        14: only_return_count: Option<bool>,
+    }
+}
+
+thrift_struct! {
+    /// Continues a scanner.
+    pub struct ScanRequest {
+        1: context_id: i64,
+    }
+}
+
+thrift_struct! {
+    /// A batch of a scan; `context_id` -1 means the scan is complete.
+    pub struct ScanResponse {
+        1: error: i32,
+        2: kvs: Vec<KeyValue>,
+        3: context_id: i64,
+        4: app_id: i32,
+        5: partition_index: i32,
+        6: server: String,
+        7: kv_count: Option<i32>,
+    }
+}
+
+thrift_struct! {
+    /// A partition's replicas (`replication.partition_configuration`).
+    pub struct PartitionConfiguration {
+        1: pid: Gpid,
+        2: ballot: i64,
+        3: max_replica_count: i32,
+        4: primary: RpcAddress,
+        5: secondaries: Vec<RpcAddress>,
+        6: last_drops: Vec<RpcAddress>,
+        7: last_committed_decree: i64,
+        8: partition_flags: i32,
+    }
+}
+
+thrift_struct! {
+    /// Asks a meta server for a table's routing (`RPC_CM_QUERY_PARTITION_CONFIG_BY_INDEX`).
+    pub struct QueryCfgRequest {
+        1: app_name: String,
+        /// Empty: every partition.
+        2: partition_indices: Vec<i32>,
+    }
+}
+
+thrift_struct! {
+    /// A table's routing. A follower answers `ERR_FORWARD_TO_OTHERS` with the leader as
+    /// `partitions[0].primary`.
+    pub struct QueryCfgResponse {
+        1: err: ErrorName,
+        2: app_id: i32,
+        3: partition_count: i32,
+        4: is_stateful: bool,
+        5: partitions: Vec<PartitionConfiguration>,
+    }
+}
+
+/// The arguments of a service call: one field, id 1.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Args<T>(pub T);
+
+impl<T: Field + Default> Field for Args<T> {
+    const TTYPE: TType = TType::Struct;
+    fn write_to<P: TOutputProtocol>(&self, o: &mut P) -> thrift::Result<()> {
+        super::codec::write_struct_begin(o, "args")?;
+        super::codec::write_field(o, 1, &self.0)?;
+        super::codec::write_struct_end(o)
+    }
+    fn read_from<P: TInputProtocol>(i: &mut P) -> thrift::Result<Self> {
+        read_single_field(i, 1).map(Args)
+    }
+}
+
+/// The result of a service call: one field, id 0 (`success`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reply<T>(pub T);
+
+impl<T: Field + Default> Field for Reply<T> {
+    const TTYPE: TType = TType::Struct;
+    fn write_to<P: TOutputProtocol>(&self, o: &mut P) -> thrift::Result<()> {
+        super::codec::write_struct_begin(o, "result")?;
+        super::codec::write_field(o, 0, &self.0)?;
+        super::codec::write_struct_end(o)
+    }
+    fn read_from<P: TInputProtocol>(i: &mut P) -> thrift::Result<Self> {
+        read_single_field(i, 0).map(Reply)
+    }
+}
+
+fn read_single_field<P: TInputProtocol, T: Field + Default>(
+    i: &mut P,
+    id: i16,
+) -> thrift::Result<T> {
+    let mut out = T::default();
+    i.read_struct_begin()?;
+    loop {
+        let field = i.read_field_begin()?;
+        if field.field_type == TType::Stop {
+            break;
+        }
+        if field.id == Some(id) && field.field_type == T::TTYPE {
+            out = T::read_from(i)?;
+        } else {
+            i.skip(field.field_type)?;
+        }
+        i.read_field_end()?;
+    }
+    i.read_struct_end()?;
+    Ok(out)
+}
+
+thrift_struct! {
+    /// A replica server's beacon to the meta leader (`RPC_FD_FAILURE_DETECTOR_PING`): who it is,
+    /// which replicas it has on disk, and which it lost (found damaged and moved aside, or
+    /// unable to open): the meta must not count those as copies.
+    pub struct BeaconRequest {
+        1: node: RpcAddress,
+        2: replicas: Vec<Gpid>,
+        3: errors: Vec<Gpid>,
+    }
+}
+
+thrift_struct! {
+    /// One partition a replica server must serve as primary.
+    pub struct Assignment {
+        1: pid: Gpid,
+        2: partition_count: i32,
+        3: ballot: i64,
+    }
+}
+
+thrift_struct! {
+    /// The leader's answer to a beacon: the node's assignments (the config sync), or
+    /// `ERR_FORWARD_TO_OTHERS` with the leader.
+    pub struct BeaconResponse {
+        1: err: ErrorName,
+        2: leader: RpcAddress,
+        3: primaries: Vec<Assignment>,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_CREATE_APP`.
+    pub struct CreateAppRequest {
+        1: app_name: String,
+        2: partition_count: i32,
+        3: replica_count: i32,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_DROP_APP` (and the answer's shape for both create and drop: `app_id` is set by
+    /// create).
+    pub struct DropAppRequest {
+        1: app_name: String,
+    }
+}
+
+thrift_struct! {
+    /// The answer to create and drop.
+    pub struct AppResponse {
+        1: err: ErrorName,
+        2: app_id: i32,
+    }
+}
+
+thrift_struct! {
+    /// A table as `ls` shows it.
+    pub struct AppSummary {
+        1: app_id: i32,
+        2: app_name: String,
+        3: status: String,
+        4: app_type: String,
+        5: partition_count: i32,
+        6: replica_count: i32,
+        7: fully_healthy: i32,
+        8: unhealthy: i32,
+        9: create_second: i64,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_LIST_APPS` answer (the request is an empty struct).
+    pub struct ListAppsResponse {
+        1: err: ErrorName,
+        2: apps: Vec<AppSummary>,
+    }
+}
+
+thrift_struct! {
+    /// A replica server as `nodes` shows it.
+    pub struct NodeSummary {
+        1: address: RpcAddress,
+        2: alive: bool,
+        3: primary_count: i32,
+        4: replica_count: i32,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_LIST_NODES` answer.
+    pub struct ListNodesResponse {
+        1: err: ErrorName,
+        2: nodes: Vec<NodeSummary>,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_CLUSTER_INFO` answer: parallel key and value lists, as Pegasus sends them.
+    pub struct ClusterInfoResponse {
+        1: err: ErrorName,
+        2: keys: Vec<String>,
+        3: values: Vec<String>,
+    }
+}
+
+thrift_struct! {
+    /// An argument-less request.
+    pub struct Empty {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    #[test]
+    fn custom_wire_types_round_trip_inside_lists_and_structs() {
+        let b = BeaconRequest {
+            node: RpcAddress::new("10.1.2.3:34801".parse().unwrap()),
+            replicas: vec![Gpid::new(1, 0), Gpid::new(2, 7)],
+            errors: vec![Gpid::new(4, 1)],
+        };
+        let mut bytes = Vec::new();
+        encode(&b, &mut bytes).unwrap();
+        assert_eq!(decode::<BeaconRequest>(&bytes).unwrap(), b);
+        assert_eq!(b.node.to_string(), "10.1.2.3:34801");
+        assert_eq!(Gpid::from_i64(Gpid::new(3, 5).to_i64()), Gpid::new(3, 5));
+    }
+}

@@ -1,0 +1,175 @@
+//! The roles' lifetime: bind every port, connect a meta to ZooKeeper, create the log and data
+//! dirs, start each role's tasks, and stop them all at SIGINT or SIGTERM (or when a meta loses
+//! its ZooKeeper session).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tracing::info;
+
+use super::StartError;
+use super::logging::init_logging;
+use crate::collector::{Collector, CollectorOptions};
+use crate::config::ServerConfig;
+use crate::meta::{MetaOptions, MetaServer};
+use crate::net::{self, Limits};
+use crate::replica::ReplicaStub;
+use crate::replica::beacon::{self, BeaconOptions};
+use crate::replica::dirs::DataDirs;
+
+/// Binds, connects, then starts every role; returns at SIGINT or SIGTERM (or when a meta loses
+/// its ZooKeeper session).
+pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> {
+    // Bind first: a port in use ends start-up before anything is written.
+    let mut listeners = Vec::new();
+    for role in &server.roles {
+        let addr = SocketAddr::from(([0, 0, 0, 0], role.port));
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                role: role.name.clone(),
+                addr,
+                source,
+            })?;
+        listeners.push((role.clone(), listener));
+    }
+    // A meta needs ZooKeeper before it is anything: unreachable ZooKeeper ends start-up here.
+    let mut meta = None;
+    if let Some(role) = server.roles.iter().find(|r| r.name == "meta") {
+        let options = MetaOptions {
+            me: server.advertised(role),
+            zk_hosts: server.zk_hosts.clone(),
+            zk_timeout: server.zk_timeout,
+            cluster_root: server.cluster_root.clone(),
+            lock_root: server.lock_root.clone(),
+            cluster_name: server.cluster_name.clone(),
+            meta_servers: server.meta_servers.clone(),
+            bootstrap_apps: server.bootstrap_apps.clone(),
+            fd_grace: server.fd_grace,
+            fd_check: server.fd_check_interval,
+            min_live_nodes: server.min_live_nodes,
+            create_limits: server.create_limits,
+        };
+        meta = Some(MetaServer::start(options).await?);
+    }
+    std::fs::create_dir_all(&server.log_dir).map_err(|source| StartError::Dir {
+        path: server.log_dir.display().to_string(),
+        source,
+    })?;
+    let _log_guard = init_logging(&server);
+    info!(version = env!("CARGO_PKG_VERSION"), advertised = %server.advertised.ip, origin = ?server.advertised.origin, "pegasus_server starting");
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let stopper = |tx: &tokio::sync::broadcast::Sender<()>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.recv().await;
+        }
+    };
+    let mut tasks = Vec::new();
+    let mut stubs = Vec::new();
+    let mut meta_run = None;
+    for (role, listener) in listeners {
+        match role.name.as_str() {
+            "meta" => {
+                let meta = meta.clone().expect("started above");
+                info!(addr = %server.advertised(&role), "meta serving");
+                tasks.push(tokio::spawn(net::serve(
+                    listener,
+                    Arc::clone(&meta),
+                    Limits::default(),
+                    stopper(&stop_tx),
+                )));
+                meta_run = Some(tokio::spawn(meta.run(stopper(&stop_tx))));
+            }
+            "replica" => {
+                let role_dir = server.data_dir.join("replica");
+                let dirs = DataDirs::new(
+                    &server.data_dirs,
+                    "replica",
+                    &role_dir,
+                    server.data_dirs_black_list_file.as_deref(),
+                )
+                .map_err(crate::replica::ReplicaError::from)?;
+                let opened = {
+                    let options = server.partition.clone();
+                    tokio::task::spawn_blocking(move || ReplicaStub::open_managed(dirs, options))
+                        .await
+                        .expect("open task")
+                };
+                let stub = opened?;
+                stubs.push(Arc::clone(&stub));
+                let me = server.advertised(&role);
+                info!(addr = %me, "replica serving");
+                let beacons = BeaconOptions {
+                    interval: server.fd_beacon_interval,
+                    lease: server.fd_lease,
+                };
+                tasks.push(tokio::spawn(beacon::run(
+                    Arc::clone(&stub),
+                    me,
+                    server.meta_servers.clone(),
+                    beacons,
+                    stopper(&stop_tx),
+                )));
+                tasks.push(tokio::spawn(net::serve(
+                    listener,
+                    stub,
+                    Limits::default(),
+                    stopper(&stop_tx),
+                )));
+            }
+            "collector" => {
+                let collector = Collector::new(CollectorOptions {
+                    metas: server.meta_servers.clone(),
+                    cluster_name: server.cluster_name.clone(),
+                    app: server.detect_app.clone(),
+                    interval: server.detect_interval,
+                    timeout: server.detect_timeout,
+                });
+                info!(addr = %server.advertised(&role), app = server.detect_app, "collector serving /metrics");
+                tasks.push(tokio::spawn(Arc::clone(&collector).run(stopper(&stop_tx))));
+                tasks.push(tokio::spawn(net::serve(
+                    listener,
+                    collector,
+                    Limits::default(),
+                    stopper(&stop_tx),
+                )));
+            }
+            _ => {}
+        }
+    }
+    let outcome = match meta_run.as_mut() {
+        Some(run) => tokio::select! {
+            _ = shutdown_signal() => Ok(()),
+            r = run => match r {
+                Ok(Err(e)) => Err(StartError::Meta(e)),
+                _ => Ok(()),
+            },
+        },
+        None => {
+            shutdown_signal().await;
+            Ok(())
+        }
+    };
+    info!("shutting down");
+    let _ = stop_tx.send(());
+    for t in tasks {
+        let _ = t.await;
+    }
+    for stub in stubs {
+        tokio::task::spawn_blocking(move || stub.close())
+            .await
+            .expect("close task");
+    }
+    info!("stopped");
+    outcome
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}

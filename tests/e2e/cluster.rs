@@ -1,0 +1,306 @@
+//! Whole clusters as processes: tables, failover, restarts, the collector, the shell.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use pegasus_protocol::codes::{ErrorCode, rpc};
+use pegasus_protocol::frame::RequestMeta;
+use pegasus_protocol::types::*;
+use pegasus_tests::cluster::{TestCluster, b, check_all, write_all};
+use pegasus_tools::onebox::Node;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_creates_serves_and_drops_tables_and_survives_its_leader() {
+    let cluster = TestCluster::start(3, 3, 8);
+    cluster.healthy().await;
+    let client = cluster.client();
+    let temp = client.open_table("temp").await.unwrap();
+    assert_eq!(temp.partition_count(), 8);
+    write_all(&temp, "k", 100).await;
+
+    // Create a table through the leader, use it, list it, drop it.
+    let orders = CreateAppRequest {
+        app_name: "orders".into(),
+        partition_count: 4,
+        replica_count: 3,
+    };
+    // Regression guard: a create for 2^31-1 partitions aborted the leader (and each next one)
+    // allocating their configurations; now it is refused and the same leader goes on.
+    let leader = cluster.leader().await;
+    for (partition_count, replica_count) in [(i32::MAX, 3), (0, 3), (4, 0), (4, 1000)] {
+        let huge: AppResponse = cluster
+            .admin(
+                rpc::CREATE_APP,
+                CreateAppRequest {
+                    app_name: "huge".into(),
+                    partition_count,
+                    replica_count,
+                },
+            )
+            .await;
+        assert_eq!(huge.err.0, ErrorCode::InvalidParameters.name());
+    }
+    assert_eq!(cluster.leader().await, leader, "the leader survived");
+    let created: AppResponse = cluster.admin(rpc::CREATE_APP, orders.clone()).await;
+    assert_eq!(created.err.0, "ERR_OK");
+    let again: AppResponse = cluster.admin(rpc::CREATE_APP, orders).await;
+    assert_eq!(again.err.0, ErrorCode::AppExist.name());
+    let orders = client.open_table("orders").await.unwrap();
+    orders.set(b"o1", b"total", b"42", None).await.unwrap();
+    assert_eq!(orders.get(b"o1", b"total").await.unwrap(), Some(b("42")));
+    let apps: ListAppsResponse = cluster.admin(rpc::LIST_APPS, Empty {}).await;
+    let names: Vec<&str> = apps.apps.iter().map(|a| a.app_name.as_str()).collect();
+    assert!(
+        names.contains(&"temp") && names.contains(&"stat") && names.contains(&"orders"),
+        "{names:?}"
+    );
+    let nodes: ListNodesResponse = cluster.admin(rpc::LIST_NODES, Empty {}).await;
+    assert_eq!(nodes.nodes.iter().filter(|n| n.alive).count(), 3);
+    let dropped: AppResponse = cluster
+        .admin(
+            rpc::DROP_APP,
+            DropAppRequest {
+                app_name: "orders".into(),
+            },
+        )
+        .await;
+    assert_eq!(dropped.err.0, "ERR_OK");
+    assert!(matches!(
+        client.open_table("orders").await,
+        Err(pegasus_client::ClientError::NoTable(_))
+    ));
+
+    // Kill the leader meta: another takes over and clients keep working.
+    let leader = cluster.leader().await;
+    cluster.onebox.kill_node(Node::Meta(leader)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let new_leader = cluster.leader().await;
+        if new_leader != leader {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no takeover");
+    }
+    let fresh = cluster.client().open_table("temp").await.unwrap();
+    check_all(&fresh, "k", 100).await;
+    write_all(&fresh, "after-failover", 20).await;
+    check_all(&temp, "after-failover", 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_come_back_with_their_data_and_a_full_restart_loses_nothing() {
+    let cluster = TestCluster::start(1, 3, 8);
+    cluster.healthy().await;
+    let temp = cluster.client().open_table("temp").await.unwrap();
+    write_all(&temp, "k", 200).await;
+
+    // A replica is killed: its partitions have no copy elsewhere yet (no replication), so they
+    // wait for it; once it is back it serves them again with its data.
+    cluster.onebox.kill_node(Node::Replica(2)).unwrap();
+    cluster.onebox.start_node(Node::Replica(2)).unwrap();
+    cluster.healthy().await;
+    check_all(&temp, "k", 200).await;
+
+    // Everything stops and starts again: tables from ZooKeeper, data from the replicas.
+    cluster.onebox.stop().unwrap();
+    cluster.onebox.start().unwrap();
+    cluster.healthy().await;
+    let temp = cluster.client().open_table("temp").await.unwrap();
+    check_all(&temp, "k", 200).await;
+}
+
+/// `GET path` over plain HTTP; the body.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+}
+
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_detects_availability_and_serves_metrics() {
+    let cluster = TestCluster::start_with_collector(1, 2);
+    cluster.healthy().await;
+    let port = cluster.onebox.options.collector_port;
+    // Rounds of set-then-get on every partition of `stat`, all passing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Some(body) = http_get(port, "/metrics")
+            && metric(&body, "pegasus_collector_detect_rounds_total").is_some_and(|r| r >= 2.0)
+        {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no detection rounds");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        metric(&body, "pegasus_collector_available_ratio"),
+        Some(1.0),
+        "{body}"
+    );
+    assert!(
+        metric(&body, "pegasus_collector_detect_total").is_some_and(|n| n >= 8.0),
+        "{body}"
+    );
+    assert!(body.contains("pidx=\"3\""), "{body}");
+    assert!(http_get(port, "/nope").is_some_and(|b| b.starts_with("no page")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_drives_a_cluster() {
+    let cluster = TestCluster::start(1, 1, 4);
+    cluster.healthy().await;
+    let mut shell = pegasus_tools::shell::Shell::new(cluster.onebox.options.meta_addrs());
+    let mut run = async |line: &str| shell.run_line(line).await.expect("not exit");
+    let app: serde_json::Value =
+        serde_json::from_str(&run("app temp -d -j").await.unwrap()).unwrap();
+    assert_eq!(app["summary"]["fully_healthy_partition_count"], 4);
+    assert_eq!(app["replicas"].as_object().unwrap().len(), 4);
+    assert!(
+        run("app temp -d")
+            .await
+            .unwrap()
+            .contains("fully_healthy_partition_count    : 4")
+    );
+    assert!(run("get a b").await.is_err(), "no table in use yet");
+    run("use temp").await.unwrap();
+    assert_eq!(run("set a b \"hello world\"").await.unwrap(), "OK");
+    assert_eq!(run("get a b").await.unwrap(), "\"hello world\"");
+    assert_eq!(run("exist a b").await.unwrap(), "True");
+    run("multi_set m x 1 y 2").await.unwrap();
+    assert!(
+        run("multi_get m")
+            .await
+            .unwrap()
+            .ends_with("2 key-value pairs got.")
+    );
+    assert_eq!(
+        run("count_data").await.unwrap(),
+        "Count done, total 3 rows."
+    );
+    assert!(
+        run("create t2 -p 2 -r 1")
+            .await
+            .unwrap()
+            .contains("succeed")
+    );
+    let ls: serde_json::Value = serde_json::from_str(&run("ls -j").await.unwrap()).unwrap();
+    assert_eq!(ls["summary"]["total_app_count"], 3, "temp, stat, t2");
+    assert!(run("drop t2").await.unwrap().contains("succeed"));
+    let nodes: serde_json::Value = serde_json::from_str(&run("nodes -j").await.unwrap()).unwrap();
+    assert_eq!(nodes["summary"]["alive_node_count"], 1);
+    let info: serde_json::Value =
+        serde_json::from_str(&run("cluster_info -j").await.unwrap()).unwrap();
+    assert_eq!(info["cluster_info"]["cluster_name"], "onebox");
+    assert!(run("bogus").await.is_err());
+    assert!(shell.run_line("exit").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_and_cluster_cleaning() {
+    let cluster = TestCluster::start(1, 1, 2);
+    cluster.healthy().await;
+    let server = pegasus_tests::bins::pegasus_server();
+    let meta = cluster.onebox.options.meta_addrs()[0].to_string();
+    let status = |args: &[&str]| {
+        std::process::Command::new(&server)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(status(&["healthcheck", &meta]).status.code(), Some(0));
+    let free = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    assert_eq!(status(&["healthcheck", &free]).status.code(), Some(1));
+
+    let temp = cluster.client().open_table("temp").await.unwrap();
+    temp.set(b"before", b"clean", b"x", None).await.unwrap();
+    for node in cluster.onebox.nodes() {
+        cluster.onebox.stop_node(node).unwrap();
+    }
+    let root = &cluster.onebox.options.root;
+    let meta_config = root.join("meta1/config.ini").display().to_string();
+    let replica_config = root.join("replica1/config.ini").display().to_string();
+    // Without --yes: a list, nothing removed.
+    let dry = status(&["clean", &meta_config]);
+    let listed = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        listed.contains("would remove directory") && listed.contains("would remove ZooKeeper"),
+        "{listed}"
+    );
+    assert!(root.join("meta1/data").exists());
+    for config in [&meta_config, &replica_config] {
+        let out = status(&["clean", config, "--yes"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!root.join("meta1/data").exists() && !root.join("replica1/data").exists());
+    // A fresh cluster: bootstrapped again, the old data gone.
+    cluster.onebox.start().unwrap();
+    cluster.healthy().await;
+    let temp = cluster.client().open_table("temp").await.unwrap();
+    assert_eq!(temp.get(b"before", b"clean").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_go_inactive_without_a_lease_and_serve_again_with_one() {
+    let cluster = TestCluster::start(1, 1, 2);
+    cluster.healthy().await;
+    let replica = SocketAddr::from(([127, 0, 0, 1], cluster.onebox.options.replica_base_port + 1));
+    let key = pegasus_protocol::key::encode_key(b"k", b"s").unwrap();
+    let client = cluster.client();
+    let get = async || {
+        let meta = RequestMeta {
+            app_id: 1,
+            partition_index: pegasus_protocol::key::partition_index(
+                pegasus_protocol::key::crc64(b"k"),
+                2,
+            ),
+            ..Default::default()
+        };
+        client
+            .call::<_, ReadResponse>(
+                replica,
+                meta,
+                rpc::GET,
+                &Args(Blob::from(key.clone())),
+                Duration::from_secs(2),
+            )
+            .await
+    };
+    assert!(get().await.is_ok());
+    // No meta: the lease (3 s here) runs out and the replica stops serving.
+    cluster.onebox.kill_node(Node::Meta(1)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match get().await {
+            Err(pegasus_client::ClientError::Server(ErrorCode::InactiveState)) => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "still serving without a lease: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The meta returns: beacons succeed again and so do reads.
+    cluster.onebox.start_node(Node::Meta(1)).unwrap();
+    cluster.healthy().await;
+    assert!(get().await.is_ok());
+}

@@ -1,0 +1,13 @@
+//! The workspace's end-to-end tests: one binary, one module per concern. Each test starts what
+//! it needs (ZooKeeper, `pegasus_server` processes, Python) in its own temp dir on its own ports.
+
+/// Whole clusters (ZooKeeper, metas, replicas) as processes: tables, failover, restarts.
+mod cluster;
+/// Acknowledged writes survive `kill -9` of a replica (plog fsynced, and not).
+mod durability;
+/// Every rrdb operation through the Rust client, against a real replica and real RocksDB.
+mod operations;
+/// The official Python client, pypegasus3: its frames byte for byte, and every operation.
+mod pypegasus;
+/// run.sh's set-up: the one package list, checked against a fake package database.
+mod setup;

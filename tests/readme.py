@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Every shell command in README.md still exists: run.sh verbs and their flags, the binaries'
+subcommands and flags (asked of the built binaries' --help), files and Dockerfile targets, Nix
+outputs, and the compose file (validated by docker-compose when it is installed).
+
+Commands are the lines of ```sh blocks and the `$ ` lines of ```console blocks. Run by
+`./run.sh test` after the binaries are built; exits 1 naming each stale command."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/pegasus-target")) / "release"
+# Commands of the outside world, and shell built-ins: nothing of ours to check.
+FOREIGN = {"echo", "printf", "cat", "curl", "cd", "git", "cargo", "touch", "./result", "apt-get"}
+HELP = {}
+
+
+def commands(readme):
+    """(line number, command) for every command in the README's shell blocks."""
+    lang = None
+    for n, line in enumerate(readme.splitlines(), 1):
+        fence = re.match(r"^```(\w*)", line)
+        if fence:
+            lang = None if lang is not None else fence.group(1)
+            continue
+        if lang == "sh" and line.strip() and not line.lstrip().startswith("#"):
+            yield n, line
+        elif lang == "console" and line.startswith("$ "):
+            yield n, line[2:]
+
+
+def segments(command):
+    """The simple commands of a line: split at pipes and lists, comments dropped."""
+    command = re.sub(r"(^|\s)#.*$", "", command)
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    part = []
+    redirected = False
+    for token in lexer:
+        if token in (">", ">>", "<", "2>"):
+            redirected = True
+        elif redirected:
+            redirected = False
+        elif token in ("|", "||", "&&", ";", "&"):
+            if part:
+                yield part
+            part = []
+        else:
+            part.append(token)
+    if part:
+        yield part
+
+
+def help_of(*argv):
+    if argv not in HELP:
+        out = subprocess.run(argv, capture_output=True, text=True)
+        HELP[argv] = out.stdout + out.stderr
+    return HELP[argv]
+
+
+def flags_in(args, help_text, what):
+    errors = []
+    for a in args:
+        flag = a.split("=")[0]
+        if re.fullmatch(r"--?[A-Za-z][\w-]*", flag) and not re.search(
+            r"(^|[\s,\[|(])" + re.escape(flag) + r"([\s,=\]|)]|$)", help_text, re.M
+        ):
+            errors.append(f"{what} has no flag `{flag}`")
+    return errors
+
+
+def run_sh_verbs():
+    text = (ROOT / "run.sh").read_text()
+    case = text[text.index('case "$cmd" in') :]
+    verbs = set()
+    for pattern in re.findall(r"^\s{2}([\w|-]+)\)", case, re.M):
+        verbs.update(pattern.split("|"))
+    return verbs
+
+
+def check_run_sh(args):
+    if not args:
+        return ["`./run.sh` needs a verb"]
+    verb, rest = args[0], args[1:]
+    if verb not in run_sh_verbs():
+        return [f"run.sh has no verb `{verb}`"]
+    if "onebox" in verb:
+        return flags_in(rest, help_of(str(BIN / "pegasus_onebox"), verb, "--help"), f"`run.sh {verb}`")
+    if verb == "shell":
+        return flags_in(rest, help_of(str(BIN / "pegasus_shell"), "--help"), "`run.sh shell`")
+    if verb == "bench":
+        return flags_in(rest, help_of(str(BIN / "pegasus_bench"), "--help"), "`run.sh bench`")
+    if verb == "configcheck":
+        return check_configcheck(rest)
+    if verb == "setup":
+        groups = set(re.findall(r"^PACKAGES_(\w+)=", (ROOT / "run.sh").read_text(), re.M))
+        return [f"run.sh setup has no group `{g}`" for g in rest if not g.startswith("-") and g not in groups]
+    return []
+
+
+def check_configcheck(args):
+    subcommands = {"check", "facts", "render", "rules", "explain"}
+    sub = args[0] if args and args[0] in subcommands else "check"
+    return flags_in(args, help_of(str(BIN / "configcheck"), sub, "--help"), f"`configcheck {sub}`")
+
+
+def check_pegasus_server(args):
+    if not args:
+        return []
+    if args[0] in ("healthcheck", "clean", "--version"):
+        return []
+    errors = []
+    if "-app_list" in args:
+        roles = args[args.index("-app_list") + 1]
+        errors += [f"pegasus_server has no role `{r}`" for r in re.split("[,;]", roles) if r not in ("meta", "replica", "collector")]
+    return errors
+
+
+def check_docker(args):
+    if args[:1] == ["compose"]:
+        return check_compose(args[1:])
+    if args[:1] == ["build"]:
+        errors = []
+        if "-f" in args:
+            dockerfile = ROOT / args[args.index("-f") + 1]
+            if not dockerfile.exists():
+                return [f"no file `{dockerfile.relative_to(ROOT)}`"]
+            if "--target" in args:
+                target = args[args.index("--target") + 1]
+                if not re.search(rf"^FROM .* AS {re.escape(target)}$", dockerfile.read_text(), re.M):
+                    errors.append(f"{dockerfile.name} has no stage `{target}`")
+        return errors
+    return []
+
+
+def check_compose(args):
+    if not (ROOT / "docker-compose.yml").exists():
+        return ["no docker-compose.yml at the root"]
+    known = {"up", "down", "ps", "build", "logs", "restart", "stop", "start", "config", "exec"}
+    sub = next((a for a in args if not a.startswith("-")), None)
+    if sub not in known:
+        return [f"unknown compose command `{sub}`"]
+    if subprocess.run(["sh", "-c", "command -v docker-compose"], capture_output=True).returncode == 0:
+        out = subprocess.run(
+            ["docker-compose", "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT, capture_output=True, text=True
+        )
+        if out.returncode != 0:
+            return [f"docker-compose.yml does not validate: {out.stderr.strip()}"]
+    return []
+
+
+def check_nix(args):
+    flake = (ROOT / "flake.nix").read_text() + (ROOT / "nix/default.nix").read_text()
+    errors = []
+    for a in args:
+        if a.startswith(".#"):
+            name = a[2:]
+            if not re.search(rf"\b{re.escape(name)}\b", flake):
+                errors.append(f"the flake has no output `{name}`")
+    sub = args[0] if args else ""
+    if sub not in ("build", "run", "flake", "develop"):
+        errors.append(f"nix `{sub}` is not a command the README should use")
+    return errors
+
+
+def check(words):
+    # `VAR=value cmd …`: the command is after the assignments.
+    while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):
+        words = words[1:]
+    if not words:
+        return []
+    cmd, args = words[0], words[1:]
+    name = Path(cmd).name
+    if cmd in FOREIGN or name in FOREIGN:
+        return []
+    if cmd == "./run.sh":
+        return check_run_sh(args)
+    if name == "configcheck":
+        return check_configcheck(args)
+    if name == "pegasus_server":
+        return check_pegasus_server(args)
+    if name in ("pegasus_shell", "pegasus_bench", "pegasus_onebox"):
+        sub = [args[0]] if name == "pegasus_onebox" and args else []
+        return flags_in(args, help_of(str(BIN / name), *sub, "--help"), f"`{name}`")
+    if cmd == "docker":
+        return check_docker(args)
+    if cmd == "docker-compose":
+        return check_compose(args)
+    if cmd == "nix":
+        return check_nix(args)
+    if "/" in cmd:
+        return [] if (ROOT / cmd).exists() else [f"no file `{cmd}`"]
+    return [f"`{cmd}`: not a command this check knows; teach tests/readme.py about it"]
+
+
+def main():
+    readme = (ROOT / "README.md").read_text()
+    failures, checked = [], 0
+    for n, line in commands(readme):
+        for words in segments(line):
+            checked += 1
+            failures += [f"README.md:{n}: {e}\n    {line}" for e in check(words)]
+    for f in failures:
+        print(f, file=sys.stderr)
+    print(f"readme: {checked} commands checked, {len(failures)} stale")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

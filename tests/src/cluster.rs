@@ -1,0 +1,210 @@
+//! Whole clusters as processes: a real ZooKeeper, real metas and replicas started by the
+//! onebox library, each test in its own folder with its own ports.
+#![allow(missing_docs)]
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pegasus_client::{Client, ClientOptions, Table};
+use pegasus_protocol::codes::rpc;
+use pegasus_protocol::frame::RequestMeta;
+use pegasus_protocol::types::*;
+use pegasus_tools::onebox::{Onebox, OneboxOptions};
+
+/// A onebox in a temporary folder on free ports, stopped when dropped.
+pub struct TestCluster {
+    pub onebox: Onebox,
+    _dir: tempfile::TempDir,
+}
+
+/// A base port with `n` free ports after it.
+pub fn free_port_block(n: u16) -> u16 {
+    loop {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base > 60000 {
+            continue;
+        }
+        if (1..=n).all(|i| TcpListener::bind(("0.0.0.0", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
+impl TestCluster {
+    pub fn start(metas: usize, replicas: usize, partitions: u32) -> TestCluster {
+        Self::start_on_metas(free_port_block(metas as u16), metas, replicas, partitions)
+    }
+
+    /// A cluster with a collector too.
+    pub fn start_with_collector(metas: usize, replicas: usize) -> TestCluster {
+        Self::start_shaped(free_port_block(metas as u16), metas, replicas, 4, true)
+    }
+
+    /// As [`TestCluster::start`], with meta `i` on `meta_base_port + i`.
+    pub fn start_on_metas(
+        meta_base_port: u16,
+        metas: usize,
+        replicas: usize,
+        partitions: u32,
+    ) -> TestCluster {
+        Self::start_shaped(meta_base_port, metas, replicas, partitions, false)
+    }
+
+    /// One meta and one replica whose plog is written but not fsynced.
+    pub fn start_unsynced(partitions: u32) -> TestCluster {
+        Self::start_full(free_port_block(1), 1, 1, partitions, false, false)
+    }
+
+    fn start_shaped(
+        meta_base_port: u16,
+        metas: usize,
+        replicas: usize,
+        partitions: u32,
+        collector: bool,
+    ) -> TestCluster {
+        Self::start_full(meta_base_port, metas, replicas, partitions, collector, true)
+    }
+
+    fn start_full(
+        meta_base_port: u16,
+        metas: usize,
+        replicas: usize,
+        partitions: u32,
+        collector: bool,
+        plog_force_flush: bool,
+    ) -> TestCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options =
+            OneboxOptions::new(dir.path().join("onebox"), crate::bins::pegasus_server());
+        options.metas = metas;
+        options.replicas = replicas;
+        options.partitions = partitions;
+        options.zk_port = free_port_block(0);
+        options.meta_base_port = meta_base_port;
+        options.replica_base_port = free_port_block(replicas as u16);
+        options.fd_lease_seconds = 3;
+        options.collector = collector;
+        options.collector_port = free_port_block(0);
+        options.plog_force_flush = plog_force_flush;
+        let onebox = Onebox::new(options);
+        onebox.start().expect("onebox starts");
+        TestCluster { onebox, _dir: dir }
+    }
+
+    pub fn client(&self) -> Client {
+        let mut options = ClientOptions::new(self.onebox.options.meta_addrs());
+        options.timeout = Duration::from_secs(20);
+        Client::new(options)
+    }
+
+    pub async fn healthy(&self) {
+        if let Err(e) = self
+            .onebox
+            .wait_healthy(Duration::from_secs(60), |_| {})
+            .await
+        {
+            // Show what the nodes said: the test's folder is gone after it.
+            for node in self.onebox.nodes() {
+                let result = self.onebox.options.root.join(node.name()).join("result");
+                eprintln!(
+                    "--- {}:\n{}",
+                    node.name(),
+                    std::fs::read_to_string(result).unwrap_or_default()
+                );
+            }
+            panic!("not healthy: {e}");
+        }
+    }
+
+    /// The leader meta, by asking each.
+    pub async fn leader(&self) -> usize {
+        let client = self.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for (i, addr) in self.onebox.options.meta_addrs().into_iter().enumerate() {
+                let r = client
+                    .call::<_, ListAppsResponse>(
+                        addr,
+                        RequestMeta::default(),
+                        rpc::LIST_APPS,
+                        &Args(Empty {}),
+                        Duration::from_secs(2),
+                    )
+                    .await;
+                if r.is_ok_and(|r| r.err.0 == "ERR_OK") {
+                    return i + 1;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends an admin request to whichever meta leads.
+    pub async fn admin<
+        A: pegasus_protocol::codec::Field + Default,
+        R: pegasus_protocol::codec::Field + Default,
+    >(
+        &self,
+        name: &str,
+        args: A,
+    ) -> R {
+        let leader = self.leader().await;
+        let addr = self.onebox.options.meta_addrs()[leader - 1];
+        self.client()
+            .call(
+                addr,
+                RequestMeta::default(),
+                name,
+                &Args(args),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("admin call")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let _ = self.onebox.stop();
+    }
+}
+
+/// The bytes of `s`.
+pub fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Sets `<prefix><i>`/`s` to `v<i>` for `i` in `0..n`.
+pub async fn write_all(table: &Table, prefix: &str, n: usize) {
+    for i in 0..n {
+        table
+            .set(
+                format!("{prefix}{i}").as_bytes(),
+                b"s",
+                format!("v{i}").as_bytes(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Checks that `<prefix><i>`/`s` is `v<i>` for `i` in `0..n`.
+pub async fn check_all(table: &Table, prefix: &str, n: usize) {
+    for i in 0..n {
+        assert_eq!(
+            table
+                .get(format!("{prefix}{i}").as_bytes(), b"s")
+                .await
+                .unwrap(),
+            Some(b(&format!("v{i}"))),
+            "{prefix}{i}"
+        );
+    }
+}

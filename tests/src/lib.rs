@@ -1,0 +1,14 @@
+//! Support for the workspace's end-to-end tests (`tests/e2e/`): the tests that start real
+//! processes (ZooKeeper, `pegasus_server`, Python with pypegasus3, shell scripts) or a whole
+//! replica in process behind real sockets.
+//!
+//! # Layout
+//! - [`bins`]: the workspace's binaries, built on first use with the running test's profile
+//! - [`cluster`]: [`cluster::TestCluster`], a onebox (ZooKeeper, metas, replicas) in a temp dir
+//!   on free ports, and helpers that write and check keys
+//! - [`harness`]: [`harness::Harness`], a replica in process with a routing service that
+//!   answers `query_cfg` for it, without ZooKeeper
+
+pub mod bins;
+pub mod cluster;
+pub mod harness;

@@ -1,0 +1,239 @@
+//! `pegasus_bench`, like Pegasus's `./run.sh bench`: fillrandom, readrandom, deleterandom,
+//! multi_set and multi_get against a table, with `threads` concurrent callers, reporting ops/s
+//! and latency percentiles.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+
+use pegasus_client::ClientError;
+use pegasus_client::{MultiGetOptions, Table};
+
+/// One benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// `set` of random keys.
+    Fillrandom,
+    /// `get` of the keys `fillrandom` wrote.
+    Readrandom,
+    /// `del` of those keys.
+    Deleterandom,
+    /// `multi_set` of 10 sort keys per hash key.
+    MultiSet,
+    /// `multi_get` of those.
+    MultiGet,
+}
+
+/// Parameters of a run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Concurrent callers.
+    pub threads: usize,
+    /// Operations in all.
+    pub num: usize,
+    /// Value size in bytes.
+    pub value_size: usize,
+    /// Hash key size in bytes.
+    pub hashkey_size: usize,
+    /// Sort key size in bytes.
+    pub sortkey_size: usize,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            threads: 16,
+            num: 100_000,
+            value_size: 100,
+            hashkey_size: 16,
+            sortkey_size: 16,
+        }
+    }
+}
+
+/// The outcome of one workload.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// What ran.
+    pub name: String,
+    /// Operations completed.
+    pub ops: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Latencies in microseconds.
+    pub latency: Histogram<u64>,
+    /// Operations that failed.
+    pub errors: u64,
+}
+
+impl Report {
+    /// Operations per second.
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// A latency percentile in microseconds.
+    pub fn percentile(&self, p: f64) -> u64 {
+        self.latency.value_at_quantile(p / 100.0)
+    }
+
+    /// Summarizes samples taken by several callers.
+    pub fn from_samples(
+        name: &str,
+        elapsed: Duration,
+        samples: impl IntoIterator<Item = Histogram<u64>>,
+        errors: u64,
+    ) -> Report {
+        let mut latency = new_histogram();
+        for s in samples {
+            let _ = latency.add(&s);
+        }
+        Report {
+            name: name.to_owned(),
+            ops: latency.len(),
+            elapsed,
+            latency,
+            errors,
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<28} {:>10.0} ops/s  avg {:>7.1} us  p50 {:>6} us  p99 {:>6} us  p999 {:>6} us  errors {}",
+            self.name,
+            self.ops_per_sec(),
+            self.latency.mean(),
+            self.percentile(50.0),
+            self.percentile(99.0),
+            self.percentile(99.9),
+            self.errors
+        )
+    }
+}
+
+/// An empty latency histogram (1 µs to 60 s, 3 significant digits).
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// The `i`-th key of a run, padded to its size: deterministic so reads find what fills wrote.
+pub fn key(prefix: &str, i: usize, size: usize) -> Bytes {
+    let mut k = format!(
+        "{prefix}{i:0>width$}",
+        width = size.saturating_sub(prefix.len())
+    );
+    k.truncate(size.max(prefix.len() + 1));
+    Bytes::from(k)
+}
+
+/// A value of `size` bytes.
+pub fn value(size: usize) -> Bytes {
+    Bytes::from(vec![b'v'; size])
+}
+
+/// A scrambled order of `0..n`, so "random" workloads do not walk keys in order.
+pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    let mut state = seed | 1;
+    for i in (1..n).rev() {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        v.swap(i, (r % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+/// The order in which `workload` visits keys `0..n`: a permutation of its own, so a read
+/// workload does not walk the keys in the order the fill wrote them.
+pub fn order(workload: Workload, n: usize) -> Vec<usize> {
+    permutation(n, 0x9E37_79B9_7F4A_7C15 ^ workload as u64)
+}
+
+/// Runs one workload against `table`.
+pub async fn run(table: &Table, workload: Workload, o: &BenchOptions) -> Report {
+    let order = Arc::new(order(workload, o.num));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..o.threads.max(1) {
+        let (table, order, o) = (table.clone(), Arc::clone(&order), o.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut h = new_histogram();
+            let mut errors = 0u64;
+            let v = value(o.value_size);
+            for &i in order.iter().skip(t).step_by(o.threads.max(1)) {
+                let began = Instant::now();
+                let ok = one(&table, workload, i, &v, &o).await.is_ok();
+                if ok {
+                    let _ = h.record(began.elapsed().as_micros().max(1) as u64);
+                } else {
+                    errors += 1;
+                }
+            }
+            (h, errors)
+        }));
+    }
+    let mut samples = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        if let Ok((h, e)) = task.await {
+            samples.push(h);
+            errors += e;
+        }
+    }
+    Report::from_samples(
+        &format!("{workload:?}").to_lowercase(),
+        start.elapsed(),
+        samples,
+        errors,
+    )
+}
+
+async fn one(
+    table: &Table,
+    workload: Workload,
+    i: usize,
+    v: &Bytes,
+    o: &BenchOptions,
+) -> Result<(), ClientError> {
+    let hk = key("h", i, o.hashkey_size);
+    let sk = key("s", i, o.sortkey_size);
+    match workload {
+        Workload::Fillrandom => table.set(&hk, &sk, v, None).await,
+        Workload::Readrandom => table.get(&hk, &sk).await.map(|_| ()),
+        Workload::Deleterandom => table.del(&hk, &sk).await,
+        Workload::MultiSet => {
+            let kvs: Vec<(Bytes, Bytes)> = (0..10)
+                .map(|j| (key("s", j, o.sortkey_size), v.clone()))
+                .collect();
+            table.multi_set(&hk, &kvs, None).await
+        }
+        Workload::MultiGet => table
+            .multi_get(&hk, &[], &MultiGetOptions::default())
+            .await
+            .map(|_| ()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_their_size_and_orders_are_permutations() {
+        assert_eq!(key("h", 42, 16).len(), 16);
+        assert_eq!(&key("h", 42, 16)[..], b"h000000000000042");
+        let mut p = permutation(1000, 7);
+        assert_ne!(p[..10], (0..10).collect::<Vec<_>>()[..]);
+        p.sort_unstable();
+        assert_eq!(p, (0..1000).collect::<Vec<_>>());
+    }
+}

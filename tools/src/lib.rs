@@ -1,0 +1,18 @@
+//! The operator's tools on the Rust client: `pegasus_shell`, `pegasus_bench` and
+//! `pegasus_onebox`. None of this is in the server: the onebox starts servers as processes.
+//!
+//! # Layout
+//! - [`shell`]: the commands of `pegasus_shell` (Pegasus's shell: `ls`, `app`, `nodes`, `use`,
+//!   `set`, `get`, scans, …), each a method that returns its printed output
+//! - [`bench`]: the workloads of `pegasus_bench` (`fillrandom`, `readrandom`, …), with latency
+//!   histograms
+//! - [`onebox`]: a whole cluster on one machine, as Pegasus's `./run.sh start_onebox` lays it
+//!   out (ZooKeeper, metas, replicas and a collector as processes)
+//! - `bin/`: the three thin binaries (arguments, runtime, one call into the library)
+
+pub mod bench;
+pub mod onebox;
+pub mod shell;
+
+/// The meta list of `./run.sh start_onebox`: the default of `pegasus_shell` and `pegasus_bench`.
+pub const ONEBOX_METAS: &str = "127.0.0.1:34601,127.0.0.1:34602,127.0.0.1:34603";
