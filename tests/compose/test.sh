@@ -12,9 +12,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 : "${DOCKER_HOST:?set DOCKER_HOST to a running dockerd}"
 compose=(docker-compose -p pegasusci -f docker-compose.yml -f docker/docker-compose.ci.yml)
-# docker-compose 1.29 builds with BuildKit only when asked (the Dockerfile's source stage uses
-# cache mounts, which the legacy builder cannot even parse), as the README says.
-export DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1
+# Debian's docker CLI has no buildx: CI builds the prebuilt image with the legacy builder.
+unset DOCKER_BUILDKIT COMPOSE_DOCKER_CLI_BUILD
 metas=172.28.0.11:34601,172.28.0.12:34601,172.28.0.13:34601
 
 if ! docker image inspect pegasus-base:bookworm >/dev/null 2>&1; then
@@ -29,7 +28,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tarball=$("$root/server/pack_server.sh" "$work")
 tar xzf "$tarball" -C "$work"
-export PEGASUS_PREBUILT="$work/$(cat "$work/PACKAGE")" PEGASUS_DOCKERFILE="$root/docker/Dockerfile"
+export PEGASUS_PREBUILT="$work/$(cat "$work/PACKAGE")" PEGASUS_DOCKERFILE="$root/docker/Dockerfile.prebuilt"
 # As for a user with no image yet: compose builds them (and rebuilds ours from this tarball).
 docker rmi -f pegasus:dev pegasus-zookeeper:dev >/dev/null 2>&1 || true
 

@@ -58,8 +58,14 @@ async fn kill_9_during_writes(cluster: TestCluster) {
         w.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
+    let restarted = Instant::now();
     cluster.onebox.start_node(Node::Replica(1)).unwrap();
     cluster.healthy().await;
+    eprintln!(
+        "kill -9: {} acknowledged writes, healthy {:?} after the restart",
+        acked.len(),
+        restarted.elapsed()
+    );
     for (k, v) in &acked {
         let got = table.get(k.as_bytes(), b"s").await.unwrap();
         assert_eq!(
@@ -127,6 +133,7 @@ async fn a_damaged_plog_record_is_corruption_not_a_torn_tail() {
         .into_owned();
     let pidx: i32 = name.split('.').nth(1).unwrap().parse().unwrap();
 
+    let restarted = Instant::now();
     cluster.onebox.start_node(Node::Replica(1)).unwrap();
     // The node starts and serves its other partitions: every key there is intact.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -179,6 +186,12 @@ async fn a_damaged_plog_record_is_corruption_not_a_torn_tail() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    eprintln!(
+        "damaged plog: the other partitions served and the lost copy unrouted {:?} after the \
+         restart; {} keys of partition {pidx} answer errors",
+        restarted.elapsed(),
+        lost_keys.len()
+    );
     let mut quick = ClientOptions::new(cluster.onebox.options.meta_addrs());
     quick.timeout = Duration::from_secs(2);
     let quick = Client::new(quick).open_table("temp").await.unwrap();

@@ -114,25 +114,22 @@ impl DataDirs {
 
     /// Replica folders already on disk: `<reps>/<app_id>.<pidx>.pegasus`.
     pub fn existing(&self) -> Result<Vec<(Gpid, PathBuf)>, DirsError> {
-        let mut found = Vec::new();
-        for d in &self.dirs {
-            let entries = std::fs::read_dir(&d.reps).map_err(|source| DirsError::Io {
-                path: d.reps.display().to_string(),
-                source,
-            })?;
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some(gpid) = parse_replica_dir(&name) {
-                    found.push((gpid, entry.path()));
-                }
-            }
-        }
-        found.sort();
-        Ok(found)
+        self.entries(parse_replica_dir)
     }
 
     /// Replica folders moved aside as damaged: `<reps>/<app_id>.<pidx>.pegasus.<unix µs>.err`.
     pub fn moved_aside(&self) -> Result<Vec<(Gpid, PathBuf)>, DirsError> {
+        self.entries(|name| {
+            let (live, _stamp) = name.strip_suffix(".err")?.rsplit_once('.')?;
+            parse_replica_dir(live)
+        })
+    }
+
+    /// The entries of every `reps` folder whose name `parse` recognizes, sorted.
+    fn entries(
+        &self,
+        parse: impl Fn(&str) -> Option<Gpid>,
+    ) -> Result<Vec<(Gpid, PathBuf)>, DirsError> {
         let mut found = Vec::new();
         for d in &self.dirs {
             let entries = std::fs::read_dir(&d.reps).map_err(|source| DirsError::Io {
@@ -140,14 +137,7 @@ impl DataDirs {
                 source,
             })?;
             for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(rest) = name.strip_suffix(".err") else {
-                    continue;
-                };
-                let Some((live, _stamp)) = rest.rsplit_once('.') else {
-                    continue;
-                };
-                if let Some(gpid) = parse_replica_dir(live) {
+                if let Some(gpid) = parse(&entry.file_name().to_string_lossy()) {
                     found.push((gpid, entry.path()));
                 }
             }

@@ -549,8 +549,16 @@ mod tests {
     }
 
     fn replayed(dir: &Path, applied: u64) -> (Plog, Vec<u64>) {
+        replayed_sized(dir, 200, applied)
+    }
+
+    fn replayed_big(dir: &Path) -> (Plog, Vec<u64>) {
+        replayed_sized(dir, 1 << 20, 0)
+    }
+
+    fn replayed_sized(dir: &Path, file_size: u64, applied: u64) -> (Plog, Vec<u64>) {
         let mut seen = Vec::new();
-        let plog = Plog::open(dir, 200, applied, |m| {
+        let plog = Plog::open(dir, file_size, applied, |m| {
             seen.push(m.decree);
             Ok(())
         })
@@ -772,16 +780,6 @@ mod tests {
         assert_eq!(replayed_big(dir.path()).1, [1, 2, 3, 4, 5]);
     }
 
-    fn replayed_big(dir: &Path) -> (Plog, Vec<u64>) {
-        let mut seen = Vec::new();
-        let plog = Plog::open(dir, 1 << 20, 0, |m| {
-            seen.push(m.decree);
-            Ok(())
-        })
-        .unwrap();
-        (plog, seen)
-    }
-
     #[test]
     fn gc_removes_only_durable_closed_files() {
         let dir = tempfile::tempdir().unwrap();
@@ -790,7 +788,7 @@ mod tests {
             plog.append(&[m(d)]).unwrap();
         }
         let before = plog.file_count();
-        // Records are about 56 bytes: the first file holds decrees 1 to 4.
+        // Records are about 64 bytes: the first file holds decrees 1 to 4.
         assert_eq!(plog.gc(3).unwrap(), 0, "decree 4 is not durable yet");
         assert_eq!(plog.gc(4).unwrap(), 1);
         assert_eq!(plog.file_count(), before - 1);
