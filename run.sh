@@ -89,8 +89,17 @@ ensure_packages() {
     fi
   fi
   for p in "${missing[@]}"; do echo "run.sh: installing $p (${WHY[$p]})" >&2; done
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "$apt" update -q >/dev/null
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "$apt" install -y -q "${missing[@]}" >/dev/null
+  # apt's own chatter only when it fails.
+  local log
+  log=$(mktemp)
+  if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "$apt" update -q &&
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive "$apt" install -y -q "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "run.sh: installing ${missing[*]} failed (above)" >&2
+    exit 2
+  fi
+  rm -f "$log"
 }
 
 # The compilers go through ccache (set after the set-up, which may have just installed it).

@@ -85,6 +85,12 @@ fn status_name(status: i32) -> &'static str {
 }
 
 impl ClientError {
+    /// Whether the request may have been applied although no answer came: it was sent, and the
+    /// answer was lost (a timeout, a connection closed after sending).
+    pub fn maybe_applied(&self) -> bool {
+        matches!(self, ClientError::Timeout | ClientError::Disconnected(_))
+    }
+
     /// Whether the routing may be stale: the request should go to a fresh primary.
     pub fn needs_new_route(&self) -> bool {
         matches!(

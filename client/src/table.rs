@@ -187,7 +187,10 @@ impl Table {
     }
 
     /// Sends a request to the primary of `partition`, refreshing the routing and retrying while
-    /// the answer says the routing is stale, until the client's timeout.
+    /// the answer says the routing is stale, until the client's timeout. A write that is not
+    /// idempotent (`incr`, `check_and_set`, `check_and_mutate`) is never sent again once it may
+    /// have been applied (a timeout, a connection lost after sending): applying it twice would
+    /// be wrong, so the caller gets that error.
     async fn call<A: Field, R: Field + Default>(
         &self,
         partition: i32,
@@ -197,6 +200,7 @@ impl Table {
     ) -> Result<R, ClientError> {
         let timeout = self.client.options().timeout;
         let deadline = Instant::now() + timeout;
+        let once = [rpc::INCR, rpc::CHECK_AND_SET, rpc::CHECK_AND_MUTATE].contains(&name);
         let mut attempt = 0u32;
         loop {
             let (app_id, primary) = {
@@ -225,7 +229,11 @@ impl Table {
                 )),
             };
             match result {
-                Err(e) if e.needs_new_route() && Instant::now() < deadline => {
+                Err(e)
+                    if e.needs_new_route()
+                        && !(once && e.maybe_applied())
+                        && Instant::now() < deadline =>
+                {
                     attempt += 1;
                     let _ = self.refresh().await;
                     let pause = Duration::from_millis((50 * attempt as u64).min(500));

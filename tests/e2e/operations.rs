@@ -374,3 +374,54 @@ async fn a_partition_this_node_does_not_hold_is_refused_with_a_routing_error() {
     ));
     h.stop().await;
 }
+
+/// Regression guard: the client resent `incr`, `check_and_set` and `check_and_mutate` after a
+/// lost answer, so one call could apply twice. A replica that reads each request and closes the
+/// connection without answering sees a non-idempotent write once, and a read many times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_may_have_been_applied_is_not_sent_again_unless_idempotent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let replica = match listener.local_addr().unwrap() {
+        std::net::SocketAddr::V4(a) => a,
+        std::net::SocketAddr::V6(_) => unreachable!("bound on IPv4"),
+    };
+    let received = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&received);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            if socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            // Dropped: the request was read, the answer never comes.
+        }
+    });
+    let routing = Arc::new(pegasus_tests::harness::Routing {
+        table: "temp".into(),
+        app_id: 1,
+        partition_count: 1,
+        replica,
+    });
+    let (meta, _stop) = pegasus_tests::harness::serve(routing, 0).await;
+    let mut options = pegasus_client::ClientOptions::new(vec![std::net::SocketAddr::V4(meta)]);
+    options.timeout = Duration::from_secs(2);
+    let table = pegasus_client::Client::new(options)
+        .open_table("temp")
+        .await
+        .unwrap();
+
+    let incr = table.incr(b"h", b"counter", 1, None).await;
+    assert!(
+        incr.as_ref().is_err_and(ClientError::maybe_applied),
+        "{incr:?}"
+    );
+    assert_eq!(received.load(Ordering::SeqCst), 1, "incr was sent once");
+
+    received.store(0, Ordering::SeqCst);
+    assert!(table.get(b"h", b"s").await.is_err());
+    assert!(received.load(Ordering::SeqCst) > 1, "a read is retried");
+}

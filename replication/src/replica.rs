@@ -1,0 +1,651 @@
+//! One copy of a partition: its role, its prepare list and its commit point.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+
+use crate::{Config, Input, Message, Mutation, Output, WriteError};
+
+/// Tuning, with Pegasus's defaults where it has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Mutations allowed past the commit point (Pegasus: 20), then
+    /// [`WriteError::CapacityExceeded`].
+    pub max_in_flight: u64,
+    /// `mutation_2pc_min_replica_count` (Pegasus: 2): fewer members refuse writes.
+    pub min_replicas: usize,
+    /// Ticks a prepare may wait for every acknowledgement (Pegasus: 3 s).
+    pub prepare_timeout: u64,
+    /// Idle ticks after which a primary whose secondaries lag its commit point sends an empty
+    /// write to carry it.
+    pub empty_write_after: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_in_flight: 20,
+            min_replicas: 2,
+            prepare_timeout: 30,
+            empty_write_after: 10,
+        }
+    }
+}
+
+/// What a replica is in its group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Not a member, or not yet told (after a restart): serves and acknowledges nothing.
+    Inactive,
+    /// Takes writes and prepares them.
+    Primary,
+    /// Logs what the primary prepares.
+    Secondary,
+}
+
+struct Entry<N, W> {
+    mutation: Mutation<W>,
+    /// Durable in this replica's log under `mutation.ballot`.
+    logged: bool,
+    /// Secondaries that acknowledged it under `mutation.ballot` (primary only).
+    acks: BTreeSet<N>,
+    /// The client waiting for it (primary only).
+    client: Option<u64>,
+    /// When it was prepared (primary only).
+    sent_at: u64,
+}
+
+/// One copy of a partition. See the crate docs for the protocol.
+pub struct Replica<N, W> {
+    me: N,
+    options: Options,
+    config: Config<N>,
+    role: Role,
+    /// A primary stops taking writes when a secondary timed out, until the next configuration.
+    serving: bool,
+    /// The primary's commit point when this ballot began (see [`Message::Prepare`]).
+    ballot_start: u64,
+    /// Everything up to here is applied.
+    committed: u64,
+    /// The commit point the primary last told a secondary of (secondary), or sent (primary).
+    known_committed: u64,
+    /// The highest committed decree of a client's write (primary): secondaries must hear of it.
+    last_write_committed: u64,
+    /// Mutations past `committed`.
+    prepared: BTreeMap<u64, Entry<N, W>>,
+    now: u64,
+    last_prepare: u64,
+    /// A removal was asked for in this ballot: ask once.
+    removing: bool,
+}
+
+impl<N, W> Replica<N, W>
+where
+    N: Copy + Ord + Debug,
+    W: Clone + Debug,
+{
+    /// A new, empty, inactive replica.
+    pub fn new(me: N, options: Options) -> Self {
+        Self::recover(me, options, 0, Vec::new())
+    }
+
+    /// A replica after a restart: `applied` is what its store holds, `log` the durable
+    /// mutations of its private log past it. It is inactive until the meta configures it.
+    pub fn recover(me: N, options: Options, applied: u64, log: Vec<Mutation<W>>) -> Self {
+        let mut prepared = BTreeMap::new();
+        for m in log.into_iter().filter(|m| m.decree > applied) {
+            // A later append of a decree (a later ballot) replaces an earlier one.
+            prepared.insert(
+                m.decree,
+                Entry {
+                    mutation: m,
+                    logged: true,
+                    acks: BTreeSet::new(),
+                    client: None,
+                    sent_at: 0,
+                },
+            );
+        }
+        Replica {
+            me,
+            options,
+            config: Config::default(),
+            role: Role::Inactive,
+            serving: false,
+            ballot_start: applied,
+            committed: applied,
+            known_committed: applied,
+            last_write_committed: applied,
+            prepared,
+            now: 0,
+            last_prepare: 0,
+            removing: false,
+        }
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The ballot of the configuration it knows.
+    pub fn ballot(&self) -> u64 {
+        self.config.ballot
+    }
+
+    /// Its commit point: every decree up to it is applied.
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// The highest decree it holds.
+    pub fn last_prepared(&self) -> u64 {
+        self.prepared
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(self.committed)
+    }
+
+    /// Handles one input; what to do comes back in order.
+    pub fn handle(&mut self, input: Input<N, W>) -> Vec<Output<N, W>> {
+        let mut out = Vec::new();
+        match input {
+            Input::Write { id, write } => self.on_write(id, write, &mut out),
+            Input::Receive { from, message } => match message {
+                Message::Prepare {
+                    ballot,
+                    ballot_start,
+                    mutation,
+                    committed,
+                } => self.on_prepare(from, ballot, ballot_start, mutation, committed, &mut out),
+                Message::Ack { ballot, decree } => self.on_ack(from, ballot, decree, &mut out),
+                Message::Reject { ballot } => {
+                    if ballot > self.config.ballot && self.role == Role::Primary {
+                        // A newer configuration exists without us as its primary: wait for it,
+                        // and ignore any older one that arrives late.
+                        self.answer_waiting(&mut out);
+                        self.config = Config {
+                            ballot,
+                            primary: None,
+                            secondaries: Vec::new(),
+                        };
+                        self.role = Role::Inactive;
+                        self.serving = false;
+                    }
+                }
+            },
+            Input::Logged { ballot, decree } => self.on_logged(ballot, decree, &mut out),
+            Input::Config(config) => self.on_config(config, &mut out),
+            Input::Tick => self.on_tick(&mut out),
+        }
+        out
+    }
+
+    fn on_write(&mut self, id: u64, write: W, out: &mut Vec<Output<N, W>>) {
+        let refuse = if self.role != Role::Primary || !self.serving {
+            Some(WriteError::NotPrimary)
+        } else if self.config.members() < self.options.min_replicas {
+            Some(WriteError::NotEnoughMember)
+        } else if self.last_prepared() - self.committed >= self.options.max_in_flight {
+            Some(WriteError::CapacityExceeded)
+        } else {
+            None
+        };
+        match refuse {
+            Some(e) => out.push(Output::Reply { id, result: Err(e) }),
+            None => self.propose(Some(write), Some(id), out),
+        }
+    }
+
+    fn propose(&mut self, write: Option<W>, client: Option<u64>, out: &mut Vec<Output<N, W>>) {
+        let mutation = Mutation {
+            ballot: self.config.ballot,
+            decree: self.last_prepared() + 1,
+            write,
+        };
+        self.prepared.insert(
+            mutation.decree,
+            Entry {
+                mutation: mutation.clone(),
+                logged: false,
+                acks: BTreeSet::new(),
+                client,
+                sent_at: self.now,
+            },
+        );
+        self.send_prepare(&mutation, out);
+        out.push(Output::Append(mutation));
+    }
+
+    fn send_prepare(&mut self, mutation: &Mutation<W>, out: &mut Vec<Output<N, W>>) {
+        self.last_prepare = self.now;
+        self.known_committed = self.committed;
+        for &to in &self.config.secondaries {
+            out.push(Output::Send {
+                to,
+                message: Message::Prepare {
+                    ballot: self.config.ballot,
+                    ballot_start: self.ballot_start,
+                    mutation: mutation.clone(),
+                    committed: self.committed,
+                },
+            });
+        }
+    }
+
+    fn on_prepare(
+        &mut self,
+        from: N,
+        ballot: u64,
+        ballot_start: u64,
+        mutation: Mutation<W>,
+        committed: u64,
+        out: &mut Vec<Output<N, W>>,
+    ) {
+        if ballot < self.config.ballot {
+            out.push(Output::Send {
+                to: from,
+                message: Message::Reject {
+                    ballot: self.config.ballot,
+                },
+            });
+            return;
+        }
+        match self.role {
+            // A primary hears of a newer ballot only from the meta; an inactive replica (a new
+            // or restarted one) acknowledges nothing until the meta makes it a member.
+            Role::Primary | Role::Inactive => return,
+            Role::Secondary => {}
+        }
+        if ballot > self.config.ballot {
+            // The meta made `from` primary of a newer ballot with us as a secondary (it sends
+            // only to its secondaries); its configuration reaches us later.
+            self.config = Config {
+                ballot,
+                primary: Some(from),
+                secondaries: Vec::new(),
+            };
+        } else if self.config.primary != Some(from) {
+            return;
+        }
+        self.ballot_start = ballot_start;
+        let decree = mutation.decree;
+        if decree <= self.committed {
+            out.push(Output::Send {
+                to: from,
+                message: Message::Ack { ballot, decree },
+            });
+        } else {
+            match self.prepared.get(&decree) {
+                Some(e) if e.mutation.ballot == ballot => {
+                    if e.logged {
+                        // A repeat: acknowledge again, the first answer may have been lost.
+                        out.push(Output::Send {
+                            to: from,
+                            message: Message::Ack { ballot, decree },
+                        });
+                    }
+                }
+                _ => {
+                    self.prepared.insert(
+                        decree,
+                        Entry {
+                            mutation: mutation.clone(),
+                            logged: false,
+                            acks: BTreeSet::new(),
+                            client: None,
+                            sent_at: self.now,
+                        },
+                    );
+                    out.push(Output::Append(mutation));
+                }
+            }
+        }
+        self.known_committed = self.known_committed.max(committed);
+        self.apply_committed(out);
+    }
+
+    /// Secondary: applies, in order, what the primary says is committed and this replica holds
+    /// durably in a form it may apply (see [`Message::Prepare`]'s `ballot_start`).
+    fn apply_committed(&mut self, out: &mut Vec<Output<N, W>>) {
+        while self.committed < self.known_committed {
+            let next = self.committed + 1;
+            let Some(e) = self.prepared.get(&next) else {
+                break;
+            };
+            let current = e.mutation.ballot == self.config.ballot || next <= self.ballot_start;
+            if !e.logged || !current {
+                break;
+            }
+            let e = self.prepared.remove(&next).expect("present");
+            self.committed = next;
+            out.push(Output::Apply(e.mutation));
+        }
+    }
+
+    fn on_ack(&mut self, from: N, ballot: u64, decree: u64, out: &mut Vec<Output<N, W>>) {
+        if self.role != Role::Primary || ballot != self.config.ballot {
+            return;
+        }
+        if let Some(e) = self.prepared.get_mut(&decree)
+            && e.mutation.ballot == ballot
+        {
+            e.acks.insert(from);
+        }
+        self.commit(out);
+    }
+
+    fn on_logged(&mut self, ballot: u64, decree: u64, out: &mut Vec<Output<N, W>>) {
+        let Some(e) = self.prepared.get_mut(&decree) else {
+            return;
+        };
+        if e.mutation.ballot != ballot {
+            return;
+        }
+        e.logged = true;
+        match self.role {
+            Role::Primary => self.commit(out),
+            Role::Secondary => {
+                if ballot == self.config.ballot
+                    && let Some(primary) = self.config.primary
+                {
+                    out.push(Output::Send {
+                        to: primary,
+                        message: Message::Ack { ballot, decree },
+                    });
+                }
+                self.apply_committed(out);
+            }
+            Role::Inactive => {}
+        }
+    }
+
+    /// Primary: commits, in order, what is logged here and acknowledged by every secondary.
+    fn commit(&mut self, out: &mut Vec<Output<N, W>>) {
+        loop {
+            let next = self.committed + 1;
+            let Some(e) = self.prepared.get(&next) else {
+                return;
+            };
+            let ready = e.logged
+                && e.mutation.ballot == self.config.ballot
+                && self.config.secondaries.iter().all(|s| e.acks.contains(s));
+            if !ready {
+                return;
+            }
+            let e = self.prepared.remove(&next).expect("present");
+            self.committed = next;
+            if e.mutation.write.is_some() {
+                self.last_write_committed = next;
+            }
+            if let Some(id) = e.client {
+                out.push(Output::Reply {
+                    id,
+                    result: Ok(next),
+                });
+            }
+            out.push(Output::Apply(e.mutation));
+        }
+    }
+
+    fn on_config(&mut self, config: Config<N>, out: &mut Vec<Output<N, W>>) {
+        // An older configuration arriving late changes nothing; the current one again only
+        // fills in what a secondary that adopted the ballot from a prepare did not know.
+        if config.ballot < self.config.ballot
+            || (config.ballot == self.config.ballot && self.role == Role::Primary)
+        {
+            return;
+        }
+        let was_primary = self.role == Role::Primary;
+        self.config = config;
+        self.removing = false;
+        if self.config.primary == Some(self.me) {
+            self.role = Role::Primary;
+            self.serving = true;
+            self.reconcile(out);
+        } else {
+            if was_primary {
+                self.answer_waiting(out);
+            }
+            self.role = if self.config.secondaries.contains(&self.me) {
+                Role::Secondary
+            } else {
+                Role::Inactive
+            };
+            self.serving = false;
+        }
+    }
+
+    /// A primary of a new ballot re-prepares everything it holds past its commit point under
+    /// that ballot, up to the first gap (nothing past a gap was committed: a commit needs this
+    /// replica's own log), before it commits anything new.
+    fn reconcile(&mut self, out: &mut Vec<Output<N, W>>) {
+        self.ballot_start = self.committed;
+        let mut next = self.committed + 1;
+        let held: Vec<u64> = self.prepared.keys().copied().collect();
+        for decree in held {
+            if decree != next {
+                self.prepared.remove(&decree);
+                continue;
+            }
+            next += 1;
+            let ballot = self.config.ballot;
+            let now = self.now;
+            let e = self.prepared.get_mut(&decree).expect("held");
+            e.mutation.ballot = ballot;
+            e.logged = false;
+            e.acks.clear();
+            e.sent_at = now;
+            let mutation = e.mutation.clone();
+            self.send_prepare(&mutation, out);
+            out.push(Output::Append(mutation));
+        }
+        self.commit(out);
+    }
+
+    /// A primary that steps down answers its waiting clients: their writes may still commit
+    /// under the next primary, or not; the client must ask again.
+    fn answer_waiting(&mut self, out: &mut Vec<Output<N, W>>) {
+        for e in self.prepared.values_mut() {
+            if let Some(id) = e.client.take() {
+                out.push(Output::Reply {
+                    id,
+                    result: Err(WriteError::NotPrimary),
+                });
+            }
+        }
+    }
+
+    fn on_tick(&mut self, out: &mut Vec<Output<N, W>>) {
+        self.now += 1;
+        if self.role != Role::Primary {
+            return;
+        }
+        // A secondary that has not acknowledged in time: stop taking writes, ask the meta to
+        // remove it, and wait for the new configuration.
+        let timeout = self.options.prepare_timeout;
+        let late: BTreeSet<N> = self
+            .prepared
+            .values()
+            .filter(|e| self.now.saturating_sub(e.sent_at) >= timeout)
+            .flat_map(|e| {
+                self.config
+                    .secondaries
+                    .iter()
+                    .filter(|s| !e.acks.contains(s))
+                    .copied()
+            })
+            .collect();
+        if !late.is_empty() {
+            self.serving = false;
+            if !self.removing {
+                self.removing = true;
+                for member in late {
+                    out.push(Output::Remove {
+                        member,
+                        ballot: self.config.ballot,
+                    });
+                }
+            }
+            return;
+        }
+        // Idle, with secondaries behind the commit point of a write: an empty write carries it.
+        if self.serving
+            && self.prepared.is_empty()
+            && self.known_committed < self.last_write_committed
+            && self.now - self.last_prepare >= self.options.empty_write_after
+        {
+            self.propose(None, None, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type R = Replica<u32, &'static str>;
+
+    fn config(ballot: u64, primary: u32, secondaries: &[u32]) -> Config<u32> {
+        Config {
+            ballot,
+            primary: Some(primary),
+            secondaries: secondaries.to_vec(),
+        }
+    }
+
+    fn sends(out: &[Output<u32, &'static str>]) -> Vec<(u32, Message<&'static str>)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { to, message } => Some((*to, message.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_write_commits_only_once_logged_here_and_acknowledged_by_every_secondary() {
+        let mut p = R::new(1, Options::default());
+        let mut s2 = R::new(2, Options::default());
+        let mut s3 = R::new(3, Options::default());
+        let c = config(1, 1, &[2, 3]);
+        for r in [&mut p, &mut s2, &mut s3] {
+            r.handle(Input::Config(c.clone()));
+        }
+        let out = p.handle(Input::Write { id: 7, write: "a" });
+        let prepares = sends(&out);
+        assert_eq!(prepares.len(), 2);
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Append(m) if m.decree == 1))
+        );
+        // Secondary 2 logs and acknowledges.
+        let out2 = s2.handle(Input::Receive {
+            from: 1,
+            message: prepares[0].1.clone(),
+        });
+        assert!(matches!(out2[..], [Output::Append(_)]));
+        let ack2 = sends(&s2.handle(Input::Logged {
+            ballot: 1,
+            decree: 1,
+        }));
+        assert_eq!(
+            ack2,
+            [(
+                1,
+                Message::Ack {
+                    ballot: 1,
+                    decree: 1
+                }
+            )]
+        );
+        assert!(
+            p.handle(Input::Receive {
+                from: 2,
+                message: ack2[0].1.clone()
+            })
+            .is_empty()
+        );
+        assert!(
+            p.handle(Input::Logged {
+                ballot: 1,
+                decree: 1
+            })
+            .is_empty(),
+            "3 has not acked"
+        );
+        let out = p.handle(Input::Receive {
+            from: 3,
+            message: Message::Ack {
+                ballot: 1,
+                decree: 1,
+            },
+        });
+        assert_eq!(
+            out,
+            [
+                Output::Reply {
+                    id: 7,
+                    result: Ok(1)
+                },
+                Output::Apply(Mutation {
+                    ballot: 1,
+                    decree: 1,
+                    write: Some("a")
+                })
+            ]
+        );
+        assert_eq!(p.committed(), 1);
+    }
+
+    #[test]
+    fn a_lower_ballot_is_rejected_and_an_inactive_replica_acknowledges_nothing() {
+        let mut s = R::new(2, Options::default());
+        let prepare = |ballot| Input::Receive {
+            from: 1,
+            message: Message::Prepare {
+                ballot,
+                ballot_start: 0,
+                mutation: Mutation {
+                    ballot,
+                    decree: 1,
+                    write: Some("a"),
+                },
+                committed: 0,
+            },
+        };
+        assert!(s.handle(prepare(1)).is_empty(), "inactive");
+        s.handle(Input::Config(config(3, 1, &[2])));
+        assert_eq!(
+            sends(&s.handle(prepare(2))),
+            [(1, Message::Reject { ballot: 3 })]
+        );
+    }
+
+    #[test]
+    fn writes_are_refused_without_enough_members_or_past_the_in_flight_bound() {
+        let mut p = R::new(1, Options::default());
+        p.handle(Input::Config(config(1, 1, &[])));
+        assert_eq!(
+            p.handle(Input::Write { id: 1, write: "a" }),
+            [Output::Reply {
+                id: 1,
+                result: Err(WriteError::NotEnoughMember)
+            }]
+        );
+        p.handle(Input::Config(config(2, 1, &[2])));
+        for id in 0..20 {
+            assert!(matches!(
+                p.handle(Input::Write { id, write: "a" })[..],
+                [Output::Send { .. }, Output::Append(_)]
+            ));
+        }
+        assert_eq!(
+            p.handle(Input::Write { id: 20, write: "a" }),
+            [Output::Reply {
+                id: 20,
+                result: Err(WriteError::CapacityExceeded)
+            }]
+        );
+    }
+}
