@@ -286,21 +286,33 @@ async fn replicas_go_inactive_without_a_lease_and_serve_again_with_one() {
             .await
     };
     assert!(get().await.is_ok());
-    // No meta: the lease (3 s here) runs out and the replica stops serving.
-    cluster.onebox.kill_node(Node::Meta(1)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // The meta hangs (SIGSTOP: beacons time out instead of failing at once). The lease (counted
+    // from the last answered beacon's sending) runs out and the replica stops serving, before
+    // the meta's grace (one second more, from the beacon's arrival) could give the partitions to
+    // another node. Regression guard: the lease was stamped when the answer came and checked
+    // once per round of beacons, whose timeouts let a replica serve past the grace.
+    let lease = Duration::from_secs(cluster.onebox.options.fd_lease_seconds.into());
+    let grace = lease + Duration::from_secs(1);
+    let killed = Instant::now();
+    cluster.onebox.pause_node(Node::Meta(1));
     loop {
         match get().await {
             Err(pegasus_client::ClientError::Server(ErrorCode::InactiveState)) => break,
             other => assert!(
-                Instant::now() < deadline,
-                "still serving without a lease: {other:?}"
+                killed.elapsed() < grace,
+                "still serving {:?} after the last beacon: {other:?}",
+                killed.elapsed()
             ),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let inactive = killed.elapsed();
+    assert!(
+        inactive <= lease + Duration::from_millis(300),
+        "inactive after {inactive:?}"
+    );
     // The meta returns: beacons succeed again and so do reads.
-    cluster.onebox.start_node(Node::Meta(1)).unwrap();
+    cluster.onebox.resume_node(Node::Meta(1));
     cluster.healthy().await;
     assert!(get().await.is_ok());
 }

@@ -1,8 +1,10 @@
 //! Beacons: every `fd_beacon_interval_seconds` (every 200 ms while starting up) the replica
 //! server tells the meta leader who it is and which replicas it holds; the answer is its
 //! assignments (the config sync). A follower answers with the leader's address, which the next
-//! beacon goes to. Without a successful beacon for `fd_lease_seconds` the lease is lost and every
-//! replica goes inactive until one succeeds.
+//! beacon goes to. Each answered beacon extends the lease to when it was *sent* plus
+//! `fd_lease_seconds`; every request checks it, so a replica server cut off from the meta stops
+//! serving before the meta's `fd_grace_seconds` (counted from the beacon's arrival, later than
+//! its sending) lets it give the partitions to another.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -40,7 +42,6 @@ pub async fn run(
     });
     let mut leader: Option<SocketAddr> = None;
     let started = Instant::now();
-    let mut last_ok = started;
     let mut next = Duration::ZERO;
     tokio::pin!(shutdown);
     loop {
@@ -80,12 +81,13 @@ pub async fn run(
                     leader = Some(meta);
                     let gpids: Vec<_> = r.primaries.iter().map(|a| a.pid).collect();
                     assigned = !gpids.is_empty();
-                    let stub = Arc::clone(&stub);
+                    let opener = Arc::clone(&stub);
                     // Opening replicas touches disks: not on the async workers.
-                    match tokio::task::spawn_blocking(move || stub.apply_assignments(&gpids)).await
+                    match tokio::task::spawn_blocking(move || opener.apply_assignments(&gpids))
+                        .await
                     {
                         Ok(Ok(())) => {
-                            last_ok = Instant::now();
+                            stub.grant_lease(sent + options.lease);
                             answered = true;
                         }
                         Ok(Err(e)) => warn!("applying assignments: {e}"),
@@ -106,9 +108,6 @@ pub async fn run(
                 }
                 Err(e) => debug!(%meta, "beacon: {e}"),
             }
-        }
-        if !answered && last_ok.elapsed() > options.lease {
-            stub.set_active(false);
         }
         next = next_beacon(options.interval, answered, assigned, started.elapsed())
             .saturating_sub(sent.elapsed());

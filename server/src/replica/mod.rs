@@ -19,8 +19,9 @@ pub mod write;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::Request;
@@ -59,6 +60,42 @@ pub enum ReplicaError {
     },
 }
 
+/// A lease that ends on its own: an instant kept as nanoseconds since a fixed start, so every
+/// request reads it with one atomic load.
+struct Lease {
+    start: Instant,
+    /// Nanoseconds after `start` when it ends (0: never granted).
+    until: AtomicU64,
+    /// Whether the last look found it holding (to log the changes once).
+    held: AtomicBool,
+}
+
+impl Lease {
+    fn new() -> Self {
+        Lease {
+            start: Instant::now(),
+            until: AtomicU64::new(0),
+            held: AtomicBool::new(false),
+        }
+    }
+
+    /// Extends it; returns whether it had lapsed (or was never granted).
+    fn extend(&self, until: Instant) -> bool {
+        let nanos = until.saturating_duration_since(self.start).as_nanos() as u64;
+        self.until.fetch_max(nanos, Ordering::AcqRel);
+        !self.held.swap(true, Ordering::AcqRel)
+    }
+
+    fn holds(&self, now: Instant) -> bool {
+        let now = now.saturating_duration_since(self.start).as_nanos() as u64;
+        let holds = now < self.until.load(Ordering::Acquire);
+        if !holds && self.held.swap(false, Ordering::AcqRel) {
+            warn!("lease from the meta ran out: replicas inactive");
+        }
+        holds
+    }
+}
+
 /// Every partition replica of this node.
 pub struct ReplicaStub {
     dirs: DataDirs,
@@ -67,8 +104,8 @@ pub struct ReplicaStub {
     /// `None`: standalone, every open replica serves (tests, tools). `Some`: the meta leader's
     /// assignments decide which replicas serve as primary.
     assigned: Option<RwLock<HashSet<Gpid>>>,
-    /// False once the lease with the meta is lost: nothing serves until it is regained.
-    active: AtomicBool,
+    /// The lease from the meta (managed stubs only): nothing serves past it.
+    lease: Lease,
     /// Replicas this node lost, with why: found damaged (and moved aside, now or before) or
     /// unable to open. Reported to the meta with every beacon; never re-created empty.
     lost: RwLock<BTreeMap<Gpid, String>>,
@@ -141,7 +178,7 @@ impl ReplicaStub {
             options,
             partitions: RwLock::new(partitions),
             assigned: managed.then(RwLock::default),
-            active: AtomicBool::new(!managed),
+            lease: Lease::new(),
             lost: RwLock::new(lost),
         }))
     }
@@ -216,24 +253,22 @@ impl ReplicaStub {
                 *current = new;
             }
         }
-        self.active.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// Sets whether the lease with the meta holds.
-    pub fn set_active(&self, active: bool) {
-        if self.active.swap(active, Ordering::AcqRel) != active {
-            if active {
-                info!("lease regained: serving");
-            } else {
-                warn!("lease with the meta lost: replicas inactive");
-            }
+    /// Extends the lease from the meta to `until`: the time the answered beacon was *sent*
+    /// plus `fd_lease_seconds`, so the lease ends before the meta's grace, counted from when it
+    /// received that beacon, can give this node's partitions to another.
+    pub fn grant_lease(&self, until: Instant) {
+        if self.lease.extend(until) {
+            info!("lease from the meta: serving");
         }
     }
 
     /// Whether this node serves `gpid` now: `Err` with the error clients get otherwise.
     fn serves(&self, gpid: Gpid) -> Result<Arc<Partition>, ErrorCode> {
-        if !self.active.load(Ordering::Acquire) {
+        // Checked on every request, not once per round of beacons.
+        if self.assigned.is_some() && !self.lease.holds(Instant::now()) {
             return Err(ErrorCode::InactiveState);
         }
         let partition = self.partition(gpid).ok_or(ErrorCode::ObjectNotFound)?;

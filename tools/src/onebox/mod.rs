@@ -354,6 +354,21 @@ impl Onebox {
         self.stop_pid_file(&self.dir(&node.name()).join("pid"), true)
     }
 
+    /// Freezes a node (SIGSTOP): it keeps its sockets but answers nothing, as a hung process or
+    /// a partitioned host looks to the others.
+    pub fn pause_node(&self, node: Node) {
+        if let Some(pid) = read_pid(&self.dir(&node.name()).join("pid")) {
+            signal(pid, "STOP");
+        }
+    }
+
+    /// Lets a paused node run again (SIGCONT).
+    pub fn resume_node(&self, node: Node) {
+        if let Some(pid) = read_pid(&self.dir(&node.name()).join("pid")) {
+            signal(pid, "CONT");
+        }
+    }
+
     fn stop_pid_file(&self, path: &Path, kill: bool) -> Result<(), OneboxError> {
         let Some(pid) = read_pid(path) else {
             return Ok(());
