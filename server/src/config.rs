@@ -9,6 +9,7 @@ use configcheck::address::{self, AdvertisedAddress, NetworkSettings};
 use configcheck::{Config, HostFacts, ValueError};
 
 use crate::meta::CreateLimits;
+use crate::net::Limits;
 use crate::replica::partition::PartitionOptions;
 use crate::replica::read::ReadLimits;
 use crate::replica::storage::RocksOptions;
@@ -93,6 +94,8 @@ pub struct ServerConfig {
     pub min_live_nodes: usize,
     /// What a create request may ask for.
     pub create_limits: CreateLimits,
+    /// Bounds on connections and requests, every role's port (`[network]`).
+    pub net_limits: Limits,
     /// `[pegasus.collector] available_detect_app`.
     pub detect_app: String,
     /// `[pegasus.collector] available_detect_interval_seconds`.
@@ -220,6 +223,35 @@ impl ServerConfig {
                 CreateLimits::default().max_replica_count,
             )?,
         };
+        let net_defaults = Limits::default();
+        let net_limits = Limits {
+            max_connections: config.parse_or(
+                "network",
+                "max_connections",
+                net_defaults.max_connections,
+            )?,
+            max_connections_per_ip: config.parse_or(
+                "network",
+                "conn_threshold_per_ip",
+                net_defaults.max_connections_per_ip,
+            )?,
+            max_in_flight: config.parse_or(
+                "network",
+                "max_in_flight_per_connection",
+                net_defaults.max_in_flight,
+            )?,
+            max_body: config.parse_or("network", "max_frame_bytes", net_defaults.max_body)?,
+            idle_timeout: Duration::from_secs(config.parse_or(
+                "network",
+                "conn_idle_timeout_seconds",
+                net_defaults.idle_timeout.as_secs(),
+            )?),
+            read_timeout: Duration::from_secs(config.parse_or(
+                "network",
+                "request_read_timeout_seconds",
+                net_defaults.read_timeout.as_secs(),
+            )?),
+        };
         let mut bootstrap_apps = Vec::new();
         for section in config
             .sections()
@@ -265,6 +297,7 @@ impl ServerConfig {
                 3,
             )?,
             create_limits,
+            net_limits,
             detect_app: config
                 .str_or("pegasus.collector", "available_detect_app", "stat")
                 .to_owned(),

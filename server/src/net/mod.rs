@@ -13,6 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pegasus_protocol::codec::Field;
@@ -28,20 +29,73 @@ use tracing::{debug, info, warn};
 /// Bounds of one listener.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Open connections at most; more wait in the accept queue.
+    /// Open connections at most; more wait in the accept queue (`[network] max_connections`).
     pub max_connections: usize,
-    /// Requests in flight per connection.
+    /// Open connections from one IP address at most, 0 for no bound; one more is closed at once
+    /// (`[network] conn_threshold_per_ip`, as in Pegasus).
+    pub max_connections_per_ip: usize,
+    /// Requests in flight per connection; more wait unread (`[network] max_in_flight_per_connection`).
     pub max_in_flight: usize,
-    /// Largest request body.
+    /// Largest request body; a larger frame closes the connection (`[network] max_frame_bytes`).
     pub max_body: usize,
+    /// A connection with nothing in flight and no byte from its client for this long is closed
+    /// (`[network] conn_idle_timeout_seconds`; 0: never).
+    pub idle_timeout: Duration,
+    /// A request (or HTTP head) begun and not finished within this long closes its connection:
+    /// a client that trickles bytes holds no connection (`[network] request_read_timeout_seconds`).
+    pub read_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_connections: 4096,
+            max_connections_per_ip: 0,
             max_in_flight: 1024,
             max_body: 64 << 20,
+            idle_timeout: Duration::from_secs(600),
+            read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Limits {
+    /// When a connection that last heard from its client at `last` (with `partial` bytes of an
+    /// unfinished request) times out; `None`: never.
+    fn deadline(&self, last: Instant, partial: bool) -> Option<Instant> {
+        if partial {
+            Some(last + self.read_timeout)
+        } else if self.idle_timeout.is_zero() {
+            None
+        } else {
+            Some(last + self.idle_timeout)
+        }
+    }
+}
+
+/// Open connections per client IP address, for `max_connections_per_ip`.
+#[derive(Default)]
+struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerIp {
+    /// Counts one more from `ip`, unless it has `max` already (0: no bound).
+    fn enter(&self, ip: std::net::IpAddr, max: usize) -> bool {
+        let mut map = self.0.lock().expect("per-ip");
+        let n = map.entry(ip).or_insert(0);
+        if max > 0 && *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, ip: std::net::IpAddr) {
+        let mut map = self.0.lock().expect("per-ip");
+        if let Some(n) = map.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
         }
     }
 }
@@ -118,10 +172,16 @@ async fn http<S: Service>(
     mut writer: tokio::net::tcp::OwnedWriteHalf,
     mut buf: BytesMut,
     service: &S,
+    read_timeout: Duration,
 ) {
+    let deadline = tokio::time::Instant::now() + read_timeout;
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        if buf.len() > MAX_HTTP_HEAD || matches!(reader.read_buf(&mut buf).await, Ok(0) | Err(_)) {
+        if buf.len() > MAX_HTTP_HEAD {
             return;
+        }
+        match tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
         }
     }
     let head = String::from_utf8_lossy(&buf);
@@ -153,6 +213,7 @@ pub async fn serve<S: Service>(
     let (notify, _) = broadcast::channel::<()>(1);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
     loop {
@@ -173,11 +234,17 @@ pub async fn serve<S: Service>(
                 continue;
             }
         };
+        if !per_ip.enter(peer.ip(), limits.max_connections_per_ip) {
+            debug!(%peer, "closing connection: conn_threshold_per_ip reached");
+            continue;
+        }
         let service = Arc::clone(&service);
+        let per_ip = Arc::clone(&per_ip);
         let mut stop = notify.subscribe();
         let done = done_tx.clone();
         tokio::spawn(async move {
             connection(stream, peer, service, limits, &mut stop).await;
+            per_ip.leave(peer.ip());
             drop(permit);
             drop(done);
         });
@@ -198,15 +265,22 @@ async fn connection<S: Service>(
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let mut buf = BytesMut::with_capacity(64 << 10);
+    let mut last_read = Instant::now();
     // The first bytes decide the protocol: HTTP (`GET `, `POST`) or THFT frames.
     while buf.len() < 4 {
+        let deadline = limits.deadline(last_read, !buf.is_empty());
         tokio::select! {
             n = reader.read_buf(&mut buf) => if matches!(n, Ok(0) | Err(_)) { return },
+            _ = sleep_until(deadline) => {
+                debug!(%peer, "closing connection: nothing read in time");
+                return;
+            }
             _ = stop.recv() => return,
         }
+        last_read = Instant::now();
     }
     if &buf[..4] == b"GET " || &buf[..4] == b"POST" {
-        return http(reader, writer, buf, &*service).await;
+        return http(reader, writer, buf, &*service, limits.read_timeout).await;
     }
     let mut writer = writer;
     let answers = Arc::new(Answers::default());
@@ -263,16 +337,26 @@ async fn connection<S: Service>(
         if !flush(outbox, &mut out, &mut writer).await {
             break;
         }
+        // Idle (nothing in flight, nothing half read) or trickling: a deadline; waiting for
+        // answers: none.
+        let waiting = answers.pending.load(Ordering::Acquire) > 0;
+        let deadline = (!waiting)
+            .then(|| limits.deadline(last_read, !buf.is_empty()))
+            .flatten();
         tokio::select! {
             n = reader.read_buf(&mut buf) => match n {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(_) => last_read = Instant::now(),
                 Err(e) => {
                     debug!(%peer, "read: {e}");
                     break;
                 }
             },
             _ = outbox.rung() => {}
+            _ = sleep_until(deadline) => {
+                debug!(%peer, partial = buf.len(), "closing connection: idle or trickling");
+                break;
+            }
             _ = stop.recv() => break,
         }
     }
@@ -284,6 +368,14 @@ async fn connection<S: Service>(
         outbox.rung().await;
     }
     flush(outbox, &mut out, &mut writer).await;
+}
+
+/// Sleeps until `deadline`, or forever.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Writes every queued answer in one write; false when the connection is broken.
@@ -376,5 +468,109 @@ mod tests {
         let mut seqids = pipeline(true, 3000).await;
         seqids.sort_unstable();
         assert_eq!(seqids, (0..3000).collect::<Vec<_>>());
+    }
+
+    async fn start(limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(
+            listener,
+            Arc::new(Echo { later: false }),
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        (addr, stop)
+    }
+
+    /// Whether the server closed `stream` within `within`.
+    async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(
+            tokio::time::timeout(within, stream.read(&mut buf)).await,
+            Ok(Ok(0) | Err(_))
+        )
+    }
+
+    async fn echo_once(stream: &mut TcpStream, seqid: i32) -> bool {
+        let frame =
+            encode_request_v0(&RequestMeta::default(), "RPC_ECHO", seqid, &seqid).expect("encode");
+        if stream.write_all(&frame).await.is_err() {
+            return false;
+        }
+        let mut buf = BytesMut::new();
+        loop {
+            if let Ok(Some(r)) = decode_response(&mut buf, 1 << 20) {
+                return r.message.seqid == seqid;
+            }
+            match tokio::time::timeout(Duration::from_secs(5), stream.read_buf(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return false,
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_and_trickling_connections_are_closed_and_busy_ones_are_not() {
+        let (addr, _stop) = start(Limits {
+            idle_timeout: Duration::from_millis(300),
+            read_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        })
+        .await;
+        // Connected and silent.
+        let mut idle = TcpStream::connect(addr).await.expect("connect");
+        assert!(closed_within(&mut idle, Duration::from_secs(3)).await);
+        // Half a frame, then nothing (slowloris).
+        let mut trickle = TcpStream::connect(addr).await.expect("connect");
+        let frame = encode_request_v0(&RequestMeta::default(), "RPC_ECHO", 1, &1).expect("encode");
+        trickle
+            .write_all(&frame[..frame.len() / 2])
+            .await
+            .expect("write");
+        assert!(closed_within(&mut trickle, Duration::from_secs(3)).await);
+        // An HTTP head that never ends.
+        let mut http = TcpStream::connect(addr).await.expect("connect");
+        http.write_all(b"GET /health HTTP/1.1\r\n")
+            .await
+            .expect("write");
+        assert!(closed_within(&mut http, Duration::from_secs(3)).await);
+        // A client that keeps talking keeps its connection.
+        let mut busy = TcpStream::connect(addr).await.expect("connect");
+        for seqid in 0..8 {
+            assert!(echo_once(&mut busy, seqid).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_from_one_address_are_bounded_and_others_still_serve() {
+        let (addr, _stop) = start(Limits {
+            max_connections_per_ip: 2,
+            ..Limits::default()
+        })
+        .await;
+        let mut first = TcpStream::connect(addr).await.expect("connect");
+        let mut second = TcpStream::connect(addr).await.expect("connect");
+        assert!(echo_once(&mut first, 1).await && echo_once(&mut second, 2).await);
+        let mut third = TcpStream::connect(addr).await.expect("connect");
+        assert!(closed_within(&mut third, Duration::from_secs(3)).await);
+        assert!(echo_once(&mut first, 3).await, "the others keep serving");
+        drop(second);
+        // Its place is free again once the server sees it gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut again = TcpStream::connect(addr).await.expect("connect");
+            if echo_once(&mut again, 4).await {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the closed connection's place stays taken"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

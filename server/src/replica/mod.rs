@@ -503,6 +503,7 @@ fn read_answer(
             s,
             &request.args::<BatchGetRequest>()?,
             now,
+            p.limits(),
         )?),
         rpc::GET_SCANNER => {
             let args = request.args::<GetScannerRequest>()?;

@@ -164,9 +164,30 @@ pub fn multi_get(
             ..Default::default()
         });
     };
+    let max_count = if r.max_kv_count > 0 {
+        r.max_kv_count as usize
+    } else {
+        usize::MAX
+    };
+    let max_size = if r.max_kv_size > 0 {
+        r.max_kv_size as usize
+    } else {
+        usize::MAX
+    };
     let mut kvs = Vec::new();
     if let Some(sort_keys) = r.sort_keys.as_ref().filter(|k| !k.is_empty()) {
-        for sort_key in sort_keys {
+        // Listed keys are bounded like a range: past a bound, what was found so far comes back
+        // with `INCOMPLETE`.
+        let (mut size, mut complete) = (0usize, true);
+        for (n, sort_key) in sort_keys.iter().enumerate() {
+            if kvs.len() >= max_count
+                || size >= max_size
+                || n >= limits.max_iteration_count
+                || size >= limits.max_iteration_size
+            {
+                complete = false;
+                break;
+            }
             let Ok(k) = key::encode_key(hash_key, sort_key.as_slice()) else {
                 continue;
             };
@@ -176,6 +197,7 @@ pub fn multi_get(
                 } else {
                     Blob(Bytes::copy_from_slice(value::user_data(&v)))
                 };
+                size += sort_key.0.len() + value.0.len();
                 kvs.push(KeyValue {
                     key: sort_key.clone(),
                     value,
@@ -184,7 +206,11 @@ pub fn multi_get(
             }
         }
         return Ok(MultiGetResponse {
-            error: status::OK,
+            error: if complete {
+                status::OK
+            } else {
+                status::INCOMPLETE
+            },
             kvs,
             ..Default::default()
         });
@@ -208,16 +234,6 @@ pub fn multi_get(
     let in_range = |k: &[u8]| {
         (k > start.as_slice() || (k == start.as_slice() && start_inclusive))
             && (k < stop.as_slice() || (k == stop.as_slice() && stop_inclusive))
-    };
-    let max_count = if r.max_kv_count > 0 {
-        r.max_kv_count as usize
-    } else {
-        usize::MAX
-    };
-    let max_size = if r.max_kv_size > 0 {
-        r.max_kv_size as usize
-    } else {
-        usize::MAX
     };
     let mut it = s.raw_iter();
     if reverse {
@@ -279,14 +295,31 @@ pub fn multi_get(
     })
 }
 
-/// `batch_get`: the full keys found.
+/// `batch_get`: the full keys found. No keys is `INVALID_ARGUMENT`, as in Pegasus; more keys
+/// than `rocksdb_multi_get_max_iteration_count` too (nothing is read); values past
+/// `rocksdb_multi_get_max_iteration_size` stop the read with `INCOMPLETE` and what was found.
 pub fn batch_get(
     s: &Storage,
     r: &BatchGetRequest,
     now: u32,
+    limits: ReadLimits,
 ) -> Result<BatchGetResponse, StorageError> {
+    if r.keys.is_empty() || r.keys.len() > limits.max_iteration_count {
+        return Ok(BatchGetResponse {
+            error: status::INVALID_ARGUMENT,
+            ..Default::default()
+        });
+    }
     let mut data = Vec::new();
+    let mut size = 0usize;
     for k in &r.keys {
+        if size >= limits.max_iteration_size {
+            return Ok(BatchGetResponse {
+                error: status::INCOMPLETE,
+                data,
+                ..Default::default()
+            });
+        }
         let Ok(full) = key::encode_key(k.hash_key.as_slice(), k.sort_key.as_slice()) else {
             return Ok(BatchGetResponse {
                 error: status::INVALID_ARGUMENT,
@@ -294,10 +327,12 @@ pub fn batch_get(
             });
         };
         if let Some(v) = s.get_raw(&full)?.filter(|v| live(v, now)) {
+            let value = Blob(Bytes::copy_from_slice(value::user_data(&v)));
+            size += k.hash_key.0.len() + k.sort_key.0.len() + value.0.len();
             data.push(FullData {
                 hash_key: k.hash_key.clone(),
                 sort_key: k.sort_key.clone(),
-                value: Blob(Bytes::copy_from_slice(value::user_data(&v))),
+                value,
             });
         }
     }
@@ -567,6 +602,73 @@ mod tests {
         assert_eq!(
             ttl(&s, &k, 60, Tier::All).unwrap().unwrap().error,
             status::NOT_FOUND
+        );
+    }
+
+    /// Regression guard: listed-key `multi_get` and `batch_get` ignored the response bounds, so
+    /// one request could make the server read and answer any amount.
+    #[test]
+    fn listed_keys_and_batch_get_are_bounded() {
+        let pairs: Vec<(String, String)> = (0..50)
+            .map(|i| (format!("s{i:02}"), "v".repeat(100)))
+            .collect();
+        let refs: Vec<(&str, &str, u32)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str(), 0))
+            .collect();
+        let (_d, s) = store(&refs);
+        let limits = ReadLimits {
+            max_iteration_count: 10,
+            max_iteration_size: 1000,
+            ..ReadLimits::default()
+        };
+        let listed = |n: usize| MultiGetRequest {
+            hash_key: Blob::from(&b"h"[..]),
+            sort_keys: Some(
+                (0..n)
+                    .map(|i| Blob::from(format!("s{i:02}").into_bytes()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        let few = multi_get(&s, &listed(5), 0, limits).unwrap();
+        assert_eq!((few.error, few.kvs.len()), (status::OK, 5));
+        let many = multi_get(&s, &listed(40), 0, limits).unwrap();
+        assert_eq!(many.error, status::INCOMPLETE);
+        assert!(many.kvs.len() <= 10, "{}", many.kvs.len());
+        let mut counted = listed(40);
+        counted.max_kv_count = 3;
+        assert_eq!(multi_get(&s, &counted, 0, limits).unwrap().kvs.len(), 3);
+
+        let keys = |n: usize| BatchGetRequest {
+            keys: (0..n)
+                .map(|i| FullKey {
+                    hash_key: Blob::from(&b"h"[..]),
+                    sort_key: Blob::from(format!("s{i:02}").into_bytes()),
+                })
+                .collect(),
+        };
+        let few = batch_get(&s, &keys(5), 0, limits).unwrap();
+        assert_eq!((few.error, few.data.len()), (status::OK, 5));
+        assert_eq!(
+            batch_get(&s, &keys(0), 0, limits).unwrap().error,
+            status::INVALID_ARGUMENT
+        );
+        assert_eq!(
+            batch_get(&s, &keys(11), 0, limits).unwrap().error,
+            status::INVALID_ARGUMENT
+        );
+        let big = ReadLimits {
+            max_iteration_count: 100,
+            max_iteration_size: 1000,
+            ..ReadLimits::default()
+        };
+        let sized = batch_get(&s, &keys(40), 0, big).unwrap();
+        assert_eq!(sized.error, status::INCOMPLETE);
+        assert!(
+            sized.data.len() < 40 && sized.data.len() >= 9,
+            "{}",
+            sized.data.len()
         );
     }
 }

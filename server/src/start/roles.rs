@@ -13,7 +13,7 @@ use super::logging::init_logging;
 use crate::collector::{Collector, CollectorOptions};
 use crate::config::ServerConfig;
 use crate::meta::{MetaOptions, MetaServer};
-use crate::net::{self, Limits};
+use crate::net;
 use crate::replica::ReplicaStub;
 use crate::replica::beacon::{self, BeaconOptions};
 use crate::replica::dirs::DataDirs;
@@ -77,7 +77,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                 tasks.push(tokio::spawn(net::serve(
                     listener,
                     Arc::clone(&meta),
-                    Limits::default(),
+                    server.net_limits,
                     stopper(&stop_tx),
                 )));
                 meta_run = Some(tokio::spawn(meta.run(stopper(&stop_tx))));
@@ -115,7 +115,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                 tasks.push(tokio::spawn(net::serve(
                     listener,
                     stub,
-                    Limits::default(),
+                    server.net_limits,
                     stopper(&stop_tx),
                 )));
             }
@@ -132,7 +132,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                 tasks.push(tokio::spawn(net::serve(
                     listener,
                     collector,
-                    Limits::default(),
+                    server.net_limits,
                     stopper(&stop_tx),
                 )));
             }
