@@ -106,6 +106,8 @@ pub struct ReplicaStub {
     assigned: Option<RwLock<HashSet<Gpid>>>,
     /// The lease from the meta (managed stubs only): nothing serves past it.
     lease: Lease,
+    /// Held while a replica opens (one at a time), instead of the partitions' lock.
+    opening: std::sync::Mutex<()>,
     /// Replicas this node lost, with why: found damaged (and moved aside, now or before) or
     /// unable to open. Reported to the meta with every beacon; never re-created empty.
     lost: RwLock<BTreeMap<Gpid, String>>,
@@ -179,6 +181,7 @@ impl ReplicaStub {
             partitions: RwLock::new(partitions),
             assigned: managed.then(RwLock::default),
             lease: Lease::new(),
+            opening: std::sync::Mutex::new(()),
             lost: RwLock::new(lost),
         }))
     }
@@ -221,18 +224,26 @@ impl ReplicaStub {
                 reason: reason.clone(),
             });
         }
-        let mut partitions = self.partitions.write().expect("partitions");
-        if let Some(p) = partitions.get(&gpid) {
-            return Ok(Arc::clone(p));
+        // Opens take turns with each other, never with requests: RocksDB's open and the plog's
+        // replay run without the partitions' lock, which every request reads.
+        let _turn = self.opening.lock().expect("opening");
+        if let Some(p) = self.partition(gpid) {
+            return Ok(p);
         }
-        let current: HashMap<Gpid, PathBuf> = partitions
+        let current: HashMap<Gpid, PathBuf> = self
+            .partitions
+            .read()
+            .expect("partitions")
             .iter()
             .map(|(g, p)| (*g, p.dir().to_owned()))
             .collect();
         let dir = self.dirs.place(gpid, &current);
         let p = Partition::open(gpid, &dir, self.options.clone())
             .map_err(|source| ReplicaError::Partition { gpid, source })?;
-        partitions.insert(gpid, Arc::clone(&p));
+        self.partitions
+            .write()
+            .expect("partitions")
+            .insert(gpid, Arc::clone(&p));
         Ok(p)
     }
 
@@ -592,5 +603,81 @@ fn scan_response(kvs: Vec<KeyValue>, context_id: i64, only_count: bool) -> ScanR
             context_id,
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use pegasus_protocol::key::{self, value};
+
+    use super::plog::{Mutation, Op, Plog};
+    use super::*;
+
+    /// Regression guard: opening a replica held the partitions' write lock through RocksDB's
+    /// open and the plog's replay, so every request to every other replica waited for it.
+    #[test]
+    fn opening_a_replica_does_not_hold_up_requests_to_the_others() {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = DataDirs::new(&[], "replica", root.path(), None).unwrap();
+        // A long log for replica 1.1 to replay.
+        let mut plog = Plog::open(
+            &root.path().join("reps/1.1.pegasus/plog"),
+            1 << 30,
+            0,
+            |_| Ok(()),
+        )
+        .unwrap();
+        plog.set_sync(false);
+        let mut decree = 0;
+        for _ in 0..150 {
+            let batch: Vec<Mutation> = (0..1000)
+                .map(|_| {
+                    decree += 1;
+                    Mutation {
+                        ballot: 1,
+                        decree,
+                        ops: vec![Op::Put(
+                            key::encode_key(b"h", format!("{decree}").as_bytes()).unwrap(),
+                            value::encode(0, 0, b"value"),
+                        )],
+                    }
+                })
+                .collect();
+            plog.append(&batch).unwrap();
+        }
+        drop(plog);
+        let stub = Arc::new(ReplicaStub {
+            dirs,
+            options: PartitionOptions::default(),
+            partitions: RwLock::default(),
+            assigned: None,
+            lease: Lease::new(),
+            opening: std::sync::Mutex::new(()),
+            lost: RwLock::default(),
+        });
+        stub.open_partition(Gpid::new(1, 0)).unwrap();
+        let opener = Arc::clone(&stub);
+        let started = Instant::now();
+        let opening = std::thread::spawn(move || opener.open_partition(Gpid::new(1, 1)).unwrap());
+        let mut slowest = Duration::ZERO;
+        while !opening.is_finished() {
+            let asked = Instant::now();
+            assert!(stub.partition(Gpid::new(1, 0)).is_some());
+            slowest = slowest.max(asked.elapsed());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let took = started.elapsed();
+        opening.join().unwrap();
+        assert!(
+            took > Duration::from_millis(100),
+            "the replay is too short to show anything: {took:?}"
+        );
+        assert!(
+            slowest < took / 4,
+            "a request waited {slowest:?} during an open of {took:?}"
+        );
+        stub.close();
     }
 }
