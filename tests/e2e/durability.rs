@@ -200,3 +200,142 @@ async fn a_damaged_plog_record_is_corruption_not_a_torn_tail() {
         assert!(got.is_err(), "k{i}: {got:?}");
     }
 }
+
+/// A small tmpfs mounted for a test, unmounted when dropped (lazily: a process may still hold
+/// it open).
+struct Tmpfs(std::sync::Mutex<Option<PathBuf>>);
+
+impl Tmpfs {
+    fn mount(&self, at: &Path, size: &str) {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "mount a tmpfs at {}", at.display());
+        *self.0.lock().unwrap() = Some(at.to_owned());
+    }
+
+    fn resize(&self, size: &str) {
+        let at = self.0.lock().unwrap().clone().expect("mounted");
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "resize {}", at.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if let Some(at) = self.0.lock().unwrap().take() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(at)
+                .status();
+        }
+    }
+}
+
+fn can_mount() -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmpfs(std::sync::Mutex::new(None));
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(dir.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        *t.0.lock().unwrap() = Some(dir.path().to_owned());
+    }
+    ok
+}
+
+/// The status line and body of `GET path` on `port`.
+fn http_status(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+/// A real full disk: the replica's data dir is a 12 MiB tmpfs. Writes fill it; the write that
+/// finds no space is refused (never acknowledged), the partition reports itself lost to the meta
+/// (which stops routing to it) and to `/health` (503). Once space returns and the replica
+/// restarts, every acknowledged write is there. Needs root to mount; CI runs as root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_the_write_reports_the_replica_and_loses_nothing() {
+    if !can_mount() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let disk = Tmpfs(std::sync::Mutex::new(None));
+    let cluster = TestCluster::start_prepared(1, 1, 4, &|root| {
+        disk.mount(&root.join("replica1/data"), "12m");
+    });
+    cluster.healthy().await;
+    let table = cluster.client().open_table("temp").await.unwrap();
+    let value = vec![b'x'; 64 << 10];
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..1000 {
+        let key = format!("big{i}");
+        match table.set(key.as_bytes(), b"s", &value, None).await {
+            Ok(()) => acked.push(key),
+            Err(e) => {
+                refused = Some((key, e));
+                break;
+            }
+        }
+    }
+    let (key, error) = refused.expect("a 12 MiB disk fills");
+    eprintln!(
+        "full disk: {} writes acknowledged, then {key}: {error}",
+        acked.len()
+    );
+    let pidx = table.partition_of(key.as_bytes());
+    // The replica says so, and the meta stops routing to that partition.
+    let port = cluster.onebox.options.replica_base_port + 1;
+    let health = http_status(port, "/health");
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(health.contains("a write failed"), "{health}");
+    let client = cluster.client();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.query_config("temp").await.unwrap().partitions[pidx as usize]
+        .primary
+        .socket_addr()
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the meta still routes to the full replica"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Space returns; the replica restarts, replays its log, and serves every acknowledged write.
+    disk.resize("256m");
+    cluster.onebox.kill_node(Node::Replica(1)).unwrap();
+    cluster.onebox.start_node(Node::Replica(1)).unwrap();
+    cluster.healthy().await;
+    let table = cluster.client().open_table("temp").await.unwrap();
+    for key in &acked {
+        let got = table.get(key.as_bytes(), b"s").await.unwrap();
+        assert_eq!(
+            got.as_deref(),
+            Some(&value[..]),
+            "acknowledged write {key} lost"
+        );
+    }
+    assert!(http_status(port, "/health").starts_with("HTTP/1.1 200"));
+    drop(cluster);
+}

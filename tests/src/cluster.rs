@@ -57,7 +57,19 @@ impl TestCluster {
 
     /// One meta and one replica whose plog is written but not fsynced.
     pub fn start_unsynced(partitions: u32) -> TestCluster {
-        Self::start_full(free_port_block(1), 1, 1, partitions, false, false)
+        Self::start_full(free_port_block(1), 1, 1, partitions, false, false, &|_| {})
+    }
+
+    /// As [`TestCluster::start`], after `prepare` has seen the onebox folder (still empty), e.g.
+    /// to mount a small file system where a node's data will be.
+    pub fn start_prepared(
+        metas: usize,
+        replicas: usize,
+        partitions: u32,
+        prepare: &dyn Fn(&std::path::Path),
+    ) -> TestCluster {
+        let base = free_port_block(metas as u16);
+        Self::start_full(base, metas, replicas, partitions, false, true, prepare)
     }
 
     fn start_shaped(
@@ -67,7 +79,15 @@ impl TestCluster {
         partitions: u32,
         collector: bool,
     ) -> TestCluster {
-        Self::start_full(meta_base_port, metas, replicas, partitions, collector, true)
+        Self::start_full(
+            meta_base_port,
+            metas,
+            replicas,
+            partitions,
+            collector,
+            true,
+            &|_| {},
+        )
     }
 
     fn start_full(
@@ -77,6 +97,7 @@ impl TestCluster {
         partitions: u32,
         collector: bool,
         plog_force_flush: bool,
+        prepare: &dyn Fn(&std::path::Path),
     ) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut options =
@@ -91,6 +112,8 @@ impl TestCluster {
         options.collector = collector;
         options.collector_port = free_port_block(0);
         options.plog_force_flush = plog_force_flush;
+        std::fs::create_dir_all(&options.root).unwrap();
+        prepare(&options.root);
         let onebox = Onebox::new(options);
         onebox.start().expect("onebox starts");
         TestCluster { onebox, _dir: dir }

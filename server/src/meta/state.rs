@@ -242,7 +242,10 @@ impl Cluster {
             // any node; one whose only copy is on a dead node waits for it.
             let with_copy = alive
                 .iter()
-                .find(|a| self.nodes[a].replicas.contains(&gpid))
+                .find(|a| {
+                    let n = &self.nodes[a];
+                    n.replicas.contains(&gpid) && !n.errors.contains(&gpid)
+                })
                 .copied();
             let never_assigned = current.ballot == 0;
             let choice =
@@ -380,8 +383,14 @@ mod tests {
         } else {
             (addr(2), addr(1))
         };
-        // The primary of partition 0 found its copy damaged and moved it aside.
-        c.beacon(lost, vec![Gpid::new(1, 1)], vec![Gpid::new(1, 0)], t0);
+        // The primary of partition 0 lost its copy: still on disk, reported lost (a failed
+        // write on a full disk), or moved aside as damaged.
+        c.beacon(
+            lost,
+            vec![Gpid::new(1, 0), Gpid::new(1, 1)],
+            vec![Gpid::new(1, 0)],
+            t0,
+        );
         c.beacon(other, vec![Gpid::new(1, 1)], vec![], t0);
         assert_eq!(c.assign(1), vec![(1, 0)]);
         let p = &c.apps[&1].partitions[0];

@@ -161,6 +161,12 @@ pub trait Service: Send + Sync + 'static {
     fn http(&self, _path: &str) -> Option<String> {
         None
     }
+
+    /// `GET /health`: `Err` with what is wrong makes it a 503 (container healthchecks and
+    /// `pegasus_server healthcheck` then fail).
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Largest HTTP request head read.
@@ -186,14 +192,16 @@ async fn http<S: Service>(
     }
     let head = String::from_utf8_lossy(&buf);
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let answer = if path == "/health" {
-        Some("ok\n".to_owned())
+    let (status, body) = if path == "/health" {
+        match service.health() {
+            Ok(()) => ("200 OK", "ok\n".to_owned()),
+            Err(why) => ("503 Service Unavailable", format!("{why}\n")),
+        }
     } else {
-        service.http(&path)
-    };
-    let (status, body) = match answer {
-        Some(body) => ("200 OK", body),
-        None => ("404 Not Found", format!("no page {path}\n")),
+        match service.http(&path) {
+            Some(body) => ("200 OK", body),
+            None => ("404 Not Found", format!("no page {path}\n")),
+        }
     };
     let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -186,9 +186,16 @@ impl ReplicaStub {
         }))
     }
 
-    /// The replicas this node lost (damaged, or unable to open), with why.
+    /// The replicas this node lost (damaged, unable to open, or stopped by a failed write: a
+    /// full disk, an I/O error), with why. The meta hears of them with every beacon.
     pub fn lost(&self) -> BTreeMap<Gpid, String> {
-        self.lost.read().expect("lost").clone()
+        let mut lost = self.lost.read().expect("lost").clone();
+        for (gpid, p) in self.partitions.read().expect("partitions").iter() {
+            if let Some(why) = p.failure() {
+                lost.entry(*gpid).or_insert_with(|| why.to_owned());
+            }
+        }
+        lost
     }
 
     /// The replica of `gpid`, if this node holds it.
@@ -353,6 +360,18 @@ fn is_read(name: &str) -> bool {
 }
 
 impl Service for ReplicaStub {
+    fn health(&self) -> Result<(), String> {
+        let lost = self.lost();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        Err(lost
+            .iter()
+            .map(|(gpid, why)| format!("replica {gpid} lost: {why}"))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+
     fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
         let mut point_reads = Vec::new();
         let mut reads = Vec::new();

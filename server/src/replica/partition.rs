@@ -15,8 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use pegasus_protocol::types::Gpid;
@@ -117,7 +116,7 @@ pub struct Partition {
     storage: Arc<Storage>,
     writes: Mutex<Option<mpsc::Sender<PendingWrite>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    failed: Arc<AtomicBool>,
+    failed: Arc<OnceLock<String>>,
     scanners: Mutex<Scanners>,
     options: PartitionOptions,
 }
@@ -163,7 +162,7 @@ impl Partition {
         let last_decree = storage.applied_decree()?.max(plog.max_decree());
         info!(%gpid, applied, replayed, last_decree, "replica opened");
         let (tx, rx) = mpsc::channel(options.write_queue);
-        let failed = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(OnceLock::new());
         let writer = {
             let storage = Arc::clone(&storage);
             let failed = Arc::clone(&failed);
@@ -202,6 +201,11 @@ impl Partition {
         &self.storage
     }
 
+    /// Why the partition stopped taking writes (an I/O error, a full disk), if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
     /// The read bounds.
     pub fn limits(&self) -> ReadLimits {
         self.options.limits
@@ -211,7 +215,7 @@ impl Partition {
     /// durable and applied (or at once with [`PartitionError::Busy`] when the queue is full:
     /// overload is an answer, never an unbounded wait).
     pub fn submit(&self, op: WriteOp, done: WriteDone) {
-        if self.failed.load(Ordering::Acquire) {
+        if self.failed.get().is_some() {
             return done(Err(PartitionError::Closed));
         }
         let guard = self.writes.lock().expect("writes");
@@ -310,7 +314,7 @@ fn writer_loop(
     mut plog: Plog,
     mut last_decree: u64,
     mut rx: mpsc::Receiver<PendingWrite>,
-    failed: Arc<AtomicBool>,
+    failed: Arc<OnceLock<String>>,
     options: PartitionOptions,
 ) {
     let ballot = 1;
@@ -322,7 +326,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        if failed.load(Ordering::Acquire) {
+        if failed.get().is_some() {
             for w in batch {
                 (w.done)(Err(PartitionError::Closed));
             }
@@ -365,7 +369,7 @@ fn writer_loop(
         };
         if let Err(e) = &durable {
             error!(%gpid, "write failed, partition stops taking writes: {e}");
-            failed.store(true, Ordering::Release);
+            let _ = failed.set(format!("a write failed: {e}"));
         }
         for (done, result, decree) in answers {
             let result = match (&durable, result) {
