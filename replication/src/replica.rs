@@ -74,8 +74,9 @@ pub struct Replica<N, W> {
     prepared: BTreeMap<u64, Entry<N, W>>,
     now: u64,
     last_prepare: u64,
-    /// A removal was asked for in this ballot: ask once.
-    removing: bool,
+    /// When a removal was last asked for in this ballot: asked again every prepare timeout, in
+    /// case the request was lost.
+    removing: Option<u64>,
 }
 
 impl<N, W> Replica<N, W>
@@ -93,7 +94,14 @@ where
     pub fn recover(me: N, options: Options, applied: u64, log: Vec<Mutation<W>>) -> Self {
         let mut prepared = BTreeMap::new();
         for m in log.into_iter().filter(|m| m.decree > applied) {
-            // A later append of a decree (a later ballot) replaces an earlier one.
+            // A decree logged twice: the copy of the higher ballot wins, whatever order the
+            // appends reached the disk in.
+            if prepared
+                .get(&m.decree)
+                .is_some_and(|e: &Entry<N, W>| e.mutation.ballot >= m.ballot)
+            {
+                continue;
+            }
             prepared.insert(
                 m.decree,
                 Entry {
@@ -118,7 +126,7 @@ where
             prepared,
             now: 0,
             last_prepare: 0,
-            removing: false,
+            removing: None,
         }
     }
 
@@ -398,7 +406,7 @@ where
         }
         let was_primary = self.role == Role::Primary;
         self.config = config;
-        self.removing = false;
+        self.removing = None;
         if self.config.primary == Some(self.me) {
             self.role = Role::Primary;
             self.serving = true;
@@ -478,8 +486,11 @@ where
             .collect();
         if !late.is_empty() {
             self.serving = false;
-            if !self.removing {
-                self.removing = true;
+            let due = self
+                .removing
+                .is_none_or(|asked| self.now - asked >= self.options.prepare_timeout);
+            if due {
+                self.removing = Some(self.now);
                 for member in late {
                     out.push(Output::Remove {
                         member,
@@ -488,6 +499,11 @@ where
                 }
             }
             return;
+        }
+        // Every secondary caught up after all (the acknowledgements were only late): serve
+        // again; a removal already asked for may still come, as a new configuration.
+        if self.removing.take().is_some() {
+            self.serving = true;
         }
         // Idle, with secondaries behind the commit point of a write: an empty write carries it.
         if self.serving

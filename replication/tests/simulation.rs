@@ -26,7 +26,8 @@ use std::time::Instant;
 use pegasus_replication::{Config, Input, Message, Mutation, Options, Output, Replica, Role};
 
 /// Seeds that once failed, replayed first.
-const REGRESSIONS: &[u64] = &[];
+/// 3857: a primary whose late acknowledgements all came in stayed out of service for good.
+const REGRESSIONS: &[u64] = &[3857];
 
 /// splitmix64: small, fast, and the same everywhere.
 struct Rng(u64);
@@ -257,8 +258,11 @@ impl Sim {
                     Err(_) => self.totals.refused += 1,
                 },
                 Output::Remove { member, ballot } => {
-                    let due = self.now + self.delay();
-                    self.meta_inbox.push((due, node, member, ballot));
+                    // Requests to the meta are lost too: the primary must ask again.
+                    if !(faulty && self.rng.chance(self.faults.drop)) {
+                        let due = self.now + self.delay();
+                        self.meta_inbox.push((due, node, member, ballot));
+                    }
                 }
             }
         }
@@ -492,13 +496,19 @@ impl Sim {
         // Writes resume: one more write commits, where the group is large enough to take it.
         let members = self.config.members();
         if members >= self.options.min_replicas {
-            let write = self.next_write;
-            self.next_write += 1;
-            self.input(primary, Input::Write { id: write, write }, false)?;
-            for _ in 0..400 {
+            // A client retries every 20 steps (a refused write, or one whose primary is busy
+            // reconfiguring, is tried again) until one is acknowledged.
+            let first = self.next_write;
+            for step in 0..400 {
+                if step % 20 == 0 && !self.acked.keys().any(|w| *w >= first) {
+                    let write = self.next_write;
+                    self.next_write += 1;
+                    let primary = self.config.primary.unwrap_or(primary);
+                    self.input(primary, Input::Write { id: write, write }, false)?;
+                }
                 self.step(false)?;
             }
-            if !self.acked.contains_key(&write) {
+            if !self.acked.keys().any(|w| *w >= first) {
                 return Err(format!(
                     "writes do not resume: a write to primary {primary} of {members} members was not acknowledged"
                 ));

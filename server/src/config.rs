@@ -251,6 +251,11 @@ impl ServerConfig {
                 "request_read_timeout_seconds",
                 net_defaults.read_timeout.as_secs(),
             )?),
+            write_timeout: Duration::from_secs(config.parse_or(
+                "network",
+                "response_write_timeout_seconds",
+                net_defaults.write_timeout.as_secs(),
+            )?),
         };
         let mut bootstrap_apps = Vec::new();
         for section in config

@@ -44,6 +44,10 @@ pub struct Limits {
     /// A request (or HTTP head) begun and not finished within this long closes its connection:
     /// a client that trickles bytes holds no connection (`[network] request_read_timeout_seconds`).
     pub read_timeout: Duration,
+    /// Answers not taken by the client within this long close its connection: a client that
+    /// stops reading holds no connection, nor the server's shutdown
+    /// (`[network] response_write_timeout_seconds`).
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -55,16 +59,17 @@ impl Default for Limits {
             max_body: 64 << 20,
             idle_timeout: Duration::from_secs(600),
             read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
 
 impl Limits {
-    /// When a connection that last heard from its client at `last` (with `partial` bytes of an
-    /// unfinished request) times out; `None`: never.
-    fn deadline(&self, last: Instant, partial: bool) -> Option<Instant> {
-        if partial {
-            Some(last + self.read_timeout)
+    /// When a connection times out: `read_timeout` after the unfinished request it holds began,
+    /// else `idle_timeout` after its last activity; `None`: never.
+    fn deadline(&self, last: Instant, partial_since: Option<Instant>) -> Option<Instant> {
+        if let Some(began) = partial_since {
+            Some(began + self.read_timeout)
         } else if self.idle_timeout.is_zero() {
             None
         } else {
@@ -276,7 +281,7 @@ async fn connection<S: Service>(
     let mut last_read = Instant::now();
     // The first bytes decide the protocol: HTTP (`GET `, `POST`) or THFT frames.
     while buf.len() < 4 {
-        let deadline = limits.deadline(last_read, !buf.is_empty());
+        let deadline = limits.deadline(last_read, (!buf.is_empty()).then_some(last_read));
         tokio::select! {
             n = reader.read_buf(&mut buf) => if matches!(n, Ok(0) | Err(_)) { return },
             _ = sleep_until(deadline) => {
@@ -296,11 +301,15 @@ async fn connection<S: Service>(
     // Frames being written; swapped with the outbox's buffer, so both keep their capacity.
     let mut out = Vec::with_capacity(64 << 10);
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+    // When the unfinished request in `buf` began (its first byte came).
+    let mut partial_since = (!buf.is_empty()).then_some(last_read);
     'read: loop {
         let mut batch = Vec::new();
         loop {
             match frame::decode_request(&mut buf, limits.max_body) {
                 Ok(Some(request)) => {
+                    // Whatever follows is a new request.
+                    partial_since = (!buf.is_empty()).then(Instant::now);
                     let permit = match Arc::clone(&in_flight).try_acquire_owned() {
                         Ok(p) => p,
                         Err(_) => {
@@ -309,16 +318,20 @@ async fn connection<S: Service>(
                             if !batch.is_empty() {
                                 service.handle(std::mem::take(&mut batch));
                             }
-                            if !flush(outbox, &mut out, &mut writer).await {
+                            if !flush(outbox, &mut out, &mut writer, limits.write_timeout).await {
                                 break 'read;
                             }
-                            tokio::select! {
+                            let permit = tokio::select! {
                                 p = Arc::clone(&in_flight).acquire_owned() => match p {
                                     Ok(p) => p,
                                     Err(_) => break 'read,
                                 },
                                 _ = stop.recv() => break 'read,
-                            }
+                            };
+                            // Not reading meanwhile was our doing, not the client's.
+                            last_read = Instant::now();
+                            partial_since = partial_since.map(|_| last_read);
+                            permit
                         }
                     };
                     answers.pending.fetch_add(1, Ordering::AcqRel);
@@ -342,19 +355,29 @@ async fn connection<S: Service>(
             // leave in the same write; later ones (disk reads, writes) ring `ready`.
             service.handle(batch);
         }
-        if !flush(outbox, &mut out, &mut writer).await {
+        if !flush(outbox, &mut out, &mut writer, limits.write_timeout).await {
             break;
         }
-        // Idle (nothing in flight, nothing half read) or trickling: a deadline; waiting for
-        // answers: none.
+        if buf.is_empty() {
+            partial_since = None;
+        }
+        // Idle (nothing in flight) or trickling: a deadline. Waiting for answers: none, and the
+        // clocks start again once the last answer is out.
         let waiting = answers.pending.load(Ordering::Acquire) > 0;
+        if waiting {
+            last_read = Instant::now();
+            partial_since = partial_since.map(|_| last_read);
+        }
         let deadline = (!waiting)
-            .then(|| limits.deadline(last_read, !buf.is_empty()))
+            .then(|| limits.deadline(last_read, partial_since))
             .flatten();
         tokio::select! {
             n = reader.read_buf(&mut buf) => match n {
                 Ok(0) => break,
-                Ok(_) => last_read = Instant::now(),
+                Ok(_) => {
+                    last_read = Instant::now();
+                    partial_since.get_or_insert(last_read);
+                }
                 Err(e) => {
                     debug!(%peer, "read: {e}");
                     break;
@@ -370,12 +393,12 @@ async fn connection<S: Service>(
     }
     // Answers still being computed are written as they come, until the last reply is gone.
     while answers.pending.load(Ordering::Acquire) > 0 {
-        if !flush(outbox, &mut out, &mut writer).await {
+        if !flush(outbox, &mut out, &mut writer, limits.write_timeout).await {
             return;
         }
         outbox.rung().await;
     }
-    flush(outbox, &mut out, &mut writer).await;
+    flush(outbox, &mut out, &mut writer, limits.write_timeout).await;
 }
 
 /// Sleeps until `deadline`, or forever.
@@ -386,12 +409,21 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Writes every queued answer in one write; false when the connection is broken.
-async fn flush(outbox: &Outbox, out: &mut Vec<u8>, writer: &mut OwnedWriteHalf) -> bool {
+/// Writes every queued answer in one write; false when the connection is broken, or the client
+/// has not taken them within `timeout`.
+async fn flush(
+    outbox: &Outbox,
+    out: &mut Vec<u8>,
+    writer: &mut OwnedWriteHalf,
+    timeout: Duration,
+) -> bool {
     if !outbox.take(out) {
         return true;
     }
-    writer.write_all(out).await.is_ok()
+    matches!(
+        tokio::time::timeout(timeout, writer.write_all(out)).await,
+        Ok(Ok(()))
+    )
 }
 
 #[cfg(test)]
@@ -539,6 +571,24 @@ mod tests {
             .await
             .expect("write");
         assert!(closed_within(&mut trickle, Duration::from_secs(3)).await);
+        // A frame trickled a byte at a time, each within the timeout: the request as a whole
+        // must still arrive in time.
+        let mut slow = TcpStream::connect(addr).await.expect("connect");
+        let started = Instant::now();
+        let mut closed = false;
+        for byte in frame.iter().take(40) {
+            if slow.write_all(&[*byte]).await.is_err() {
+                closed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(closed || closed_within(&mut slow, Duration::from_secs(1)).await);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         // An HTTP head that never ends.
         let mut http = TcpStream::connect(addr).await.expect("connect");
         http.write_all(b"GET /health HTTP/1.1\r\n")

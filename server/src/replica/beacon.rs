@@ -81,15 +81,14 @@ pub async fn run(
                     leader = Some(meta);
                     let gpids: Vec<_> = r.primaries.iter().map(|a| a.pid).collect();
                     assigned = !gpids.is_empty();
+                    // The lease holds from the answer on, whatever opening replicas then takes.
+                    stub.grant_lease(sent + options.lease);
                     let opener = Arc::clone(&stub);
                     // Opening replicas touches disks: not on the async workers.
                     match tokio::task::spawn_blocking(move || opener.apply_assignments(&gpids))
                         .await
                     {
-                        Ok(Ok(())) => {
-                            stub.grant_lease(sent + options.lease);
-                            answered = true;
-                        }
+                        Ok(Ok(())) => answered = true,
                         Ok(Err(e)) => warn!("applying assignments: {e}"),
                         Err(e) => warn!("applying assignments: {e}"),
                     }

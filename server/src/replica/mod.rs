@@ -360,16 +360,22 @@ fn is_read(name: &str) -> bool {
 }
 
 impl Service for ReplicaStub {
+    /// Unhealthy while a replica has stopped taking writes (a full disk, an I/O error): that
+    /// needs the operator, and a restart once it is fixed. Replicas moved aside as damaged are
+    /// reported to the meta and logged, but do not keep the node unhealthy for good.
     fn health(&self) -> Result<(), String> {
-        let lost = self.lost();
-        if lost.is_empty() {
-            return Ok(());
-        }
-        Err(lost
+        let failed: Vec<String> = self
+            .partitions
+            .read()
+            .expect("partitions")
             .iter()
-            .map(|(gpid, why)| format!("replica {gpid} lost: {why}"))
-            .collect::<Vec<_>>()
-            .join("\n"))
+            .filter_map(|(gpid, p)| p.failure().map(|why| format!("replica {gpid} lost: {why}")))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("\n"))
+        }
     }
 
     fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
