@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer and operator entry point, with the verbs Pegasus users know from Pegasus's run.sh.
 # The logic lives in the Rust tools; this script installs what the build needs, builds them and
-# passes arguments on. `.ci/run` uses the same set-up (`./run.sh setup test`).
+# passes arguments on. `.ci/run` runs `./run.sh test`, so CI installs through the same set-up.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)

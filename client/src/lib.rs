@@ -44,9 +44,12 @@ pub enum ClientError {
     /// The server could not be reached.
     #[error("cannot connect to {0}: {1}")]
     Connect(SocketAddr, std::io::Error),
-    /// The connection broke.
+    /// The connection broke, maybe after the request was sent.
     #[error("disconnected: {0}")]
     Disconnected(String),
+    /// The connection was already closed: the request was never sent.
+    #[error("not sent: {0}")]
+    NotSent(String),
     /// The server answered with an rDSN error.
     #[error("server error {0}")]
     Server(ErrorCode),
@@ -98,6 +101,7 @@ impl ClientError {
             ClientError::Timeout
                 | ClientError::Connect(..)
                 | ClientError::Disconnected(_)
+                | ClientError::NotSent(_)
                 | ClientError::Server(
                     ErrorCode::ObjectNotFound
                         | ErrorCode::InvalidState

@@ -220,10 +220,8 @@ impl Session {
         args: &A,
     ) -> Result<(), ClientError> {
         if !self.is_alive() {
-            return Err(ClientError::Disconnected(format!(
-                "{} is closed",
-                self.addr
-            )));
+            // Nothing was written: safe to send again elsewhere, whatever the request.
+            return Err(ClientError::NotSent(format!("{} is closed", self.addr)));
         }
         self.outbox
             .append(|frames| frame::append_request_v0(frames, meta, name, seqid, args))?;

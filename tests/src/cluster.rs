@@ -18,18 +18,32 @@ pub struct TestCluster {
     _dir: tempfile::TempDir,
 }
 
-/// A base port with `n` free ports after it.
+/// A base port with `n` free ports after it, below the kernel's ephemeral range (32768 and up):
+/// a port there is never handed to an outgoing connection, so a node that is killed and
+/// restarted gets its port back. Blocks are handed out in turn (tests run concurrently), from a
+/// start that differs between processes, and checked free.
 pub fn free_port_block(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const HIGH: u32 = 32_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        LOW + (std::process::id() * 7919) % (HIGH - LOW),
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
     loop {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 60000 {
-            continue;
+        let mut base = NEXT.fetch_add(u32::from(n) + 1, Ordering::AcqRel);
+        if base + u32::from(n) >= HIGH {
+            base = LOW + (base + u32::from(n)) % (HIGH - LOW);
+            NEXT.store(base + u32::from(n) + 1, Ordering::Release);
         }
-        if (1..=n).all(|i| TcpListener::bind(("0.0.0.0", base + i)).is_ok()) {
+        let base = base as u16;
+        let free = |p: u16| {
+            TcpListener::bind(("0.0.0.0", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
+        };
+        if (0..=n).all(|i| free(base + i)) {
             return base;
         }
     }
