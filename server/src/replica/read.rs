@@ -174,17 +174,20 @@ pub fn multi_get(
     } else {
         usize::MAX
     };
+    // One bound for both forms: the request's own, and the server's iteration limits.
+    let full = |found: usize, seen: usize, size: usize| {
+        found >= max_count
+            || size >= max_size
+            || seen >= limits.max_iteration_count
+            || size >= limits.max_iteration_size
+    };
     let mut kvs = Vec::new();
     if let Some(sort_keys) = r.sort_keys.as_ref().filter(|k| !k.is_empty()) {
         // Listed keys are bounded like a range: past a bound, what was found so far comes back
         // with `INCOMPLETE`.
         let (mut size, mut complete) = (0usize, true);
         for (n, sort_key) in sort_keys.iter().enumerate() {
-            if kvs.len() >= max_count
-                || size >= max_size
-                || n >= limits.max_iteration_count
-                || size >= limits.max_iteration_size
-            {
+            if full(kvs.len(), n, size) {
                 complete = false;
                 break;
             }
@@ -252,11 +255,7 @@ pub fn multi_get(
             break;
         }
         if in_range(k) {
-            if kvs.len() >= max_count
-                || size >= max_size
-                || seen >= limits.max_iteration_count
-                || size >= limits.max_iteration_size
-            {
+            if full(kvs.len(), seen, size) {
                 complete = false;
                 break;
             }
