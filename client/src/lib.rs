@@ -94,7 +94,9 @@ impl ClientError {
         matches!(self, ClientError::Timeout | ClientError::Disconnected(_))
     }
 
-    /// Whether the routing may be stale: the request should go to a fresh primary.
+    /// Whether the routing may be stale, or the partition briefly cannot write (too few
+    /// members, too many writes in flight): the request goes again, after a pause, to a fresh
+    /// primary.
     pub fn needs_new_route(&self) -> bool {
         matches!(
             self,
@@ -107,6 +109,7 @@ impl ClientError {
                         | ErrorCode::InvalidState
                         | ErrorCode::InactiveState
                         | ErrorCode::NotEnoughMember
+                        | ErrorCode::CapacityExceeded
                         | ErrorCode::NoPrimary
                         | ErrorCode::ForwardToOthers
                 )

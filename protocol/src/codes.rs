@@ -43,6 +43,10 @@ pub enum ErrorCode {
     TryAgain,
     /// No primary for the partition.
     NoPrimary,
+    /// Too many writes in flight past the commit point: retry shortly.
+    CapacityExceeded,
+    /// A configuration change was asked against a ballot that is not the current one.
+    InvalidVersion,
 }
 
 impl ErrorCode {
@@ -68,10 +72,12 @@ impl ErrorCode {
             ErrorCode::NotImplemented => "ERR_NOT_IMPLEMENTED",
             ErrorCode::TryAgain => "ERR_TRY_AGAIN",
             ErrorCode::NoPrimary => "ERR_NO_PRIMARY",
+            ErrorCode::CapacityExceeded => "ERR_CAPACITY_EXCEEDED",
+            ErrorCode::InvalidVersion => "ERR_INVALID_VERSION",
         }
     }
 
-    const ALL: [ErrorCode; 19] = [
+    const ALL: [ErrorCode; 21] = [
         ErrorCode::Ok,
         ErrorCode::Unknown,
         ErrorCode::AppExist,
@@ -91,6 +97,8 @@ impl ErrorCode {
         ErrorCode::NotImplemented,
         ErrorCode::TryAgain,
         ErrorCode::NoPrimary,
+        ErrorCode::CapacityExceeded,
+        ErrorCode::InvalidVersion,
     ];
 
     /// The code of a wire name; unknown names are [`ErrorCode::Unknown`].
@@ -153,6 +161,12 @@ pub mod rpc {
     pub const LIST_APPS: &str = "RPC_CM_LIST_APPS";
     pub const LIST_NODES: &str = "RPC_CM_LIST_NODES";
     pub const CLUSTER_INFO: &str = "RPC_CM_CLUSTER_INFO";
+    /// Primary to secondary: log this mutation (replication; our payload, Pegasus's name).
+    pub const PREPARE: &str = "RPC_PREPARE";
+    /// A member to the meta: change a partition's configuration (our payload, Pegasus's name).
+    pub const UPDATE_CONFIG: &str = "RPC_CM_UPDATE_PARTITION_CONFIGURATION";
+    /// The meta to a replica server: a partition's new configuration (our payload).
+    pub const CONFIG_PROPOSAL: &str = "RPC_CONFIG_PROPOSAL";
 
     /// The answer's name: `name + "_ACK"`.
     pub fn ack(name: &str) -> String {

@@ -591,21 +591,99 @@ thrift_struct! {
 }
 
 thrift_struct! {
-    /// One partition a replica server must serve as primary.
+    /// A partition's configuration as the meta tells a replica server: with every beacon answer
+    /// for each partition the node is a member of or holds a copy of, and in the answer to a
+    /// configuration change. A node that is neither primary nor secondary is inactive.
     pub struct Assignment {
         1: pid: Gpid,
         2: partition_count: i32,
         3: ballot: i64,
+        4: primary: RpcAddress,
+        5: secondaries: Vec<RpcAddress>,
+        6: max_replica_count: i32,
     }
 }
 
 thrift_struct! {
-    /// The leader's answer to a beacon: the node's assignments (the config sync), or
+    /// The leader's answer to a beacon: the node's configurations (the config sync), or
     /// `ERR_FORWARD_TO_OTHERS` with the leader.
     pub struct BeaconResponse {
         1: err: ErrorName,
         2: leader: RpcAddress,
-        3: primaries: Vec<Assignment>,
+        3: configs: Vec<Assignment>,
+    }
+}
+
+/// Pegasus's `config_type` values (`idl/metadata.thrift`), those this server uses.
+pub mod config_type {
+    /// A partition without members gets a primary.
+    pub const ASSIGN_PRIMARY: i32 = 1;
+    /// A secondary becomes primary.
+    pub const UPGRADE_TO_PRIMARY: i32 = 2;
+    /// A member leaves the configuration.
+    pub const DOWNGRADE_TO_INACTIVE: i32 = 6;
+    /// The same members under the next ballot (a restarted primary takes it up).
+    pub const PRIMARY_FORCE_UPDATE_BALLOT: i32 = 9;
+}
+
+thrift_struct! {
+    /// One effect of a write, as the private log holds it: `kind` 0 puts `value` at `key`
+    /// (the stored, encoded forms), 1 deletes `key`.
+    pub struct WireOp {
+        1: kind: i32,
+        2: key: Blob,
+        3: value: Blob,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_PREPARE`: the primary of `ballot` asks a secondary to log a mutation. `committed` is
+    /// the primary's commit point (it rides on every prepare); `ballot_start` its commit point
+    /// when it took up `ballot`. `empty` marks a mutation that only carries the commit point.
+    pub struct PrepareRequest {
+        1: pid: Gpid,
+        2: ballot: i64,
+        3: ballot_start: i64,
+        4: committed: i64,
+        5: mutation_ballot: i64,
+        6: decree: i64,
+        7: empty: bool,
+        8: ops: Vec<WireOp>,
+        /// The primary's advertised address.
+        9: primary: RpcAddress,
+    }
+}
+
+thrift_struct! {
+    /// The answer to a prepare: logged under `ballot` (`rejected` false), or refused because the
+    /// secondary knows the higher `ballot`. `err` is not `ERR_OK` when the secondary cannot take
+    /// part (inactive, not a member, closing).
+    pub struct PrepareResponse {
+        1: err: ErrorName,
+        2: ballot: i64,
+        3: decree: i64,
+        4: rejected: bool,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_UPDATE_PARTITION_CONFIGURATION`: a member asks the meta leader for a change of
+    /// configuration `ballot` (a compare-and-swap: any other ballot gets `ERR_INVALID_VERSION`
+    /// with the current configuration). Served: `DOWNGRADE_TO_INACTIVE` of `node`, and
+    /// `PRIMARY_FORCE_UPDATE_BALLOT` by the primary `node`.
+    pub struct UpdateConfigRequest {
+        1: pid: Gpid,
+        2: ballot: i64,
+        3: node: RpcAddress,
+        4: config_type: i32,
+    }
+}
+
+thrift_struct! {
+    /// The answer: the configuration after the change, or the current one.
+    pub struct UpdateConfigResponse {
+        1: err: ErrorName,
+        2: config: Assignment,
     }
 }
 
@@ -646,6 +724,10 @@ thrift_struct! {
         7: fully_healthy: i32,
         8: unhealthy: i32,
         9: create_second: i64,
+        /// Partitions without a primary or with fewer members than a write needs.
+        10: write_unhealthy: i32,
+        /// Partitions without a primary.
+        11: read_unhealthy: i32,
     }
 }
 
@@ -664,6 +746,8 @@ thrift_struct! {
         2: alive: bool,
         3: primary_count: i32,
         4: replica_count: i32,
+        /// Partitions it serves as secondary.
+        5: secondary_count: i32,
     }
 }
 

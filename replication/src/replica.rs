@@ -77,6 +77,9 @@ pub struct Replica<N, W> {
     /// When a removal was last asked for in this ballot: asked again every prepare timeout, in
     /// case the request was lost.
     removing: Option<u64>,
+    /// The last decree a new primary re-prepared: it answers reads only once that is committed
+    /// (whatever was prepared before may have been acknowledged to a client).
+    reconciled_to: u64,
 }
 
 impl<N, W> Replica<N, W>
@@ -127,7 +130,31 @@ where
             now: 0,
             last_prepare: 0,
             removing: None,
+            reconciled_to: 0,
         }
+    }
+
+    /// Sets `mutation_2pc_min_replica_count` for this partition (a table of one copy needs
+    /// one).
+    pub fn set_min_replicas(&mut self, n: usize) {
+        self.options.min_replicas = n.max(1);
+    }
+
+    /// The configuration it knows.
+    pub fn config(&self) -> &Config<N> {
+        &self.config
+    }
+
+    /// Whether it may answer reads: a serving primary that has committed everything a previous
+    /// primary may have acknowledged.
+    pub fn readable(&self) -> bool {
+        self.role == Role::Primary && self.serving && self.committed >= self.reconciled_to
+    }
+
+    /// The mutations past the commit point, in decree order: a primary computes new writes on
+    /// top of them.
+    pub fn uncommitted(&self) -> impl Iterator<Item = &Mutation<W>> {
+        self.prepared.values().map(|e| &e.mutation)
     }
 
     /// Its role.
@@ -448,6 +475,7 @@ where
             self.send_prepare(&mutation, out);
             out.push(Output::Append(mutation));
         }
+        self.reconciled_to = next - 1;
         self.commit(out);
     }
 
@@ -636,6 +664,44 @@ mod tests {
             sends(&s.handle(prepare(2))),
             [(1, Message::Reject { ballot: 3 })]
         );
+    }
+
+    #[test]
+    fn a_new_primary_answers_reads_only_once_it_committed_what_it_held() {
+        let held = vec![
+            Mutation {
+                ballot: 1,
+                decree: 1,
+                write: Some("a"),
+            },
+            Mutation {
+                ballot: 1,
+                decree: 2,
+                write: Some("b"),
+            },
+        ];
+        let mut p = R::recover(2, Options::default(), 0, held);
+        assert!(!p.readable(), "inactive");
+        let out = p.handle(Input::Config(config(2, 2, &[3])));
+        assert_eq!(sends(&out).len(), 2, "both re-prepared under ballot 2");
+        assert!(!p.readable(), "holds decrees it has not committed");
+        for decree in [1, 2] {
+            p.handle(Input::Logged { ballot: 2, decree });
+            p.handle(Input::Receive {
+                from: 3,
+                message: Message::Ack { ballot: 2, decree },
+            });
+        }
+        assert_eq!(p.committed(), 2);
+        assert!(p.readable());
+        // A table of one copy writes alone.
+        let mut solo = R::new(1, Options::default());
+        solo.set_min_replicas(1);
+        solo.handle(Input::Config(config(1, 1, &[])));
+        assert!(matches!(
+            solo.handle(Input::Write { id: 1, write: "a" })[..],
+            [Output::Append(_)]
+        ));
     }
 
     #[test]

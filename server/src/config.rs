@@ -194,6 +194,14 @@ impl ServerConfig {
             plog_force_flush: config.bool_or("replication", "plog_force_flush", true)?,
             limits,
             server,
+            replication: pegasus_replication::Options {
+                min_replicas: config.parse_or(
+                    "replication",
+                    "mutation_2pc_min_replica_count",
+                    2,
+                )?,
+                ..pegasus_replication::Options::default()
+            },
             ..PartitionOptions::default()
         };
         let cluster_name = config.str_or("replication", "cluster_name", "").to_owned();

@@ -9,5 +9,7 @@ mod durability;
 mod operations;
 /// The official Python client, pypegasus3: its frames byte for byte, and every operation.
 mod pypegasus;
+/// Three copies per partition (PacificA): membership, two-phase writes, failover.
+mod replication;
 /// run.sh's set-up: the one package list, checked against a fake package database.
 mod setup;

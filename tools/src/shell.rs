@@ -213,7 +213,7 @@ impl Shell {
                     .iter()
                     .map(|n| {
                         let status = if n.alive { "ALIVE" } else { "UNALIVE" };
-                        (n.address.to_string(), json!({ "address": n.address.to_string(), "status": status, "replica_count": n.replica_count, "primary_count": n.primary_count, "secondary_count": 0 }))
+                        (n.address.to_string(), json!({ "address": n.address.to_string(), "status": status, "replica_count": n.replica_count, "primary_count": n.primary_count, "secondary_count": n.secondary_count }))
                     })
                     .collect();
                 let alive = r.nodes.iter().filter(|n| n.alive).count();
@@ -227,7 +227,7 @@ impl Shell {
                     .collect();
                 let healthy: Map<String, Value> = apps
                     .iter()
-                    .map(|a| (a.app_id.to_string(), json!({ "app_id": a.app_id, "app_name": a.app_name, "partition_count": a.partition_count, "fully_healthy": a.fully_healthy, "unhealthy": a.unhealthy, "write_unhealthy": a.unhealthy, "read_unhealthy": a.unhealthy })))
+                    .map(|a| (a.app_id.to_string(), json!({ "app_id": a.app_id, "app_name": a.app_name, "partition_count": a.partition_count, "fully_healthy": a.fully_healthy, "unhealthy": a.unhealthy, "write_unhealthy": a.write_unhealthy, "read_unhealthy": a.read_unhealthy })))
                     .collect();
                 json!({ "general_info": general, "healthy_info": healthy, "summary": { "total_app_count": apps.len() } })
             }
@@ -248,14 +248,14 @@ impl Shell {
                     .iter()
                     .map(|p| {
                         let count = usize::from(p.primary.socket_addr().is_some()) + p.secondaries.len();
-                        (p.pid.partition_index.to_string(), json!({ "pidx": p.pid.partition_index, "ballot": p.ballot, "replica_count": format!("{count}/{}", p.max_replica_count), "primary": p.primary.to_string(), "secondaries": [] }))
+                        (p.pid.partition_index.to_string(), json!({ "pidx": p.pid.partition_index, "ballot": p.ballot, "replica_count": format!("{count}/{}", p.max_replica_count), "primary": p.primary.to_string(), "secondaries": p.secondaries.iter().map(|s| s.to_string()).collect::<Vec<_>>() }))
                     })
                     .collect();
                 json!({
                     "parameters": { "app_name": name, "detailed": flag(rest, "-d") },
                     "general": { "app_name": name, "app_id": summary.app_id, "partition_count": summary.partition_count, "max_replica_count": summary.replica_count },
                     "replicas": replicas,
-                    "summary": { "fully_healthy_partition_count": summary.fully_healthy, "unhealthy_partition_count": summary.unhealthy, "write_unhealthy_partition_count": summary.unhealthy, "read_unhealthy_partition_count": summary.unhealthy },
+                    "summary": { "fully_healthy_partition_count": summary.fully_healthy, "unhealthy_partition_count": summary.unhealthy, "write_unhealthy_partition_count": summary.write_unhealthy, "read_unhealthy_partition_count": summary.read_unhealthy },
                 })
             }
         };
@@ -295,7 +295,7 @@ impl Shell {
                 let _ = writeln!(
                     out,
                     "{:<24}{:<10}{:<15}{:<15}{:<15}",
-                    n.address, status, n.replica_count, n.primary_count, 0
+                    n.address, status, n.replica_count, n.primary_count, n.secondary_count
                 );
             } else {
                 let _ = writeln!(out, "{:<24}{:<10}", n.address, status);
@@ -373,8 +373,8 @@ impl Shell {
                     a.partition_count,
                     a.fully_healthy,
                     a.unhealthy,
-                    a.unhealthy,
-                    a.unhealthy
+                    a.write_unhealthy,
+                    a.read_unhealthy
                 );
             }
         }
@@ -409,19 +409,25 @@ impl Shell {
             );
             for p in &config.partitions {
                 let count = usize::from(p.primary.socket_addr().is_some()) + p.secondaries.len();
+                let secondaries: Vec<String> =
+                    p.secondaries.iter().map(|s| s.to_string()).collect();
                 let _ = writeln!(
                     out,
-                    "{:<6}{:<8}{:<15}{:<24}[]",
+                    "{:<6}{:<8}{:<15}{:<24}[{}]",
                     p.pid.partition_index,
                     p.ballot,
                     format!("{count}/{}", p.max_replica_count),
-                    p.primary
+                    p.primary,
+                    secondaries.join(",")
                 );
             }
             let _ = writeln!(
                 out,
                 "\n[summary]\nfully_healthy_partition_count    : {}\nunhealthy_partition_count        : {}\nwrite_unhealthy_partition_count  : {}\nread_unhealthy_partition_count   : {}",
-                summary.fully_healthy, summary.unhealthy, summary.unhealthy, summary.unhealthy
+                summary.fully_healthy,
+                summary.unhealthy,
+                summary.write_unhealthy,
+                summary.read_unhealthy
             );
         }
         Ok(out)

@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pegasus_protocol::codes::{ErrorCode, rpc};
-use pegasus_protocol::frame::Request;
+use pegasus_protocol::frame::{Request, RequestMeta};
 use pegasus_protocol::types::*;
 use tracing::{error, info, warn};
 
-use self::state::Cluster;
+use self::state::{App, Changed, Cluster};
 use self::zk::{Zk, ZkError};
 use crate::net::{Reply, Service};
 
@@ -53,6 +53,8 @@ pub struct MetaOptions {
     pub min_live_nodes: usize,
     /// What a create request may ask for.
     pub create_limits: CreateLimits,
+    /// `[replication] mutation_2pc_min_replica_count`: fewer members cannot write.
+    pub min_2pc: usize,
 }
 
 /// Bounds on a create request: without them one request for 2^31 partitions makes the meta
@@ -119,6 +121,8 @@ pub struct MetaServer {
     leader: AtomicBool,
     leader_addr: Mutex<Option<SocketAddrV4>>,
     state: tokio::sync::Mutex<Cluster>,
+    /// Announces configuration changes to the replica servers.
+    client: pegasus_client::Client,
 }
 
 fn unix_now() -> i64 {
@@ -154,6 +158,7 @@ impl MetaServer {
             leader: AtomicBool::new(false),
             leader_addr: Mutex::new(None),
             state: tokio::sync::Mutex::new(Cluster::default()),
+            client: pegasus_client::Client::new(pegasus_client::ClientOptions::new(Vec::new())),
         }))
     }
 
@@ -246,7 +251,11 @@ impl MetaServer {
         let known: Vec<SocketAddrV4> = cluster
             .apps
             .values()
-            .flat_map(|a| a.partitions.iter().filter_map(|p| p.primary_addr()))
+            .flat_map(|a| {
+                a.partitions
+                    .iter()
+                    .flat_map(|p| p.primary_addr().into_iter().chain(p.secondary_addrs()))
+            })
             .collect();
         for node in known {
             cluster.nodes.entry(node).or_insert(state::Node {
@@ -273,15 +282,92 @@ impl MetaServer {
         }
     }
 
-    /// Assigns what needs a primary and persists the changes.
+    /// Cures what needs it (see [`Cluster::assign`]), persists and announces the changes.
     async fn cure(&self, state: &mut Cluster) {
-        for (app_id, pidx) in state.assign(self.options.min_live_nodes) {
-            let config = state.apps[&app_id].partitions[pidx as usize].clone();
-            info!(gpid = %Gpid::new(app_id, pidx), primary = config.primary, ballot = config.ballot, "partition assigned");
-            if let Err(e) = self.zk.save_partition(app_id, pidx, &config).await {
-                error!("persisting {app_id}.{pidx}: {e}");
+        let changed = state.assign(self.options.min_live_nodes);
+        self.publish(state, changed).await;
+    }
+
+    /// Persists each changed configuration before anyone hears of it, then tells every node
+    /// that was or is a member (beacon answers repeat it). One that cannot be persisted is
+    /// undone.
+    async fn publish(&self, state: &mut Cluster, changed: Vec<Changed>) {
+        for c in changed {
+            let gpid = Gpid::new(c.app_id, c.pidx);
+            let config = state.apps[&c.app_id].partitions[c.pidx as usize].clone();
+            if let Err(e) = self.zk.save_partition(c.app_id, c.pidx, &config).await {
+                error!(%gpid, "persisting the configuration failed, change undone: {e}");
+                state.apps.get_mut(&c.app_id).expect("app").partitions[c.pidx as usize] = c.before;
+                continue;
+            }
+            info!(%gpid, ballot = config.ballot, primary = config.primary, secondaries = ?config.secondaries, last_drops = ?config.last_drops, "configuration changed");
+            let proposal = Args(assignment(&state.apps[&c.app_id], c.pidx));
+            let mut nodes: Vec<SocketAddrV4> = c
+                .before
+                .primary_addr()
+                .into_iter()
+                .chain(c.before.secondary_addrs())
+                .chain(config.primary_addr())
+                .chain(config.secondary_addrs())
+                .collect();
+            nodes.sort();
+            nodes.dedup();
+            for node in nodes {
+                let client = self.client.clone();
+                let proposal = proposal.clone();
+                tokio::spawn(async move {
+                    let meta = RequestMeta {
+                        app_id: gpid.app_id,
+                        partition_index: gpid.partition_index,
+                        ..RequestMeta::default()
+                    };
+                    let _ = client
+                        .call::<_, Empty>(
+                            SocketAddr::V4(node),
+                            meta,
+                            rpc::CONFIG_PROPOSAL,
+                            &proposal,
+                            Duration::from_secs(1),
+                        )
+                        .await;
+                });
             }
         }
+    }
+
+    /// `RPC_CM_UPDATE_PARTITION_CONFIGURATION`: a member asks to remove a node, or a restarted
+    /// primary for the next ballot.
+    async fn update_config(&self, r: UpdateConfigRequest) -> UpdateConfigResponse {
+        let answer = |code: ErrorCode, config: Assignment| UpdateConfigResponse {
+            err: err(code),
+            config,
+        };
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers, Assignment::default());
+        }
+        let Some(node) = r.node.socket_addr() else {
+            return answer(ErrorCode::InvalidParameters, Assignment::default());
+        };
+        let mut state = self.state.lock().await;
+        let result = match r.config_type {
+            config_type::DOWNGRADE_TO_INACTIVE => state.remove_member(r.pid, r.ballot, node),
+            config_type::PRIMARY_FORCE_UPDATE_BALLOT => state.raise_ballot(r.pid, r.ballot, node),
+            _ => return answer(ErrorCode::NotImplemented, Assignment::default()),
+        };
+        let code = match result {
+            Ok(changed) => {
+                if let Some(c) = changed {
+                    info!(gpid = %r.pid, %node, ballot = r.ballot, config_type = r.config_type, "configuration change asked by a member");
+                    self.publish(&mut state, vec![c]).await;
+                    self.cure(&mut state).await;
+                }
+                ErrorCode::Ok
+            }
+            Err(_) if state.partition(r.pid).is_some() => ErrorCode::InvalidVersion,
+            Err(_) => return answer(ErrorCode::ObjectNotFound, Assignment::default()),
+        };
+        let app = &state.apps[&r.pid.app_id];
+        answer(code, assignment(app, r.pid.partition_index))
     }
 
     async fn query_config(&self, q: QueryCfgRequest) -> QueryCfgResponse {
@@ -320,7 +406,11 @@ impl MetaServer {
                     primary: p
                         .primary_addr()
                         .map_or(RpcAddress::INVALID, RpcAddress::new),
-                    secondaries: Vec::new(),
+                    secondaries: p
+                        .secondary_addrs()
+                        .into_iter()
+                        .map(RpcAddress::new)
+                        .collect(),
                     last_drops: p
                         .last_drops
                         .iter()
@@ -339,7 +429,7 @@ impl MetaServer {
             return BeaconResponse {
                 err: err(ErrorCode::ForwardToOthers),
                 leader: self.leader_address(),
-                primaries: Vec::new(),
+                configs: Vec::new(),
             };
         }
         let Some(node) = b.node.socket_addr() else {
@@ -349,24 +439,21 @@ impl MetaServer {
             };
         };
         let mut state = self.state.lock().await;
+        let reported = b.replicas.clone();
         let revived = state.beacon(node, b.replicas, b.errors, Instant::now());
         if revived {
             info!(%node, "replica server alive");
         }
         self.cure(&mut state).await;
-        let primaries = state
-            .primaries_of(node)
+        let configs = state
+            .configs_for(node, &reported)
             .into_iter()
-            .map(|(pid, partition_count, ballot)| Assignment {
-                pid,
-                partition_count,
-                ballot,
-            })
+            .map(|(gpid, app)| assignment(app, gpid.partition_index))
             .collect();
         BeaconResponse {
             err: err(ErrorCode::Ok),
             leader: RpcAddress::new(self.options.me),
-            primaries,
+            configs,
         }
     }
 
@@ -389,6 +476,19 @@ impl MetaServer {
             };
         }
         let mut state = self.state.lock().await;
+        let alive = state.alive_count();
+        if r.replica_count as usize > alive {
+            warn!(
+                table = r.app_name,
+                replicas = r.replica_count,
+                alive,
+                "create refused: more copies than alive replica servers"
+            );
+            return AppResponse {
+                err: err(ErrorCode::InvalidParameters),
+                app_id: 0,
+            };
+        }
         if state.app_by_name(&r.app_name).is_some() {
             return AppResponse {
                 err: err(ErrorCode::AppExist),
@@ -461,7 +561,8 @@ impl MetaServer {
             .apps
             .values()
             .map(|a| {
-                let healthy = state.healthy_partitions(a);
+                let (healthy, write_unhealthy, read_unhealthy) =
+                    state.health(a, self.options.min_2pc);
                 AppSummary {
                     app_id: a.info.app_id,
                     app_name: a.info.app_name.clone(),
@@ -472,6 +573,8 @@ impl MetaServer {
                     fully_healthy: healthy,
                     unhealthy: a.info.partition_count - healthy,
                     create_second: a.info.create_second,
+                    write_unhealthy,
+                    read_unhealthy,
                 }
             })
             .collect();
@@ -492,11 +595,15 @@ impl MetaServer {
         let mut nodes: Vec<NodeSummary> = state
             .nodes
             .iter()
-            .map(|(addr, n)| NodeSummary {
-                address: RpcAddress::new(*addr),
-                alive: n.alive,
-                primary_count: state.primaries_of(*addr).len() as i32,
-                replica_count: n.replicas.len() as i32,
+            .map(|(addr, n)| {
+                let (primaries, secondaries) = state.role_counts(addr);
+                NodeSummary {
+                    address: RpcAddress::new(*addr),
+                    alive: n.alive,
+                    primary_count: primaries as i32,
+                    replica_count: n.replicas.len() as i32,
+                    secondary_count: secondaries as i32,
+                }
             })
             .collect();
         nodes.sort_by_key(|n| n.address);
@@ -552,6 +659,7 @@ impl MetaServer {
         match request.message.name.as_str() {
             rpc::QUERY_CONFIG => answer!(QueryCfgRequest, |a| self.query_config(a)),
             rpc::BEACON => answer!(BeaconRequest, |a| self.beacon(a)),
+            rpc::UPDATE_CONFIG => answer!(UpdateConfigRequest, |a| self.update_config(a)),
             rpc::CREATE_APP => answer!(CreateAppRequest, |a| self.create_app(a)),
             rpc::DROP_APP => answer!(DropAppRequest, |a| self.drop_app(a)),
             rpc::LIST_APPS => answer!(Empty, |_| self.list_apps()),
@@ -559,6 +667,25 @@ impl MetaServer {
             rpc::CLUSTER_INFO => answer!(Empty, |_| async { self.cluster_info() }),
             _ => reply.error(ErrorCode::HandlerNotFound),
         }
+    }
+}
+
+/// Partition `pidx` of `app` as replica servers are told it.
+fn assignment(app: &App, pidx: i32) -> Assignment {
+    let p = &app.partitions[pidx as usize];
+    Assignment {
+        pid: Gpid::new(app.info.app_id, pidx),
+        partition_count: app.info.partition_count,
+        ballot: p.ballot,
+        primary: p
+            .primary_addr()
+            .map_or(RpcAddress::INVALID, RpcAddress::new),
+        secondaries: p
+            .secondary_addrs()
+            .into_iter()
+            .map(RpcAddress::new)
+            .collect(),
+        max_replica_count: p.max_replica_count,
     }
 }
 

@@ -1,10 +1,9 @@
 //! The leader's picture of the cluster: tables, their partitions' primaries, and the replica
 //! servers with their leases. Pure data and decisions; [`super::zk`] persists it.
 //!
-//! Assignment ("cure"): a partition without a live primary gets one. A new partition (never had a
-//! primary) goes to the alive node with the fewest primaries. A partition whose primary died goes
-//! only to a node that reports a copy on its disks; without a copy it waits for its node (copies
-//! beyond the primary arrive with replication).
+//! Membership ("cure", see [`Cluster::assign`]): every partition has a primary and secondaries,
+//! changed only by the leader, each change raising the ballot by one and persisted before anyone
+//! hears of it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddrV4;
@@ -73,6 +72,30 @@ impl PartitionConfig {
     /// The primary's address, if any.
     pub fn primary_addr(&self) -> Option<SocketAddrV4> {
         self.primary.parse().ok()
+    }
+
+    /// The secondaries' addresses.
+    pub fn secondary_addrs(&self) -> Vec<SocketAddrV4> {
+        self.secondaries
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    }
+
+    /// Whether `node` is the primary or a secondary.
+    pub fn has_member(&self, node: SocketAddrV4) -> bool {
+        self.primary_addr() == Some(node) || self.secondary_addrs().contains(&node)
+    }
+
+    /// Takes `node` out of the members and puts it last in `last_drops`.
+    fn drop_member(&mut self, node: SocketAddrV4) {
+        let name = node.to_string();
+        if self.primary == name {
+            self.primary.clear();
+        }
+        self.secondaries.retain(|s| s != &name);
+        self.last_drops.retain(|d| d != &name);
+        self.last_drops.push(name);
     }
 }
 
@@ -193,24 +216,44 @@ impl Cluster {
         dead
     }
 
-    fn alive(&self, addr: &SocketAddrV4) -> bool {
-        self.nodes.get(addr).is_some_and(|n| n.alive)
+    /// Replica servers alive.
+    pub fn alive_count(&self) -> usize {
+        self.nodes.values().filter(|n| n.alive).count()
     }
 
-    fn primary_count(&self, addr: &SocketAddrV4) -> usize {
-        self.apps
+    /// Partitions `addr` is primary of, and secondary of (available tables).
+    pub fn role_counts(&self, addr: &SocketAddrV4) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for p in self
+            .apps
             .values()
             .filter(|a| a.info.available())
             .flat_map(|a| &a.partitions)
-            .filter(|p| p.primary_addr().as_ref() == Some(addr))
-            .count()
+        {
+            if p.primary_addr().as_ref() == Some(addr) {
+                counts.0 += 1;
+            } else if p.secondary_addrs().contains(addr) {
+                counts.1 += 1;
+            }
+        }
+        counts
     }
 
-    /// Gives every available partition without a live primary one where possible. Returns the
-    /// partitions changed, to persist. With fewer than `min_live` alive nodes the cluster is
-    /// frozen (`min_live_node_count_for_unfreeze`): nothing moves, so a cluster that is still
-    /// starting does not put every partition on its first node.
-    pub fn assign(&mut self, min_live: usize) -> Vec<(i32, i32)> {
+    /// Cures what needs it and returns the partitions changed, with their configuration before,
+    /// to persist (ballot + 1 each) and announce. With fewer than `min_live` alive nodes the
+    /// cluster is frozen (`min_live_node_count_for_unfreeze`): nothing moves, so a cluster that
+    /// is still starting does not put every partition on its first node.
+    ///
+    /// - A new partition (ballot 0) gets `max_replica_count` members on distinct alive nodes,
+    ///   the least loaded first (ASSIGN_PRIMARY with its secondaries: every copy is empty); it
+    ///   waits until that many nodes are alive.
+    /// - A member that is dead, or reported its copy lost, leaves (DOWNGRADE_TO_INACTIVE): a
+    ///   dead primary is replaced by a live secondary (UPGRADE_TO_PRIMARY), which holds every
+    ///   committed write since each was acknowledged by every member.
+    /// - A partition without members waits for the last node that left (`last_drops`), the
+    ///   one that holds everything committed, and makes it primary again (ASSIGN_PRIMARY). It
+    ///   never promotes another, possibly stale, copy.
+    pub fn assign(&mut self, min_live: usize) -> Vec<Changed> {
         let mut changed = Vec::new();
         if self.nodes.values().filter(|n| n.alive).count() < min_live.max(1) {
             return changed;
@@ -222,88 +265,231 @@ impl Cluster {
             .flat_map(|a| (0..a.info.partition_count).map(move |p| (a.info.app_id, p)))
             .collect();
         for (app_id, pidx) in keys {
-            let current = self.apps[&app_id].partitions[pidx as usize].clone();
+            let before = self.apps[&app_id].partitions[pidx as usize].clone();
             let gpid = Gpid::new(app_id, pidx);
-            // A primary that reported its copy lost is as good as dead for this partition.
-            if current
-                .primary_addr()
-                .is_some_and(|p| self.serves(&p, gpid))
-            {
-                continue;
-            }
-            let mut alive: Vec<SocketAddrV4> = self
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.alive)
-                .map(|(a, _)| *a)
-                .collect();
-            alive.sort_by_key(|a| (self.primary_count(a), *a));
-            // A node with a copy on disk first; a partition that never had a primary may go to
-            // any node; one whose only copy is on a dead node waits for it.
-            let with_copy = alive
-                .iter()
-                .find(|a| {
-                    let n = &self.nodes[a];
-                    n.replicas.contains(&gpid) && !n.errors.contains(&gpid)
-                })
-                .copied();
-            let never_assigned = current.ballot == 0;
-            let choice =
-                with_copy.or_else(|| never_assigned.then(|| alive.first().copied()).flatten());
-            let p = &mut self.apps.get_mut(&app_id).expect("app").partitions[pidx as usize];
-            match choice {
-                Some(node) => {
-                    if let Some(old) = p.primary_addr().filter(|old| *old != node) {
-                        p.last_drops.retain(|d| d != &old.to_string());
-                        p.last_drops.push(old.to_string());
+            let mut after = before.clone();
+            if before.ballot == 0 {
+                let wanted = before.max_replica_count.max(1) as usize;
+                let mut alive: Vec<SocketAddrV4> = self
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| n.alive)
+                    .map(|(a, _)| *a)
+                    .collect();
+                // The copies on the least loaded nodes; the primary on the one of them with
+                // the fewest primaries.
+                alive.sort_by_key(|a| {
+                    let (p, s) = self.role_counts(a);
+                    (p + s, p, *a)
+                });
+                if alive.len() < wanted {
+                    // Every copy is placed at once, while all are empty: wait for enough nodes.
+                    continue;
+                }
+                alive.truncate(wanted);
+                let Some(primary) = alive.iter().copied().min_by_key(|a| {
+                    let (p, s) = self.role_counts(a);
+                    (p, p + s, *a)
+                }) else {
+                    continue;
+                };
+                after.primary = primary.to_string();
+                after.secondaries = alive
+                    .iter()
+                    .filter(|a| **a != primary)
+                    .map(|s| s.to_string())
+                    .collect();
+            } else {
+                let primary = before.primary_addr().filter(|p| self.serves(p, gpid));
+                let (live, dead): (Vec<SocketAddrV4>, Vec<SocketAddrV4>) = before
+                    .secondary_addrs()
+                    .into_iter()
+                    .partition(|s| self.serves(s, gpid));
+                for d in &dead {
+                    after.drop_member(*d);
+                }
+                match (primary, before.primary_addr()) {
+                    (Some(_), _) => {}
+                    (None, Some(old)) => {
+                        after.drop_member(old);
+                        if let Some(next) = live.first() {
+                            after.secondaries.retain(|s| s != &next.to_string());
+                            after.primary = next.to_string();
+                        }
                     }
-                    p.primary = node.to_string();
-                    p.ballot += 1;
-                    changed.push((app_id, pidx));
+                    (None, None) => {
+                        if let Some(next) = live.first() {
+                            after.secondaries.retain(|s| s != &next.to_string());
+                            after.primary = next.to_string();
+                        } else if after.secondaries.is_empty()
+                            && let Some(last) = after
+                                .last_drops
+                                .last()
+                                .and_then(|d| d.parse::<SocketAddrV4>().ok())
+                            && self.serves(&last, gpid)
+                            && self.nodes[&last].replicas.contains(&gpid)
+                        {
+                            after.last_drops.pop();
+                            after.primary = last.to_string();
+                        }
+                    }
                 }
-                None if !p.primary.is_empty() => {
-                    // Its primary is dead and no copy lives elsewhere: no primary until it returns.
-                    let old = std::mem::take(&mut p.primary);
-                    p.last_drops.retain(|d| d != &old);
-                    p.last_drops.push(old);
-                    p.ballot += 1;
-                    changed.push((app_id, pidx));
-                }
-                None => {}
+            }
+            if after != before {
+                after.ballot += 1;
+                self.apps.get_mut(&app_id).expect("app").partitions[pidx as usize] = after;
+                changed.push(Changed {
+                    app_id,
+                    pidx,
+                    before,
+                });
             }
         }
         changed
     }
 
-    /// The partitions `node` must serve as primary.
-    pub fn primaries_of(&self, node: SocketAddrV4) -> Vec<(Gpid, i32, i64)> {
-        self.apps
-            .values()
-            .filter(|a| a.info.available())
-            .flat_map(|a| {
-                a.partitions
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, p)| p.primary_addr() == Some(node))
-                    .map(move |(i, p)| {
-                        (
-                            Gpid::new(a.info.app_id, i as i32),
-                            a.info.partition_count,
-                            p.ballot,
-                        )
-                    })
-            })
-            .collect()
+    /// A member asks to remove `node` from configuration `ballot` of `gpid` (a primary whose
+    /// secondary did not acknowledge in time, or a restarted node leaving what it was in): a
+    /// compare-and-swap on the ballot. `Ok(Some)` with the configuration before when it changed,
+    /// `Ok(None)` when `node` is not a member, `Err` when `ballot` is not the current one (or
+    /// there is no such partition).
+    pub fn remove_member(
+        &mut self,
+        gpid: Gpid,
+        ballot: i64,
+        node: SocketAddrV4,
+    ) -> Result<Option<Changed>, StaleBallot> {
+        let live: Vec<SocketAddrV4> = {
+            let p = self.partition(gpid).ok_or(StaleBallot)?;
+            if p.ballot != ballot {
+                return Err(StaleBallot);
+            }
+            if !p.has_member(node) {
+                return Ok(None);
+            }
+            p.secondary_addrs()
+                .into_iter()
+                .filter(|s| *s != node && self.serves(s, gpid))
+                .collect()
+        };
+        let app = self.apps.get_mut(&gpid.app_id).ok_or(StaleBallot)?;
+        let p = &mut app.partitions[gpid.partition_index as usize];
+        let before = p.clone();
+        let was_primary = p.primary_addr() == Some(node);
+        p.drop_member(node);
+        if was_primary && let Some(next) = live.first() {
+            p.secondaries.retain(|s| s != &next.to_string());
+            p.primary = next.to_string();
+        }
+        p.ballot += 1;
+        Ok(Some(Changed {
+            app_id: gpid.app_id,
+            pidx: gpid.partition_index,
+            before,
+        }))
     }
 
-    /// For a partition whose node returned with a copy after it lost its primary: its last
-    /// primary is among `last_drops`.
-    pub fn healthy_partitions(&self, app: &App) -> i32 {
-        app.partitions
-            .iter()
-            .filter(|p| p.primary_addr().is_some_and(|a| self.alive(&a)))
-            .count() as i32
+    /// A restarted primary asks for configuration `ballot` of `gpid` again under the next
+    /// ballot (PRIMARY_FORCE_UPDATE_BALLOT): the process before it may have prepared under
+    /// `ballot`. A compare-and-swap as [`Cluster::remove_member`]; `Ok(None)` when `node` is not
+    /// the primary.
+    pub fn raise_ballot(
+        &mut self,
+        gpid: Gpid,
+        ballot: i64,
+        node: SocketAddrV4,
+    ) -> Result<Option<Changed>, StaleBallot> {
+        let p = self
+            .apps
+            .get_mut(&gpid.app_id)
+            .and_then(|a| {
+                a.partitions
+                    .get_mut(usize::try_from(gpid.partition_index).ok()?)
+            })
+            .ok_or(StaleBallot)?;
+        if p.ballot != ballot {
+            return Err(StaleBallot);
+        }
+        if p.primary_addr() != Some(node) {
+            return Ok(None);
+        }
+        let before = p.clone();
+        p.ballot += 1;
+        Ok(Some(Changed {
+            app_id: gpid.app_id,
+            pidx: gpid.partition_index,
+            before,
+        }))
     }
+
+    /// The configuration of `gpid`, if it exists.
+    pub fn partition(&self, gpid: Gpid) -> Option<&PartitionConfig> {
+        self.apps
+            .get(&gpid.app_id)?
+            .partitions
+            .get(usize::try_from(gpid.partition_index).ok()?)
+    }
+
+    /// The partitions (of available tables) `node` must hear about: those it is a member of,
+    /// and those it reports a copy of (so a copy no longer a member goes inactive).
+    pub fn configs_for(&self, node: SocketAddrV4, reported: &[Gpid]) -> Vec<(Gpid, &App)> {
+        let mut out = Vec::new();
+        for app in self.apps.values().filter(|a| a.info.available()) {
+            for (i, p) in app.partitions.iter().enumerate() {
+                let gpid = Gpid::new(app.info.app_id, i as i32);
+                if p.has_member(node) || reported.contains(&gpid) {
+                    out.push((gpid, app));
+                }
+            }
+        }
+        out
+    }
+
+    /// A table's health as Pegasus counts it: (fully healthy, write-unhealthy, read-unhealthy).
+    /// Fully healthy is a live primary with `max_replica_count - 1` live secondaries;
+    /// write-unhealthy is no primary or fewer members than `min_2pc`
+    /// (`mutation_2pc_min_replica_count`, at most the table's copies); read-unhealthy is no
+    /// primary.
+    pub fn health(&self, app: &App, min_2pc: usize) -> (i32, i32, i32) {
+        let mut counts = (0, 0, 0);
+        for (i, p) in app.partitions.iter().enumerate() {
+            let gpid = Gpid::new(app.info.app_id, i as i32);
+            let primary = p.primary_addr().is_some_and(|a| self.serves(&a, gpid));
+            let secondaries = p
+                .secondary_addrs()
+                .iter()
+                .filter(|s| self.serves(s, gpid))
+                .count();
+            let wanted = p.max_replica_count.max(1) as usize;
+            let members = usize::from(primary) + secondaries;
+            if primary && secondaries + 1 >= wanted {
+                counts.0 += 1;
+            }
+            if !primary || members < min_2pc.min(wanted) {
+                counts.1 += 1;
+            }
+            if !primary {
+                counts.2 += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// A change asked against a ballot that is not the partition's current one (or of a partition
+/// that does not exist): `ERR_INVALID_VERSION`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StaleBallot;
+
+/// A partition whose configuration changed, with what it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changed {
+    /// The table.
+    pub app_id: i32,
+    /// The partition.
+    pub pidx: i32,
+    /// The configuration before.
+    pub before: PartitionConfig,
 }
 
 #[cfg(test)]
@@ -314,89 +500,152 @@ mod tests {
         SocketAddrV4::new([127, 0, 0, 1].into(), port)
     }
 
-    #[test]
-    fn new_partitions_spread_over_alive_nodes() {
+    fn cluster(nodes: &[u16], partitions: i32, replicas: i32) -> Cluster {
         let mut c = Cluster::default();
         let now = Instant::now();
-        for port in [1, 2, 3] {
-            c.beacon(addr(port), vec![], vec![], now);
+        for port in nodes {
+            c.beacon(addr(*port), vec![], vec![], now);
         }
-        let app = c.new_app("temp", 8, 3, 0);
+        let app = c.new_app("t", partitions, replicas, 0);
         c.apps.insert(app.info.app_id, app);
-        assert!(c.assign(4).is_empty(), "frozen below the live-node minimum");
+        c
+    }
+
+    fn all(c: &Cluster) -> Vec<Gpid> {
+        (0..c.apps[&1].info.partition_count)
+            .map(|i| Gpid::new(1, i))
+            .collect()
+    }
+
+    #[test]
+    fn new_partitions_get_every_copy_on_distinct_nodes_spread_evenly() {
+        let mut c = cluster(&[1, 2, 3, 4], 8, 3);
+        assert!(c.assign(5).is_empty(), "frozen below the live-node minimum");
         assert_eq!(c.assign(1).len(), 8);
-        let counts: Vec<usize> = [1, 2, 3]
+        for p in &c.apps[&1].partitions {
+            assert_eq!(p.ballot, 1);
+            let mut members = p.secondary_addrs();
+            members.push(p.primary_addr().unwrap());
+            members.sort();
+            members.dedup();
+            assert_eq!(members.len(), 3, "{p:?}");
+        }
+        let counts: Vec<(usize, usize)> = [1, 2, 3, 4]
             .iter()
-            .map(|p| c.primaries_of(addr(*p)).len())
+            .map(|n| c.role_counts(&addr(*n)))
             .collect();
-        assert_eq!(counts.iter().sum::<usize>(), 8);
-        assert!(counts.iter().all(|&n| (2..=3).contains(&n)), "{counts:?}");
+        assert_eq!(counts.iter().map(|c| c.0).sum::<usize>(), 8);
+        assert!(
+            counts.iter().all(|c| c.0 == 2 && c.0 + c.1 == 6),
+            "{counts:?}"
+        );
         assert!(c.assign(1).is_empty(), "stable once assigned");
+        let app = c.apps[&1].clone();
+        assert_eq!(c.health(&app, 2), (8, 0, 0));
     }
 
     #[test]
-    fn a_dead_primary_moves_only_where_a_copy_exists() {
-        let mut c = Cluster::default();
-        let t0 = Instant::now();
-        c.beacon(addr(1), vec![], vec![], t0);
-        let app = c.new_app("t", 2, 1, 0);
-        c.apps.insert(1, app);
+    fn a_dead_primary_is_replaced_by_a_live_secondary_and_a_dead_secondary_leaves() {
+        let mut c = cluster(&[1, 2, 3], 1, 3);
         c.assign(1);
-        assert_eq!(c.primaries_of(addr(1)).len(), 2);
-        // Node 2 joins holding a copy of partition 0 only; node 1 dies.
-        c.beacon(addr(2), vec![Gpid::new(1, 0)], vec![], t0);
-        let later = t0 + Duration::from_secs(30);
-        c.beacon(addr(2), vec![Gpid::new(1, 0)], vec![], later);
-        assert_eq!(c.expire(later, Duration::from_secs(22)), vec![addr(1)]);
-        let changed = c.assign(1);
-        assert_eq!(changed.len(), 2);
-        assert_eq!(c.primaries_of(addr(2)), vec![(Gpid::new(1, 0), 2, 2)]);
+        let before = c.apps[&1].partitions[0].clone();
+        let primary = before.primary_addr().unwrap();
+        let later = Instant::now() + Duration::from_secs(30);
+        for n in [1, 2, 3].map(addr).into_iter().filter(|n| *n != primary) {
+            c.beacon(n, all(&c), vec![], later);
+        }
+        assert_eq!(c.expire(later, Duration::from_secs(10)), vec![primary]);
+        let app = c.apps[&1].clone();
+        assert_eq!(c.health(&app, 2), (0, 1, 1), "no live primary");
+        assert_eq!(c.assign(1).len(), 1);
+        let p = c.apps[&1].partitions[0].clone();
+        assert_eq!(p.ballot, 2);
+        assert_eq!(p.primary, before.secondaries[0], "UPGRADE_TO_PRIMARY");
+        assert_eq!(p.secondaries, &before.secondaries[1..]);
+        assert_eq!(p.last_drops, vec![primary.to_string()]);
+        let app = c.apps[&1].clone();
         assert_eq!(
-            c.apps[&1].partitions[1].primary, "",
-            "no copy: waits for its node"
+            c.health(&app, 2),
+            (0, 0, 0),
+            "2 of 3: writable, not fully healthy"
         );
-        // Node 1 returns with its copies: partition 1 comes back to it.
-        c.beacon(
-            addr(1),
-            vec![Gpid::new(1, 0), Gpid::new(1, 1)],
-            vec![],
-            later,
-        );
+        // The other secondary reports its copy lost: it leaves; one member cannot write.
+        let s = p.secondary_addrs()[0];
+        c.beacon(s, all(&c), all(&c), later);
         c.assign(1);
-        assert_eq!(c.primaries_of(addr(1)), vec![(Gpid::new(1, 1), 2, 3)]);
+        let p = c.apps[&1].partitions[0].clone();
+        assert_eq!((p.ballot, p.secondaries.len()), (3, 0));
+        let app = c.apps[&1].clone();
+        assert_eq!(c.health(&app, 2), (0, 1, 0));
     }
 
     #[test]
-    fn a_primary_that_lost_its_copy_is_dropped_and_nothing_empty_replaces_it() {
-        let mut c = Cluster::default();
-        let t0 = Instant::now();
-        c.beacon(addr(1), vec![], vec![], t0);
-        c.beacon(addr(2), vec![], vec![], t0);
-        c.apps.insert(1, c.new_app("t", 2, 1, 0));
+    fn without_members_only_the_last_to_leave_comes_back_as_primary() {
+        let mut c = cluster(&[1, 2, 3], 1, 3);
         c.assign(1);
-        let (lost, other) = if c
-            .primaries_of(addr(1))
-            .iter()
-            .any(|a| a.0 == Gpid::new(1, 0))
-        {
-            (addr(1), addr(2))
-        } else {
-            (addr(2), addr(1))
-        };
-        // The primary of partition 0 lost its copy: still on disk, reported lost (a failed
-        // write on a full disk), or moved aside as damaged.
-        c.beacon(
-            lost,
-            vec![Gpid::new(1, 0), Gpid::new(1, 1)],
-            vec![Gpid::new(1, 0)],
-            t0,
+        let p = c.apps[&1].partitions[0].clone();
+        let order = [
+            p.secondary_addrs()[0],
+            p.secondary_addrs()[1],
+            p.primary_addr().unwrap(),
+        ];
+        let later = Instant::now() + Duration::from_secs(30);
+        // Node 4 stays (with every node gone the cluster is frozen and nothing moves).
+        c.beacon(addr(4), vec![], vec![], later);
+        assert_eq!(c.expire(later, Duration::from_secs(10)).len(), 3);
+        c.assign(1);
+        let p = c.apps[&1].partitions[0].clone();
+        assert_eq!((p.primary.as_str(), p.secondaries.len()), ("", 0));
+        assert_eq!(
+            p.last_drops,
+            order.map(|a| a.to_string()),
+            "the primary last"
         );
-        c.beacon(other, vec![Gpid::new(1, 1)], vec![], t0);
-        assert_eq!(c.assign(1), vec![(1, 0)]);
+        // The other two come back with their copies: they wait.
+        for n in &order[..2] {
+            c.beacon(*n, all(&c), vec![], later);
+        }
+        assert!(c.assign(1).is_empty());
+        // The last one to leave returns: ASSIGN_PRIMARY.
+        c.beacon(order[2], all(&c), vec![], later);
+        assert_eq!(c.assign(1).len(), 1);
+        assert_eq!(c.apps[&1].partitions[0].primary, order[2].to_string());
+    }
+
+    #[test]
+    fn removal_is_a_compare_and_swap_on_the_ballot() {
+        let mut c = cluster(&[1, 2, 3], 1, 3);
+        c.assign(1);
+        let gpid = Gpid::new(1, 0);
+        let p = c.apps[&1].partitions[0].clone();
+        let s = p.secondary_addrs()[0];
+        assert!(c.remove_member(gpid, 7, s).is_err(), "stale ballot");
+        let changed = c.remove_member(gpid, 1, s).unwrap().unwrap();
+        assert_eq!(changed.before, p);
+        let now = c.apps[&1].partitions[0].clone();
+        assert_eq!(now.ballot, 2);
+        assert!(!now.has_member(s));
+        assert_eq!(c.remove_member(gpid, 2, s), Ok(None), "not a member");
+        // The primary leaving hands over to a live secondary.
+        let primary = now.primary_addr().unwrap();
+        c.remove_member(gpid, 2, primary).unwrap().unwrap();
+        let after = c.apps[&1].partitions[0].clone();
+        assert_eq!(after.primary, now.secondaries[0]);
+        assert!(after.secondaries.is_empty());
+        assert_eq!(after.last_drops, vec![s.to_string(), primary.to_string()]);
+    }
+
+    #[test]
+    fn a_primary_that_lost_its_only_copy_is_dropped_and_nothing_empty_replaces_it() {
+        let mut c = cluster(&[1, 2], 2, 1);
+        c.assign(1);
+        let p = c.apps[&1].partitions[0].clone();
+        let lost = p.primary_addr().unwrap();
+        c.beacon(lost, all(&c), vec![Gpid::new(1, 0)], Instant::now());
+        assert_eq!(c.assign(1).len(), 1);
         let p = &c.apps[&1].partitions[0];
         assert_eq!(p.primary, "", "no other copy: no primary, not an empty one");
         assert_eq!(p.last_drops, vec![lost.to_string()]);
-        assert!(c.primaries_of(lost).iter().all(|a| a.0 != Gpid::new(1, 0)));
         assert!(c.assign(1).is_empty(), "and it stays so");
     }
 }

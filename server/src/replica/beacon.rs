@@ -1,6 +1,6 @@
 //! Beacons: every `fd_beacon_interval_seconds` (every 200 ms while starting up) the replica
 //! server tells the meta leader who it is and which replicas it holds; the answer is its
-//! assignments (the config sync). A follower answers with the leader's address, which the next
+//! configurations (the config sync). A follower answers with the leader's address, which the next
 //! beacon goes to. Each answered beacon extends the lease to when it was *sent* plus
 //! `fd_lease_seconds`; every request checks it, so a replica server cut off from the meta stops
 //! serving before the meta's `fd_grace_seconds` (counted from the beacon's arrival, later than
@@ -79,18 +79,19 @@ pub async fn run(
             {
                 Ok(r) if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok => {
                     leader = Some(meta);
-                    let gpids: Vec<_> = r.primaries.iter().map(|a| a.pid).collect();
-                    assigned = !gpids.is_empty();
+                    if let Some(link) = stub.link() {
+                        link.set_leader(meta);
+                    }
+                    assigned = !r.configs.is_empty();
                     // The lease holds from the answer on, whatever opening replicas then takes.
                     stub.grant_lease(sent + options.lease);
                     let opener = Arc::clone(&stub);
                     // Opening replicas touches disks: not on the async workers.
-                    match tokio::task::spawn_blocking(move || opener.apply_assignments(&gpids))
+                    match tokio::task::spawn_blocking(move || opener.apply_configs(&r.configs))
                         .await
                     {
-                        Ok(Ok(())) => answered = true,
-                        Ok(Err(e)) => warn!("applying assignments: {e}"),
-                        Err(e) => warn!("applying assignments: {e}"),
+                        Ok(()) => answered = true,
+                        Err(e) => warn!("applying configurations: {e}"),
                     }
                     break;
                 }

@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`beacon`]: beacons to the meta leader, assignments, the lease
 //! - [`dirs`]: data dirs, the blacklist, placement of new replicas
-//! - [`partition`]: one replica: write pipeline, scanners
+//! - [`link`]: prepares to other replica servers, configuration changes to the meta
+//! - [`partition`]: one replica: its PacificA driver (write pipeline, prepares), scanners
 //! - [`plog`]: the private log (group commit, replay, GC)
 //! - [`storage`]: RocksDB per replica, key/value schema, TTL
 //! - [`write`]: what each write does
@@ -11,13 +12,15 @@
 
 pub mod beacon;
 pub mod dirs;
+pub mod link;
 pub mod partition;
 pub mod plog;
 pub mod read;
 pub mod storage;
 pub mod write;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -30,7 +33,8 @@ use pegasus_protocol::types::*;
 use tracing::{error, info, warn};
 
 use self::dirs::{DataDirs, DirsError};
-use self::partition::{Partition, PartitionError, PartitionOptions};
+use self::link::Link;
+use self::partition::{Partition, PartitionError, PartitionOptions, PartitionRole, Peers};
 use self::read::{ScanContext, Tier};
 use self::write::{WriteOp, WriteReply};
 use crate::net::{Reply, Service};
@@ -101,9 +105,9 @@ pub struct ReplicaStub {
     dirs: DataDirs,
     options: PartitionOptions,
     partitions: RwLock<HashMap<Gpid, Arc<Partition>>>,
-    /// `None`: standalone, every open replica serves (tests, tools). `Some`: the meta leader's
-    /// assignments decide which replicas serve as primary.
-    assigned: Option<RwLock<HashSet<Gpid>>>,
+    /// `None`: standalone, every open replica is the primary of a group of one (tests, tools).
+    /// `Some`: the meta leader's configurations decide each replica's role.
+    link: Option<Arc<Link>>,
     /// The lease from the meta (managed stubs only): nothing serves past it.
     lease: Lease,
     /// Held while a replica opens (one at a time), instead of the partitions' lock.
@@ -115,75 +119,92 @@ pub struct ReplicaStub {
 
 impl ReplicaStub {
     /// Opens the stub over `dirs` and every replica already on them (replaying their logs);
-    /// every open replica serves (no meta).
+    /// every open replica serves, as the primary of a group of one (no meta).
     pub fn open(
         dirs: DataDirs,
         options: PartitionOptions,
     ) -> Result<Arc<ReplicaStub>, ReplicaError> {
-        Self::open_with(dirs, options, false)
+        Self::open_with(dirs, options, None)
     }
 
-    /// As [`ReplicaStub::open`], but serving only what the meta leader assigns, and only while
-    /// the lease holds (see [`beacon`]).
+    /// As [`ReplicaStub::open`], but each replica's role comes from the meta leader (`metas`),
+    /// replicas serve only while the lease holds (see [`beacon`]), and primaries prepare to
+    /// their secondaries; the calls that takes run on `runtime`.
     pub fn open_managed(
         dirs: DataDirs,
         options: PartitionOptions,
+        metas: Vec<SocketAddr>,
+        runtime: tokio::runtime::Handle,
     ) -> Result<Arc<ReplicaStub>, ReplicaError> {
-        Self::open_with(dirs, options, true)
+        Self::open_with(dirs, options, Some((metas, runtime)))
     }
 
     fn open_with(
         dirs: DataDirs,
         options: PartitionOptions,
-        managed: bool,
+        managed: Option<(Vec<SocketAddr>, tokio::runtime::Handle)>,
     ) -> Result<Arc<ReplicaStub>, ReplicaError> {
-        let mut partitions = HashMap::new();
-        let mut lost = BTreeMap::new();
-        // One bad replica costs that replica, never the node and its other replicas.
-        for (gpid, path) in dirs.existing()? {
-            match Partition::open(gpid, &path, options.clone()) {
-                Ok(p) => {
-                    partitions.insert(gpid, p);
-                }
-                Err(e) if e.is_damage() => {
-                    let reason = e.to_string();
-                    match dirs::move_aside(&path, &reason) {
-                        Ok(aside) => {
-                            error!(%gpid, aside = %aside.display(), "replica damaged, moved aside: {reason}")
-                        }
-                        Err(m) => {
-                            error!(%gpid, "replica damaged: {reason}; moving it aside failed: {m}")
-                        }
+        let existing = dirs.existing()?;
+        let aside = dirs.moved_aside()?;
+        let is_managed = managed.is_some();
+        let stub = Arc::new_cyclic(|weak| {
+            let link =
+                managed.map(|(metas, runtime)| Arc::new(Link::new(metas, runtime, weak.clone())));
+            let peers = link.clone().map(|l| l as Arc<dyn Peers>);
+            let mut partitions = HashMap::new();
+            let mut lost = BTreeMap::new();
+            // One bad replica costs that replica, never the node and its other replicas.
+            for (gpid, path) in existing {
+                match Partition::open(gpid, &path, options.clone(), peers.clone()) {
+                    Ok(p) => {
+                        partitions.insert(gpid, p);
                     }
-                    lost.insert(gpid, reason);
-                }
-                Err(e) => {
-                    error!(%gpid, "replica cannot open: {e}");
-                    lost.insert(gpid, e.to_string());
+                    Err(e) if e.is_damage() => {
+                        let reason = e.to_string();
+                        match dirs::move_aside(&path, &reason) {
+                            Ok(aside) => {
+                                error!(%gpid, aside = %aside.display(), "replica damaged, moved aside: {reason}")
+                            }
+                            Err(m) => {
+                                error!(%gpid, "replica damaged: {reason}; moving it aside failed: {m}")
+                            }
+                        }
+                        lost.insert(gpid, reason);
+                    }
+                    Err(e) => {
+                        error!(%gpid, "replica cannot open: {e}");
+                        lost.insert(gpid, e.to_string());
+                    }
                 }
             }
-        }
-        for (gpid, path) in dirs.moved_aside()? {
-            if !partitions.contains_key(&gpid) {
-                lost.entry(gpid)
-                    .or_insert_with(|| format!("moved aside as damaged: `{}`", path.display()));
+            for (gpid, path) in aside {
+                if !partitions.contains_key(&gpid) {
+                    lost.entry(gpid)
+                        .or_insert_with(|| format!("moved aside as damaged: `{}`", path.display()));
+                }
             }
-        }
-        info!(
-            replicas = partitions.len(),
-            lost = lost.len(),
-            managed,
-            "replica stub opened"
-        );
-        Ok(Arc::new(ReplicaStub {
-            dirs,
-            options,
-            partitions: RwLock::new(partitions),
-            assigned: managed.then(RwLock::default),
-            lease: Lease::new(),
-            opening: std::sync::Mutex::new(()),
-            lost: RwLock::new(lost),
-        }))
+            info!(
+                replicas = partitions.len(),
+                lost = lost.len(),
+                managed = is_managed,
+                "replica stub opened"
+            );
+            ReplicaStub {
+                dirs,
+                options,
+                partitions: RwLock::new(partitions),
+                link,
+                lease: Lease::new(),
+                opening: std::sync::Mutex::new(()),
+                lost: RwLock::new(lost),
+            }
+        });
+        Ok(stub)
+    }
+
+    /// The way to the meta and the other replica servers (managed stubs).
+    pub fn link(&self) -> Option<&Arc<Link>> {
+        self.link.as_ref()
     }
 
     /// The replicas this node lost (damaged, unable to open, or stopped by a failed write: a
@@ -245,7 +266,8 @@ impl ReplicaStub {
             .map(|(g, p)| (*g, p.dir().to_owned()))
             .collect();
         let dir = self.dirs.place(gpid, &current);
-        let p = Partition::open(gpid, &dir, self.options.clone())
+        let peers = self.link.clone().map(|l| l as Arc<dyn Peers>);
+        let p = Partition::open(gpid, &dir, self.options.clone(), peers)
             .map_err(|source| ReplicaError::Partition { gpid, source })?;
         self.partitions
             .write()
@@ -254,24 +276,38 @@ impl ReplicaStub {
         Ok(p)
     }
 
-    /// Applies the meta leader's assignments: opens (creating if needed) every assigned replica
-    /// and serves exactly those. One that cannot open is skipped (and said so in the log); the
-    /// others are served all the same.
-    pub fn apply_assignments(&self, gpids: &[Gpid]) -> Result<(), ReplicaError> {
-        for gpid in gpids {
-            if let Err(e) = self.open_partition(*gpid) {
-                error!("assigned {e}");
+    /// Applies the meta leader's configurations: opens (creating if needed) the replica of
+    /// every partition this node is a member of, and hands each replica it holds its
+    /// configuration (one no longer a member goes inactive). One that cannot open is skipped
+    /// (and said so in the log); the others are configured all the same.
+    pub fn apply_configs(&self, configs: &[Assignment]) {
+        for a in configs {
+            let config = pegasus_replication::Config {
+                ballot: a.ballot.max(0) as u64,
+                primary: a.primary.socket_addr(),
+                secondaries: a
+                    .secondaries
+                    .iter()
+                    .filter_map(|s| s.socket_addr())
+                    .collect(),
+            };
+            let partition = if config.has_member(&self.options.me) {
+                match self.open_partition(a.pid) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        error!("configured {e}");
+                        None
+                    }
+                }
+            } else {
+                self.partition(a.pid)
+            };
+            if let Some(p) = partition
+                && (config.ballot > p.ballot() || p.role() != role_in(&config, self.options.me))
+            {
+                p.configure(config, a.max_replica_count);
             }
         }
-        if let Some(assigned) = &self.assigned {
-            let new: HashSet<Gpid> = gpids.iter().copied().collect();
-            let mut current = assigned.write().expect("assigned");
-            if *current != new {
-                info!(primaries = new.len(), "assignments changed");
-                *current = new;
-            }
-        }
-        Ok(())
     }
 
     /// Extends the lease from the meta to `until`: the time the answered beacon was *sent*
@@ -283,18 +319,24 @@ impl ReplicaStub {
         }
     }
 
-    /// Whether this node serves `gpid` now: `Err` with the error clients get otherwise.
-    fn serves(&self, gpid: Gpid) -> Result<Arc<Partition>, ErrorCode> {
+    /// Whether this node serves a client's `write` or read of `gpid` now: `Err` with the
+    /// error clients get otherwise. Only a primary serves; reads only once it has committed
+    /// what a previous primary may have acknowledged.
+    fn serves(&self, gpid: Gpid, write: bool) -> Result<Arc<Partition>, ErrorCode> {
         // Checked on every request, not once per round of beacons.
-        if self.assigned.is_some() && !self.lease.holds(Instant::now()) {
+        if self.link.is_some() && !self.lease.holds(Instant::now()) {
             return Err(ErrorCode::InactiveState);
         }
         let partition = self.partition(gpid).ok_or(ErrorCode::ObjectNotFound)?;
-        match &self.assigned {
-            Some(assigned) if !assigned.read().expect("assigned").contains(&gpid) => {
-                Err(ErrorCode::InvalidState)
-            }
-            _ => Ok(partition),
+        let serving = if write {
+            partition.role() == PartitionRole::Primary
+        } else {
+            partition.readable()
+        };
+        if serving {
+            Ok(partition)
+        } else {
+            Err(ErrorCode::InvalidState)
         }
     }
 
@@ -335,14 +377,24 @@ impl ReplicaStub {
                 Ok(WriteReply::Incr(r)) => reply.send(ErrorCode::Ok, Some(&r)),
                 Ok(WriteReply::CheckAndSet(r)) => reply.send(ErrorCode::Ok, Some(&r)),
                 Ok(WriteReply::CheckAndMutate(r)) => reply.send(ErrorCode::Ok, Some(&r)),
-                Err(PartitionError::Busy) => reply.error(ErrorCode::Busy),
-                Err(PartitionError::Closed) => reply.error(ErrorCode::InvalidState),
-                Err(e) => {
+                Err(e @ (PartitionError::Storage(_) | PartitionError::Plog(_))) => {
                     warn!("write failed: {e}");
-                    reply.error(ErrorCode::FileOperationFailed)
+                    reply.error(e.code())
                 }
+                Err(e) => reply.error(e.code()),
             }),
         );
+    }
+}
+
+/// The role `me` has in `config`.
+fn role_in(config: &pegasus_replication::Config<SocketAddrV4>, me: SocketAddrV4) -> PartitionRole {
+    if config.primary == Some(me) {
+        PartitionRole::Primary
+    } else if config.secondaries.contains(&me) {
+        PartitionRole::Secondary
+    } else {
+        PartitionRole::Inactive
     }
 }
 
@@ -384,7 +436,18 @@ impl Service for ReplicaStub {
         for (request, reply) in batch {
             let gpid = Gpid::new(request.meta.app_id, request.meta.partition_index);
             let name = request.message.name.as_str();
-            let partition = match self.serves(gpid) {
+            match name {
+                rpc::PREPARE => {
+                    self.on_prepare(gpid, &request, reply);
+                    continue;
+                }
+                rpc::CONFIG_PROPOSAL => {
+                    self.on_proposal(&request, reply);
+                    continue;
+                }
+                _ => {}
+            }
+            let partition = match self.serves(gpid, !is_read(name) && name != rpc::CLEAR_SCANNER) {
                 Ok(p) => p,
                 Err(code) => {
                     // Not ours (any more), or inactive: the client refreshes its routing on these.
@@ -437,6 +500,50 @@ impl Service for ReplicaStub {
         }
         reads.extend(self.serve_from_memory(point_reads));
         self.serve_from_disk(reads);
+    }
+}
+
+impl ReplicaStub {
+    /// A prepare from a primary to this node's replica.
+    fn on_prepare(&self, gpid: Gpid, request: &Request, reply: Reply) {
+        let args = match request.args::<PrepareRequest>() {
+            Ok(a) => a,
+            Err(e) => {
+                warn!("bad prepare: {e}");
+                return reply.error(ErrorCode::InvalidParameters);
+            }
+        };
+        let (Some(partition), Some(from)) = (self.partition(gpid), args.primary.socket_addr())
+        else {
+            return reply.error(ErrorCode::ObjectNotFound);
+        };
+        partition.prepare(
+            from,
+            args,
+            Box::new(move |answer| match answer {
+                Some(r) => reply.send(ErrorCode::Ok, Some(&r)),
+                None => reply.error(ErrorCode::InvalidState),
+            }),
+        );
+    }
+
+    /// A configuration the meta leader announces.
+    fn on_proposal(self: &Arc<Self>, request: &Request, reply: Reply) {
+        match request.args::<Assignment>() {
+            Ok(config) if self.link.is_some() => {
+                let stub = Arc::clone(self);
+                // Applying may open a replica: not on the async workers.
+                tokio::task::spawn_blocking(move || {
+                    stub.apply_configs(&[config]);
+                    reply.send(ErrorCode::Ok, Some(&Empty {}));
+                });
+            }
+            Ok(_) => reply.error(ErrorCode::InvalidState),
+            Err(e) => {
+                warn!("bad configuration proposal: {e}");
+                reply.error(ErrorCode::InvalidParameters)
+            }
+        }
     }
 }
 
@@ -677,7 +784,7 @@ mod tests {
             dirs,
             options: PartitionOptions::default(),
             partitions: RwLock::default(),
-            assigned: None,
+            link: None,
             lease: Lease::new(),
             opening: std::sync::Mutex::new(()),
             lost: RwLock::default(),

@@ -1,28 +1,42 @@
-//! One partition replica: its store, its private log, its write pipeline and its scanners.
+//! One partition replica: its store, its private log, its copy of the PacificA state machine
+//! (`pegasus-replication`) and its scanners.
 //!
-//! Writes go through one writer thread per partition, so their order is decided in one place:
+//! Everything that changes the replica goes through one driver thread per partition, so order
+//! is decided in one place:
 //!
 //! ```text
-//! request ─► queue (bounded) ─► writer: effect + decree ─► plog append, one sync per batch
-//!         ─► [replication: prepare to secondaries, wait for acks] ─► apply to RocksDB ─► reply
+//! client write ─► queue (bounded) ─► driver: effects of the batch (on top of what is prepared
+//!   but not committed) = one mutation (ballot, decree) ─► prepare to every secondary (RPCs, in
+//!   parallel) and append to the plog (one sync per round) ─► committed once logged here and
+//!   acknowledged by every secondary ─► applied to RocksDB ─► reply
+//! prepare from the primary ─► driver ─► plog append ─► ack; applied once the primary's commit
+//!   point (riding on its next prepare) passes it
 //! ```
 //!
-//! Everything that arrived while the previous batch was syncing forms the next batch, so one
-//! fsync covers many writes (group commit). A write is acknowledged only after its plog record
-//! is synced, or with `[replication] plog_force_flush = false` (as in Pegasus) once it is written
-//! to the operating system, which a crash of the process cannot lose but one of the machine can.
-//! Reads go straight to RocksDB from the caller's thread.
+//! Whatever arrives while a round is syncing forms the next round, so one fsync covers many
+//! writes (group commit). A mutation is acknowledged only after its plog record is synced, or
+//! with `[replication] plog_force_flush = false` (as in Pegasus) once it is written to the
+//! operating system, which a crash of the process cannot lose but one of the machine can.
+//! Reads go straight to RocksDB from the caller's thread, on the primary only, and only once it
+//! has committed everything a previous primary may have acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use pegasus_protocol::types::Gpid;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{error, info};
+use pegasus_protocol::codes::ErrorCode;
+use pegasus_protocol::types::{
+    Blob, ErrorName, Gpid, PrepareRequest, PrepareResponse, RpcAddress, WireOp, config_type,
+};
+use pegasus_replication::{Config, Input, Message, Options, Output, Replica, Role, WriteError};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
 
-use super::plog::{Mutation, Plog, PlogError, sync_parent};
+use super::plog::{Mutation, Op, Plog, PlogError, sync_parent};
 use super::read::{ReadLimits, ScanContext};
 use super::storage::{RocksOptions, Storage, StorageError};
 use super::write::{View, WriteOp, WriteReply};
@@ -31,8 +45,15 @@ use super::write::{View, WriteOp, WriteReply};
 const SCANNER_IDLE: Duration = Duration::from_secs(300);
 /// Scanner contexts per partition at most.
 const MAX_SCANNERS: usize = 4096;
-/// Writes handled in one batch at most.
+/// Events handled in one round at most.
 const MAX_BATCH: usize = 512;
+/// One tick of the replication state machine (its prepare timeout counts these).
+pub const TICK: Duration = Duration::from_millis(100);
+/// Room in a partition's queue for the messages of replication (prepares, acks,
+/// configurations), beyond its client writes; each partition has at most
+/// `max_in_flight` mutations per secondary outstanding, so this is never reached in practice,
+/// and a message dropped past it is recovered by the protocol's timeouts.
+const MESSAGE_ROOM: usize = 1024;
 
 /// Why a partition cannot serve.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +73,15 @@ pub enum PartitionError {
     /// The partition stopped taking writes after an I/O error, or is closing.
     #[error("partition is not writable")]
     Closed,
+    /// Not a serving primary (`ERR_INVALID_STATE`): the client asks the meta again.
+    #[error("not the serving primary")]
+    NotPrimary,
+    /// Too many mutations past the commit point (`ERR_CAPACITY_EXCEEDED`).
+    #[error("too many writes in flight")]
+    CapacityExceeded,
+    /// Fewer members than a write needs (`ERR_NOT_ENOUGH_MEMBER`).
+    #[error("not enough members to write")]
+    NotEnoughMember,
 }
 
 impl PartitionError {
@@ -59,6 +89,27 @@ impl PartitionError {
     /// never served or appended to.
     pub fn is_damage(&self) -> bool {
         matches!(self, PartitionError::Replay(PlogError::Corrupt { .. }))
+    }
+
+    /// The error code a client gets.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            PartitionError::Busy => ErrorCode::Busy,
+            PartitionError::Closed | PartitionError::NotPrimary => ErrorCode::InvalidState,
+            PartitionError::CapacityExceeded => ErrorCode::CapacityExceeded,
+            PartitionError::NotEnoughMember => ErrorCode::NotEnoughMember,
+            _ => ErrorCode::FileOperationFailed,
+        }
+    }
+}
+
+impl From<WriteError> for PartitionError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotPrimary => PartitionError::NotPrimary,
+            WriteError::CapacityExceeded => PartitionError::CapacityExceeded,
+            WriteError::NotEnoughMember => PartitionError::NotEnoughMember,
+        }
     }
 }
 
@@ -70,7 +121,7 @@ pub struct PartitionOptions {
     /// Plog file size before rotation (`log_private_file_size_mb`).
     pub plog_file_size: u64,
     /// Fsync the plog before acknowledging (`plog_force_flush`; Pegasus's default is false, ours
-    /// true while a partition has no secondaries to hold a second copy).
+    /// true; see server/DEPLOY.md for what each survives).
     pub plog_force_flush: bool,
     /// Writes queued at most before answering `ERR_BUSY`.
     pub write_queue: usize,
@@ -80,6 +131,11 @@ pub struct PartitionOptions {
     pub limits: ReadLimits,
     /// This server's address, echoed in answers.
     pub server: String,
+    /// This server's address among the members of a partition.
+    pub me: SocketAddrV4,
+    /// The replication protocol's tuning (`mutation_2pc_min_replica_count`, the in-flight
+    /// bound, the prepare timeout in [`TICK`]s).
+    pub replication: Options,
 }
 
 impl Default for PartitionOptions {
@@ -92,6 +148,8 @@ impl Default for PartitionOptions {
             cluster_id: 1,
             limits: ReadLimits::default(),
             server: String::new(),
+            me: SocketAddrV4::new([0, 0, 0, 0].into(), 0),
+            replication: Options::default(),
         }
     }
 }
@@ -99,9 +157,42 @@ impl Default for PartitionOptions {
 /// Called exactly once with the outcome of a write.
 pub type WriteDone = Box<dyn FnOnce(Result<WriteReply, PartitionError>) + Send>;
 
-struct PendingWrite {
-    op: WriteOp,
-    done: WriteDone,
+/// Called exactly once with a secondary's answer to a prepare (`None`: no answer came).
+pub type PrepareDone = Box<dyn FnOnce(Option<PrepareResponse>) + Send>;
+
+/// How a partition reaches the other members and the meta; the replica stub provides it.
+pub trait Peers: Send + Sync + 'static {
+    /// Sends a prepare to `to`; `done` gets its answer.
+    fn prepare(&self, to: SocketAddrV4, request: PrepareRequest, done: PrepareDone);
+    /// Asks the meta for a change of configuration `ballot` of `gpid` (`config_type`:
+    /// remove `node`, or raise the ballot of its primary `node`); the new configuration comes
+    /// back as [`Partition::configure`].
+    fn update(&self, gpid: Gpid, ballot: u64, node: SocketAddrV4, config_type: i32);
+}
+
+/// What the driver thread is told.
+enum Event {
+    Write(WriteOp, WriteDone),
+    /// A prepare from the primary `from` (this replica is, or may be, its secondary).
+    Prepare(SocketAddrV4, PrepareRequest, PrepareDone),
+    /// A secondary's answer to a prepare.
+    Answer(SocketAddrV4, PrepareResponse),
+    /// The meta's configuration, with the table's `max_replica_count`.
+    Config(Config<SocketAddrV4>, i32),
+    Close,
+}
+
+/// The mutation's write: the effects of a batch of client writes.
+type Effects = Arc<Vec<Op>>;
+
+/// What the driver publishes for the request paths, one atomic load each.
+#[derive(Default)]
+struct Status {
+    /// 0 inactive, 1 primary, 2 secondary.
+    role: std::sync::atomic::AtomicU8,
+    readable: AtomicBool,
+    ballot: AtomicU64,
+    committed: AtomicU64,
 }
 
 struct Scanners {
@@ -114,9 +205,12 @@ pub struct Partition {
     gpid: Gpid,
     dir: PathBuf,
     storage: Arc<Storage>,
-    writes: Mutex<Option<mpsc::Sender<PendingWrite>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    events: SyncSender<Event>,
+    /// Client writes queued (bounded by `write_queue`).
+    queued: Arc<AtomicUsize>,
+    driver: Mutex<Option<std::thread::JoinHandle<()>>>,
     failed: Arc<OnceLock<String>>,
+    status: Arc<Status>,
     scanners: Mutex<Scanners>,
     options: PartitionOptions,
 }
@@ -130,13 +224,28 @@ impl std::fmt::Debug for Partition {
     }
 }
 
+/// A partition's role, as the stub reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionRole {
+    /// Not a member (yet).
+    Inactive,
+    /// Serves reads and writes.
+    Primary,
+    /// Logs what the primary prepares.
+    Secondary,
+}
+
 impl Partition {
     /// Opens the replica in `dir` (`<data dir>/<app_id>.<pidx>.pegasus`): the store at
-    /// `data/rdb`, the log at `plog/`, replaying every logged mutation the store lacks.
+    /// `data/rdb`, the log at `plog/`. What the log holds past the store becomes the state
+    /// machine's prepared mutations: committed again by the next primary of the partition, so
+    /// nothing is applied before a configuration says it may be. With `peers` `None` the replica
+    /// is on its own (tests, tools): at once the primary of a group of one.
     pub fn open(
         gpid: Gpid,
         dir: &Path,
         options: PartitionOptions,
+        peers: Option<Arc<dyn Peers>>,
     ) -> Result<Arc<Partition>, PartitionError> {
         let created = !dir.exists();
         std::fs::create_dir_all(dir.join("data"))?;
@@ -151,39 +260,81 @@ impl Partition {
             sync_parent(&dir.join("data").join("rdb"))?;
         }
         let applied = storage.applied_decree()?;
-        let mut replayed = 0u64;
+        let mut logged = Vec::new();
         let mut plog = Plog::open(&dir.join("plog"), options.plog_file_size, applied, |m| {
-            replayed += 1;
-            storage
-                .apply(&[m])
-                .map_err(|e| std::io::Error::other(e.to_string()))
+            logged.push(pegasus_replication::Mutation {
+                ballot: m.ballot,
+                decree: m.decree,
+                write: Some(Arc::new(m.ops)),
+            });
+            Ok(())
         })?;
         plog.set_sync(options.plog_force_flush);
-        let last_decree = storage.applied_decree()?.max(plog.max_decree());
-        info!(%gpid, applied, replayed, last_decree, "replica opened");
-        let (tx, rx) = mpsc::channel(options.write_queue);
+        let highest_ballot = logged.iter().map(|m| m.ballot).max().unwrap_or(0);
+        info!(%gpid, applied, logged = logged.len(), "replica opened");
+        let replica = Replica::recover(options.me, options.replication, applied, logged);
+        let (tx, rx) = std::sync::mpsc::sync_channel(options.write_queue + MESSAGE_ROOM);
         let failed = Arc::new(OnceLock::new());
-        let writer = {
-            let storage = Arc::clone(&storage);
-            let failed = Arc::clone(&failed);
-            let options = options.clone();
-            std::thread::Builder::new()
-                .name(format!("write-{gpid}"))
-                .spawn(move || writer_loop(gpid, storage, plog, last_decree, rx, failed, options))?
+        let status = Arc::new(Status::default());
+        let queued = Arc::new(AtomicUsize::new(0));
+        let standalone = peers.is_none();
+        let driver = Driver {
+            gpid,
+            me: options.me,
+            storage: Arc::clone(&storage),
+            plog,
+            replica,
+            peers,
+            events: tx.clone(),
+            queued: Arc::clone(&queued),
+            failed: Arc::clone(&failed),
+            status: Arc::clone(&status),
+            options: options.clone(),
+            waiting: HashMap::new(),
+            next_id: 1,
+            prepares: BTreeMap::new(),
+            fresh: !created && !standalone,
+            floor: None,
+            asked_at: None,
         };
-        Ok(Arc::new(Partition {
+        let handle = std::thread::Builder::new()
+            .name(format!("replica-{gpid}"))
+            .spawn(move || driver.run(rx))?;
+        let partition = Arc::new(Partition {
             gpid,
             dir: dir.to_owned(),
             storage,
-            writes: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
+            events: tx,
+            queued,
+            driver: Mutex::new(Some(handle)),
             failed,
+            status,
             scanners: Mutex::new(Scanners {
                 next_id: 1,
                 contexts: HashMap::new(),
             }),
             options,
-        }))
+        });
+        if standalone {
+            // A group of one: primary at once, under a ballot above any in its log.
+            partition.configure(
+                Config {
+                    ballot: highest_ballot + 1,
+                    primary: Some(partition.options.me),
+                    secondaries: Vec::new(),
+                },
+                1,
+            );
+            // Serving once what its log held past the store is committed again.
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !partition.readable()
+                && partition.failure().is_none()
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        Ok(partition)
     }
 
     /// The partition's id.
@@ -211,22 +362,71 @@ impl Partition {
         self.options.limits
     }
 
-    /// Queues a write; `done` is called once, from the writer thread, when the write is
-    /// durable and applied (or at once with [`PartitionError::Busy`] when the queue is full:
+    /// Its role now.
+    pub fn role(&self) -> PartitionRole {
+        match self.status.role.load(Ordering::Acquire) {
+            1 => PartitionRole::Primary,
+            2 => PartitionRole::Secondary,
+            _ => PartitionRole::Inactive,
+        }
+    }
+
+    /// Whether it answers reads now (a serving primary, caught up).
+    pub fn readable(&self) -> bool {
+        self.status.readable.load(Ordering::Acquire)
+    }
+
+    /// The ballot of the configuration it knows.
+    pub fn ballot(&self) -> u64 {
+        self.status.ballot.load(Ordering::Acquire)
+    }
+
+    /// Its commit point.
+    pub fn committed(&self) -> u64 {
+        self.status.committed.load(Ordering::Acquire)
+    }
+
+    /// Hands the meta's configuration to the replica (`max_replica_count` of the table sets how
+    /// many members a write needs).
+    pub fn configure(&self, config: Config<SocketAddrV4>, max_replica_count: i32) {
+        self.message(Event::Config(config, max_replica_count));
+    }
+
+    /// A prepare from the primary `from`; `done` gets the answer.
+    pub fn prepare(&self, from: SocketAddrV4, request: PrepareRequest, done: PrepareDone) {
+        if let Err(
+            TrySendError::Full(Event::Prepare(_, _, done))
+            | TrySendError::Disconnected(Event::Prepare(_, _, done)),
+        ) = self.events.try_send(Event::Prepare(from, request, done))
+        {
+            done(None);
+        }
+    }
+
+    fn message(&self, event: Event) {
+        // Dropped only when the queue is full or closed: the protocol's timeouts recover it.
+        let _ = self.events.try_send(event);
+    }
+
+    /// Queues a write; `done` is called once, from the driver thread, when the write is
+    /// committed and applied (or at once with [`PartitionError::Busy`] when the queue is full:
     /// overload is an answer, never an unbounded wait).
     pub fn submit(&self, op: WriteOp, done: WriteDone) {
         if self.failed.get().is_some() {
             return done(Err(PartitionError::Closed));
         }
-        let guard = self.writes.lock().expect("writes");
-        let Some(sender) = guard.as_ref() else {
-            return done(Err(PartitionError::Closed));
-        };
-        if let Err(e) = sender.try_send(PendingWrite { op, done }) {
-            drop(guard);
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.options.write_queue {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return done(Err(PartitionError::Busy));
+        }
+        if let Err(e) = self.events.try_send(Event::Write(op, done)) {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
             match e {
-                mpsc::error::TrySendError::Full(w) => (w.done)(Err(PartitionError::Busy)),
-                mpsc::error::TrySendError::Closed(w) => (w.done)(Err(PartitionError::Closed)),
+                TrySendError::Full(Event::Write(_, done)) => done(Err(PartitionError::Busy)),
+                TrySendError::Disconnected(Event::Write(_, done)) => {
+                    done(Err(PartitionError::Closed))
+                }
+                _ => {}
             }
         }
     }
@@ -288,115 +488,523 @@ impl Partition {
         self.scanners.lock().expect("scanners").contexts.remove(&id);
     }
 
-    /// Stops taking writes, lets the queued ones finish, and flushes the store.
+    /// Stops the driver (answering what still waits) and flushes the store.
     pub fn close(&self) -> Result<(), PartitionError> {
-        self.writes.lock().expect("writes").take();
-        if let Some(writer) = self.writer.lock().expect("writer").take() {
-            let _ = writer.join();
-        }
+        self.stop_driver();
         self.storage.flush()?;
         Ok(())
+    }
+
+    fn stop_driver(&self) {
+        if let Some(driver) = self.driver.lock().expect("driver").take() {
+            // A blocking send: the close must reach the driver even behind a full queue.
+            let _ = self.events.send(Event::Close);
+            let _ = driver.join();
+        }
     }
 }
 
 impl Drop for Partition {
     fn drop(&mut self) {
-        self.writes.get_mut().expect("writes").take();
-        if let Some(writer) = self.writer.get_mut().expect("writer").take() {
-            let _ = writer.join();
-        }
+        self.stop_driver();
     }
 }
 
-fn writer_loop(
+/// A client's write with its answer, sent once its mutation commits.
+type Answer = (WriteDone, Result<WriteReply, PartitionError>);
+
+/// What one round of the driver must still carry out, in this order: appends (then their
+/// `Logged`), applies, replies.
+#[derive(Default)]
+struct Round {
+    appends: Vec<Mutation>,
+    applies: Vec<Mutation>,
+    replies: Vec<Answer>,
+    /// A prepare refused with this (higher) ballot in this step.
+    rejected: Option<u64>,
+}
+
+/// The partition's driver thread: the state machine, the plog, the store.
+struct Driver {
     gpid: Gpid,
+    me: SocketAddrV4,
     storage: Arc<Storage>,
-    mut plog: Plog,
-    mut last_decree: u64,
-    mut rx: mpsc::Receiver<PendingWrite>,
+    plog: Plog,
+    replica: Replica<SocketAddrV4, Effects>,
+    peers: Option<Arc<dyn Peers>>,
+    /// For answers to this partition's own prepares.
+    events: SyncSender<Event>,
+    queued: Arc<AtomicUsize>,
     failed: Arc<OnceLock<String>>,
+    status: Arc<Status>,
     options: PartitionOptions,
-) {
-    let ballot = 1;
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(w) => batch.push(w),
-                Err(_) => break,
+    /// Client writes by mutation id, with their answers (stamped with the decree on commit).
+    waiting: HashMap<u64, Vec<Answer>>,
+    next_id: u64,
+    /// Secondary: prepares waiting for their log append, by (ballot, decree).
+    prepares: BTreeMap<(u64, u64), PrepareDone>,
+    /// Opened from disk when this server started: the process before may have been its
+    /// primary and sent prepares it never logged, so it is primary only under a ballot above
+    /// `floor`, the first one it hears of (and asks for the next one while that names it
+    /// primary). As a secondary it may go on at once: it acknowledged only what it logged.
+    fresh: bool,
+    floor: Option<u64>,
+    /// When it last asked to be removed (asked again after a while: the request may be lost).
+    asked_at: Option<Instant>,
+}
+
+impl Driver {
+    fn run(mut self, rx: Receiver<Event>) {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let mut events = Vec::new();
+            match rx.recv_timeout(wait) {
+                Ok(e) => events.push(e),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
-        }
-        if failed.get().is_some() {
-            for w in batch {
-                (w.done)(Err(PartitionError::Closed));
-            }
-            continue;
-        }
-        let mut view = View::new(
-            &storage,
-            pegasus_protocol::key::epoch_now(),
-            options.cluster_id,
-        );
-        let mut mutations = Vec::new();
-        let mut answers = Vec::with_capacity(batch.len());
-        for w in batch {
-            match view.execute(w.op) {
-                Ok((ops, reply)) => {
-                    let decree = if ops.is_empty() {
-                        last_decree
-                    } else {
-                        last_decree += 1;
-                        mutations.push(Mutation {
-                            ballot,
-                            decree: last_decree,
-                            ops,
-                        });
-                        last_decree
-                    };
-                    answers.push((w.done, Ok(reply), decree));
+            while events.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(e) => events.push(e),
+                    Err(_) => break,
                 }
-                Err(e) => answers.push((w.done, Err(PartitionError::from(e)), 0)),
+            }
+            let mut round = Round::default();
+            let mut writes = Vec::new();
+            let mut closing = false;
+            for event in events {
+                match event {
+                    Event::Write(op, done) => {
+                        self.queued.fetch_sub(1, Ordering::AcqRel);
+                        writes.push((op, done));
+                    }
+                    Event::Prepare(from, request, done) => {
+                        self.on_prepare(from, request, done, &mut round)
+                    }
+                    Event::Answer(from, r) => {
+                        if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok {
+                            let message = if r.rejected {
+                                Message::Reject {
+                                    ballot: r.ballot as u64,
+                                }
+                            } else {
+                                Message::Ack {
+                                    ballot: r.ballot as u64,
+                                    decree: r.decree as u64,
+                                }
+                            };
+                            self.step(Input::Receive { from, message }, &mut round);
+                        }
+                    }
+                    Event::Config(config, max_replica_count) => {
+                        self.on_config(config, max_replica_count, &mut round)
+                    }
+                    Event::Close => closing = true,
+                }
+            }
+            if !writes.is_empty() {
+                // New writes are computed on the store as every committed mutation left it.
+                self.carry_out(&mut round);
+                self.on_writes(writes, &mut round);
+            }
+            if Instant::now() >= next_tick {
+                self.step(Input::Tick, &mut round);
+                next_tick = Instant::now() + TICK;
+            }
+            self.carry_out(&mut round);
+            self.publish();
+            if closing {
+                break;
             }
         }
-        let durable = if mutations.is_empty() {
-            Ok(())
-        } else {
-            // The replication stage goes between these two steps: prepare to secondaries and
-            // wait for their acks before applying.
-            plog.append(&mutations)
-                .map_err(PartitionError::from)
-                .and_then(|()| storage.apply(&mutations).map_err(PartitionError::from))
+        // Whatever still waits gets an answer.
+        for (_, answers) in self.waiting.drain() {
+            for (done, _) in answers {
+                done(Err(PartitionError::Closed));
+            }
+        }
+        for (_, done) in std::mem::take(&mut self.prepares) {
+            done(None);
+        }
+        while let Ok(event) = rx.try_recv() {
+            match event {
+                Event::Write(_, done) => done(Err(PartitionError::Closed)),
+                Event::Prepare(_, _, done) => done(None),
+                _ => {}
+            }
+        }
+        self.status.readable.store(false, Ordering::Release);
+        self.status.role.store(0, Ordering::Release);
+    }
+
+    fn publish(&self) {
+        let role = match self.replica.role() {
+            Role::Inactive => 0,
+            Role::Primary => 1,
+            Role::Secondary => 2,
         };
-        if let Err(e) = &durable {
-            error!(%gpid, "write failed, partition stops taking writes: {e}");
-            let _ = failed.set(format!("a write failed: {e}"));
-        }
-        for (done, result, decree) in answers {
-            let result = match (&durable, result) {
-                (Err(_), _) => Err(PartitionError::Closed),
-                (Ok(()), Ok(mut r)) => {
-                    r.stamp(
-                        gpid.app_id,
-                        gpid.partition_index,
-                        decree as i64,
-                        &options.server,
-                    );
-                    Ok(r)
+        self.status.role.store(role, Ordering::Release);
+        self.status.readable.store(
+            self.replica.readable() && self.failed.get().is_none(),
+            Ordering::Release,
+        );
+        self.status
+            .ballot
+            .store(self.replica.ballot(), Ordering::Release);
+        self.status
+            .committed
+            .store(self.replica.committed(), Ordering::Release);
+    }
+
+    /// Client writes: one mutation for the batch, its effects computed on top of everything
+    /// prepared and not yet committed.
+    fn on_writes(&mut self, writes: Vec<(WriteOp, WriteDone)>, round: &mut Round) {
+        if self.failed.get().is_some() || self.replica.role() != Role::Primary {
+            let e = || {
+                if self.failed.get().is_some() {
+                    PartitionError::Closed
+                } else {
+                    PartitionError::NotPrimary
                 }
-                (Ok(()), Err(e)) => Err(e),
             };
-            done(result);
+            for (_, done) in writes {
+                round.replies.push((done, Err(e())));
+            }
+            return;
         }
-        if plog.file_count() > 1 {
-            // A file is full: make the store durable up to here and drop the files it covers.
-            match storage.flush() {
-                Ok(durable) => {
-                    if let Err(e) = plog.gc(durable) {
-                        error!(%gpid, "plog gc: {e}");
+        let pending: Vec<Effects> = self
+            .replica
+            .uncommitted()
+            .filter_map(|m| m.write.clone())
+            .collect();
+        let mut view = View::with_pending(
+            &self.storage,
+            pegasus_protocol::key::epoch_now(),
+            self.options.cluster_id,
+            pending.iter().flat_map(|ops| ops.iter()),
+        );
+        let mut ops = Vec::new();
+        let mut answers = Vec::with_capacity(writes.len());
+        for (op, done) in writes {
+            match view.execute(op) {
+                Ok((effects, reply)) => {
+                    ops.extend(effects);
+                    answers.push((done, Ok(reply)));
+                }
+                Err(e) => round.replies.push((done, Err(PartitionError::from(e)))),
+            }
+        }
+        if answers.is_empty() {
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.waiting.insert(id, answers);
+        self.step(
+            Input::Write {
+                id,
+                write: Arc::new(ops),
+            },
+            round,
+        );
+    }
+
+    fn on_prepare(
+        &mut self,
+        from: SocketAddrV4,
+        r: PrepareRequest,
+        done: PrepareDone,
+        round: &mut Round,
+    ) {
+        let (ballot, decree) = (r.ballot as u64, r.decree as u64);
+        if self.failed.get().is_some() {
+            return done(Some(refusal(ErrorCode::InvalidState)));
+        }
+        if let Some(old) = self.prepares.insert((ballot, decree), done) {
+            old(None);
+        }
+        let write = (!r.empty).then(|| Arc::new(r.ops.into_iter().map(from_wire).collect()));
+        let message = Message::Prepare {
+            ballot,
+            ballot_start: r.ballot_start as u64,
+            mutation: pegasus_replication::Mutation {
+                ballot: r.mutation_ballot as u64,
+                decree,
+                write,
+            },
+            committed: r.committed as u64,
+        };
+        round.rejected = None;
+        self.step(Input::Receive { from, message }, round);
+        if let Some(higher) = round.rejected.take() {
+            if let Some(done) = self.prepares.remove(&(ballot, decree)) {
+                done(Some(PrepareResponse {
+                    err: ErrorName(ErrorCode::Ok.name().to_owned()),
+                    ballot: higher as i64,
+                    decree: decree as i64,
+                    rejected: true,
+                }));
+            }
+        } else if !round
+            .appends
+            .iter()
+            .any(|m| m.ballot == ballot && m.decree == decree)
+            && let Some(done) = self.prepares.remove(&(ballot, decree))
+        {
+            // Neither logged nor acknowledged: not a member of that configuration (yet).
+            done(Some(refusal(ErrorCode::InvalidState)));
+        }
+    }
+
+    fn on_config(
+        &mut self,
+        config: Config<SocketAddrV4>,
+        max_replica_count: i32,
+        round: &mut Round,
+    ) {
+        let wanted = self.options.replication.min_replicas;
+        self.replica
+            .set_min_replicas(wanted.min(max_replica_count.max(1) as usize));
+        if self.fresh {
+            // The first configuration it hears of was current after this process started;
+            // any later ballot was made after that, so never used by the process before it.
+            let floor = *self.floor.get_or_insert(config.ballot);
+            if config.ballot > floor || config.primary != Some(self.me) {
+                self.fresh = false;
+            } else {
+                // Still its primary: the process before may have sent prepares under this
+                // ballot that it never logged, so it takes up only the next one.
+                let due = self
+                    .asked_at
+                    .is_none_or(|at| at.elapsed() >= Duration::from_secs(3));
+                if due {
+                    self.asked_at = Some(Instant::now());
+                    info!(gpid = %self.gpid, ballot = config.ballot, "restarted as primary: asks for the next ballot");
+                    if let Some(peers) = &self.peers {
+                        peers.update(
+                            self.gpid,
+                            config.ballot,
+                            self.me,
+                            config_type::PRIMARY_FORCE_UPDATE_BALLOT,
+                        );
                     }
                 }
-                Err(e) => error!(%gpid, "flush: {e}"),
+                return;
             }
         }
+        let before = self.replica.role();
+        self.step(Input::Config(config), round);
+        let after = self.replica.role();
+        if before != after {
+            info!(gpid = %self.gpid, ballot = self.replica.ballot(), role = ?after, "role changed");
+        }
+        // Prepares waiting under an older ballot will not be acknowledged.
+        let ballot = self.replica.ballot();
+        let stale: Vec<(u64, u64)> = self
+            .prepares
+            .range(..(ballot, 0))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            if let Some(done) = self.prepares.remove(&key) {
+                done(None);
+            }
+        }
+    }
+
+    /// Feeds the state machine and carries out what it asks, except the appends, applies and
+    /// replies, which the round does in order.
+    fn step(&mut self, input: Input<SocketAddrV4, Effects>, round: &mut Round) {
+        for output in self.replica.handle(input) {
+            match output {
+                Output::Send { to, message } => self.send(to, message, round),
+                Output::Append(m) => round.appends.push(to_plog(m)),
+                Output::Apply(m) => round.applies.push(to_plog(m)),
+                Output::Reply { id, result } => {
+                    let Some(answers) = self.waiting.remove(&id) else {
+                        continue;
+                    };
+                    for (done, answer) in answers {
+                        let answer = match (&result, answer) {
+                            (Ok(decree), Ok(mut reply)) => {
+                                reply.stamp(
+                                    self.gpid.app_id,
+                                    self.gpid.partition_index,
+                                    *decree as i64,
+                                    &self.options.server,
+                                );
+                                Ok(reply)
+                            }
+                            (Ok(_), Err(e)) => Err(e),
+                            (Err(e), _) => Err(PartitionError::from(*e)),
+                        };
+                        round.replies.push((done, answer));
+                    }
+                }
+                Output::Remove { member, ballot } => {
+                    warn!(gpid = %self.gpid, %member, ballot, "a secondary did not acknowledge in time: asking the meta to remove it");
+                    if let Some(peers) = &self.peers {
+                        peers.update(
+                            self.gpid,
+                            ballot,
+                            member,
+                            config_type::DOWNGRADE_TO_INACTIVE,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, to: SocketAddrV4, message: Message<Effects>, round: &mut Round) {
+        match message {
+            Message::Prepare {
+                ballot,
+                ballot_start,
+                mutation,
+                committed,
+            } => {
+                let Some(peers) = &self.peers else {
+                    return;
+                };
+                let request = PrepareRequest {
+                    pid: self.gpid,
+                    ballot: ballot as i64,
+                    ballot_start: ballot_start as i64,
+                    committed: committed as i64,
+                    mutation_ballot: mutation.ballot as i64,
+                    decree: mutation.decree as i64,
+                    empty: mutation.write.is_none(),
+                    ops: mutation
+                        .write
+                        .as_deref()
+                        .map(|ops| ops.iter().map(to_wire).collect())
+                        .unwrap_or_default(),
+                    primary: RpcAddress::new(self.me),
+                };
+                let events = self.events.clone();
+                peers.prepare(
+                    to,
+                    request,
+                    Box::new(move |answer| {
+                        if let Some(answer) = answer {
+                            // Dropped only past the queue's room: the prepare timeout covers it.
+                            let _ = events.try_send(Event::Answer(to, answer));
+                        }
+                    }),
+                );
+            }
+            Message::Ack { ballot, decree } => {
+                if let Some(done) = self.prepares.remove(&(ballot, decree)) {
+                    done(Some(PrepareResponse {
+                        err: ErrorName(ErrorCode::Ok.name().to_owned()),
+                        ballot: ballot as i64,
+                        decree: decree as i64,
+                        rejected: false,
+                    }));
+                }
+            }
+            Message::Reject { ballot } => round.rejected = Some(ballot),
+        }
+    }
+
+    /// Appends (and feeds back `Logged`), applies, then answers, until nothing is left.
+    fn carry_out(&mut self, round: &mut Round) {
+        while !round.appends.is_empty() {
+            let batch = std::mem::take(&mut round.appends);
+            if self.failed.get().is_some() {
+                break;
+            }
+            match self.plog.append(&batch) {
+                Ok(()) => {
+                    for m in &batch {
+                        self.step(
+                            Input::Logged {
+                                ballot: m.ballot,
+                                decree: m.decree,
+                            },
+                            round,
+                        );
+                    }
+                }
+                Err(e) => self.fail(format!("a write failed: {e}"), round),
+            }
+        }
+        if !round.applies.is_empty() && self.failed.get().is_none() {
+            let applies = std::mem::take(&mut round.applies);
+            if let Err(e) = self.storage.apply(&applies) {
+                self.fail(format!("applying a write failed: {e}"), round);
+            }
+        }
+        round.applies.clear();
+        for (done, answer) in round.replies.drain(..) {
+            done(answer);
+        }
+        if self.plog.file_count() > 1 && self.failed.get().is_none() {
+            // A file is full: make the store durable up to here and drop the files it covers.
+            match self.storage.flush() {
+                Ok(durable) => {
+                    if let Err(e) = self.plog.gc(durable) {
+                        error!(gpid = %self.gpid, "plog gc: {e}");
+                    }
+                }
+                Err(e) => error!(gpid = %self.gpid, "flush: {e}"),
+            }
+        }
+    }
+
+    /// A failed append or apply (a full disk, an I/O error): the replica stops, answers what
+    /// waits, and is reported lost.
+    fn fail(&mut self, why: String, round: &mut Round) {
+        error!(gpid = %self.gpid, "{why}; the replica stops taking writes");
+        let _ = self.failed.set(why);
+        for (_, answers) in self.waiting.drain() {
+            for (done, _) in answers {
+                round.replies.push((done, Err(PartitionError::Closed)));
+            }
+        }
+        for (_, done) in std::mem::take(&mut self.prepares) {
+            done(Some(refusal(ErrorCode::InvalidState)));
+        }
+        round.appends.clear();
+        round.applies.clear();
+    }
+}
+
+fn refusal(code: ErrorCode) -> PrepareResponse {
+    PrepareResponse {
+        err: ErrorName(code.name().to_owned()),
+        ..Default::default()
+    }
+}
+
+fn to_plog(m: pegasus_replication::Mutation<Effects>) -> Mutation {
+    Mutation {
+        ballot: m.ballot,
+        decree: m.decree,
+        ops: m.write.map(|ops| ops.to_vec()).unwrap_or_default(),
+    }
+}
+
+fn to_wire(op: &Op) -> WireOp {
+    match op {
+        Op::Put(k, v) => WireOp {
+            kind: 0,
+            key: Blob::from(k.clone()),
+            value: Blob::from(v.clone()),
+        },
+        Op::Delete(k) => WireOp {
+            kind: 1,
+            key: Blob::from(k.clone()),
+            value: Blob::default(),
+        },
+    }
+}
+
+fn from_wire(op: WireOp) -> Op {
+    match op.kind {
+        0 => Op::Put(op.key.0.to_vec(), op.value.0.to_vec()),
+        _ => Op::Delete(op.key.0.to_vec()),
     }
 }

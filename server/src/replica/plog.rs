@@ -174,8 +174,9 @@ fn parse_name(name: &str) -> Option<(u64, u64)> {
 
 impl Plog {
     /// Opens (creating if needed) the log in `dir` and replays it: every intact mutation with a
-    /// decree above `applied` is passed to `apply`, in order. A torn tail is truncated; damage
-    /// anywhere else is [`PlogError::Corrupt`], with nothing cut.
+    /// decree above `applied` is passed to `apply`, in log order (a decree prepared again under
+    /// a newer ballot comes again, later). A torn tail is truncated; damage anywhere else is
+    /// [`PlogError::Corrupt`], with nothing cut.
     pub fn open(
         dir: &Path,
         file_size_limit: u64,
@@ -202,18 +203,12 @@ impl Plog {
             })
             .collect();
         segments.sort_by_key(|s| s.index);
-        let mut last_decree = applied;
         // The highest decree in the files so far (replayed or not), or the applied one.
         let mut highest = applied;
         let count = segments.len();
         for (n, segment) in segments.iter_mut().enumerate() {
             let replayed = replay_file(&segment.path, &mut |m: Mutation| {
-                if m.decree > last_decree {
-                    last_decree = m.decree;
-                    apply(m)
-                } else {
-                    Ok(())
-                }
+                if m.decree > applied { apply(m) } else { Ok(()) }
             })?;
             let (valid_len, max) = (replayed.valid, replayed.max);
             highest = highest.max(max);

@@ -85,6 +85,24 @@ impl<'a> View<'a> {
         }
     }
 
+    /// A view of `storage` with `pending` (effects prepared but not yet applied, in order)
+    /// laid over it.
+    pub fn with_pending<'b>(
+        storage: &'a Storage,
+        now: u32,
+        cluster_id: u8,
+        pending: impl IntoIterator<Item = &'b Op>,
+    ) -> Self {
+        let mut view = View::new(storage, now, cluster_id);
+        for op in pending {
+            match op {
+                Op::Put(k, v) => view.overlay.insert(k.clone(), Some(v.clone())),
+                Op::Delete(k) => view.overlay.insert(k.clone(), None),
+            };
+        }
+        view
+    }
+
     /// The stored value of a key, `None` if absent or expired.
     fn stored(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let v = match self.overlay.get(k) {

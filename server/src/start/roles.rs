@@ -50,6 +50,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             fd_check: server.fd_check_interval,
             min_live_nodes: server.min_live_nodes,
             create_limits: server.create_limits,
+            min_2pc: server.partition.replication.min_replicas,
         };
         meta = Some(MetaServer::start(options).await?);
     }
@@ -91,15 +92,20 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                     server.data_dirs_black_list_file.as_deref(),
                 )
                 .map_err(crate::replica::ReplicaError::from)?;
+                let me = server.advertised(&role);
                 let opened = {
-                    let options = server.partition.clone();
-                    tokio::task::spawn_blocking(move || ReplicaStub::open_managed(dirs, options))
-                        .await
-                        .expect("open task")
+                    let mut options = server.partition.clone();
+                    options.me = me;
+                    let metas = server.meta_servers.clone();
+                    let runtime = tokio::runtime::Handle::current();
+                    tokio::task::spawn_blocking(move || {
+                        ReplicaStub::open_managed(dirs, options, metas, runtime)
+                    })
+                    .await
+                    .expect("open task")
                 };
                 let stub = opened?;
                 stubs.push(Arc::clone(&stub));
-                let me = server.advertised(&role);
                 info!(addr = %me, "replica serving");
                 let beacons = BeaconOptions {
                     interval: server.fd_beacon_interval,

@@ -309,7 +309,8 @@ impl Onebox {
             ("FD_LEASE", o.fd_lease_seconds.to_string()),
             ("FD_GRACE", (o.fd_lease_seconds + 1).to_string()),
             ("ZK_PORT", o.zk_port.to_string()),
-            ("REPLICA_COUNT", o.replicas.to_string()),
+            // Three copies, or one per replica server when there are fewer.
+            ("MAX_REPLICA_COUNT", o.replicas.clamp(1, 3).to_string()),
             ("COLLECTOR_PORT", o.collector_port.to_string()),
             ("PLOG_FORCE_FLUSH", o.plog_force_flush.to_string()),
         ]

@@ -1,0 +1,183 @@
+//! Three copies of every partition (PacificA): the meta places a primary and two secondaries on
+//! distinct nodes, a write is acknowledged only once every member logged it, and when a primary
+//! is killed the meta promotes a secondary that holds every acknowledged write.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pegasus_protocol::codes::rpc;
+use pegasus_protocol::types::*;
+use pegasus_tests::cluster::{TestCluster, b};
+use pegasus_tools::onebox::Node;
+
+async fn table_health(cluster: &TestCluster, name: &str) -> AppSummary {
+    let apps: ListAppsResponse = cluster.admin(rpc::LIST_APPS, Empty {}).await;
+    apps.apps
+        .into_iter()
+        .find(|a| a.app_name == name)
+        .expect("table listed")
+}
+
+async fn routing(cluster: &TestCluster, name: &str) -> QueryCfgResponse {
+    cluster
+        .admin(
+            rpc::QUERY_CONFIG,
+            QueryCfgRequest {
+                app_name: name.into(),
+                partition_indices: Vec::new(),
+            },
+        )
+        .await
+}
+
+/// Polls `check` every 100 ms until it holds; fails after `within`.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
+    let cluster = TestCluster::start(1, 3, 4);
+    cluster.healthy().await;
+    eventually(
+        Duration::from_secs(30),
+        "every partition fully healthy",
+        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
+    )
+    .await;
+    let before = routing(&cluster, "temp").await;
+    for p in &before.partitions {
+        let mut members: Vec<SocketAddrV4> = p
+            .secondaries
+            .iter()
+            .chain([&p.primary])
+            .filter_map(|a| a.socket_addr())
+            .collect();
+        members.sort();
+        members.dedup();
+        assert_eq!(members.len(), 3, "three copies on distinct nodes: {p:?}");
+    }
+
+    // Writers, each on its own keys, keep what was acknowledged.
+    let table = Arc::new(cluster.client().open_table("temp").await.unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeMap::<String, String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..8 {
+        let (table, stop, acked) = (Arc::clone(&table), Arc::clone(&stop), Arc::clone(&acked));
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let (key, value) = (format!("w{w}-{i}"), format!("v{i}"));
+                if table
+                    .set(key.as_bytes(), b"s", value.as_bytes(), None)
+                    .await
+                    .is_ok()
+                {
+                    acked.lock().unwrap().insert(key, value);
+                }
+                i += 1;
+            }
+        }));
+    }
+    let count = || acked.lock().unwrap().len();
+    eventually(Duration::from_secs(30), "writes acknowledged", || async {
+        count() >= 500
+    })
+    .await;
+
+    // Kill -9 the node holding partition 0's primary.
+    let old = &before.partitions[0];
+    let primary = old.primary.socket_addr().unwrap();
+    let victim = (primary.port() - cluster.onebox.options.replica_base_port) as usize;
+    cluster.onebox.kill_node(Node::Replica(victim)).unwrap();
+    let killed = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (now, failover) = loop {
+        let now = routing(&cluster, "temp").await.partitions[0].clone();
+        let promoted = now.ballot > old.ballot
+            && now
+                .primary
+                .socket_addr()
+                .is_some_and(|p| p != primary && old.secondaries.contains(&now.primary));
+        if promoted {
+            break (now, killed.elapsed());
+        }
+        assert!(Instant::now() < deadline, "no secondary promoted: {now:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let at_failover = count();
+    eventually(
+        Duration::from_secs(30),
+        "writes go on after the failover",
+        || async { count() >= at_failover + 500 },
+    )
+    .await;
+    stop.store(true, Ordering::Release);
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    // Every acknowledged write is there, read from the new primaries.
+    let acked = acked.lock().unwrap().clone();
+    let mut lost = Vec::new();
+    for (key, value) in &acked {
+        if table.get(key.as_bytes(), b"s").await.unwrap() != Some(b(value)) {
+            lost.push(key.clone());
+        }
+    }
+    println!(
+        "acknowledged {} writes, lost {}; partition 0's primary moved from {primary} to {} \
+         (ballot {} -> {}) {failover:?} after kill -9",
+        acked.len(),
+        lost.len(),
+        now.primary,
+        old.ballot,
+        now.ballot
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // Two copies of three: writable and readable, not fully healthy.
+    let health = table_health(&cluster, "temp").await;
+    assert_eq!((health.write_unhealthy, health.read_unhealthy), (0, 0));
+    assert!(health.fully_healthy < 4, "{health:?}");
+
+    // The killed node comes back: it leaves the configurations it was in before (it cannot
+    // know what it prepared and never logged), and nothing is lost or blocked.
+    cluster.onebox.start_node(Node::Replica(victim)).unwrap();
+    let restarted = Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "the restarted node is alive",
+        || async {
+            let nodes: ListNodesResponse = cluster.admin(rpc::LIST_NODES, Empty {}).await;
+            nodes.nodes.iter().filter(|n| n.alive).count() == 3
+        },
+    )
+    .await;
+    while restarted.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (key, value) in acked.iter().step_by(7) {
+        assert_eq!(
+            table.get(key.as_bytes(), b"s").await.unwrap(),
+            Some(b(value)),
+            "{key}"
+        );
+    }
+    table.set(b"after", b"restart", b"yes", None).await.unwrap();
+    assert_eq!(
+        table.get(b"after", b"restart").await.unwrap(),
+        Some(b("yes"))
+    );
+}
