@@ -167,6 +167,14 @@ pub mod rpc {
     pub const UPDATE_CONFIG: &str = "RPC_CM_UPDATE_PARTITION_CONFIGURATION";
     /// The meta to a replica server: a partition's new configuration (our payload).
     pub const CONFIG_PROPOSAL: &str = "RPC_CONFIG_PROPOSAL";
+    /// Primary to a new copy: learn (our payload).
+    pub const LEARN_ADD_LEARNER: &str = "RPC_LEARN_ADD_LEARNER";
+    /// Learner to primary: a checkpoint and the log past it (our payload).
+    pub const LEARN: &str = "RPC_LEARN";
+    /// Learner to primary: a chunk of a checkpoint file (our payload).
+    pub const LEARN_FETCH: &str = "RPC_LEARN_FETCH";
+    /// Learner to primary: caught up (our payload).
+    pub const LEARN_COMPLETION_NOTIFY: &str = "RPC_LEARN_COMPLETION_NOTIFY";
 
     /// The answer's name: `name + "_ACK"`.
     pub fn ack(name: &str) -> String {

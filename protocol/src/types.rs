@@ -601,6 +601,8 @@ thrift_struct! {
         4: primary: RpcAddress,
         5: secondaries: Vec<RpcAddress>,
         6: max_replica_count: i32,
+        /// To the primary only: a node to learn and become a secondary (ADD_SECONDARY).
+        7: learner: RpcAddress,
     }
 }
 
@@ -620,6 +622,8 @@ pub mod config_type {
     pub const ASSIGN_PRIMARY: i32 = 1;
     /// A secondary becomes primary.
     pub const UPGRADE_TO_PRIMARY: i32 = 2;
+    /// A learner that caught up becomes a secondary.
+    pub const UPGRADE_TO_SECONDARY: i32 = 4;
     /// A member leaves the configuration.
     pub const DOWNGRADE_TO_INACTIVE: i32 = 6;
     /// The same members under the next ballot (a restarted primary takes it up).
@@ -663,6 +667,88 @@ thrift_struct! {
         2: ballot: i64,
         3: decree: i64,
         4: rejected: bool,
+    }
+}
+
+thrift_struct! {
+    /// A mutation as a learner copies it from the primary's prepared list.
+    pub struct LearnMutation {
+        1: ballot: i64,
+        2: decree: i64,
+        3: empty: bool,
+        4: ops: Vec<WireOp>,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_LEARN_ADD_LEARNER`: the primary of `ballot` tells a node to learn; every mutation
+    /// from `prepare_start` on is prepared to it.
+    pub struct LearnAddRequest {
+        1: pid: Gpid,
+        2: ballot: i64,
+        3: primary: RpcAddress,
+        4: prepare_start: i64,
+        5: max_replica_count: i32,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_LEARN`: a learner asks its primary for a copy.
+    pub struct LearnRequest {
+        1: pid: Gpid,
+        2: ballot: i64,
+        3: learner: RpcAddress,
+    }
+}
+
+thrift_struct! {
+    /// One file of a checkpoint, with its CRC-32C.
+    pub struct LearnFile {
+        1: name: String,
+        2: size: i64,
+        3: crc: i64,
+    }
+}
+
+thrift_struct! {
+    /// The answer to `RPC_LEARN`: a RocksDB checkpoint of the primary's store at
+    /// `checkpoint_decree` (its files, to fetch), and the primary's mutations past it.
+    pub struct LearnResponse {
+        1: err: ErrorName,
+        2: checkpoint_decree: i64,
+        3: checkpoint: String,
+        4: files: Vec<LearnFile>,
+        5: tail: Vec<LearnMutation>,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_LEARN_FETCH`: a chunk of a checkpoint file.
+    pub struct LearnFetchRequest {
+        1: pid: Gpid,
+        2: checkpoint: String,
+        3: name: String,
+        4: offset: i64,
+        5: len: i32,
+    }
+}
+
+thrift_struct! {
+    /// The chunk, with its CRC-32C.
+    pub struct LearnFetchResponse {
+        1: err: ErrorName,
+        2: data: Blob,
+        3: crc: i64,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_LEARN_COMPLETION_NOTIFY`: a learner holds every decree up to `logged_through`.
+    pub struct LearnDoneRequest {
+        1: pid: Gpid,
+        2: ballot: i64,
+        3: learner: RpcAddress,
+        4: logged_through: i64,
     }
 }
 

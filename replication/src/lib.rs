@@ -101,6 +101,22 @@ pub enum Message<W> {
         /// The secondary's ballot.
         ballot: u64,
     },
+    /// Primary to a node the meta proposed as a new copy: become my learner. Every mutation
+    /// from `prepare_start` on comes to it as a prepare; what is before, it copies (a checkpoint
+    /// and the log past it: [`Output::StartLearning`], then [`Input::Learned`]).
+    Learn {
+        /// The primary's ballot.
+        ballot: u64,
+        /// The first decree prepared to the learner.
+        prepare_start: u64,
+    },
+    /// Learner to primary: I hold, durably, every decree up to `logged_through`.
+    LearnDone {
+        /// The ballot it learns under.
+        ballot: u64,
+        /// Its contiguous, logged history.
+        logged_through: u64,
+    },
 }
 
 /// What a replica is told.
@@ -129,6 +145,19 @@ pub enum Input<N, W> {
     },
     /// The meta's current configuration.
     Config(Config<N>),
+    /// Primary: the meta proposes `learner` as a new copy (ADD_SECONDARY).
+    AddLearner {
+        /// The node.
+        learner: N,
+    },
+    /// Learner: its store now holds every decree up to `checkpoint` (copied from the primary),
+    /// and `tail` is what the primary held past it.
+    Learned {
+        /// The decree the copied store is at.
+        checkpoint: u64,
+        /// The primary's mutations past it.
+        tail: Vec<Mutation<W>>,
+    },
     /// Time passes: one tick.
     Tick,
 }
@@ -164,6 +193,22 @@ pub enum Output<N, W> {
         id: u64,
         /// The outcome.
         result: Result<u64, WriteError>,
+    },
+    /// Learner: copy the primary's store and the log past it, then answer with
+    /// [`Input::Learned`].
+    StartLearning {
+        /// The primary.
+        from: N,
+        /// Its ballot.
+        ballot: u64,
+    },
+    /// Primary: ask the meta to make a learner that caught up a secondary
+    /// (UPGRADE_TO_SECONDARY) of configuration `ballot`.
+    Upgrade {
+        /// The learner.
+        learner: N,
+        /// The configuration to change.
+        ballot: u64,
     },
     /// Ask the meta to remove a member that did not acknowledge in time.
     Remove {

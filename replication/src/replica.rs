@@ -40,6 +40,21 @@ pub enum Role {
     Primary,
     /// Logs what the primary prepares.
     Secondary,
+    /// Catches up with the primary to become a secondary: logs what it prepares, and copies
+    /// what came before.
+    Learner,
+}
+
+/// A learner, as its primary sees it.
+#[derive(Clone, Copy, Debug)]
+struct Learner {
+    /// The first decree prepared to it.
+    prepare_start: u64,
+    /// Once it reported having caught up: the commit point then. Every later decree needs its
+    /// acknowledgement too, so it misses nothing committed before it becomes a secondary.
+    required_after: Option<u64>,
+    /// When the upgrade was last asked for.
+    asked: u64,
 }
 
 struct Entry<N, W> {
@@ -80,6 +95,11 @@ pub struct Replica<N, W> {
     /// The last decree a new primary re-prepared: it answers reads only once that is committed
     /// (whatever was prepared before may have been acknowledged to a client).
     reconciled_to: u64,
+    /// Primary: its learners.
+    learners: BTreeMap<N, Learner>,
+    /// Learner: whether its store holds the copied checkpoint, and when it last reported.
+    installed: bool,
+    last_report: u64,
 }
 
 impl<N, W> Replica<N, W>
@@ -131,6 +151,9 @@ where
             last_prepare: 0,
             removing: None,
             reconciled_to: 0,
+            learners: BTreeMap::new(),
+            installed: false,
+            last_report: 0,
         }
     }
 
@@ -194,6 +217,14 @@ where
                     committed,
                 } => self.on_prepare(from, ballot, ballot_start, mutation, committed, &mut out),
                 Message::Ack { ballot, decree } => self.on_ack(from, ballot, decree, &mut out),
+                Message::Learn {
+                    ballot,
+                    prepare_start,
+                } => self.on_learn(from, ballot, prepare_start, &mut out),
+                Message::LearnDone {
+                    ballot,
+                    logged_through,
+                } => self.on_learn_done(from, ballot, logged_through, &mut out),
                 Message::Reject { ballot } => {
                     if ballot > self.config.ballot && self.role == Role::Primary {
                         // A newer configuration exists without us as its primary: wait for it,
@@ -211,6 +242,8 @@ where
             },
             Input::Logged { ballot, decree } => self.on_logged(ballot, decree, &mut out),
             Input::Config(config) => self.on_config(config, &mut out),
+            Input::AddLearner { learner } => self.on_add_learner(learner, &mut out),
+            Input::Learned { checkpoint, tail } => self.on_learned(checkpoint, tail, &mut out),
             Input::Tick => self.on_tick(&mut out),
         }
         out
@@ -255,7 +288,19 @@ where
     fn send_prepare(&mut self, mutation: &Mutation<W>, out: &mut Vec<Output<N, W>>) {
         self.last_prepare = self.now;
         self.known_committed = self.committed;
-        for &to in &self.config.secondaries {
+        let learners = self
+            .learners
+            .iter()
+            .filter(|(_, l)| mutation.decree >= l.prepare_start)
+            .map(|(n, _)| *n);
+        let to: Vec<N> = self
+            .config
+            .secondaries
+            .iter()
+            .copied()
+            .chain(learners)
+            .collect();
+        for to in to {
             out.push(Output::Send {
                 to,
                 message: Message::Prepare {
@@ -264,6 +309,134 @@ where
                     mutation: mutation.clone(),
                     committed: self.committed,
                 },
+            });
+        }
+    }
+
+    /// Primary: the meta proposes a new copy on `learner`.
+    fn on_add_learner(&mut self, learner: N, out: &mut Vec<Output<N, W>>) {
+        if self.role != Role::Primary || self.config.has_member(&learner) || learner == self.me {
+            return;
+        }
+        let prepare_start = self.last_prepared() + 1;
+        let l = self.learners.entry(learner).or_insert(Learner {
+            prepare_start,
+            required_after: None,
+            asked: 0,
+        });
+        out.push(Output::Send {
+            to: learner,
+            message: Message::Learn {
+                ballot: self.config.ballot,
+                prepare_start: l.prepare_start,
+            },
+        });
+    }
+
+    /// A node told by a primary to learn.
+    fn on_learn(&mut self, from: N, ballot: u64, prepare_start: u64, out: &mut Vec<Output<N, W>>) {
+        if self.role == Role::Primary
+            || ballot < self.config.ballot
+            || (self.role == Role::Secondary && ballot == self.config.ballot)
+        {
+            return;
+        }
+        let again = self.role == Role::Learner
+            && self.config.ballot == ballot
+            && self.config.primary == Some(from);
+        if again {
+            return;
+        }
+        self.config = Config {
+            ballot,
+            primary: Some(from),
+            secondaries: Vec::new(),
+        };
+        self.role = Role::Learner;
+        self.serving = false;
+        self.installed = false;
+        // Whatever it held past its store may differ from the primary's history: the copy and
+        // the primary's prepares replace it.
+        self.prepared.retain(|&d, _| d >= prepare_start);
+        out.push(Output::StartLearning { from, ballot });
+    }
+
+    /// Learner: its store is the primary's checkpoint at `checkpoint`; `tail` comes after it.
+    fn on_learned(&mut self, checkpoint: u64, tail: Vec<Mutation<W>>, out: &mut Vec<Output<N, W>>) {
+        if self.role != Role::Learner {
+            return;
+        }
+        self.committed = checkpoint;
+        self.known_committed = self.known_committed.max(checkpoint);
+        self.ballot_start = checkpoint;
+        self.prepared.retain(|&d, _| d > checkpoint);
+        for m in tail.into_iter().filter(|m| m.decree > checkpoint) {
+            let held = self
+                .prepared
+                .get(&m.decree)
+                .is_some_and(|e| e.mutation.ballot >= m.ballot);
+            if held {
+                continue;
+            }
+            self.prepared.insert(
+                m.decree,
+                Entry {
+                    mutation: m.clone(),
+                    logged: false,
+                    acks: BTreeSet::new(),
+                    client: None,
+                    sent_at: self.now,
+                },
+            );
+            out.push(Output::Append(m));
+        }
+        self.installed = true;
+        self.apply_committed(out);
+        self.report(out);
+    }
+
+    /// Learner: every decree past the commit point it holds durably, without a gap, up to…
+    fn logged_through(&self) -> u64 {
+        let mut through = self.committed;
+        for (&d, e) in self.prepared.range(self.committed + 1..) {
+            if d != through + 1 || !e.logged {
+                break;
+            }
+            through = d;
+        }
+        through
+    }
+
+    /// Learner: tells the primary how far it holds everything.
+    fn report(&mut self, out: &mut Vec<Output<N, W>>) {
+        self.last_report = self.now;
+        if let Some(primary) = self.config.primary {
+            out.push(Output::Send {
+                to: primary,
+                message: Message::LearnDone {
+                    ballot: self.config.ballot,
+                    logged_through: self.logged_through(),
+                },
+            });
+        }
+    }
+
+    /// Primary: a learner reports; once it holds everything committed, its acknowledgements
+    /// count from here on and the meta is asked to make it a secondary.
+    fn on_learn_done(&mut self, from: N, ballot: u64, through: u64, out: &mut Vec<Output<N, W>>) {
+        if self.role != Role::Primary || ballot != self.config.ballot {
+            return;
+        }
+        let committed = self.committed;
+        let Some(l) = self.learners.get_mut(&from) else {
+            return;
+        };
+        if l.required_after.is_none() && through >= committed {
+            l.required_after = Some(committed);
+            l.asked = self.now;
+            out.push(Output::Upgrade {
+                learner: from,
+                ballot,
             });
         }
     }
@@ -290,7 +463,9 @@ where
             // A primary hears of a newer ballot only from the meta; an inactive replica (a new
             // or restarted one) acknowledges nothing until the meta makes it a member.
             Role::Primary | Role::Inactive => return,
-            Role::Secondary => {}
+            // A learner follows the primary that taught it, in that ballot only.
+            Role::Learner if ballot != self.config.ballot => return,
+            Role::Learner | Role::Secondary => {}
         }
         if ballot > self.config.ballot {
             // The meta made `from` primary of a newer ballot with us as a secondary (it sends
@@ -343,6 +518,9 @@ where
     /// Secondary: applies, in order, what the primary says is committed and this replica holds
     /// durably in a form it may apply (see [`Message::Prepare`]'s `ballot_start`).
     fn apply_committed(&mut self, out: &mut Vec<Output<N, W>>) {
+        if self.role == Role::Learner && !self.installed {
+            return;
+        }
         while self.committed < self.known_committed {
             let next = self.committed + 1;
             let Some(e) = self.prepared.get(&next) else {
@@ -380,7 +558,7 @@ where
         e.logged = true;
         match self.role {
             Role::Primary => self.commit(out),
-            Role::Secondary => {
+            Role::Secondary | Role::Learner => {
                 if ballot == self.config.ballot
                     && let Some(primary) = self.config.primary
                 {
@@ -404,7 +582,10 @@ where
             };
             let ready = e.logged
                 && e.mutation.ballot == self.config.ballot
-                && self.config.secondaries.iter().all(|s| e.acks.contains(s));
+                && self.config.secondaries.iter().all(|s| e.acks.contains(s))
+                && self.learners.iter().all(|(n, l)| {
+                    l.required_after.is_none_or(|after| next <= after) || e.acks.contains(n)
+                });
             if !ready {
                 return;
             }
@@ -428,9 +609,14 @@ where
         // fills in what a secondary that adopted the ballot from a prepare did not know.
         if config.ballot < self.config.ballot
             || (config.ballot == self.config.ballot && self.role == Role::Primary)
+            || (config.ballot == self.config.ballot
+                && self.role == Role::Learner
+                && !config.has_member(&self.me))
         {
             return;
         }
+        // A new configuration ends every learning round; the meta proposes again.
+        self.learners.clear();
         let was_primary = self.role == Role::Primary;
         self.config = config;
         self.removing = None;
@@ -494,9 +680,46 @@ where
 
     fn on_tick(&mut self, out: &mut Vec<Output<N, W>>) {
         self.now += 1;
+        if self.role == Role::Learner
+            && self.installed
+            && self.now - self.last_report >= self.options.empty_write_after
+        {
+            self.report(out);
+        }
         if self.role != Role::Primary {
             return;
         }
+        // A learner whose acknowledgements count and that did not give one in time is dropped:
+        // it is not a member, so the others go on without it.
+        let timeout = self.options.prepare_timeout;
+        let now = self.now;
+        let late_learners: Vec<N> = self
+            .learners
+            .iter()
+            .filter(|(n, l)| {
+                l.required_after.is_some_and(|after| {
+                    self.prepared.iter().any(|(&d, e)| {
+                        d > after && now.saturating_sub(e.sent_at) >= timeout && !e.acks.contains(n)
+                    })
+                })
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        for n in late_learners {
+            self.learners.remove(&n);
+        }
+        // An upgrade not answered in time is asked again.
+        let ballot = self.config.ballot;
+        for (n, l) in self.learners.iter_mut() {
+            if l.required_after.is_some() && now - l.asked >= timeout {
+                l.asked = now;
+                out.push(Output::Upgrade {
+                    learner: *n,
+                    ballot,
+                });
+            }
+        }
+        self.commit(out);
         // A secondary that has not acknowledged in time: stop taking writes, ask the meta to
         // remove it, and wait for the new configuration.
         let timeout = self.options.prepare_timeout;
@@ -702,6 +925,139 @@ mod tests {
             solo.handle(Input::Write { id: 1, write: "a" })[..],
             [Output::Append(_)]
         ));
+    }
+
+    #[test]
+    fn a_learner_copies_gets_every_later_prepare_and_is_upgraded_once_caught_up() {
+        let mut p = R::new(1, Options::default());
+        p.handle(Input::Config(config(1, 1, &[2])));
+        // Two writes committed before the learner comes.
+        for (id, decree) in [(1, 1), (2, 2)] {
+            p.handle(Input::Write { id, write: "old" });
+            p.handle(Input::Logged { ballot: 1, decree });
+            p.handle(Input::Receive {
+                from: 2,
+                message: Message::Ack { ballot: 1, decree },
+            });
+        }
+        assert_eq!(p.committed(), 2);
+        let learn = sends(&p.handle(Input::AddLearner { learner: 3 }));
+        assert_eq!(
+            learn,
+            [(
+                3,
+                Message::Learn {
+                    ballot: 1,
+                    prepare_start: 3
+                }
+            )]
+        );
+        let mut l = R::new(3, Options::default());
+        let out = l.handle(Input::Receive {
+            from: 1,
+            message: learn[0].1.clone(),
+        });
+        assert_eq!(out, [Output::StartLearning { from: 1, ballot: 1 }]);
+        assert_eq!(l.role(), Role::Learner);
+        // A write while it copies goes to the learner too; its acknowledgement is not needed yet.
+        let out = p.handle(Input::Write {
+            id: 3,
+            write: "new",
+        });
+        let prepares = sends(&out);
+        assert_eq!(
+            prepares.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        let out = l.handle(Input::Receive {
+            from: 1,
+            message: prepares[1].1.clone(),
+        });
+        assert!(matches!(out[..], [Output::Append(_)]));
+        assert_eq!(
+            sends(&l.handle(Input::Logged {
+                ballot: 1,
+                decree: 3
+            })),
+            [(
+                1,
+                Message::Ack {
+                    ballot: 1,
+                    decree: 3
+                }
+            )]
+        );
+        p.handle(Input::Logged {
+            ballot: 1,
+            decree: 3,
+        });
+        p.handle(Input::Receive {
+            from: 2,
+            message: Message::Ack {
+                ballot: 1,
+                decree: 3,
+            },
+        });
+        assert_eq!(
+            p.committed(),
+            3,
+            "a learner's ack is not needed before it caught up"
+        );
+        // The copy arrives: the store at decree 2, nothing past it.
+        let out = l.handle(Input::Learned {
+            checkpoint: 2,
+            tail: Vec::new(),
+        });
+        let done = sends(&out);
+        assert_eq!(
+            done,
+            [(
+                1,
+                Message::LearnDone {
+                    ballot: 1,
+                    logged_through: 3
+                }
+            )]
+        );
+        let out = p.handle(Input::Receive {
+            from: 3,
+            message: done[0].1.clone(),
+        });
+        assert_eq!(
+            out,
+            [Output::Upgrade {
+                learner: 3,
+                ballot: 1
+            }]
+        );
+        // From now on its acknowledgement is needed: it misses nothing committed.
+        p.handle(Input::Write {
+            id: 4,
+            write: "later",
+        });
+        p.handle(Input::Logged {
+            ballot: 1,
+            decree: 4,
+        });
+        p.handle(Input::Receive {
+            from: 2,
+            message: Message::Ack {
+                ballot: 1,
+                decree: 4,
+            },
+        });
+        assert_eq!(p.committed(), 3, "waits for the learner");
+        p.handle(Input::Receive {
+            from: 3,
+            message: Message::Ack {
+                ballot: 1,
+                decree: 4,
+            },
+        });
+        assert_eq!(p.committed(), 4);
+        // The meta makes it a secondary.
+        l.handle(Input::Config(config(2, 1, &[2, 3])));
+        assert_eq!(l.role(), Role::Secondary);
     }
 
     #[test]

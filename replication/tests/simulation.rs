@@ -257,6 +257,9 @@ impl Sim {
                     }
                     Err(_) => self.totals.refused += 1,
                 },
+                // This simulation's meta never proposes learners (their copying is the
+                // driver's, checked against real stores in the end-to-end tests).
+                Output::StartLearning { .. } | Output::Upgrade { .. } => {}
                 Output::Remove { member, ballot } => {
                     // Requests to the meta are lost too: the primary must ask again.
                     if !(faulty && self.rng.chance(self.faults.drop)) {

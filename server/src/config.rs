@@ -94,6 +94,8 @@ pub struct ServerConfig {
     pub min_live_nodes: usize,
     /// What a create request may ask for.
     pub create_limits: CreateLimits,
+    /// `[meta_server] replica_assign_delay_ms_for_dropouts`.
+    pub dropout_delay: Duration,
     /// Bounds on connections and requests, every role's port (`[network]`).
     pub net_limits: Limits,
     /// `[pegasus.collector] available_detect_app`.
@@ -202,6 +204,8 @@ impl ServerConfig {
                 )?,
                 ..pegasus_replication::Options::default()
             },
+            learn_rate: config.parse_or::<u64>("nfs", "max_copy_rate_megabytes_per_disk", 500)?
+                << 20,
             ..PartitionOptions::default()
         };
         let cluster_name = config.str_or("replication", "cluster_name", "").to_owned();
@@ -310,6 +314,11 @@ impl ServerConfig {
                 3,
             )?,
             create_limits,
+            dropout_delay: Duration::from_millis(config.parse_or(
+                "meta_server",
+                "replica_assign_delay_ms_for_dropouts",
+                300_000,
+            )?),
             net_limits,
             detect_app: config
                 .str_or("pegasus.collector", "available_detect_app", "stat")

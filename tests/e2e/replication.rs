@@ -152,8 +152,8 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
     assert_eq!((health.write_unhealthy, health.read_unhealthy), (0, 0));
     assert!(health.fully_healthy < 4, "{health:?}");
 
-    // The killed node comes back: it leaves the configurations it was in before (it cannot
-    // know what it prepared and never logged), and nothing is lost or blocked.
+    // The killed node comes back: it was removed from every configuration while away, and
+    // nothing is lost or blocked meanwhile.
     cluster.onebox.start_node(Node::Replica(victim)).unwrap();
     let restarted = Instant::now();
     eventually(
@@ -180,4 +180,110 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
         table.get(b"after", b"restart").await.unwrap(),
         Some(b("yes"))
     );
+    // It learns its copies back (it is the node that dropped them): three of three again.
+    eventually(
+        Duration::from_secs(60),
+        "fully healthy after the return",
+        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
+    )
+    .await;
+    println!(
+        "the restarted node learned its copies back: fully healthy {:?} after its restart",
+        restarted.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
+    let cluster = TestCluster::start(1, 4, 4);
+    cluster.healthy().await;
+    eventually(
+        Duration::from_secs(30),
+        "every partition fully healthy",
+        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
+    )
+    .await;
+    let table = cluster.client().open_table("temp").await.unwrap();
+    let keys = 3000;
+    for i in 0..keys {
+        table
+            .set(
+                format!("k{i}").as_bytes(),
+                b"s",
+                format!("v{i}").as_bytes(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    // A node holding a copy of partition 0 (a secondary) goes for good.
+    let before = routing(&cluster, "temp").await.partitions[0].clone();
+    let base = cluster.onebox.options.replica_base_port;
+    let node = |a: &RpcAddress| (a.socket_addr().unwrap().port() - base) as usize;
+    let gone = before.secondaries[0];
+    cluster
+        .onebox
+        .kill_node(Node::Replica(node(&gone)))
+        .unwrap();
+    let lost = Instant::now();
+    eventually(Duration::from_secs(30), "the lost copy leaves", || async {
+        !routing(&cluster, "temp").await.partitions[0]
+            .secondaries
+            .contains(&gone)
+    })
+    .await;
+    // After the grace period and the drop-out delay, a copy is learned on the fourth node.
+    eventually(
+        Duration::from_secs(90),
+        "every partition fully healthy again",
+        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
+    )
+    .await;
+    let healed = lost.elapsed();
+    let after = routing(&cluster, "temp").await.partitions[0].clone();
+    let learned = *after
+        .secondaries
+        .iter()
+        .chain([&after.primary])
+        .find(|a| !before.secondaries.contains(a) && **a != before.primary)
+        .expect("a new member");
+    // Writes go on meanwhile and after.
+    table.set(b"after", b"s", b"learned", None).await.unwrap();
+    // Every other member of partition 0 goes: the learned copy alone serves its keys.
+    for member in after.secondaries.iter().chain([&after.primary]) {
+        if *member != learned {
+            cluster
+                .onebox
+                .kill_node(Node::Replica(node(member)))
+                .unwrap();
+        }
+    }
+    eventually(
+        Duration::from_secs(30),
+        "the learned copy is primary",
+        || async { routing(&cluster, "temp").await.partitions[0].primary == learned },
+    )
+    .await;
+    let table = cluster.client().open_table("temp").await.unwrap();
+    let mut served = 0;
+    for i in 0..keys {
+        let k = format!("k{i}");
+        if table.partition_of(k.as_bytes()) != 0 {
+            continue;
+        }
+        assert_eq!(
+            table.get(k.as_bytes(), b"s").await.unwrap(),
+            Some(b(&format!("v{i}"))),
+            "{k} from the learned copy"
+        );
+        served += 1;
+    }
+    if table.partition_of(b"after") == 0 {
+        assert_eq!(table.get(b"after", b"s").await.unwrap(), Some(b("learned")));
+    }
+    println!(
+        "a copy of each partition lost with its node was learned elsewhere; fully healthy \
+         again {healed:?} after the loss; {served} keys of partition 0 served by its learned copy"
+    );
+    assert!(served > 0);
 }

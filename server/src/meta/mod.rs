@@ -55,6 +55,9 @@ pub struct MetaOptions {
     pub create_limits: CreateLimits,
     /// `[replication] mutation_2pc_min_replica_count`: fewer members cannot write.
     pub min_2pc: usize,
+    /// `[meta_server] replica_assign_delay_ms_for_dropouts`: how long a partition short of a
+    /// copy waits for the node that dropped it before a new copy is made elsewhere.
+    pub dropout_delay: Duration,
 }
 
 /// Bounds on a create request: without them one request for 2^31 partitions makes the meta
@@ -286,6 +289,39 @@ impl MetaServer {
     async fn cure(&self, state: &mut Cluster) {
         let changed = state.assign(self.options.min_live_nodes);
         self.publish(state, changed).await;
+        if state.alive_count() < self.options.min_live_nodes.max(1) {
+            return;
+        }
+        // New copies: proposed to the primary, which teaches the learner and asks for its
+        // upgrade once it caught up.
+        for (gpid, primary, learner) in state.learners(Instant::now(), self.options.dropout_delay) {
+            info!(%gpid, %primary, %learner, "ADD_SECONDARY proposed");
+            let mut proposal = assignment(&state.apps[&gpid.app_id], gpid.partition_index);
+            proposal.learner = RpcAddress::new(learner);
+            self.propose(gpid, primary, proposal);
+        }
+    }
+
+    /// Sends a configuration to a replica server (its answer is not needed: beacons repeat
+    /// configurations, and proposals are made again).
+    fn propose(&self, gpid: Gpid, node: SocketAddrV4, proposal: Assignment) {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let meta = RequestMeta {
+                app_id: gpid.app_id,
+                partition_index: gpid.partition_index,
+                ..RequestMeta::default()
+            };
+            let _ = client
+                .call::<_, Empty>(
+                    SocketAddr::V4(node),
+                    meta,
+                    rpc::CONFIG_PROPOSAL,
+                    &Args(proposal),
+                    Duration::from_secs(1),
+                )
+                .await;
+        });
     }
 
     /// Persists each changed configuration before anyone hears of it, then tells every node
@@ -301,7 +337,7 @@ impl MetaServer {
                 continue;
             }
             info!(%gpid, ballot = config.ballot, primary = config.primary, secondaries = ?config.secondaries, last_drops = ?config.last_drops, "configuration changed");
-            let proposal = Args(assignment(&state.apps[&c.app_id], c.pidx));
+            let proposal = assignment(&state.apps[&c.app_id], c.pidx);
             let mut nodes: Vec<SocketAddrV4> = c
                 .before
                 .primary_addr()
@@ -313,24 +349,7 @@ impl MetaServer {
             nodes.sort();
             nodes.dedup();
             for node in nodes {
-                let client = self.client.clone();
-                let proposal = proposal.clone();
-                tokio::spawn(async move {
-                    let meta = RequestMeta {
-                        app_id: gpid.app_id,
-                        partition_index: gpid.partition_index,
-                        ..RequestMeta::default()
-                    };
-                    let _ = client
-                        .call::<_, Empty>(
-                            SocketAddr::V4(node),
-                            meta,
-                            rpc::CONFIG_PROPOSAL,
-                            &proposal,
-                            Duration::from_secs(1),
-                        )
-                        .await;
-                });
+                self.propose(gpid, node, proposal.clone());
             }
         }
     }
@@ -352,6 +371,7 @@ impl MetaServer {
         let result = match r.config_type {
             config_type::DOWNGRADE_TO_INACTIVE => state.remove_member(r.pid, r.ballot, node),
             config_type::PRIMARY_FORCE_UPDATE_BALLOT => state.raise_ballot(r.pid, r.ballot, node),
+            config_type::UPGRADE_TO_SECONDARY => state.upgrade(r.pid, r.ballot, node),
             _ => return answer(ErrorCode::NotImplemented, Assignment::default()),
         };
         let code = match result {
@@ -686,6 +706,7 @@ fn assignment(app: &App, pidx: i32) -> Assignment {
             .map(RpcAddress::new)
             .collect(),
         max_replica_count: p.max_replica_count,
+        learner: RpcAddress::INVALID,
     }
 }
 

@@ -128,7 +128,14 @@ pub struct Cluster {
     pub apps: BTreeMap<i32, App>,
     /// Replica servers by address.
     pub nodes: HashMap<SocketAddrV4, Node>,
+    /// Partitions with a learner proposed to their primary, and when.
+    learning: HashMap<Gpid, (SocketAddrV4, Instant)>,
+    /// Partitions with fewer copies than wanted, since when.
+    short_since: HashMap<Gpid, Instant>,
 }
+
+/// How long a proposed learner has to become a secondary before another is proposed.
+const LEARN_PATIENCE: Duration = Duration::from_secs(20);
 
 impl Cluster {
     /// The table named `name`, dropped ones excluded.
@@ -420,6 +427,121 @@ impl Cluster {
             pidx: gpid.partition_index,
             before,
         }))
+    }
+
+    /// A learner that caught up becomes a secondary (UPGRADE_TO_SECONDARY), asked by the
+    /// primary of configuration `ballot`: a compare-and-swap as [`Cluster::remove_member`].
+    /// `Ok(None)` when `node` is already a member or the partition has every copy.
+    pub fn upgrade(
+        &mut self,
+        gpid: Gpid,
+        ballot: i64,
+        node: SocketAddrV4,
+    ) -> Result<Option<Changed>, StaleBallot> {
+        let alive = self.serves(&node, gpid);
+        let p = self
+            .apps
+            .get_mut(&gpid.app_id)
+            .and_then(|a| {
+                a.partitions
+                    .get_mut(usize::try_from(gpid.partition_index).ok()?)
+            })
+            .ok_or(StaleBallot)?;
+        if p.ballot != ballot {
+            return Err(StaleBallot);
+        }
+        let members = usize::from(p.primary_addr().is_some()) + p.secondaries.len();
+        if !alive
+            || p.has_member(node)
+            || p.primary_addr().is_none()
+            || members >= p.max_replica_count.max(1) as usize
+        {
+            return Ok(None);
+        }
+        let before = p.clone();
+        let name = node.to_string();
+        p.last_drops.retain(|d| d != &name);
+        p.secondaries.push(name);
+        p.ballot += 1;
+        self.learning.remove(&gpid);
+        Ok(Some(Changed {
+            app_id: gpid.app_id,
+            pidx: gpid.partition_index,
+            before,
+        }))
+    }
+
+    /// New copies to learn (ADD_SECONDARY), for partitions with a live primary and fewer copies
+    /// than wanted: `(partition, primary, learner)`, for the leader to propose to the primary.
+    /// The node that dropped the copy is asked first, as soon as it is back; another node (the
+    /// least loaded) only once the partition has been short for `delay`
+    /// (`replica_assign_delay_ms_for_dropouts`). A proposal stands for a while before another.
+    pub fn learners(
+        &mut self,
+        now: Instant,
+        delay: Duration,
+    ) -> Vec<(Gpid, SocketAddrV4, SocketAddrV4)> {
+        let mut out = Vec::new();
+        let mut short = HashMap::new();
+        let keys: Vec<Gpid> = self
+            .apps
+            .values()
+            .filter(|a| a.info.available())
+            .flat_map(|a| (0..a.info.partition_count).map(move |p| Gpid::new(a.info.app_id, p)))
+            .collect();
+        for gpid in keys {
+            let Some(p) = self.partition(gpid) else {
+                continue;
+            };
+            let Some(primary) = p.primary_addr().filter(|a| self.serves(a, gpid)) else {
+                continue;
+            };
+            if 1 + p.secondaries.len() >= p.max_replica_count.max(1) as usize {
+                continue;
+            }
+            let since = *self.short_since.get(&gpid).unwrap_or(&now);
+            short.insert(gpid, since);
+            if self
+                .learning
+                .get(&gpid)
+                .is_some_and(|(_, at)| now.duration_since(*at) < LEARN_PATIENCE)
+            {
+                continue;
+            }
+            let fit = |a: &SocketAddrV4| self.serves(a, gpid) && !p.has_member(*a);
+            let returning = p
+                .last_drops
+                .iter()
+                .rev()
+                .filter_map(|d| d.parse::<SocketAddrV4>().ok())
+                .find(|a| fit(a));
+            let elsewhere = || {
+                let mut alive: Vec<SocketAddrV4> = self
+                    .nodes
+                    .iter()
+                    .filter(|(a, n)| n.alive && fit(a))
+                    .map(|(a, _)| *a)
+                    .collect();
+                alive.sort_by_key(|a| {
+                    let (p, s) = self.role_counts(a);
+                    (p + s, *a)
+                });
+                alive.first().copied()
+            };
+            let learner = returning.or_else(|| {
+                (now.duration_since(since) >= delay)
+                    .then(elsewhere)
+                    .flatten()
+            });
+            if let Some(learner) = learner {
+                out.push((gpid, primary, learner));
+            }
+        }
+        for (gpid, _, learner) in &out {
+            self.learning.insert(*gpid, (*learner, now));
+        }
+        self.short_since = short;
+        out
     }
 
     /// The configuration of `gpid`, if it exists.

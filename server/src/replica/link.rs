@@ -4,27 +4,33 @@
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, SocketAddrV4};
-use std::sync::{Mutex, Weak};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use pegasus_client::{Client, ClientError, ClientOptions};
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::RequestMeta;
 use pegasus_protocol::types::{
-    Args, Gpid, PrepareRequest, PrepareResponse, RpcAddress, UpdateConfigRequest,
+    Args, Empty, Gpid, LearnAddRequest, LearnDoneRequest, LearnFetchRequest, LearnFetchResponse,
+    LearnRequest, LearnResponse, PrepareRequest, PrepareResponse, RpcAddress, UpdateConfigRequest,
     UpdateConfigResponse,
 };
 use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
 
 use super::ReplicaStub;
-use super::partition::{Peers, PrepareDone};
+use super::partition::{Copy, CopyDone, Effects, Peers, PrepareDone};
+use super::plog::CRC32C;
 
 /// The time a prepare has for its acknowledgement (Pegasus: 3 s), the state machine's timeout.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Pause before sending a prepare again that the secondary could not take yet (its
 /// configuration was still on its way) or that found no connection.
 const PREPARE_RETRY: Duration = Duration::from_millis(100);
+
+/// A chunk of a learned file.
+const CHUNK: i32 = 1 << 20;
 
 /// The replica server's way out.
 pub struct Link {
@@ -33,18 +39,56 @@ pub struct Link {
     leader: Mutex<Option<SocketAddr>>,
     runtime: Handle,
     stub: Weak<ReplicaStub>,
+    /// Bytes per second a learner copies at most (`[nfs] max_copy_rate_megabytes_per_disk`).
+    learn_rate: u64,
 }
 
 impl Link {
     /// A link to `metas`, spawning its calls on `runtime`.
-    pub fn new(metas: Vec<SocketAddr>, runtime: Handle, stub: Weak<ReplicaStub>) -> Self {
+    pub fn new(
+        metas: Vec<SocketAddr>,
+        runtime: Handle,
+        stub: Weak<ReplicaStub>,
+        learn_rate: u64,
+    ) -> Self {
         Link {
             client: Client::new(ClientOptions::new(metas.clone())),
             metas,
             leader: Mutex::new(None),
             runtime,
             stub,
+            learn_rate: learn_rate.max(1),
         }
+    }
+
+    /// Sends a one-way notice (its answer, if any, is not needed).
+    fn notify<A: pegasus_protocol::codec::Field + Default + Send + Sync + 'static>(
+        &self,
+        to: SocketAddrV4,
+        pid: Gpid,
+        name: &'static str,
+        request: A,
+    ) {
+        let client = self.client.clone();
+        self.runtime.spawn(async move {
+            let meta = RequestMeta {
+                app_id: pid.app_id,
+                partition_index: pid.partition_index,
+                ..RequestMeta::default()
+            };
+            if let Err(e) = client
+                .call::<_, Empty>(
+                    SocketAddr::V4(to),
+                    meta,
+                    name,
+                    &Args(request),
+                    PREPARE_TIMEOUT,
+                )
+                .await
+            {
+                debug!(%to, name, "{e}");
+            }
+        });
     }
 
     /// The meta leader, as the beacons last found it.
@@ -61,7 +105,131 @@ impl Link {
     }
 }
 
+/// Fetches a checkpoint and the log past it from the primary `from` into `dest`, each chunk
+/// checked against its CRC-32C and each file against the primary's, at most `rate` bytes a
+/// second; the files and the folder are synced.
+async fn fetch(
+    client: &Client,
+    from: SocketAddrV4,
+    request: LearnRequest,
+    dest: &std::path::Path,
+    rate: u64,
+) -> Copy {
+    let pid = request.pid;
+    let meta = RequestMeta {
+        app_id: pid.app_id,
+        partition_index: pid.partition_index,
+        ..RequestMeta::default()
+    };
+    let to = SocketAddr::V4(from);
+    let timeout = Duration::from_secs(60);
+    let r: LearnResponse = client
+        .call(to, meta, rpc::LEARN, &Args(request), timeout)
+        .await
+        .map_err(|e| format!("asking {from} for a copy: {e}"))?;
+    if ErrorCode::from_name(&r.err.0) != ErrorCode::Ok {
+        return Err(format!("{from} gave no copy: {}", r.err.0));
+    }
+    let _ = tokio::fs::remove_dir_all(dest).await;
+    tokio::fs::create_dir_all(dest)
+        .await
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let mut copied = 0u64;
+    for f in &r.files {
+        if f.name.is_empty() || f.name.contains('/') || f.name.starts_with('.') {
+            return Err(format!("{from} offered a file named `{}`", f.name));
+        }
+        let path = dest.join(&f.name);
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut digest = CRC32C.digest();
+        let mut offset = 0i64;
+        while offset < f.size {
+            let chunk: LearnFetchResponse = client
+                .call(
+                    to,
+                    meta,
+                    rpc::LEARN_FETCH,
+                    &Args(LearnFetchRequest {
+                        pid,
+                        checkpoint: r.checkpoint.clone(),
+                        name: f.name.clone(),
+                        offset,
+                        len: CHUNK,
+                    }),
+                    timeout,
+                )
+                .await
+                .map_err(|e| format!("fetching `{}` from {from}: {e}", f.name))?;
+            let data = chunk.data.as_slice();
+            if ErrorCode::from_name(&chunk.err.0) != ErrorCode::Ok || data.is_empty() {
+                return Err(format!(
+                    "fetching `{}` from {from}: {}",
+                    f.name, chunk.err.0
+                ));
+            }
+            if i64::from(CRC32C.checksum(data)) != chunk.crc {
+                return Err(format!("`{}` at {offset}: checksum mismatch", f.name));
+            }
+            digest.update(data);
+            tokio::io::AsyncWriteExt::write_all(&mut file, data)
+                .await
+                .map_err(|e| e.to_string())?;
+            offset += data.len() as i64;
+            copied += data.len() as u64;
+            // The transfer rate is bounded: learning must not starve the primary's disk.
+            let due = Duration::from_secs_f64(copied as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        if offset != f.size || i64::from(digest.finalize()) != f.crc {
+            return Err(format!(
+                "`{}`: size or checksum differs from the primary's",
+                f.name
+            ));
+        }
+        file.sync_all().await.map_err(|e| e.to_string())?;
+    }
+    let dir = dest.to_owned();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&dir).and_then(|d| d.sync_all()))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let tail = r
+        .tail
+        .into_iter()
+        .map(|m| pegasus_replication::Mutation {
+            ballot: m.ballot.max(0) as u64,
+            decree: m.decree.max(0) as u64,
+            write: (!m.empty).then(|| -> Effects {
+                Arc::new(m.ops.into_iter().map(super::partition::from_wire).collect())
+            }),
+        })
+        .collect();
+    info!(%pid, %from, files = r.files.len(), bytes = copied, took = ?started.elapsed(), "copy fetched");
+    Ok((dest.to_owned(), r.checkpoint_decree.max(0) as u64, tail))
+}
+
 impl Peers for Link {
+    fn learn_add(&self, to: SocketAddrV4, request: LearnAddRequest) {
+        self.notify(to, request.pid, rpc::LEARN_ADD_LEARNER, request);
+    }
+
+    fn learn_done(&self, to: SocketAddrV4, request: LearnDoneRequest) {
+        self.notify(to, request.pid, rpc::LEARN_COMPLETION_NOTIFY, request);
+    }
+
+    fn learn(&self, from: SocketAddrV4, request: LearnRequest, dest: PathBuf, done: CopyDone) {
+        let client = self.client.clone();
+        let rate = self.learn_rate;
+        self.runtime.spawn(async move {
+            done(fetch(&client, from, request, &dest, rate).await);
+        });
+    }
+
     fn prepare(&self, to: SocketAddrV4, request: PrepareRequest, done: PrepareDone) {
         let client = self.client.clone();
         self.runtime.spawn(async move {

@@ -148,8 +148,9 @@ impl ReplicaStub {
         let aside = dirs.moved_aside()?;
         let is_managed = managed.is_some();
         let stub = Arc::new_cyclic(|weak| {
-            let link =
-                managed.map(|(metas, runtime)| Arc::new(Link::new(metas, runtime, weak.clone())));
+            let link = managed.map(|(metas, runtime)| {
+                Arc::new(Link::new(metas, runtime, weak.clone(), options.learn_rate))
+            });
             let peers = link.clone().map(|l| l as Arc<dyn Peers>);
             let mut partitions = HashMap::new();
             let mut lost = BTreeMap::new();
@@ -302,10 +303,15 @@ impl ReplicaStub {
             } else {
                 self.partition(a.pid)
             };
-            if let Some(p) = partition
-                && (config.ballot > p.ballot() || p.role() != role_in(&config, self.options.me))
-            {
-                p.configure(config, a.max_replica_count);
+            let learner = a.learner.socket_addr();
+            if let Some(p) = partition {
+                if config.ballot > p.ballot() || p.role() != role_in(&config, self.options.me) {
+                    p.configure(config, a.max_replica_count);
+                }
+                // The meta proposes a new copy to the primary (ADD_SECONDARY).
+                if let Some(learner) = learner {
+                    p.add_learner(learner);
+                }
             }
         }
     }
@@ -387,6 +393,36 @@ impl ReplicaStub {
     }
 }
 
+/// The files of a checkpoint, with sizes and CRC-32C.
+fn list_files(dir: &std::path::Path) -> std::io::Result<Vec<LearnFile>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let mut digest = plog::CRC32C.digest();
+        let mut f = std::fs::File::open(entry.path())?;
+        let mut buf = vec![0; 1 << 20];
+        let mut size = 0i64;
+        loop {
+            let n = std::io::Read::read(&mut f, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            digest.update(&buf[..n]);
+            size += n as i64;
+        }
+        files.push(LearnFile {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            size,
+            crc: i64::from(digest.finalize()),
+        });
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(files)
+}
+
 /// The role `me` has in `config`.
 fn role_in(config: &pegasus_replication::Config<SocketAddrV4>, me: SocketAddrV4) -> PartitionRole {
     if config.primary == Some(me) {
@@ -443,6 +479,32 @@ impl Service for ReplicaStub {
                 }
                 rpc::CONFIG_PROPOSAL => {
                     self.on_proposal(&request, reply);
+                    continue;
+                }
+                rpc::LEARN_ADD_LEARNER => {
+                    self.on_learn_add(&request, reply);
+                    continue;
+                }
+                rpc::LEARN => {
+                    self.on_learn(gpid, &request, reply);
+                    continue;
+                }
+                rpc::LEARN_FETCH => {
+                    self.on_learn_fetch(gpid, &request, reply);
+                    continue;
+                }
+                rpc::LEARN_COMPLETION_NOTIFY => {
+                    match (request.args::<LearnDoneRequest>(), self.partition(gpid)) {
+                        (Ok(r), Some(p)) => match r.learner.socket_addr() {
+                            Some(from) => {
+                                p.learn_done(from, r);
+                                reply.send(ErrorCode::Ok, Some(&Empty {}));
+                            }
+                            None => reply.error(ErrorCode::InvalidParameters),
+                        },
+                        (Err(_), _) => reply.error(ErrorCode::InvalidParameters),
+                        (_, None) => reply.error(ErrorCode::ObjectNotFound),
+                    }
                     continue;
                 }
                 _ => {}
@@ -525,6 +587,120 @@ impl ReplicaStub {
                 None => reply.error(ErrorCode::InvalidState),
             }),
         );
+    }
+
+    /// A primary tells this node to learn a partition: opened (created if needed) as a learner.
+    fn on_learn_add(self: &Arc<Self>, request: &Request, reply: Reply) {
+        let r = match request.args::<LearnAddRequest>() {
+            Ok(r) => r,
+            Err(_) => return reply.error(ErrorCode::InvalidParameters),
+        };
+        let (Some(from), true) = (r.primary.socket_addr(), self.link.is_some()) else {
+            return reply.error(ErrorCode::InvalidParameters);
+        };
+        let stub = Arc::clone(self);
+        // Opening touches the disk: not on the async workers.
+        tokio::task::spawn_blocking(move || match stub.open_partition(r.pid) {
+            Ok(p) => {
+                p.learn(from, r);
+                reply.send(ErrorCode::Ok, Some(&Empty {}));
+            }
+            Err(e) => {
+                warn!("asked to learn: {e}");
+                reply.error(ErrorCode::InvalidState);
+            }
+        });
+    }
+
+    /// A learner asks this primary for a copy: a checkpoint (made on the replica's driver
+    /// thread), its files listed with their CRC-32C, and the mutations past it.
+    fn on_learn(&self, gpid: Gpid, request: &Request, reply: Reply) {
+        let (Ok(r), Some(p)) = (request.args::<LearnRequest>(), self.partition(gpid)) else {
+            return reply.error(ErrorCode::ObjectNotFound);
+        };
+        // The checkpoint is made on the replica's driver thread, outside the runtime.
+        let runtime = tokio::runtime::Handle::current();
+        p.checkpoint(
+            r,
+            Box::new(move |copy| {
+                let refuse = move |reply: Reply, why: String| {
+                    warn!(%gpid, "no copy for a learner: {why}");
+                    reply.error(ErrorCode::InvalidState)
+                };
+                let (dir, decree, tail) = match copy {
+                    Ok(c) => c,
+                    Err(why) => return refuse(reply, why),
+                };
+                // Listing and checksumming reads every file: on a blocking thread.
+                runtime.spawn_blocking(move || match list_files(&dir) {
+                    Ok(files) => {
+                        let answer = LearnResponse {
+                            err: ErrorName(ErrorCode::Ok.name().to_owned()),
+                            checkpoint_decree: decree as i64,
+                            checkpoint: dir
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                            files,
+                            tail: tail
+                                .into_iter()
+                                .map(|m| LearnMutation {
+                                    ballot: m.ballot as i64,
+                                    decree: m.decree as i64,
+                                    empty: m.write.is_none(),
+                                    ops: m
+                                        .write
+                                        .as_deref()
+                                        .map(|ops| ops.iter().map(partition::to_wire).collect())
+                                        .unwrap_or_default(),
+                                })
+                                .collect(),
+                        };
+                        reply.send(ErrorCode::Ok, Some(&answer));
+                    }
+                    Err(e) => refuse(reply, e.to_string()),
+                });
+            }),
+        );
+    }
+
+    /// A chunk of a checkpoint file for a learner.
+    fn on_learn_fetch(&self, gpid: Gpid, request: &Request, reply: Reply) {
+        let (Ok(r), Some(p)) = (request.args::<LearnFetchRequest>(), self.partition(gpid)) else {
+            return reply.error(ErrorCode::ObjectNotFound);
+        };
+        let plain = |n: &str| !n.is_empty() && !n.contains('/') && !n.starts_with('.');
+        if !plain(&r.checkpoint) || !plain(&r.name) || r.offset < 0 || r.len <= 0 {
+            return reply.error(ErrorCode::InvalidParameters);
+        }
+        let path = p.dir().join("learn").join(&r.checkpoint).join(&r.name);
+        let len = (r.len as usize).min(4 << 20);
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let read = std::fs::File::open(&path).and_then(|f| {
+                let mut buf = vec![0; len];
+                let n = f.read_at(&mut buf, r.offset as u64)?;
+                buf.truncate(n);
+                Ok(buf)
+            });
+            match read {
+                Ok(data) => {
+                    let crc = i64::from(plog::CRC32C.checksum(&data));
+                    reply.send(
+                        ErrorCode::Ok,
+                        Some(&LearnFetchResponse {
+                            err: ErrorName(ErrorCode::Ok.name().to_owned()),
+                            data: Blob::from(data),
+                            crc,
+                        }),
+                    )
+                }
+                Err(e) => {
+                    warn!(%gpid, path = %path.display(), "learner fetch: {e}");
+                    reply.error(ErrorCode::FileOperationFailed)
+                }
+            }
+        });
     }
 
     /// A configuration the meta leader announces.
@@ -625,7 +801,10 @@ fn read_answer(
     now: u32,
     tier: Tier,
 ) -> Result<ReadAnswer, ReadFailure> {
-    let s = p.storage();
+    let Some(s) = p.storage() else {
+        return Err(ReadFailure::Unknown);
+    };
+    let s = &*s;
     Ok(match request.message.name.as_str() {
         rpc::GET => ReadAnswer::Read(
             read::get(s, &request.args::<Blob>()?, now, tier)?.ok_or(ReadFailure::NotInMemory)?,

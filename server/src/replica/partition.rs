@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use pegasus_protocol::codes::ErrorCode;
 use pegasus_protocol::types::{
-    Blob, ErrorName, Gpid, PrepareRequest, PrepareResponse, RpcAddress, WireOp, config_type,
+    Blob, ErrorName, Gpid, LearnAddRequest, LearnDoneRequest, LearnRequest, PrepareRequest,
+    PrepareResponse, RpcAddress, WireOp, config_type,
 };
 use pegasus_replication::{Config, Input, Message, Options, Output, Replica, Role, WriteError};
 use tokio::sync::oneshot;
@@ -136,6 +137,8 @@ pub struct PartitionOptions {
     /// The replication protocol's tuning (`mutation_2pc_min_replica_count`, the in-flight
     /// bound, the prepare timeout in [`TICK`]s).
     pub replication: Options,
+    /// Bytes per second a learner copies at most (`[nfs] max_copy_rate_megabytes_per_disk`).
+    pub learn_rate: u64,
 }
 
 impl Default for PartitionOptions {
@@ -150,6 +153,7 @@ impl Default for PartitionOptions {
             server: String::new(),
             me: SocketAddrV4::new([0, 0, 0, 0].into(), 0),
             replication: Options::default(),
+            learn_rate: 500 << 20,
         }
     }
 }
@@ -164,6 +168,12 @@ pub type PrepareDone = Box<dyn FnOnce(Option<PrepareResponse>) + Send>;
 pub trait Peers: Send + Sync + 'static {
     /// Sends a prepare to `to`; `done` gets its answer.
     fn prepare(&self, to: SocketAddrV4, request: PrepareRequest, done: PrepareDone);
+    /// Tells `to` to learn `request.pid` from this primary.
+    fn learn_add(&self, to: SocketAddrV4, request: LearnAddRequest);
+    /// Tells the primary `to` how far this learner holds everything.
+    fn learn_done(&self, to: SocketAddrV4, request: LearnDoneRequest);
+    /// Fetches a copy from the primary `from` into `dest` (replaced if it exists).
+    fn learn(&self, from: SocketAddrV4, request: LearnRequest, dest: PathBuf, done: CopyDone);
     /// Asks the meta for a change of configuration `ballot` of `gpid` (`config_type`:
     /// remove `node`, or raise the ballot of its primary `node`); the new configuration comes
     /// back as [`Partition::configure`].
@@ -179,11 +189,31 @@ enum Event {
     Answer(SocketAddrV4, PrepareResponse),
     /// The meta's configuration, with the table's `max_replica_count`.
     Config(Config<SocketAddrV4>, i32),
+    /// Primary: the meta proposes a learner.
+    AddLearner(SocketAddrV4),
+    /// A primary tells this replica to learn.
+    Learn(SocketAddrV4, LearnAddRequest),
+    /// A learner reports to this primary.
+    LearnDone(SocketAddrV4, LearnDoneRequest),
+    /// A learner asks this primary for a checkpoint.
+    Checkpoint(LearnRequest, CopyDone),
+    /// This learner's copy arrived (or could not be had).
+    Learned(Copy),
     Close,
 }
 
 /// The mutation's write: the effects of a batch of client writes.
-type Effects = Arc<Vec<Op>>;
+pub type Effects = Arc<Vec<Op>>;
+
+/// Where a partition's store is: replaced whole when a learner installs a copy.
+type Slot = Arc<std::sync::RwLock<Option<Arc<Storage>>>>;
+
+/// A copy for a learner: the checkpoint's folder, its decree, and the primary's mutations
+/// past it; or why it could not be had.
+pub type Copy = Result<(PathBuf, u64, Vec<pegasus_replication::Mutation<Effects>>), String>;
+
+/// Called once with a copy.
+pub type CopyDone = Box<dyn FnOnce(Copy) + Send>;
 
 /// What the driver publishes for the request paths, one atomic load each.
 #[derive(Default)]
@@ -204,7 +234,8 @@ struct Scanners {
 pub struct Partition {
     gpid: Gpid,
     dir: PathBuf,
-    storage: Arc<Storage>,
+    /// The store; empty only while a learner swaps in the copy it learned.
+    storage: Slot,
     events: SyncSender<Event>,
     /// Client writes queued (bounded by `write_queue`).
     queued: Arc<AtomicUsize>,
@@ -233,6 +264,8 @@ pub enum PartitionRole {
     Primary,
     /// Logs what the primary prepares.
     Secondary,
+    /// Copies the primary's store and logs its prepares, to become a secondary.
+    Learner,
 }
 
 impl Partition {
@@ -249,6 +282,8 @@ impl Partition {
     ) -> Result<Arc<Partition>, PartitionError> {
         let created = !dir.exists();
         std::fs::create_dir_all(dir.join("data"))?;
+        // A copy made or fetched before a restart is of no use.
+        let _ = std::fs::remove_dir_all(dir.join("learn"));
         let storage = Arc::new(Storage::open(
             &dir.join("data").join("rdb"),
             &options.rocks,
@@ -278,10 +313,13 @@ impl Partition {
         let status = Arc::new(Status::default());
         let queued = Arc::new(AtomicUsize::new(0));
         let standalone = peers.is_none();
+        let storage: Slot = Arc::new(std::sync::RwLock::new(Some(storage)));
         let driver = Driver {
             gpid,
             me: options.me,
+            dir: dir.to_owned(),
             storage: Arc::clone(&storage),
+            learning: 0,
             plog,
             replica,
             peers,
@@ -296,10 +334,20 @@ impl Partition {
             fresh: !created && !standalone,
             floor: None,
             asked_at: None,
+            max_replica_count: 1,
         };
-        let handle = std::thread::Builder::new()
-            .name(format!("replica-{gpid}"))
-            .spawn(move || driver.run(rx))?;
+        let handle = {
+            let failed = Arc::clone(&failed);
+            std::thread::Builder::new()
+                .name(format!("replica-{gpid}"))
+                .spawn(move || {
+                    // A bug in the driver costs this replica (reported lost), not the node.
+                    let run = std::panic::AssertUnwindSafe(|| driver.run(rx));
+                    if std::panic::catch_unwind(run).is_err() {
+                        let _ = failed.set("the replica's driver stopped on a bug".into());
+                    }
+                })?
+        };
         let partition = Arc::new(Partition {
             gpid,
             dir: dir.to_owned(),
@@ -347,9 +395,9 @@ impl Partition {
         &self.dir
     }
 
-    /// The store, for reads.
-    pub fn storage(&self) -> &Storage {
-        &self.storage
+    /// The store, for reads (`None` only while a learner swaps in its copy).
+    pub fn storage(&self) -> Option<Arc<Storage>> {
+        self.storage.read().expect("storage").clone()
     }
 
     /// Why the partition stopped taking writes (an I/O error, a full disk), if it did.
@@ -367,6 +415,7 @@ impl Partition {
         match self.status.role.load(Ordering::Acquire) {
             1 => PartitionRole::Primary,
             2 => PartitionRole::Secondary,
+            3 => PartitionRole::Learner,
             _ => PartitionRole::Inactive,
         }
     }
@@ -390,6 +439,32 @@ impl Partition {
     /// many members a write needs).
     pub fn configure(&self, config: Config<SocketAddrV4>, max_replica_count: i32) {
         self.message(Event::Config(config, max_replica_count));
+    }
+
+    /// Primary: the meta proposes `learner` as a new copy.
+    pub fn add_learner(&self, learner: SocketAddrV4) {
+        self.message(Event::AddLearner(learner));
+    }
+
+    /// The primary `from` tells this replica to learn.
+    pub fn learn(&self, from: SocketAddrV4, request: LearnAddRequest) {
+        self.message(Event::Learn(from, request));
+    }
+
+    /// A learner reports to this primary.
+    pub fn learn_done(&self, from: SocketAddrV4, request: LearnDoneRequest) {
+        self.message(Event::LearnDone(from, request));
+    }
+
+    /// A learner asks this primary for a checkpoint; `done` gets it, from the driver thread.
+    pub fn checkpoint(&self, request: LearnRequest, done: CopyDone) {
+        if let Err(
+            TrySendError::Full(Event::Checkpoint(_, done))
+            | TrySendError::Disconnected(Event::Checkpoint(_, done)),
+        ) = self.events.try_send(Event::Checkpoint(request, done))
+        {
+            done(Err("the replica is busy or closing".into()));
+        }
     }
 
     /// A prepare from the primary `from`; `done` gets the answer.
@@ -491,7 +566,9 @@ impl Partition {
     /// Stops the driver (answering what still waits) and flushes the store.
     pub fn close(&self) -> Result<(), PartitionError> {
         self.stop_driver();
-        self.storage.flush()?;
+        if let Some(storage) = self.storage() {
+            storage.flush()?;
+        }
         Ok(())
     }
 
@@ -528,7 +605,10 @@ struct Round {
 struct Driver {
     gpid: Gpid,
     me: SocketAddrV4,
-    storage: Arc<Storage>,
+    dir: PathBuf,
+    storage: Slot,
+    /// Learner: the ballot of the copy being fetched (0: none).
+    learning: u64,
     plog: Plog,
     replica: Replica<SocketAddrV4, Effects>,
     peers: Option<Arc<dyn Peers>>,
@@ -551,6 +631,8 @@ struct Driver {
     floor: Option<u64>,
     /// When it last asked to be removed (asked again after a while: the request may be lost).
     asked_at: Option<Instant>,
+    /// The table's copies, as the last configuration said.
+    max_replica_count: i32,
 }
 
 impl Driver {
@@ -600,6 +682,33 @@ impl Driver {
                     Event::Config(config, max_replica_count) => {
                         self.on_config(config, max_replica_count, &mut round)
                     }
+                    Event::AddLearner(learner) => {
+                        self.step(Input::AddLearner { learner }, &mut round)
+                    }
+                    Event::Learn(from, r) => {
+                        let wanted = self.options.replication.min_replicas;
+                        self.replica
+                            .set_min_replicas(wanted.min(r.max_replica_count.max(1) as usize));
+                        self.max_replica_count = r.max_replica_count;
+                        let message = Message::Learn {
+                            ballot: r.ballot.max(0) as u64,
+                            prepare_start: r.prepare_start.max(0) as u64,
+                        };
+                        self.step(Input::Receive { from, message }, &mut round);
+                    }
+                    Event::LearnDone(from, r) => {
+                        let message = Message::LearnDone {
+                            ballot: r.ballot.max(0) as u64,
+                            logged_through: r.logged_through.max(0) as u64,
+                        };
+                        self.step(Input::Receive { from, message }, &mut round);
+                    }
+                    Event::Checkpoint(r, done) => {
+                        // Everything committed is applied once the round is carried out.
+                        self.carry_out(&mut round);
+                        done(self.checkpoint(&r));
+                    }
+                    Event::Learned(copy) => self.install(copy, &mut round),
                     Event::Close => closing = true,
                 }
             }
@@ -631,6 +740,7 @@ impl Driver {
             match event {
                 Event::Write(_, done) => done(Err(PartitionError::Closed)),
                 Event::Prepare(_, _, done) => done(None),
+                Event::Checkpoint(_, done) => done(Err("closing".into())),
                 _ => {}
             }
         }
@@ -643,6 +753,7 @@ impl Driver {
             Role::Inactive => 0,
             Role::Primary => 1,
             Role::Secondary => 2,
+            Role::Learner => 3,
         };
         self.status.role.store(role, Ordering::Release);
         self.status.readable.store(
@@ -678,8 +789,9 @@ impl Driver {
             .uncommitted()
             .filter_map(|m| m.write.clone())
             .collect();
+        let storage = self.store();
         let mut view = View::with_pending(
-            &self.storage,
+            &storage,
             pegasus_protocol::key::epoch_now(),
             self.options.cluster_id,
             pending.iter().flat_map(|ops| ops.iter()),
@@ -763,6 +875,7 @@ impl Driver {
         max_replica_count: i32,
         round: &mut Round,
     ) {
+        self.max_replica_count = max_replica_count;
         let wanted = self.options.replication.min_replicas;
         self.replica
             .set_min_replicas(wanted.min(max_replica_count.max(1) as usize));
@@ -813,6 +926,93 @@ impl Driver {
         }
     }
 
+    /// The store (the driver is the only one that ever empties the slot).
+    fn store(&self) -> Arc<Storage> {
+        self.storage
+            .read()
+            .expect("storage")
+            .clone()
+            .expect("the store is in place outside an install")
+    }
+
+    /// Primary: a checkpoint of the store for the learner that asks, with what is prepared
+    /// past it. Older checkpoints are removed.
+    fn checkpoint(&mut self, r: &LearnRequest) -> Copy {
+        if self.replica.role() != Role::Primary || r.ballot as u64 != self.replica.ballot() {
+            return Err(format!(
+                "not the primary of ballot {} (ballot {}, {:?})",
+                r.ballot,
+                self.replica.ballot(),
+                self.replica.role()
+            ));
+        }
+        let root = self.dir.join("learn");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+        let decree = self.replica.committed();
+        let dir = root.join(format!("{}.{decree}", self.replica.ballot()));
+        self.store().checkpoint(&dir).map_err(|e| e.to_string())?;
+        let tail = self.replica.uncommitted().cloned().collect();
+        info!(gpid = %self.gpid, learner = %r.learner, decree, "checkpoint for a learner");
+        Ok((dir, decree, tail))
+    }
+
+    /// Learner: puts the copied store in place of its own, then tells the state machine.
+    fn install(&mut self, copy: Copy, round: &mut Round) {
+        let ballot = std::mem::take(&mut self.learning);
+        let (dir, decree, tail) = match copy {
+            Ok(c) if self.replica.role() == Role::Learner && self.replica.ballot() == ballot => c,
+            Ok((dir, ..)) => {
+                let _ = std::fs::remove_dir_all(dir);
+                return;
+            }
+            Err(e) => {
+                warn!(gpid = %self.gpid, "learning failed: {e}");
+                // The primary proposes again; the state machine asks for a new copy then.
+                return;
+            }
+        };
+        let rdb = self.dir.join("data").join("rdb");
+        let swapped = (|| -> Result<Arc<Storage>, String> {
+            let mut slot = self.storage.write().expect("storage");
+            let old = slot.take().ok_or("no store")?;
+            // Readers hold it only for one request.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Arc::strong_count(&old) > 1 {
+                if Instant::now() > deadline {
+                    *slot = Some(old);
+                    return Err("the old store is still in use".into());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(old);
+            std::fs::remove_dir_all(&rdb).map_err(|e| e.to_string())?;
+            std::fs::rename(&dir, &rdb).map_err(|e| e.to_string())?;
+            sync_parent(&rdb).map_err(|e| e.to_string())?;
+            let new =
+                Arc::new(Storage::open(&rdb, &self.options.rocks).map_err(|e| e.to_string())?);
+            *slot = Some(Arc::clone(&new));
+            Ok(new)
+        })();
+        match swapped {
+            Ok(store) => {
+                let at = store.applied_decree().unwrap_or(0);
+                if at != decree {
+                    warn!(gpid = %self.gpid, at, decree, "the learned store is at another decree than announced");
+                }
+                info!(gpid = %self.gpid, decree = at, tail = tail.len(), "learned copy in place");
+                self.step(
+                    Input::Learned {
+                        checkpoint: at,
+                        tail,
+                    },
+                    round,
+                );
+            }
+            Err(e) => self.fail(format!("installing a learned copy failed: {e}"), round),
+        }
+    }
+
     /// Feeds the state machine and carries out what it asks, except the appends, applies and
     /// replies, which the round does in order.
     fn step(&mut self, input: Input<SocketAddrV4, Effects>, round: &mut Round) {
@@ -840,6 +1040,39 @@ impl Driver {
                             (Err(e), _) => Err(PartitionError::from(*e)),
                         };
                         round.replies.push((done, answer));
+                    }
+                }
+                Output::StartLearning { from, ballot } => {
+                    if self.learning == ballot {
+                        continue;
+                    }
+                    self.learning = ballot;
+                    info!(gpid = %self.gpid, primary = %from, ballot, "learning");
+                    if let Some(peers) = &self.peers {
+                        let events = self.events.clone();
+                        peers.learn(
+                            from,
+                            LearnRequest {
+                                pid: self.gpid,
+                                ballot: ballot as i64,
+                                learner: RpcAddress::new(self.me),
+                            },
+                            self.dir.join("learn").join("copy"),
+                            Box::new(move |copy| {
+                                let _ = events.try_send(Event::Learned(copy));
+                            }),
+                        );
+                    }
+                }
+                Output::Upgrade { learner, ballot } => {
+                    info!(gpid = %self.gpid, %learner, ballot, "a learner caught up: asking the meta to make it a secondary");
+                    if let Some(peers) = &self.peers {
+                        peers.update(
+                            self.gpid,
+                            ballot,
+                            learner,
+                            config_type::UPGRADE_TO_SECONDARY,
+                        );
                     }
                 }
                 Output::Remove { member, ballot } => {
@@ -906,6 +1139,39 @@ impl Driver {
                 }
             }
             Message::Reject { ballot } => round.rejected = Some(ballot),
+            Message::Learn {
+                ballot,
+                prepare_start,
+            } => {
+                if let Some(peers) = &self.peers {
+                    peers.learn_add(
+                        to,
+                        LearnAddRequest {
+                            pid: self.gpid,
+                            ballot: ballot as i64,
+                            primary: RpcAddress::new(self.me),
+                            prepare_start: prepare_start as i64,
+                            max_replica_count: self.max_replica_count,
+                        },
+                    );
+                }
+            }
+            Message::LearnDone {
+                ballot,
+                logged_through,
+            } => {
+                if let Some(peers) = &self.peers {
+                    peers.learn_done(
+                        to,
+                        LearnDoneRequest {
+                            pid: self.gpid,
+                            ballot: ballot as i64,
+                            learner: RpcAddress::new(self.me),
+                            logged_through: logged_through as i64,
+                        },
+                    );
+                }
+            }
         }
     }
 
@@ -933,7 +1199,7 @@ impl Driver {
         }
         if !round.applies.is_empty() && self.failed.get().is_none() {
             let applies = std::mem::take(&mut round.applies);
-            if let Err(e) = self.storage.apply(&applies) {
+            if let Err(e) = self.store().apply(&applies) {
                 self.fail(format!("applying a write failed: {e}"), round);
             }
         }
@@ -943,7 +1209,7 @@ impl Driver {
         }
         if self.plog.file_count() > 1 && self.failed.get().is_none() {
             // A file is full: make the store durable up to here and drop the files it covers.
-            match self.storage.flush() {
+            match self.store().flush() {
                 Ok(durable) => {
                     if let Err(e) = self.plog.gc(durable) {
                         error!(gpid = %self.gpid, "plog gc: {e}");
@@ -987,7 +1253,8 @@ fn to_plog(m: pegasus_replication::Mutation<Effects>) -> Mutation {
     }
 }
 
-fn to_wire(op: &Op) -> WireOp {
+/// A logged effect in its wire form.
+pub fn to_wire(op: &Op) -> WireOp {
     match op {
         Op::Put(k, v) => WireOp {
             kind: 0,
@@ -1002,7 +1269,8 @@ fn to_wire(op: &Op) -> WireOp {
     }
 }
 
-fn from_wire(op: WireOp) -> Op {
+/// A logged effect from its wire form.
+pub fn from_wire(op: WireOp) -> Op {
     match op.kind {
         0 => Op::Put(op.key.0.to_vec(), op.value.0.to_vec()),
         _ => Op::Delete(op.key.0.to_vec()),

@@ -25,7 +25,8 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+/// CRC-32C (Castagnoli), as the log records and learned files carry it.
+pub const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// The largest record replay accepts; anything larger is a corrupt length.
 const MAX_RECORD: usize = 256 << 20;

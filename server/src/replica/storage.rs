@@ -219,6 +219,13 @@ impl Storage {
         self.db.raw_iterator()
     }
 
+    /// Writes a consistent copy of the store (hard links where it can) to `dir`, which must
+    /// not exist: a new copy is learned from it.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), StorageError> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+
     /// Writes the memtables to SST files: everything applied so far becomes durable without the
     /// plog. Returns the decree that is now durable.
     pub fn flush(&self) -> Result<u64, StorageError> {

@@ -51,6 +51,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             min_live_nodes: server.min_live_nodes,
             create_limits: server.create_limits,
             min_2pc: server.partition.replication.min_replicas,
+            dropout_delay: server.dropout_delay,
         };
         meta = Some(MetaServer::start(options).await?);
     }

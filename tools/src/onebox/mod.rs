@@ -210,10 +210,16 @@ fn read_pid(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Whether the process still runs, or still holds what it had open (its ports): a zombie
+/// thread-group leader whose other threads are still exiting (one in the middle of a disk write)
+/// counts as alive until the last of them is gone.
 fn alive(pid: i32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
+    let zombie = || {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
+    };
+    let threads = || fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    Path::new(&format!("/proc/{pid}")).exists() && (!zombie() || threads() > 1)
 }
 
 fn signal(pid: i32, sig: &str) {
