@@ -334,7 +334,7 @@ where
     }
 
     /// A node told by a primary to learn.
-    fn on_learn(&mut self, from: N, ballot: u64, prepare_start: u64, out: &mut Vec<Output<N, W>>) {
+    fn on_learn(&mut self, from: N, ballot: u64, _prepare_start: u64, out: &mut Vec<Output<N, W>>) {
         if self.role == Role::Primary
             || ballot < self.config.ballot
             || (self.role == Role::Secondary && ballot == self.config.ballot)
@@ -355,9 +355,10 @@ where
         self.role = Role::Learner;
         self.serving = false;
         self.installed = false;
-        // Whatever it held past its store may differ from the primary's history: the copy and
-        // the primary's prepares replace it.
-        self.prepared.retain(|&d, _| d >= prepare_start);
+        // Whatever it held past its store may differ from the primary's history (an old
+        // ballot's): the copy and the primary's prepares replace all of it. A prepare sent
+        // before this message was refused (not yet a learner) and comes again.
+        self.prepared.clear();
         out.push(Output::StartLearning { from, ballot });
     }
 
@@ -1058,6 +1059,40 @@ mod tests {
         // The meta makes it a secondary.
         l.handle(Input::Config(config(2, 1, &[2, 3])));
         assert_eq!(l.role(), Role::Secondary);
+    }
+
+    /// Regression guard: a returning node's own log past the copy (an older ballot's history)
+    /// counted as held, so it could report having caught up with decrees the primary never
+    /// committed.
+    #[test]
+    fn a_learner_counts_only_what_the_primary_gave_it() {
+        let stale = vec![Mutation {
+            ballot: 1,
+            decree: 3,
+            write: Some("stale"),
+        }];
+        let mut l = R::recover(3, Options::default(), 2, stale);
+        l.handle(Input::Receive {
+            from: 1,
+            message: Message::Learn {
+                ballot: 2,
+                prepare_start: 3,
+            },
+        });
+        let out = l.handle(Input::Learned {
+            checkpoint: 2,
+            tail: Vec::new(),
+        });
+        assert_eq!(
+            sends(&out),
+            [(
+                1,
+                Message::LearnDone {
+                    ballot: 2,
+                    logged_through: 2
+                }
+            )]
+        );
     }
 
     #[test]

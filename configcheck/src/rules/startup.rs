@@ -111,6 +111,7 @@ const UNSIGNED: &[(&str, &str)] = &[
     ("replication", "log_private_file_size_mb"),
     ("replication", "config_sync_interval_ms"),
     ("replication", "disk_min_available_space_ratio"),
+    ("nfs", "max_copy_rate_megabytes_per_disk"),
     ("zookeeper", "timeout_ms"),
     ("pegasus.server", "rocksdb_write_buffer_size"),
     ("pegasus.server", "rocksdb_block_cache_capacity"),

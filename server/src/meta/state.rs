@@ -574,13 +574,17 @@ impl Cluster {
     /// primary.
     pub fn health(&self, app: &App, min_2pc: usize) -> (i32, i32, i32) {
         let mut counts = (0, 0, 0);
+        // A member counts once its node reports holding the copy: announced is not yet open.
+        let ready = |a: &SocketAddrV4, gpid: Gpid| {
+            self.serves(a, gpid) && self.nodes[a].replicas.contains(&gpid)
+        };
         for (i, p) in app.partitions.iter().enumerate() {
             let gpid = Gpid::new(app.info.app_id, i as i32);
-            let primary = p.primary_addr().is_some_and(|a| self.serves(&a, gpid));
+            let primary = p.primary_addr().is_some_and(|a| ready(&a, gpid));
             let secondaries = p
                 .secondary_addrs()
                 .iter()
-                .filter(|s| self.serves(s, gpid))
+                .filter(|s| ready(s, gpid))
                 .count();
             let wanted = p.max_replica_count.max(1) as usize;
             let members = usize::from(primary) + secondaries;
@@ -663,6 +667,14 @@ mod tests {
         );
         assert!(c.assign(1).is_empty(), "stable once assigned");
         let app = c.apps[&1].clone();
+        assert_eq!(
+            c.health(&app, 2),
+            (0, 8, 8),
+            "not counted before the nodes hold them"
+        );
+        for port in [1, 2, 3, 4] {
+            c.beacon(addr(port), all(&c), vec![], Instant::now());
+        }
         assert_eq!(c.health(&app, 2), (8, 0, 0));
     }
 

@@ -907,10 +907,17 @@ impl Driver {
             }
         }
         let before = self.replica.role();
+        let ballot_before = self.replica.ballot();
         self.step(Input::Config(config), round);
         let after = self.replica.role();
         if before != after {
             info!(gpid = %self.gpid, ballot = self.replica.ballot(), role = ?after, "role changed");
+        }
+        if self.replica.ballot() != ballot_before && after != Role::Learner {
+            // A new configuration ends every learning round: checkpoints made for learners
+            // (hard links that keep old files alive) and copies being fetched go.
+            self.learning = 0;
+            let _ = std::fs::remove_dir_all(self.dir.join("learn"));
         }
         // Prepares waiting under an older ballot will not be acknowledged.
         let ballot = self.replica.ballot();
