@@ -66,6 +66,9 @@ struct StartArgs {
     /// Run a collector too (port 34101).
     #[arg(short = 'c', long = "collector")]
     collector: bool,
+    /// Replicas write their logs to the OS without fsync (`plog_force_flush = false`).
+    #[arg(long = "no_fsync")]
+    no_fsync: bool,
 }
 
 #[derive(Debug, Args)]
@@ -98,17 +101,18 @@ fn shape_path(root: &std::path::Path) -> PathBuf {
     root.join("shape")
 }
 
-/// The shape recorded at start (`metas replicas app partitions collector`), so later verbs
-/// render the same configs.
+/// The shape recorded at start (`metas replicas app partitions collector fsync`), so later
+/// verbs render the same configs.
 fn load_shape(options: &mut OneboxOptions) {
     if let Ok(text) = std::fs::read_to_string(shape_path(&options.root)) {
         let parts: Vec<&str> = text.split_whitespace().collect();
-        if let [m, r, app, p, c] = parts[..] {
+        if let [m, r, app, p, c, rest @ ..] = &parts[..] {
             options.metas = m.parse().unwrap_or(options.metas);
             options.replicas = r.parse().unwrap_or(options.replicas);
-            options.app_name = app.to_owned();
+            options.app_name = (*app).to_owned();
             options.partitions = p.parse().unwrap_or(options.partitions);
-            options.collector = c == "true";
+            options.collector = *c == "true";
+            options.plog_force_flush = rest.first().is_none_or(|f| *f == "true");
         }
     }
 }
@@ -130,18 +134,20 @@ fn run(cli: Cli) -> Result<(), OneboxError> {
             options.app_name = args.app_name;
             options.partitions = args.partitions;
             options.collector = args.collector;
+            options.plog_force_flush = !args.no_fsync;
             std::fs::create_dir_all(&options.root).map_err(|source| OneboxError::Io {
                 what: "cannot create",
                 path: options.root.display().to_string(),
                 source,
             })?;
             let shape = format!(
-                "{} {} {} {} {}\n",
+                "{} {} {} {} {} {}\n",
                 options.metas,
                 options.replicas,
                 options.app_name,
                 options.partitions,
-                options.collector
+                options.collector,
+                options.plog_force_flush
             );
             std::fs::write(shape_path(&options.root), shape).map_err(|source| OneboxError::Io {
                 what: "cannot write",

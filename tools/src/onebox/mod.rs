@@ -19,6 +19,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pegasus_client::{Client, ClientOptions};
+use pegasus_protocol::codes::rpc;
+use pegasus_protocol::frame::RequestMeta;
+use pegasus_protocol::types::{Args, Empty, ListAppsResponse};
 
 /// The node template.
 pub const TEMPLATE: &str = include_str!("config.min.ini");
@@ -454,7 +457,8 @@ impl Onebox {
     }
 
     /// Waits until the bootstrap table has a live primary for every partition that serves a
-    /// read, printing progress with `progress`.
+    /// read, and the meta counts every partition fully healthy (each copy in place), printing
+    /// progress with `progress`.
     pub async fn wait_healthy(
         &self,
         timeout: Duration,
@@ -479,7 +483,9 @@ impl Onebox {
                             healthy += 1;
                         }
                     }
-                    if healthy == table.partition_count() {
+                    // And the meta counts each fully healthy: every copy in place.
+                    let fully = self.fully_healthy(&client).await;
+                    if healthy == table.partition_count() && fully == Some(healthy) {
                         progress(&format!(
                             "table `{}`: {healthy}/{healthy} partitions healthy",
                             self.options.app_name
@@ -487,9 +493,10 @@ impl Onebox {
                         return Ok(());
                     }
                     format!(
-                        "table `{}`: {healthy}/{} partitions healthy",
+                        "table `{}`: {healthy}/{} partitions serve, {} fully healthy",
                         self.options.app_name,
-                        table.partition_count()
+                        table.partition_count(),
+                        fully.map_or("?".to_owned(), |f| f.to_string())
                     )
                 }
                 Err(e) => format!("waiting for the meta servers: {e}"),
@@ -505,6 +512,33 @@ impl Onebox {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+impl Onebox {
+    /// The bootstrap table's fully healthy partitions, as the meta leader counts them.
+    async fn fully_healthy(&self, client: &Client) -> Option<i32> {
+        for meta in self.options.meta_addrs() {
+            let answer = client
+                .call::<_, ListAppsResponse>(
+                    meta,
+                    RequestMeta::default(),
+                    rpc::LIST_APPS,
+                    &Args(Empty {}),
+                    Duration::from_secs(2),
+                )
+                .await;
+            if let Ok(r) = answer
+                && r.err.0 == "ERR_OK"
+            {
+                return r
+                    .apps
+                    .iter()
+                    .find(|a| a.app_name == self.options.app_name && a.status == "AS_AVAILABLE")
+                    .map(|a| a.fully_healthy);
+            }
+        }
+        None
     }
 }
 
