@@ -423,14 +423,8 @@ impl MetaServer {
                     pid: Gpid::new(app.info.app_id, i as i32),
                     ballot: p.ballot,
                     max_replica_count: p.max_replica_count,
-                    primary: p
-                        .primary_addr()
-                        .map_or(RpcAddress::INVALID, RpcAddress::new),
-                    secondaries: p
-                        .secondary_addrs()
-                        .into_iter()
-                        .map(RpcAddress::new)
-                        .collect(),
+                    primary: p.primary_rpc(),
+                    secondaries: p.secondary_rpcs(),
                     last_drops: p
                         .last_drops
                         .iter()
@@ -697,14 +691,8 @@ fn assignment(app: &App, pidx: i32) -> Assignment {
         pid: Gpid::new(app.info.app_id, pidx),
         partition_count: app.info.partition_count,
         ballot: p.ballot,
-        primary: p
-            .primary_addr()
-            .map_or(RpcAddress::INVALID, RpcAddress::new),
-        secondaries: p
-            .secondary_addrs()
-            .into_iter()
-            .map(RpcAddress::new)
-            .collect(),
+        primary: p.primary_rpc(),
+        secondaries: p.secondary_rpcs(),
         max_replica_count: p.max_replica_count,
         learner: RpcAddress::INVALID,
     }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use pegasus_protocol::types::Gpid;
+use pegasus_protocol::types::{Gpid, RpcAddress};
 use serde::{Deserialize, Serialize};
 
 /// A table, as stored in ZooKeeper at `<root>/apps/<app_id>` (Pegasus's `app_info` fields).
@@ -85,6 +85,28 @@ impl PartitionConfig {
     /// Whether `node` is the primary or a secondary.
     pub fn has_member(&self, node: SocketAddrV4) -> bool {
         self.primary_addr() == Some(node) || self.secondary_addrs().contains(&node)
+    }
+
+    /// Makes the secondary `node` the primary (UPGRADE_TO_PRIMARY), or a node that is no member
+    /// (ASSIGN_PRIMARY).
+    fn promote(&mut self, node: SocketAddrV4) {
+        let name = node.to_string();
+        self.secondaries.retain(|s| s != &name);
+        self.primary = name;
+    }
+
+    /// The primary's address on the wire ([`RpcAddress::INVALID`] when none).
+    pub fn primary_rpc(&self) -> RpcAddress {
+        self.primary_addr()
+            .map_or(RpcAddress::INVALID, RpcAddress::new)
+    }
+
+    /// The secondaries' addresses on the wire.
+    pub fn secondary_rpcs(&self) -> Vec<RpcAddress> {
+        self.secondary_addrs()
+            .into_iter()
+            .map(RpcAddress::new)
+            .collect()
     }
 
     /// Takes `node` out of the members and puts it last in `last_drops`.
@@ -320,14 +342,12 @@ impl Cluster {
                     (None, Some(old)) => {
                         after.drop_member(old);
                         if let Some(next) = live.first() {
-                            after.secondaries.retain(|s| s != &next.to_string());
-                            after.primary = next.to_string();
+                            after.promote(*next);
                         }
                     }
                     (None, None) => {
                         if let Some(next) = live.first() {
-                            after.secondaries.retain(|s| s != &next.to_string());
-                            after.primary = next.to_string();
+                            after.promote(*next);
                         } else if after.secondaries.is_empty()
                             && let Some(last) = after
                                 .last_drops
@@ -345,11 +365,7 @@ impl Cluster {
             if after != before {
                 after.ballot += 1;
                 self.apps.get_mut(&app_id).expect("app").partitions[pidx as usize] = after;
-                changed.push(Changed {
-                    app_id,
-                    pidx,
-                    before,
-                });
+                changed.push(Changed::new(gpid, before));
             }
         }
         changed
@@ -379,21 +395,15 @@ impl Cluster {
                 .filter(|s| *s != node && self.serves(s, gpid))
                 .collect()
         };
-        let app = self.apps.get_mut(&gpid.app_id).ok_or(StaleBallot)?;
-        let p = &mut app.partitions[gpid.partition_index as usize];
+        let p = self.at_ballot(gpid, ballot)?;
         let before = p.clone();
         let was_primary = p.primary_addr() == Some(node);
         p.drop_member(node);
         if was_primary && let Some(next) = live.first() {
-            p.secondaries.retain(|s| s != &next.to_string());
-            p.primary = next.to_string();
+            p.promote(*next);
         }
         p.ballot += 1;
-        Ok(Some(Changed {
-            app_id: gpid.app_id,
-            pidx: gpid.partition_index,
-            before,
-        }))
+        Ok(Some(Changed::new(gpid, before)))
     }
 
     /// A restarted primary asks for configuration `ballot` of `gpid` again under the next
@@ -406,27 +416,13 @@ impl Cluster {
         ballot: i64,
         node: SocketAddrV4,
     ) -> Result<Option<Changed>, StaleBallot> {
-        let p = self
-            .apps
-            .get_mut(&gpid.app_id)
-            .and_then(|a| {
-                a.partitions
-                    .get_mut(usize::try_from(gpid.partition_index).ok()?)
-            })
-            .ok_or(StaleBallot)?;
-        if p.ballot != ballot {
-            return Err(StaleBallot);
-        }
+        let p = self.at_ballot(gpid, ballot)?;
         if p.primary_addr() != Some(node) {
             return Ok(None);
         }
         let before = p.clone();
         p.ballot += 1;
-        Ok(Some(Changed {
-            app_id: gpid.app_id,
-            pidx: gpid.partition_index,
-            before,
-        }))
+        Ok(Some(Changed::new(gpid, before)))
     }
 
     /// A learner that caught up becomes a secondary (UPGRADE_TO_SECONDARY), asked by the
@@ -439,17 +435,7 @@ impl Cluster {
         node: SocketAddrV4,
     ) -> Result<Option<Changed>, StaleBallot> {
         let alive = self.serves(&node, gpid);
-        let p = self
-            .apps
-            .get_mut(&gpid.app_id)
-            .and_then(|a| {
-                a.partitions
-                    .get_mut(usize::try_from(gpid.partition_index).ok()?)
-            })
-            .ok_or(StaleBallot)?;
-        if p.ballot != ballot {
-            return Err(StaleBallot);
-        }
+        let p = self.at_ballot(gpid, ballot)?;
         let members = usize::from(p.primary_addr().is_some()) + p.secondaries.len();
         if !alive
             || p.has_member(node)
@@ -464,11 +450,7 @@ impl Cluster {
         p.secondaries.push(name);
         p.ballot += 1;
         self.learning.remove(&gpid);
-        Ok(Some(Changed {
-            app_id: gpid.app_id,
-            pidx: gpid.partition_index,
-            before,
-        }))
+        Ok(Some(Changed::new(gpid, before)))
     }
 
     /// New copies to learn (ADD_SECONDARY), for partitions with a live primary and fewer copies
@@ -544,6 +526,24 @@ impl Cluster {
         out
     }
 
+    /// The configuration of `gpid` for a change asked against `ballot`: `StaleBallot` unless
+    /// that is its current ballot.
+    fn at_ballot(&mut self, gpid: Gpid, ballot: i64) -> Result<&mut PartitionConfig, StaleBallot> {
+        let p = self
+            .apps
+            .get_mut(&gpid.app_id)
+            .and_then(|a| {
+                a.partitions
+                    .get_mut(usize::try_from(gpid.partition_index).ok()?)
+            })
+            .ok_or(StaleBallot)?;
+        if p.ballot == ballot {
+            Ok(p)
+        } else {
+            Err(StaleBallot)
+        }
+    }
+
     /// The configuration of `gpid`, if it exists.
     pub fn partition(&self, gpid: Gpid) -> Option<&PartitionConfig> {
         self.apps
@@ -616,6 +616,16 @@ pub struct Changed {
     pub pidx: i32,
     /// The configuration before.
     pub before: PartitionConfig,
+}
+
+impl Changed {
+    fn new(gpid: Gpid, before: PartitionConfig) -> Self {
+        Changed {
+            app_id: gpid.app_id,
+            pidx: gpid.partition_index,
+            before,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -629,7 +629,8 @@ struct Driver {
     /// primary). As a secondary it may go on at once: it acknowledged only what it logged.
     fresh: bool,
     floor: Option<u64>,
-    /// When it last asked to be removed (asked again after a while: the request may be lost).
+    /// When it last asked for the next ballot (asked again after a while: the request may be
+    /// lost).
     asked_at: Option<Instant>,
     /// The table's copies, as the last configuration said.
     max_replica_count: i32,
