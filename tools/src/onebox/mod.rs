@@ -516,8 +516,8 @@ impl Onebox {
 }
 
 impl Onebox {
-    /// The bootstrap table's fully healthy partitions, as the meta leader counts them.
-    async fn fully_healthy(&self, client: &Client) -> Option<i32> {
+    /// The meta leader's list of tables, if a leader answers.
+    async fn list_apps(&self, client: &Client) -> Option<ListAppsResponse> {
         for meta in self.options.meta_addrs() {
             let answer = client
                 .call::<_, ListAppsResponse>(
@@ -531,14 +531,35 @@ impl Onebox {
             if let Ok(r) = answer
                 && r.err.0 == "ERR_OK"
             {
-                return r
-                    .apps
-                    .iter()
-                    .find(|a| a.app_name == self.options.app_name && a.status == "AS_AVAILABLE")
-                    .map(|a| a.fully_healthy);
+                return Some(r);
             }
         }
         None
+    }
+
+    /// The bootstrap table's fully healthy partitions, as the meta leader counts them.
+    async fn fully_healthy(&self, client: &Client) -> Option<i32> {
+        self.list_apps(client)
+            .await?
+            .apps
+            .iter()
+            .find(|a| a.app_name == self.options.app_name && a.status == "AS_AVAILABLE")
+            .map(|a| a.fully_healthy)
+    }
+
+    /// Waits until a meta leads (a client can ask it for tables), at most `timeout`.
+    pub async fn wait_leader(&self, timeout: Duration) -> Result<(), OneboxError> {
+        let client = Client::new(ClientOptions::new(self.options.meta_addrs()));
+        let deadline = Instant::now() + timeout;
+        while self.list_apps(&client).await.is_none() {
+            if Instant::now() > deadline {
+                return Err(OneboxError::Timeout(format!(
+                    "no meta server leads after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 }
 
