@@ -187,6 +187,8 @@ pub fn decode_request(buf: &mut BytesMut, max_body: usize) -> Result<Option<Requ
                 }
             }
             if buf.len() < HEADER_V0_LEN + body_len {
+                // Room for the rest (its size is checked): the next read can take all of it.
+                buf.reserve(HEADER_V0_LEN + body_len - buf.len());
                 return Ok(None);
             }
             let body_crc = read_u32(buf, 20);
@@ -219,6 +221,7 @@ pub fn decode_request(buf: &mut BytesMut, max_body: usize) -> Result<Option<Requ
             }
             check_len(body_len, max_body)?;
             if buf.len() < HEADER_V1_LEN + meta_len + body_len {
+                buf.reserve(HEADER_V1_LEN + meta_len + body_len - buf.len());
                 return Ok(None);
             }
             let v1: RequestMetaV1 = codec::decode(&buf[HEADER_V1_LEN..HEADER_V1_LEN + meta_len])?;

@@ -252,6 +252,39 @@ async fn trial(src: &Path, tests: Vec<String>) -> (bool, String) {
     (out.status.success() && text.contains("PASSED"), text)
 }
 
+/// Whether every error trial reported is its own hygiene check, "Reactor was unclean", and no
+/// test failed. `test_set_timeout` sends a 910 KB value with a 5 ms timeout; if the socket has
+/// not taken all of it when the test ends (a busy 2-core machine), Twisted is still flushing it
+/// when trial inspects the reactor. That is the client's timing, not an answer of ours.
+fn only_unclean_reactor(output: &str) -> bool {
+    let Some(summary) = output.lines().find(|l| l.starts_with("FAILED (")) else {
+        return false;
+    };
+    let errors = summary
+        .split(|c: char| c == ',' || c == '(' || c == ')')
+        .filter_map(|part| part.trim().strip_prefix("errors="))
+        .find_map(|n| n.parse::<usize>().ok());
+    let unclean = output
+        .matches("DirtyReactorAggregateError: Reactor was unclean")
+        .count();
+    !summary.contains("failures=") && errors.is_some_and(|n| n > 0 && n == unclean)
+}
+
+#[test]
+fn only_an_unclean_reactor_earns_a_second_run() {
+    let unclean = "Failure: twisted.trial.util.DirtyReactorAggregateError: Reactor was unclean.\n";
+    assert!(only_unclean_reactor(&format!(
+        "{unclean}FAILED (errors=1, successes=32)"
+    )));
+    assert!(!only_unclean_reactor(&format!(
+        "{unclean}FAILED (failures=1, errors=1, successes=31)"
+    )));
+    assert!(!only_unclean_reactor(&format!(
+        "{unclean}FAILED (errors=2, successes=31)"
+    )));
+    assert!(!only_unclean_reactor("PASSED (successes=33)"));
+}
+
 /// pypegasus3's own `tests/test_basics.py`, unmodified, against a onebox (ZooKeeper, 3 metas on
 /// the ports it hard-codes, 127.0.0.1:34601-34603, 3 replicas, table `temp`).
 ///
@@ -271,7 +304,13 @@ async fn pypegasus3_test_basics_passes_unmodified_against_a_onebox() {
     for group in [rest, binary] {
         let cluster = TestCluster::start_on_metas(34600, 3, 3, 8);
         cluster.healthy().await;
-        let (passed, output) = trial(&src, group).await;
+        let (mut passed, mut output) = trial(&src, group.clone()).await;
+        if !passed && only_unclean_reactor(&output) {
+            // See `only_unclean_reactor`: once more, and this time it must pass outright.
+            let first = output;
+            (passed, output) = trial(&src, group).await;
+            output = format!("{first}\n--- run again ---\n{output}");
+        }
         drop(cluster);
         assert!(passed, "test_basics failed:\n{output}");
     }
