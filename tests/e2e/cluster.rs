@@ -316,3 +316,99 @@ async fn replicas_go_inactive_without_a_lease_and_serve_again_with_one() {
     cluster.healthy().await;
     assert!(get().await.is_ok());
 }
+
+/// A slow ZooKeeper delays configuration changes, never the answer to a beacon (the replica
+/// servers' leases hang on those) or a routing query. Regression guard: the meta answered
+/// beacons under the state lock, which a create holds through its ZooKeeper writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_zookeeper_delays_changes_not_beacons() {
+    use pegasus_tests::cluster::free_port_block;
+    use pegasus_tests::proxy::SlowProxy;
+    let zk_port = free_port_block(0);
+    let proxy = SlowProxy::start(free_port_block(0), zk_port).await;
+    let proxy_port = proxy.port;
+    let cluster = tokio::task::spawn_blocking(move || {
+        TestCluster::start_tweaked(1, 1, 2, &|o| {
+            o.zk_port = zk_port;
+            o.meta_zk_port = Some(proxy_port);
+        })
+    })
+    .await
+    .unwrap();
+    cluster.healthy().await;
+    let meta = cluster.onebox.options.meta_addrs()[0];
+    let client = cluster.client();
+
+    // Each ZooKeeper request and answer now waits a second (the session, 10 s, survives that).
+    proxy.set_delay(Duration::from_secs(1));
+    let create = {
+        let client = cluster.client();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = client
+                .call::<_, AppResponse>(
+                    meta,
+                    RequestMeta::default(),
+                    rpc::CREATE_APP,
+                    &Args(CreateAppRequest {
+                        app_name: "slow".into(),
+                        partition_count: 1,
+                        replica_count: 1,
+                    }),
+                    Duration::from_secs(60),
+                )
+                .await
+                .expect("create answered");
+            (r.err.0, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let beacon = BeaconRequest {
+        node: RpcAddress::new("127.0.0.1:9".parse().unwrap()),
+        replicas: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let r: BeaconResponse = client
+            .call(
+                meta,
+                RequestMeta::default(),
+                rpc::BEACON,
+                &Args(beacon.clone()),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("beacon answered");
+        assert_eq!(r.err.0, "ERR_OK");
+        let routing: QueryCfgResponse = client
+            .call(
+                meta,
+                RequestMeta::default(),
+                rpc::QUERY_CONFIG,
+                &Args(QueryCfgRequest {
+                    app_name: "temp".into(),
+                    partition_indices: Vec::new(),
+                }),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("routing answered");
+        assert_eq!(routing.partitions.len(), 2);
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a beacon and a routing query took {slowest:?} while ZooKeeper was slow"
+    );
+    assert!(
+        !create.is_finished(),
+        "the create was not slow: the test shows nothing"
+    );
+    let (code, took) = create.await.unwrap();
+    eprintln!("beacon + query_cfg at most {slowest:?}; the create took {took:?}");
+    assert_eq!(code, "ERR_OK");
+    proxy.set_delay(Duration::ZERO);
+}

@@ -261,7 +261,7 @@ fn only_unclean_reactor(output: &str) -> bool {
         return false;
     };
     let errors = summary
-        .split(|c: char| c == ',' || c == '(' || c == ')')
+        .split([',', '(', ')'])
         .filter_map(|part| part.trim().strip_prefix("errors="))
         .find_map(|n| n.parse::<usize>().ok());
     let unclean = output

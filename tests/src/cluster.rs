@@ -75,7 +75,20 @@ impl TestCluster {
 
     /// One meta and one replica whose plog is written but not fsynced.
     pub fn start_unsynced(partitions: u32) -> TestCluster {
-        Self::start_full(free_port_block(1), 1, 1, partitions, false, false, &|_| {})
+        Self::start_full(free_port_block(1), 1, 1, partitions, false, &|o| {
+            o.plog_force_flush = false;
+        })
+    }
+
+    /// As [`TestCluster::start`], with the options changed by `tweak` first.
+    pub fn start_tweaked(
+        metas: usize,
+        replicas: usize,
+        partitions: u32,
+        tweak: &dyn Fn(&mut OneboxOptions),
+    ) -> TestCluster {
+        let base = free_port_block(metas as u16);
+        Self::start_full(base, metas, replicas, partitions, false, tweak)
     }
 
     /// As [`TestCluster::start`], after `prepare` has seen the onebox folder (still empty), e.g.
@@ -87,7 +100,9 @@ impl TestCluster {
         prepare: &dyn Fn(&std::path::Path),
     ) -> TestCluster {
         let base = free_port_block(metas as u16);
-        Self::start_full(base, metas, replicas, partitions, false, true, prepare)
+        Self::start_full(base, metas, replicas, partitions, false, &|o| {
+            prepare(&o.root)
+        })
     }
 
     fn start_shaped(
@@ -103,7 +118,6 @@ impl TestCluster {
             replicas,
             partitions,
             collector,
-            true,
             &|_| {},
         )
     }
@@ -114,8 +128,7 @@ impl TestCluster {
         replicas: usize,
         partitions: u32,
         collector: bool,
-        plog_force_flush: bool,
-        prepare: &dyn Fn(&std::path::Path),
+        tweak: &dyn Fn(&mut OneboxOptions),
     ) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let mut options =
@@ -129,9 +142,8 @@ impl TestCluster {
         options.fd_lease_seconds = 3;
         options.collector = collector;
         options.collector_port = free_port_block(0);
-        options.plog_force_flush = plog_force_flush;
         std::fs::create_dir_all(&options.root).unwrap();
-        prepare(&options.root);
+        tweak(&mut options);
         let onebox = Onebox::new(options);
         onebox.start().expect("onebox starts");
         TestCluster { onebox, _dir: dir }

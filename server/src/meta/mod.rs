@@ -5,6 +5,11 @@
 //! - [`zk`]: the only place that talks to ZooKeeper
 //! - [`state`]: tables, partitions, nodes, and the assignment decisions
 //!
+//! The state lock is held across ZooKeeper writes (a change is persisted before anyone hears of
+//! it), so nothing time-critical waits for it: beacons are recorded apart from it and answered,
+//! as routing queries are, from the tables as last persisted. A slow ZooKeeper delays changes,
+//! never a lease.
+//!
 //! Followers answer routing queries and beacons with `ERR_FORWARD_TO_OTHERS` and the leader's
 //! address, as Pegasus metas do. A meta whose ZooKeeper session is lost stops acting as leader at
 //! once; one whose session expired exits (a supervisor restarts it), as Pegasus does.
@@ -12,7 +17,9 @@
 pub mod state;
 pub mod zk;
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, SocketAddrV4};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -124,8 +131,55 @@ pub struct MetaServer {
     leader: AtomicBool,
     leader_addr: Mutex<Option<SocketAddrV4>>,
     state: tokio::sync::Mutex<Cluster>,
+    /// The tables as last persisted, republished when a [`StateGuard`] that changed them goes.
+    view: Mutex<Arc<BTreeMap<i32, App>>>,
+    /// The last beacon of each replica server, folded into `state` by [`MetaServer::tend`].
+    beats: Mutex<HashMap<SocketAddrV4, Beat>>,
+    /// Rung by a beacon with news (a node new or back, a change in what it holds).
+    news: tokio::sync::Notify,
     /// Announces configuration changes to the replica servers.
     client: pegasus_client::Client,
+}
+
+/// A replica server's last beacon.
+#[derive(Debug)]
+struct Beat {
+    /// When it came.
+    at: Instant,
+    /// The replicas it holds.
+    replicas: Vec<Gpid>,
+    /// The replicas it lost.
+    errors: Vec<Gpid>,
+}
+
+/// The state lock; a guard that lent the state out mutably republishes the tables on its way
+/// out, after whatever ZooKeeper writes it made.
+struct StateGuard<'a> {
+    state: tokio::sync::MutexGuard<'a, Cluster>,
+    view: &'a Mutex<Arc<BTreeMap<i32, App>>>,
+    changed: bool,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = Cluster;
+    fn deref(&self) -> &Cluster {
+        &self.state
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Cluster {
+        self.changed = true;
+        &mut self.state
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if self.changed {
+            *self.view.lock().expect("view") = Arc::new(self.state.apps.clone());
+        }
+    }
 }
 
 fn unix_now() -> i64 {
@@ -161,8 +215,24 @@ impl MetaServer {
             leader: AtomicBool::new(false),
             leader_addr: Mutex::new(None),
             state: tokio::sync::Mutex::new(Cluster::default()),
+            view: Mutex::default(),
+            beats: Mutex::default(),
+            news: tokio::sync::Notify::new(),
             client: pegasus_client::Client::new(pegasus_client::ClientOptions::new(Vec::new())),
         }))
+    }
+
+    async fn lock(&self) -> StateGuard<'_> {
+        StateGuard {
+            state: self.state.lock().await,
+            view: &self.view,
+            changed: false,
+        }
+    }
+
+    /// The tables as last persisted.
+    fn view(&self) -> Arc<BTreeMap<i32, App>> {
+        Arc::clone(&self.view.lock().expect("view"))
     }
 
     /// Whether this meta is the leader.
@@ -209,7 +279,12 @@ impl MetaServer {
                 }
                 _ = detector.tick() => {
                     if self.is_leader() {
-                        self.detect_failures().await;
+                        self.tend().await;
+                    }
+                }
+                _ = self.news.notified() => {
+                    if self.is_leader() {
+                        self.tend().await;
                     }
                 }
             }
@@ -268,21 +343,47 @@ impl MetaServer {
                 errors: Vec::new(),
             });
         }
-        *self.state.lock().await = cluster;
+        let mut state = self.lock().await;
+        *state = cluster;
         self.leader.store(true, Ordering::Release);
         info!(lock_node = self.lock_node, "became the leader");
-        let mut state = self.state.lock().await;
         self.cure(&mut state).await;
         Ok(())
     }
 
-    async fn detect_failures(&self) {
-        let mut state = self.state.lock().await;
+    /// Folds the beacons in, marks nodes past their grace dead, and cures.
+    async fn tend(&self) {
+        let mut state = self.lock().await;
+        let beats: Vec<(SocketAddrV4, Beat)> = {
+            let beats = self.beats.lock().expect("beats");
+            beats
+                .iter()
+                .filter(|(node, beat)| {
+                    state
+                        .nodes
+                        .get(node)
+                        .is_none_or(|n| n.last_beacon < beat.at)
+                })
+                .map(|(node, beat)| {
+                    let copy = Beat {
+                        at: beat.at,
+                        replicas: beat.replicas.clone(),
+                        errors: beat.errors.clone(),
+                    };
+                    (*node, copy)
+                })
+                .collect()
+        };
+        for (node, beat) in beats {
+            if state.beacon(node, beat.replicas, beat.errors, beat.at) {
+                info!(%node, "replica server alive");
+            }
+        }
         let dead = state.expire(Instant::now(), self.options.fd_grace);
         if !dead.is_empty() {
             warn!(?dead, "replica servers past their grace period");
-            self.cure(&mut state).await;
         }
+        self.cure(&mut state).await;
     }
 
     /// Cures what needs it (see [`Cluster::assign`]), persists and announces the changes.
@@ -367,7 +468,7 @@ impl MetaServer {
         let Some(node) = r.node.socket_addr() else {
             return answer(ErrorCode::InvalidParameters, Assignment::default());
         };
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let result = match r.config_type {
             config_type::DOWNGRADE_TO_INACTIVE => state.remove_member(r.pid, r.ballot, node),
             config_type::PRIMARY_FORCE_UPDATE_BALLOT => state.raise_ballot(r.pid, r.ballot, node),
@@ -401,8 +502,8 @@ impl MetaServer {
                 ..Default::default()
             };
         }
-        let state = self.state.lock().await;
-        let Some(app) = state.app_by_name(&q.app_name) else {
+        let view = self.view();
+        let Some(app) = state::app_named(&view, &q.app_name) else {
             return QueryCfgResponse {
                 err: err(ErrorCode::ObjectNotFound),
                 ..Default::default()
@@ -452,18 +553,32 @@ impl MetaServer {
                 ..Default::default()
             };
         };
-        let mut state = self.state.lock().await;
-        let reported = b.replicas.clone();
-        let revived = state.beacon(node, b.replicas, b.errors, Instant::now());
-        if revived {
-            info!(%node, "replica server alive");
+        let now = Instant::now();
+        let configs = {
+            let view = self.view();
+            state::configs_for(&view, node, &b.replicas)
+                .into_iter()
+                .map(|(gpid, app)| assignment(app, gpid.partition_index))
+                .collect()
+        };
+        let news = {
+            let mut beats = self.beats.lock().expect("beats");
+            let news = beats.get(&node).is_none_or(|last| {
+                last.replicas != b.replicas
+                    || last.errors != b.errors
+                    || now.duration_since(last.at) > self.options.fd_check
+            });
+            let beat = Beat {
+                at: now,
+                replicas: b.replicas,
+                errors: b.errors,
+            };
+            beats.insert(node, beat);
+            news
+        };
+        if news {
+            self.news.notify_one();
         }
-        self.cure(&mut state).await;
-        let configs = state
-            .configs_for(node, &reported)
-            .into_iter()
-            .map(|(gpid, app)| assignment(app, gpid.partition_index))
-            .collect();
         BeaconResponse {
             err: err(ErrorCode::Ok),
             leader: RpcAddress::new(self.options.me),
@@ -489,7 +604,7 @@ impl MetaServer {
                 app_id: 0,
             };
         }
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let alive = state.alive_count();
         if r.replica_count as usize > alive {
             warn!(
@@ -539,7 +654,7 @@ impl MetaServer {
                 app_id: 0,
             };
         }
-        let mut state = self.state.lock().await;
+        let mut state = self.lock().await;
         let Some(app_id) = state.app_by_name(&r.app_name).map(|a| a.info.app_id) else {
             return AppResponse {
                 err: err(ErrorCode::AppNotExist),
@@ -570,7 +685,7 @@ impl MetaServer {
                 apps: Vec::new(),
             };
         }
-        let state = self.state.lock().await;
+        let state = self.lock().await;
         let apps = state
             .apps
             .values()
@@ -605,7 +720,7 @@ impl MetaServer {
                 nodes: Vec::new(),
             };
         }
-        let state = self.state.lock().await;
+        let state = self.lock().await;
         let mut nodes: Vec<NodeSummary> = state
             .nodes
             .iter()

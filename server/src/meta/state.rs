@@ -162,9 +162,7 @@ const LEARN_PATIENCE: Duration = Duration::from_secs(20);
 impl Cluster {
     /// The table named `name`, dropped ones excluded.
     pub fn app_by_name(&self, name: &str) -> Option<&App> {
-        self.apps
-            .values()
-            .find(|a| a.info.app_name == name && a.info.available())
+        app_named(&self.apps, name)
     }
 
     /// The next free table id.
@@ -552,21 +550,6 @@ impl Cluster {
             .get(usize::try_from(gpid.partition_index).ok()?)
     }
 
-    /// The partitions (of available tables) `node` must hear about: those it is a member of,
-    /// and those it reports a copy of (so a copy no longer a member goes inactive).
-    pub fn configs_for(&self, node: SocketAddrV4, reported: &[Gpid]) -> Vec<(Gpid, &App)> {
-        let mut out = Vec::new();
-        for app in self.apps.values().filter(|a| a.info.available()) {
-            for (i, p) in app.partitions.iter().enumerate() {
-                let gpid = Gpid::new(app.info.app_id, i as i32);
-                if p.has_member(node) || reported.contains(&gpid) {
-                    out.push((gpid, app));
-                }
-            }
-        }
-        out
-    }
-
     /// A table's health as Pegasus counts it: (fully healthy, write-unhealthy, read-unhealthy).
     /// Fully healthy is a live primary with `max_replica_count - 1` live secondaries;
     /// write-unhealthy is no primary or fewer members than `min_2pc`
@@ -600,6 +583,31 @@ impl Cluster {
         }
         counts
     }
+}
+
+/// The table named `name` in `apps`, dropped ones excluded.
+pub fn app_named<'a>(apps: &'a BTreeMap<i32, App>, name: &str) -> Option<&'a App> {
+    apps.values()
+        .find(|a| a.info.app_name == name && a.info.available())
+}
+
+/// The partitions (of available tables in `apps`) `node` must hear about: those it is a member
+/// of, and those it reports a copy of (so a copy no longer a member goes inactive).
+pub fn configs_for<'a>(
+    apps: &'a BTreeMap<i32, App>,
+    node: SocketAddrV4,
+    reported: &[Gpid],
+) -> Vec<(Gpid, &'a App)> {
+    let mut out = Vec::new();
+    for app in apps.values().filter(|a| a.info.available()) {
+        for (i, p) in app.partitions.iter().enumerate() {
+            let gpid = Gpid::new(app.info.app_id, i as i32);
+            if p.has_member(node) || reported.contains(&gpid) {
+                out.push((gpid, app));
+            }
+        }
+    }
+    out
 }
 
 /// A change asked against a ballot that is not the partition's current one (or of a partition

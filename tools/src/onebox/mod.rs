@@ -83,6 +83,8 @@ pub struct OneboxOptions {
     pub replicas: usize,
     /// ZooKeeper's port.
     pub zk_port: u16,
+    /// The port the metas reach ZooKeeper on, when not `zk_port` (a test's proxy).
+    pub meta_zk_port: Option<u16>,
     /// Meta `i` listens on `meta_base_port + i`.
     pub meta_base_port: u16,
     /// Replica `j` listens on `replica_base_port + j`.
@@ -110,6 +112,7 @@ impl OneboxOptions {
             metas: 3,
             replicas: 3,
             zk_port: 22181,
+            meta_zk_port: None,
             meta_base_port: 34600,
             replica_base_port: 34800,
             app_name: "temp".into(),
@@ -317,7 +320,7 @@ impl Onebox {
             ("PARTITION_COUNT", o.partitions.to_string()),
             ("FD_LEASE", o.fd_lease_seconds.to_string()),
             ("FD_GRACE", (o.fd_lease_seconds + 1).to_string()),
-            ("ZK_PORT", o.zk_port.to_string()),
+            ("ZK_PORT", o.meta_zk_port.unwrap_or(o.zk_port).to_string()),
             // Three copies, or one per replica server when there are fewer.
             ("MAX_REPLICA_COUNT", o.replicas.clamp(1, 3).to_string()),
             ("COLLECTOR_PORT", o.collector_port.to_string()),
