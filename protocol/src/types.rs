@@ -698,6 +698,9 @@ thrift_struct! {
         1: pid: Gpid,
         2: ballot: i64,
         3: learner: RpcAddress,
+        /// The decree the learner's own store is at (0: none, or empty): a primary whose log
+        /// still holds every decree past it sends those instead of a checkpoint.
+        4: applied: i64,
     }
 }
 
@@ -712,7 +715,9 @@ thrift_struct! {
 
 thrift_struct! {
     /// The answer to `RPC_LEARN`: a RocksDB checkpoint of the primary's store at
-    /// `checkpoint_decree` (its files, to fetch), and the primary's mutations past it.
+    /// `checkpoint_decree` (its files, to fetch), and the primary's mutations past it. Without
+    /// a checkpoint (no name, no files) `checkpoint_decree` is the learner's own `applied`: the
+    /// tail, from the primary's log and memory, is all it needs.
     pub struct LearnResponse {
         1: err: ErrorName,
         2: checkpoint_decree: i64,

@@ -187,15 +187,55 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
         || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
     )
     .await;
+    // Briefly away, it learned from its primaries' logs alone: no checkpoint was copied.
+    let log = cluster.node_log(Node::Replica(victim));
+    let from_log = log.matches("learned from the primary's log").count();
+    assert!(
+        from_log >= 1 && !log.contains("copy fetched"),
+        "learned {from_log} copies from the log; checkpoints fetched: {}",
+        log.matches("copy fetched").count()
+    );
+    // Every acknowledged write is on the copies it learned: the other two nodes go, and its
+    // copies, promoted, serve them alone.
+    for n in 1..=3 {
+        if n != victim {
+            cluster.onebox.kill_node(Node::Replica(n)).unwrap();
+        }
+    }
+    let me = RpcAddress::new(primary);
+    eventually(
+        Duration::from_secs(30),
+        "the returned node is every primary",
+        || async {
+            routing(&cluster, "temp")
+                .await
+                .partitions
+                .iter()
+                .all(|p| p.primary == me)
+        },
+    )
+    .await;
+    let table = cluster.client().open_table("temp").await.unwrap();
+    for (key, value) in &acked {
+        assert_eq!(
+            table.get(key.as_bytes(), b"s").await.unwrap(),
+            Some(b(value)),
+            "{key} on a copy learned from the log"
+        );
+    }
     println!(
-        "the restarted node learned its copies back: fully healthy {:?} after its restart",
-        restarted.elapsed()
+        "the restarted node learned its copies back, {from_log} from the primaries' logs: fully \
+         healthy {:?} after its restart; alone, it serves all {} acknowledged writes",
+        restarted.elapsed(),
+        acked.len()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
-    let cluster = TestCluster::start(1, 4, 4);
+    // Logs rotate at 1 MB and the keys below take about 1.5 MB per partition: the primaries'
+    // logs no longer reach back to the first write, so the new copy is a checkpoint.
+    let cluster = TestCluster::start_tweaked(1, 4, 4, &|o| o.plog_file_mb = 1);
     cluster.healthy().await;
     eventually(
         Duration::from_secs(30),
@@ -205,14 +245,10 @@ async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
     .await;
     let table = cluster.client().open_table("temp").await.unwrap();
     let keys = 3000;
+    let value = |i: usize| format!("v{i}-{}", "x".repeat(2000));
     for i in 0..keys {
         table
-            .set(
-                format!("k{i}").as_bytes(),
-                b"s",
-                format!("v{i}").as_bytes(),
-                None,
-            )
+            .set(format!("k{i}").as_bytes(), b"s", value(i).as_bytes(), None)
             .await
             .unwrap();
     }
@@ -247,6 +283,12 @@ async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
         .chain([&after.primary])
         .find(|a| !before.secondaries.contains(a) && **a != before.primary)
         .expect("a new member");
+    // A copy, not the log: the primary's log no longer reaches back far enough.
+    let log = cluster.node_log(Node::Replica(node(&learned)));
+    assert!(
+        log.contains("copy fetched"),
+        "the new copy came from a checkpoint"
+    );
     // Writes go on meanwhile and after.
     table.set(b"after", b"s", b"learned", None).await.unwrap();
     // Every other member of partition 0 goes: the learned copy alone serves its keys.
@@ -273,7 +315,7 @@ async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
         }
         assert_eq!(
             table.get(k.as_bytes(), b"s").await.unwrap(),
-            Some(b(&format!("v{i}"))),
+            Some(b(&value(i))),
             "{k} from the learned copy"
         );
         served += 1;

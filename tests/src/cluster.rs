@@ -174,6 +174,25 @@ impl TestCluster {
         }
     }
 
+    /// What a node logged (`<data_dir>/log/*.log*`), oldest file first.
+    pub fn node_log(&self, node: pegasus_tools::onebox::Node) -> String {
+        let dir = self
+            .onebox
+            .options
+            .root
+            .join(node.name())
+            .join("data")
+            .join("log");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(f).ok())
+            .collect()
+    }
+
     /// The leader meta, by asking each.
     pub async fn leader(&self) -> usize {
         let client = self.client();

@@ -130,6 +130,22 @@ async fn fetch(
     if ErrorCode::from_name(&r.err.0) != ErrorCode::Ok {
         return Err(format!("{from} gave no copy: {}", r.err.0));
     }
+    let tail = r
+        .tail
+        .into_iter()
+        .map(|m| pegasus_replication::Mutation {
+            ballot: m.ballot.max(0) as u64,
+            decree: m.decree.max(0) as u64,
+            write: (!m.empty).then(|| -> Effects {
+                Arc::new(m.ops.into_iter().map(super::partition::from_wire).collect())
+            }),
+        })
+        .collect();
+    let decree = r.checkpoint_decree.max(0) as u64;
+    if r.checkpoint.is_empty() && r.files.is_empty() {
+        info!(%pid, %from, from_decree = decree + 1, "learning from the primary's log");
+        return Ok((std::path::PathBuf::new(), decree, tail));
+    }
     let _ = tokio::fs::remove_dir_all(dest).await;
     tokio::fs::create_dir_all(dest)
         .await
@@ -198,19 +214,8 @@ async fn fetch(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let tail = r
-        .tail
-        .into_iter()
-        .map(|m| pegasus_replication::Mutation {
-            ballot: m.ballot.max(0) as u64,
-            decree: m.decree.max(0) as u64,
-            write: (!m.empty).then(|| -> Effects {
-                Arc::new(m.ops.into_iter().map(super::partition::from_wire).collect())
-            }),
-        })
-        .collect();
     info!(%pid, %from, files = r.files.len(), bytes = copied, took = ?started.elapsed(), "copy fetched");
-    Ok((dest.to_owned(), r.checkpoint_decree.max(0) as u64, tail))
+    Ok((dest.to_owned(), decree, tail))
 }
 
 impl Peers for Link {

@@ -632,7 +632,15 @@ impl ReplicaStub {
                     Err(why) => return refuse(reply, why),
                 };
                 // Listing and checksumming reads every file: on a blocking thread.
-                runtime.spawn_blocking(move || match list_files(&dir) {
+                // No folder: learning from the log, nothing to list.
+                let listed = |dir: &std::path::Path| {
+                    if dir.as_os_str().is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        list_files(dir)
+                    }
+                };
+                runtime.spawn_blocking(move || match listed(&dir) {
                     Ok(files) => {
                         let answer = LearnResponse {
                             err: ErrorName(ErrorCode::Ok.name().to_owned()),

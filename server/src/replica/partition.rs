@@ -50,6 +50,10 @@ const MAX_SCANNERS: usize = 4096;
 const MAX_BATCH: usize = 512;
 /// One tick of the replication state machine (its prepare timeout counts these).
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// The most keys and values a learner gets from the log in one answer; past it, a checkpoint
+/// (the answer must stay well within a client's 64 MiB frame).
+const LOG_LEARNING_MAX_BYTES: usize = 16 << 20;
 /// Room in a partition's queue for the messages of replication (prepares, acks,
 /// configurations), beyond its client writes; each partition has at most
 /// `max_in_flight` mutations per secondary outstanding, so this is never reached in practice,
@@ -943,8 +947,10 @@ impl Driver {
             .expect("the store is in place outside an install")
     }
 
-    /// Primary: a checkpoint of the store for the learner that asks, with what is prepared
-    /// past it. Older checkpoints are removed.
+    /// Primary: what the learner that asks lacks. A learner whose store is at a decree this
+    /// log still holds everything past (a node briefly away) gets those mutations and what is
+    /// prepared, no checkpoint; any other a checkpoint of the store with what is prepared past
+    /// it. Older checkpoints are removed.
     fn checkpoint(&mut self, r: &LearnRequest) -> Copy {
         if self.replica.role() != Role::Primary || r.ballot as u64 != self.replica.ballot() {
             return Err(format!(
@@ -954,10 +960,34 @@ impl Driver {
                 self.replica.role()
             ));
         }
+        let committed = self.replica.committed();
+        let applied = r.applied.max(0) as u64;
+        if applied <= committed {
+            match self
+                .plog
+                .read_range(applied, committed, LOG_LEARNING_MAX_BYTES)
+            {
+                Ok(Some(logged)) => {
+                    let mut tail: Vec<_> = logged
+                        .into_iter()
+                        .map(|m| pegasus_replication::Mutation {
+                            ballot: m.ballot,
+                            decree: m.decree,
+                            write: Some(Arc::new(m.ops)),
+                        })
+                        .collect();
+                    tail.extend(self.replica.uncommitted().cloned());
+                    info!(gpid = %self.gpid, learner = %r.learner, from = applied + 1, committed, tail = tail.len(), "a learner learns from the log");
+                    return Ok((PathBuf::new(), applied, tail));
+                }
+                Ok(None) => {}
+                Err(e) => warn!(gpid = %self.gpid, "reading the log for a learner: {e}"),
+            }
+        }
         let root = self.dir.join("learn");
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-        let decree = self.replica.committed();
+        let decree = committed;
         let dir = root.join(format!("{}.{decree}", self.replica.ballot()));
         self.store().checkpoint(&dir).map_err(|e| e.to_string())?;
         let tail = self.replica.uncommitted().cloned().collect();
@@ -980,6 +1010,23 @@ impl Driver {
                 return;
             }
         };
+        if dir.as_os_str().is_empty() {
+            // From the log: the store stays; the tail starts where it is.
+            let at = self.store().applied_decree().unwrap_or(0);
+            if at != decree {
+                warn!(gpid = %self.gpid, at, decree, "the store moved while learning from the log");
+                return;
+            }
+            info!(gpid = %self.gpid, decree = at, tail = tail.len(), "learned from the primary's log");
+            self.step(
+                Input::Learned {
+                    checkpoint: at,
+                    tail,
+                },
+                round,
+            );
+            return;
+        }
         let rdb = self.dir.join("data").join("rdb");
         let swapped = (|| -> Result<Arc<Storage>, String> {
             let mut slot = self.storage.write().expect("storage");
@@ -1064,6 +1111,7 @@ impl Driver {
                                 pid: self.gpid,
                                 ballot: ballot as i64,
                                 learner: RpcAddress::new(self.me),
+                                applied: self.store().applied_decree().unwrap_or(0) as i64,
                             },
                             self.dir.join("learn").join("copy"),
                             Box::new(move |copy| {

@@ -64,6 +64,16 @@ pub enum Op {
     Delete(Vec<u8>),
 }
 
+impl Op {
+    /// The bytes of its key and value.
+    pub fn size(&self) -> usize {
+        match self {
+            Op::Put(k, v) => k.len() + v.len(),
+            Op::Delete(k) => k.len(),
+        }
+    }
+}
+
 /// One logged write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mutation {
@@ -356,6 +366,34 @@ impl Plog {
             sync_dir(&self.dir)?;
         }
         Ok(removed)
+    }
+
+    /// The mutations with decrees in `(after, through]`, each as last logged (a decree prepared
+    /// again under a newer ballot comes again, later), if the log still holds every one of
+    /// them and their effects take at most `max_bytes` of keys and values; `None` otherwise.
+    pub fn read_range(
+        &self,
+        after: u64,
+        through: u64,
+        max_bytes: usize,
+    ) -> io::Result<Option<Vec<Mutation>>> {
+        let mut found = std::collections::BTreeMap::new();
+        let mut bytes = 0usize;
+        for segment in self.segments.iter().filter(|s| s.max_decree > after) {
+            replay_file(&segment.path, &mut |m: Mutation| {
+                if m.decree > after && m.decree <= through {
+                    bytes += m.ops.iter().map(Op::size).sum::<usize>();
+                    found.insert(m.decree, m);
+                }
+                Ok(())
+            })?;
+            if bytes > max_bytes {
+                return Ok(None);
+            }
+        }
+        // Keys within the range, as many as the range: every decree is there.
+        let complete = found.len() as u64 == through.saturating_sub(after);
+        Ok(complete.then(|| found.into_values().collect()))
     }
 
     /// The number of files.
@@ -793,5 +831,38 @@ mod tests {
         drop(plog);
         let (_, seen) = replayed(dir.path(), 0);
         assert!(seen.iter().all(|&d| d > 4), "{seen:?}");
+    }
+
+    #[test]
+    fn a_range_is_read_back_as_last_logged_and_only_while_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut plog, _) = replayed(dir.path(), 0);
+        for d in 1..=10 {
+            plog.append(&[m(d)]).unwrap();
+        }
+        // Decree 9 prepared again under a newer ballot: the later one counts.
+        let again = Mutation { ballot: 2, ..m(9) };
+        plog.append(std::slice::from_ref(&again)).unwrap();
+        assert!(plog.file_count() > 2, "the range spans files");
+        let got = plog.read_range(2, 10, usize::MAX).unwrap().unwrap();
+        assert_eq!(
+            got.iter().map(|m| m.decree).collect::<Vec<_>>(),
+            (3..=10).collect::<Vec<_>>()
+        );
+        assert_eq!(got[6], again);
+        assert_eq!(
+            plog.read_range(10, 10, usize::MAX).unwrap(),
+            Some(Vec::new())
+        );
+        assert_eq!(
+            plog.read_range(8, 12, usize::MAX).unwrap(),
+            None,
+            "past the log"
+        );
+        assert_eq!(plog.read_range(2, 10, 20).unwrap(), None, "too many bytes");
+        // Once the first file is collected, its decrees are gone.
+        assert_eq!(plog.gc(4).unwrap(), 1);
+        assert_eq!(plog.read_range(2, 10, usize::MAX).unwrap(), None);
+        assert!(plog.read_range(4, 10, usize::MAX).unwrap().is_some());
     }
 }

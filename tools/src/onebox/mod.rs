@@ -101,6 +101,8 @@ pub struct OneboxOptions {
     pub collector_port: u16,
     /// `[replication] plog_force_flush` of the replicas.
     pub plog_force_flush: bool,
+    /// `[replication] log_private_file_size_mb` of the replicas.
+    pub plog_file_mb: u32,
 }
 
 impl OneboxOptions {
@@ -121,6 +123,7 @@ impl OneboxOptions {
             collector: false,
             collector_port: 34101,
             plog_force_flush: true,
+            plog_file_mb: 32,
         }
     }
 
@@ -325,6 +328,7 @@ impl Onebox {
             ("MAX_REPLICA_COUNT", o.replicas.clamp(1, 3).to_string()),
             ("COLLECTOR_PORT", o.collector_port.to_string()),
             ("PLOG_FORCE_FLUSH", o.plog_force_flush.to_string()),
+            ("PLOG_FILE_MB", o.plog_file_mb.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
