@@ -26,7 +26,7 @@ declare -A WHY=(
 PACKAGES_build=(libclang-dev g++ ccache)
 PACKAGES_onebox=(zookeeper default-jre-headless)
 PACKAGES_test=(python3-venv docker.io docker-compose debootstrap nix-bin)
-PACKAGES_bench=(hyperfine redis-server)
+PACKAGES_bench=(hyperfine redis-server etcd-server etcd-client)
 # Other systems: what to look for there (Fedora names), and the alternative.
 OTHER_SYSTEMS="clang-devel gcc-c++ ccache java-17-openjdk-headless zookeeper python3 (Fedora),
   llvm ccache openjdk zookeeper python (Homebrew); or \`nix develop\`, which has them all"
@@ -200,7 +200,9 @@ case "$cmd" in
     cargo fmt --all --check
     cargo_build --workspace --bins
     cargo clippy --release --workspace --all-targets -- -D warnings
-    cargo test --release --workspace "$@"
+    # Snapshots are found from this checkout, not from the one whose build the cache holds
+    # (checkouts that share a target folder share unchanged test binaries).
+    INSTA_WORKSPACE_ROOT="$ROOT" cargo test --release --workspace "$@"
     tests/pack.sh
     tests/readme.py
     if command -v nix-instantiate >/dev/null 2>&1; then nix/check.sh; else echo "nix: nix-instantiate not installed, flake checks skipped"; fi

@@ -158,6 +158,12 @@ pub enum Input<N, W> {
         /// The primary's mutations past it.
         tail: Vec<Mutation<W>>,
     },
+    /// The meta granted this replica's [`Output::RaiseBallot`]: `ballot` was made after it
+    /// asked, so after it restarted, and it may be primary there and in any later ballot.
+    Granted {
+        /// The new ballot.
+        ballot: u64,
+    },
     /// Time passes: one tick.
     Tick,
 }
@@ -207,6 +213,14 @@ pub enum Output<N, W> {
     Upgrade {
         /// The learner.
         learner: N,
+        /// The configuration to change.
+        ballot: u64,
+    },
+    /// Ask the meta for the next ballot with the same members (PRIMARY_FORCE_UPDATE_BALLOT);
+    /// answer with [`Input::Granted`] if it is given. A restarted replica named primary asks,
+    /// for its process before may have used that ballot (sending prepares it never logged); so
+    /// does a primary whose learner, with its upgrade asked against this ballot, fell silent.
+    RaiseBallot {
         /// The configuration to change.
         ballot: u64,
     },

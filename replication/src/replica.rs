@@ -55,6 +55,11 @@ struct Learner {
     required_after: Option<u64>,
     /// When the upgrade was last asked for.
     asked: u64,
+    /// When it was last told to learn; until it reports, it is told again every prepare
+    /// timeout (it may have been unreachable, or restarting, when first told).
+    invited: u64,
+    /// Whether it reported at all.
+    heard: bool,
 }
 
 struct Entry<N, W> {
@@ -100,6 +105,12 @@ pub struct Replica<N, W> {
     /// Learner: whether its store holds the copied checkpoint, and when it last reported.
     installed: bool,
     last_report: u64,
+    /// Recovered from disk: the process before may have been primary and sent prepares it
+    /// never logged, so it is primary only in a ballot the meta granted it since
+    /// ([`Input::Granted`]: at least `granted`); when it last asked for one.
+    restarted: bool,
+    granted: Option<u64>,
+    raise_asked: Option<u64>,
 }
 
 impl<N, W> Replica<N, W>
@@ -109,11 +120,14 @@ where
 {
     /// A new, empty, inactive replica.
     pub fn new(me: N, options: Options) -> Self {
-        Self::recover(me, options, 0, Vec::new())
+        let mut replica = Self::recover(me, options, 0, Vec::new());
+        replica.restarted = false;
+        replica
     }
 
     /// A replica after a restart: `applied` is what its store holds, `log` the durable
-    /// mutations of its private log past it. It is inactive until the meta configures it.
+    /// mutations of its private log past it. It is inactive until the meta configures it, and
+    /// primary only in a ballot granted after the restart ([`Output::RaiseBallot`]).
     pub fn recover(me: N, options: Options, applied: u64, log: Vec<Mutation<W>>) -> Self {
         let mut prepared = BTreeMap::new();
         for m in log.into_iter().filter(|m| m.decree > applied) {
@@ -154,7 +168,16 @@ where
             learners: BTreeMap::new(),
             installed: false,
             last_report: 0,
+            restarted: true,
+            granted: None,
+            raise_asked: None,
         }
+    }
+
+    /// Whether it may have had a process before this one: one that did not (its folder was
+    /// just made) is primary in whatever ballot names it.
+    pub fn set_restarted(&mut self, restarted: bool) {
+        self.restarted = restarted;
     }
 
     /// Sets `mutation_2pc_min_replica_count` for this partition (a table of one copy needs
@@ -244,6 +267,9 @@ where
             Input::Config(config) => self.on_config(config, &mut out),
             Input::AddLearner { learner } => self.on_add_learner(learner, &mut out),
             Input::Learned { checkpoint, tail } => self.on_learned(checkpoint, tail, &mut out),
+            Input::Granted { ballot } => {
+                self.granted = Some(self.granted.unwrap_or(0).max(ballot));
+            }
             Input::Tick => self.on_tick(&mut out),
         }
         out
@@ -319,10 +345,13 @@ where
             return;
         }
         let prepare_start = self.last_prepared() + 1;
+        let now = self.now;
         let l = self.learners.entry(learner).or_insert(Learner {
             prepare_start,
             required_after: None,
             asked: 0,
+            invited: now,
+            heard: false,
         });
         out.push(Output::Send {
             to: learner,
@@ -382,14 +411,22 @@ where
             self.prepared.insert(
                 m.decree,
                 Entry {
-                    mutation: m.clone(),
+                    mutation: m,
                     logged: false,
                     acks: BTreeSet::new(),
                     client: None,
                     sent_at: self.now,
                 },
             );
-            out.push(Output::Append(m));
+        }
+        // A copied checkpoint comes with a log started afresh (what it held was of another
+        // history): everything held past the checkpoint, prepares received while copying
+        // included, is appended again, so that this log holds it.
+        let now = self.now;
+        for e in self.prepared.values_mut() {
+            e.logged = false;
+            e.sent_at = now;
+            out.push(Output::Append(e.mutation.clone()));
         }
         self.installed = true;
         self.apply_committed(out);
@@ -432,6 +469,7 @@ where
         let Some(l) = self.learners.get_mut(&from) else {
             return;
         };
+        l.heard = true;
         if l.required_after.is_none() && through >= committed {
             l.required_after = Some(committed);
             l.asked = self.now;
@@ -616,6 +654,22 @@ where
         {
             return;
         }
+        if self.restarted && config.primary == Some(self.me) {
+            if self.granted.is_none_or(|g| config.ballot < g) {
+                // A ballot its process before may have used: it asks for the next one.
+                let due = self
+                    .raise_asked
+                    .is_none_or(|at| self.now - at >= self.options.prepare_timeout);
+                if due {
+                    self.raise_asked = Some(self.now);
+                    out.push(Output::RaiseBallot {
+                        ballot: config.ballot,
+                    });
+                }
+                return;
+            }
+            self.restarted = false;
+        }
         // A new configuration ends every learning round; the meta proposes again.
         self.learners.clear();
         let was_primary = self.role == Role::Primary;
@@ -690,28 +744,33 @@ where
         if self.role != Role::Primary {
             return;
         }
-        // A learner whose acknowledgements count and that did not give one in time is dropped:
-        // it is not a member, so the others go on without it.
+        // A learner whose upgrade was asked and that did not acknowledge in time: the meta may
+        // be making it a secondary in answer to that request, so nothing may commit without
+        // it in this ballot (dropping it here once let a copy missing a committed decree
+        // become a secondary, then primary). See the late members below.
         let timeout = self.options.prepare_timeout;
         let now = self.now;
-        let late_learners: Vec<N> = self
-            .learners
-            .iter()
-            .filter(|(n, l)| {
-                l.required_after.is_some_and(|after| {
-                    self.prepared.iter().any(|(&d, e)| {
-                        d > after && now.saturating_sub(e.sent_at) >= timeout && !e.acks.contains(n)
-                    })
+        let late_learner = self.learners.iter().any(|(n, l)| {
+            l.required_after.is_some_and(|after| {
+                self.prepared.iter().any(|(&d, e)| {
+                    d > after && now.saturating_sub(e.sent_at) >= timeout && !e.acks.contains(n)
                 })
             })
-            .map(|(n, _)| *n)
-            .collect();
-        for n in late_learners {
-            self.learners.remove(&n);
-        }
-        // An upgrade not answered in time is asked again.
+        });
+        // An upgrade not answered in time is asked again; a learner not heard from is told
+        // again to learn.
         let ballot = self.config.ballot;
         for (n, l) in self.learners.iter_mut() {
+            if !l.heard && now - l.invited >= timeout {
+                l.invited = now;
+                out.push(Output::Send {
+                    to: *n,
+                    message: Message::Learn {
+                        ballot,
+                        prepare_start: l.prepare_start,
+                    },
+                });
+            }
             if l.required_after.is_some() && now - l.asked >= timeout {
                 l.asked = now;
                 out.push(Output::Upgrade {
@@ -722,8 +781,10 @@ where
         }
         self.commit(out);
         // A secondary that has not acknowledged in time: stop taking writes, ask the meta to
-        // remove it, and wait for the new configuration.
-        let timeout = self.options.prepare_timeout;
+        // remove it, and wait for the new configuration. A late learner whose upgrade was
+        // asked: stop too, and ask for a new ballot (unless a removal changes it anyway): one
+        // that makes it a secondary (then removed as a late one is), or one without it (its
+        // upgrade, asked against this ballot, then fails).
         let late: BTreeSet<N> = self
             .prepared
             .values()
@@ -736,13 +797,18 @@ where
                     .copied()
             })
             .collect();
-        if !late.is_empty() {
+        if !late.is_empty() || late_learner {
             self.serving = false;
             let due = self
                 .removing
                 .is_none_or(|asked| self.now - asked >= self.options.prepare_timeout);
             if due {
                 self.removing = Some(self.now);
+                if late.is_empty() {
+                    out.push(Output::RaiseBallot {
+                        ballot: self.config.ballot,
+                    });
+                }
                 for member in late {
                     out.push(Output::Remove {
                         member,
@@ -906,14 +972,23 @@ mod tests {
         ];
         let mut p = R::recover(2, Options::default(), 0, held);
         assert!(!p.readable(), "inactive");
+        // Restarted: named primary of ballot 2, it asks for a ballot made since.
         let out = p.handle(Input::Config(config(2, 2, &[3])));
-        assert_eq!(sends(&out).len(), 2, "both re-prepared under ballot 2");
+        assert_eq!(out, [Output::RaiseBallot { ballot: 2 }]);
+        assert_eq!(
+            p.role(),
+            Role::Inactive,
+            "not primary in a ballot it may have used"
+        );
+        p.handle(Input::Granted { ballot: 3 });
+        let out = p.handle(Input::Config(config(3, 2, &[3])));
+        assert_eq!(sends(&out).len(), 2, "both re-prepared under ballot 3");
         assert!(!p.readable(), "holds decrees it has not committed");
         for decree in [1, 2] {
-            p.handle(Input::Logged { ballot: 2, decree });
+            p.handle(Input::Logged { ballot: 3, decree });
             p.handle(Input::Receive {
                 from: 3,
-                message: Message::Ack { ballot: 2, decree },
+                message: Message::Ack { ballot: 3, decree },
             });
         }
         assert_eq!(p.committed(), 2);
@@ -1004,12 +1079,39 @@ mod tests {
             3,
             "a learner's ack is not needed before it caught up"
         );
-        // The copy arrives: the store at decree 2, nothing past it.
+        // The copy arrives: the store at decree 2, nothing past it. Its log starts afresh, so
+        // decree 3, logged before, is appended again, and counts once logged again.
         let out = l.handle(Input::Learned {
             checkpoint: 2,
             tail: Vec::new(),
         });
-        let done = sends(&out);
+        assert!(out.contains(&Output::Append(Mutation {
+            ballot: 1,
+            decree: 3,
+            write: Some("new"),
+        })));
+        assert_eq!(
+            sends(&out),
+            [(
+                1,
+                Message::LearnDone {
+                    ballot: 1,
+                    logged_through: 2
+                }
+            )]
+        );
+        l.handle(Input::Logged {
+            ballot: 1,
+            decree: 3,
+        });
+        let mut done = Vec::new();
+        for _ in 0..Options::default().empty_write_after {
+            done.extend(
+                sends(&l.handle(Input::Tick))
+                    .into_iter()
+                    .filter(|(_, m)| matches!(m, Message::LearnDone { .. })),
+            );
+        }
         assert_eq!(
             done,
             [(
@@ -1064,6 +1166,39 @@ mod tests {
     /// Regression guard: a returning node's own log past the copy (an older ballot's history)
     /// counted as held, so it could report having caught up with decrees the primary never
     /// committed.
+    #[test]
+    fn a_learner_not_heard_from_is_told_again_until_it_reports() {
+        let options = Options::default();
+        let mut p = R::new(1, options);
+        p.handle(Input::Config(config(1, 1, &[2])));
+        let told = |out: &[Output<u32, &'static str>]| {
+            sends(out)
+                .iter()
+                .filter(|(to, m)| *to == 3 && matches!(m, Message::Learn { .. }))
+                .count()
+        };
+        assert_eq!(told(&p.handle(Input::AddLearner { learner: 3 })), 1);
+        // Unreachable (or restarting) then: told again every prepare timeout.
+        let mut again = 0;
+        for _ in 0..options.prepare_timeout * 2 {
+            again += told(&p.handle(Input::Tick));
+        }
+        assert_eq!(again, 2);
+        // Once it reports, no more.
+        p.handle(Input::Receive {
+            from: 3,
+            message: Message::LearnDone {
+                ballot: 1,
+                logged_through: 0,
+            },
+        });
+        let mut after = 0;
+        for _ in 0..options.prepare_timeout * 2 {
+            after += told(&p.handle(Input::Tick));
+        }
+        assert_eq!(after, 0);
+    }
+
     #[test]
     fn a_learner_counts_only_what_the_primary_gave_it() {
         let stale = vec![Mutation {

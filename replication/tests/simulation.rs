@@ -4,7 +4,10 @@
 //! durable, and a meta that deposes live primaries (as after lost beacons or a network
 //! partition). A restarted replica recovers from its store and its durable log, and the meta drops
 //! it from the group (it asks to be, as Pegasus's does); a crashed primary is replaced by a live
-//! secondary after a failure-detector delay.
+//! secondary after a failure-detector delay. A group short of copies gets a learner: the meta
+//! proposes a live non-member to the primary, which tells it to learn; it copies either the
+//! primary's store (a checkpoint) or, when the primary's log holds every decree past its own
+//! store, those decrees; then it catches up and the primary asks the meta to make it a secondary.
 //!
 //! Checked after every step and at the end:
 //! - agreement: no two copies ever apply different mutations at one decree;
@@ -27,7 +30,14 @@ use pegasus_replication::{Config, Input, Message, Mutation, Options, Output, Rep
 
 /// Seeds that once failed, replayed first.
 /// 3857: a primary whose late acknowledgements all came in stayed out of service for good.
-const REGRESSIONS: &[u64] = &[3857];
+/// 117: a restarted primary took up its old ballot again and reused a decree a learner held.
+/// 397: a primary that had installed a checkpoint taught a learner from its log, whose older
+/// entries were of another history than the checkpoint's.
+/// 10765: a primary dropped a silent learner whose upgrade it had asked for and committed
+/// without it; the meta made it a secondary all the same, and then primary, missing a decree.
+/// 66030: a learner's log, started afresh with its checkpoint, lost the prepares it had
+/// logged while copying.
+const REGRESSIONS: &[u64] = &[3857, 117, 397, 10765, 66030];
 
 /// splitmix64: small, fast, and the same everywhere.
 struct Rng(u64);
@@ -52,11 +62,37 @@ impl Rng {
 type Node = u32;
 type Write = u64;
 
-/// What travels: a member's message, or the meta's configuration.
+/// What travels: a member's message, the meta's configuration or its proposal of a learner
+/// (to the primary), or a learner's copy (asked of the primary, or on its way back).
 #[derive(Clone, Debug)]
 enum Envelope {
     Member(Node, Message<Write>),
     Config(Config<Node>),
+    AddLearner(Node),
+    /// The meta's answer to a restarted primary's request for the next ballot: granted, with
+    /// the configuration of that ballot.
+    Granted(Config<Node>),
+    /// A learner asks `from`, primary of `ballot`, for a copy.
+    AskCopy {
+        learner: Node,
+        ballot: u64,
+    },
+    /// The copy: a checkpoint (the primary's store) or none (the learner keeps its own store,
+    /// at `decree`), and the mutations past `decree`.
+    Copy {
+        ballot: u64,
+        checkpoint: Option<Vec<Mutation<Write>>>,
+        decree: u64,
+        tail: Vec<Mutation<Write>>,
+    },
+}
+
+/// What a member asks of the meta.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ask {
+    Remove,
+    Upgrade,
+    Raise,
 }
 
 struct Copy {
@@ -89,6 +125,11 @@ struct Totals {
     deposed: u64,
     configurations: u64,
     dead: u64,
+    learned_checkpoint: u64,
+    learned_log: u64,
+    upgraded: u64,
+    healed: u64,
+    raised: u64,
 }
 
 struct Sim {
@@ -98,8 +139,12 @@ struct Sim {
     copies: BTreeMap<Node, Copy>,
     config: Config<Node>,
     net: Vec<(u64, Node, Envelope)>,
-    /// Requests to the meta: (due, from, member, ballot).
-    meta_inbox: Vec<(u64, Node, Node, u64)>,
+    /// Requests to the meta: (due, from, what, member, ballot).
+    meta_inbox: Vec<(u64, Node, Ask, Node, u64)>,
+    /// The learner the meta proposed, and when.
+    proposed: Option<(Node, u64)>,
+    /// The group's size the meta keeps.
+    copies_wanted: usize,
     /// Agreement: decree -> what was applied there.
     applied: BTreeMap<u64, Option<Write>>,
     /// Ballot -> the replica that committed as primary in it.
@@ -109,6 +154,16 @@ struct Sim {
     next_write: Write,
     faults: Faults,
     totals: Totals,
+    /// `PEGASUS_SIM_TRACE` set: every step's events printed (for replaying one seed).
+    trace: bool,
+}
+
+macro_rules! trace {
+    ($sim:expr, $($arg:tt)*) => {
+        if $sim.trace {
+            println!("[{}] {}", $sim.now, format!($($arg)*));
+        }
+    };
 }
 
 impl Sim {
@@ -157,12 +212,15 @@ impl Sim {
             config,
             net: Vec::new(),
             meta_inbox: Vec::new(),
+            proposed: None,
+            copies_wanted: n as usize,
             applied: BTreeMap::new(),
             primaries: BTreeMap::new(),
             acked: BTreeMap::new(),
             next_write: 1,
             faults,
             totals: Totals::default(),
+            trace: std::env::var_os("PEGASUS_SIM_TRACE").is_some(),
         };
         sim.broadcast_config();
         sim
@@ -213,11 +271,13 @@ impl Sim {
                     self.send(to, Envelope::Member(node, message), faulty)
                 }
                 Output::Append(m) => {
+                    trace!(self, "{node} ({role:?} b{ballot}) appends {m:?}");
                     let due = self.now + self.delay();
                     let copy = self.copies.get_mut(&node).expect("node");
                     copy.appending.push((due, m));
                 }
                 Output::Apply(m) => {
+                    trace!(self, "{node} ({role:?} b{ballot}) applies {m:?}");
                     match self.applied.get(&m.decree) {
                         Some(w) if *w != m.write => {
                             return Err(format!(
@@ -257,23 +317,138 @@ impl Sim {
                     }
                     Err(_) => self.totals.refused += 1,
                 },
-                // This simulation's meta never proposes learners (their copying is the
-                // driver's, checked against real stores in the end-to-end tests).
-                Output::StartLearning { .. } | Output::Upgrade { .. } => {}
+                Output::StartLearning { from, ballot } => {
+                    self.send(
+                        from,
+                        Envelope::AskCopy {
+                            learner: node,
+                            ballot,
+                        },
+                        faulty,
+                    );
+                }
+                // Requests to the meta are lost too: the primary must ask again.
+                Output::Upgrade { learner, ballot } => {
+                    self.ask_meta(node, Ask::Upgrade, learner, ballot, faulty);
+                }
                 Output::Remove { member, ballot } => {
-                    // Requests to the meta are lost too: the primary must ask again.
-                    if !(faulty && self.rng.chance(self.faults.drop)) {
-                        let due = self.now + self.delay();
-                        self.meta_inbox.push((due, node, member, ballot));
-                    }
+                    self.ask_meta(node, Ask::Remove, member, ballot, faulty);
+                }
+                Output::RaiseBallot { ballot } => {
+                    self.ask_meta(node, Ask::Raise, node, ballot, faulty);
                 }
             }
         }
         Ok(())
     }
 
+    fn ask_meta(&mut self, from: Node, what: Ask, member: Node, ballot: u64, faulty: bool) {
+        if !(faulty && self.rng.chance(self.faults.drop)) {
+            let due = self.now + self.delay();
+            self.meta_inbox.push((due, from, what, member, ballot));
+        }
+    }
+
+    /// The primary `at` makes a copy for `learner`: its log past the learner's store when it
+    /// holds every decree there (half the time it could), its store otherwise.
+    fn make_copy(&mut self, at: Node, learner: Node, ballot: u64, faulty: bool) {
+        let Some(replica) = self.copies[&at].replica.as_ref() else {
+            return;
+        };
+        if replica.role() != Role::Primary || replica.ballot() != ballot {
+            return;
+        }
+        let committed = replica.committed();
+        let uncommitted: Vec<Mutation<Write>> = replica.uncommitted().cloned().collect();
+        let own = self.copies[&learner].store.last().map_or(0, |m| m.decree);
+        let mut logged = BTreeMap::new();
+        for m in &self.copies[&at].log {
+            // A decree logged twice: the higher ballot's (appends reach this disk in any order).
+            let newer = logged
+                .get(&m.decree)
+                .is_none_or(|l: &Mutation<Write>| l.ballot < m.ballot);
+            if m.decree > own && m.decree <= committed && newer {
+                logged.insert(m.decree, m.clone());
+            }
+        }
+        let whole = own <= committed && logged.len() as u64 == committed - own;
+        let copy = if whole && self.rng.chance(500) {
+            let mut tail: Vec<_> = logged.into_values().collect();
+            tail.extend(uncommitted);
+            Envelope::Copy {
+                ballot,
+                checkpoint: None,
+                decree: own,
+                tail,
+            }
+        } else {
+            let store = self.copies[&at].store.clone();
+            debug_assert_eq!(store.last().map_or(0, |m| m.decree), committed);
+            Envelope::Copy {
+                ballot,
+                checkpoint: Some(store),
+                decree: committed,
+                tail: uncommitted,
+            }
+        };
+        trace!(
+            self,
+            "{at} copies for {learner} (own {own}, committed {committed}): {copy:?}"
+        );
+        self.send(learner, copy, faulty);
+    }
+
+    /// A learner's copy arrives: put in place (if it still learns in that ballot), then told.
+    fn install(
+        &mut self,
+        node: Node,
+        ballot: u64,
+        checkpoint: Option<Vec<Mutation<Write>>>,
+        decree: u64,
+        tail: Vec<Mutation<Write>>,
+        faulty: bool,
+    ) -> Result<(), String> {
+        let Some(replica) = self.copies[&node].replica.as_ref() else {
+            return Ok(());
+        };
+        if replica.role() != Role::Learner || replica.ballot() != ballot {
+            return Ok(());
+        }
+        trace!(
+            self,
+            "{node} installs b{ballot} decree {decree} checkpoint {}",
+            checkpoint.is_some()
+        );
+        let copy = self.copies.get_mut(&node).expect("node");
+        match checkpoint {
+            Some(store) => {
+                // The log of another history goes with the old store (as the driver's does).
+                copy.store = store;
+                copy.log.clear();
+                copy.appending.clear();
+                self.totals.learned_checkpoint += 1;
+            }
+            None => {
+                if copy.store.last().map_or(0, |m| m.decree) != decree {
+                    // Its store moved meanwhile: this copy does not fit; it is told again.
+                    return Ok(());
+                }
+                self.totals.learned_log += 1;
+            }
+        }
+        self.input(
+            node,
+            Input::Learned {
+                checkpoint: decree,
+                tail,
+            },
+            faulty,
+        )
+    }
+
     /// The meta: a new configuration, sent to everyone.
     fn reconfigure(&mut self, config: Config<Node>) {
+        trace!(self, "config {config:?}");
         self.config = config;
         self.totals.configurations += 1;
         self.broadcast_config();
@@ -310,15 +485,51 @@ impl Sim {
             .into_iter()
             .partition(|r| r.0 <= self.now);
         self.meta_inbox = later;
-        for (_, from, member, ballot) in due {
-            if ballot == self.config.ballot
-                && self.config.primary == Some(from)
-                && self.config.secondaries.contains(&member)
-            {
-                let mut next = self.config.clone();
-                next.ballot += 1;
-                next.secondaries.retain(|s| *s != member);
-                self.reconfigure(next);
+        for (_, from, what, member, ballot) in due {
+            if ballot != self.config.ballot || self.config.primary != Some(from) {
+                continue;
+            }
+            match what {
+                Ask::Remove if self.config.secondaries.contains(&member) => {
+                    let mut next = self.config.clone();
+                    next.ballot += 1;
+                    next.secondaries.retain(|s| *s != member);
+                    self.reconfigure(next);
+                }
+                Ask::Raise => {
+                    let mut next = self.config.clone();
+                    next.ballot += 1;
+                    self.totals.raised += 1;
+                    self.reconfigure(next);
+                    self.send(from, Envelope::Granted(self.config.clone()), faulty);
+                }
+                Ask::Upgrade if !self.config.has_member(&member) && self.alive(member) => {
+                    let mut next = self.config.clone();
+                    next.ballot += 1;
+                    next.secondaries.push(member);
+                    self.proposed = None;
+                    self.totals.upgraded += 1;
+                    self.reconfigure(next);
+                }
+                _ => {}
+            }
+        }
+        // A group short of copies: a live non-member learns, proposed to the primary (again
+        // after a while without an upgrade, perhaps another node).
+        if self.config.members() < self.copies_wanted
+            && let Some(primary) = self.config.primary.filter(|p| self.alive(*p))
+            && self.proposed.is_none_or(|(_, at)| self.now - at >= 150)
+        {
+            let candidates: Vec<Node> = self
+                .copies
+                .keys()
+                .copied()
+                .filter(|n| self.alive(*n) && !self.config.has_member(n))
+                .collect();
+            if !candidates.is_empty() {
+                let learner = candidates[self.rng.below(candidates.len() as u64) as usize];
+                self.proposed = Some((learner, self.now));
+                self.send(primary, Envelope::AddLearner(learner), faulty);
             }
         }
         // The failure detector: a member down for `fd_delay` steps leaves the group; a dead
@@ -359,6 +570,7 @@ impl Sim {
     }
 
     fn crash(&mut self, node: Node) {
+        trace!(self, "{node} crashes");
         let now = self.now;
         let copy = self.copies.get_mut(&node).expect("node");
         copy.replica = None;
@@ -368,20 +580,20 @@ impl Sim {
     }
 
     fn restart(&mut self, node: Node) {
+        trace!(self, "{node} restarts");
         let options = self.options;
         let copy = self.copies.get_mut(&node).expect("node");
         let applied = copy.store.last().map_or(0, |m| m.decree);
         copy.replica = Some(Replica::recover(node, options, applied, copy.log.clone()));
-        // A restarted copy asks to leave the group at once, rather than wait for the detector.
+        // It beacons again: not down any more. A restarted secondary asks to leave the group at
+        // once, rather than wait for the detector; a restarted primary asks for a new ballot.
         let was_member = self.config.has_member(&node);
-        let copy = self.copies.get_mut(&node).expect("node");
-        copy.crashed_at = if was_member { copy.crashed_at } else { None };
+        self.copies.get_mut(&node).expect("node").crashed_at = None;
         if was_member && self.config.primary != Some(node) {
             let mut next = self.config.clone();
             next.ballot += 1;
             next.secondaries.retain(|s| *s != node);
             self.reconfigure(next);
-            self.copies.get_mut(&node).expect("node").crashed_at = None;
         }
     }
 
@@ -423,6 +635,25 @@ impl Sim {
             let input = match envelope {
                 Envelope::Member(from, message) => Input::Receive { from, message },
                 Envelope::Config(config) => Input::Config(config),
+                Envelope::AddLearner(learner) => Input::AddLearner { learner },
+                Envelope::Granted(config) => {
+                    let ballot = config.ballot;
+                    self.input(to, Input::Granted { ballot }, faulty)?;
+                    Input::Config(config)
+                }
+                Envelope::AskCopy { learner, ballot } => {
+                    self.make_copy(to, learner, ballot, faulty);
+                    continue;
+                }
+                Envelope::Copy {
+                    ballot,
+                    checkpoint,
+                    decree,
+                    tail,
+                } => {
+                    self.install(to, ballot, checkpoint, decree, tail, faulty)?;
+                    continue;
+                }
             };
             self.input(to, input, faulty)?;
         }
@@ -517,6 +748,9 @@ impl Sim {
                 ));
             }
         }
+        if self.config.members() == self.copies_wanted {
+            self.totals.healed += 1;
+        }
         let committed = self.copies[&primary]
             .replica
             .as_ref()
@@ -549,6 +783,11 @@ fn run_seed(seed: u64, totals: &mut Totals) -> Result<(), String> {
     totals.deposed += sim.totals.deposed;
     totals.configurations += sim.totals.configurations;
     totals.dead += sim.totals.dead;
+    totals.learned_checkpoint += sim.totals.learned_checkpoint;
+    totals.learned_log += sim.totals.learned_log;
+    totals.upgraded += sim.totals.upgraded;
+    totals.healed += sim.totals.healed;
+    totals.raised += sim.totals.raised;
     result
 }
 
@@ -577,7 +816,9 @@ fn main() -> ExitCode {
     }
     println!(
         "simulation: {} seeds in {:.1} s: {} writes acknowledged, {} refused, {} crashes, {} live \
-         primaries deposed, {} configurations, {} runs ending with every copy down",
+         primaries deposed, {} configurations, {} runs ending with every copy down; learners: {} \
+         copies from a checkpoint, {} from the log, {} made secondaries, {} groups whole again \
+         at the end; {} ballots raised (restarted primaries, silent learners)",
         totals.seeds,
         started.elapsed().as_secs_f64(),
         totals.acknowledged,
@@ -585,7 +826,12 @@ fn main() -> ExitCode {
         totals.crashes,
         totals.deposed,
         totals.configurations,
-        totals.dead
+        totals.dead,
+        totals.learned_checkpoint,
+        totals.learned_log,
+        totals.upgraded,
+        totals.healed,
+        totals.raised
     );
     println!(
         "simulation: invariants: agreement at every decree, one committing primary per ballot, \

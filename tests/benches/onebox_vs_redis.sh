@@ -4,9 +4,13 @@
 #   - onebox writes and reads with 1 copy (one replica server) and with 3 copies (three, PacificA),
 #     each with the plog fsynced per batch and with `plog_force_flush = false`;
 #   - Redis with `appendfsync always` and with `everysec`;
-# plus the onebox's cold start to all-healthy, and the ratios the replication issue asks about.
+#   - a 3-member etcd cluster on loopback (fsync per write, as etcd always does), under
+#     `pegasus_bench --etcd` (the same workloads, callers and values over etcd's gRPC KV API);
+# plus the onebox's cold start to all-healthy, what a write costs the replica servers in CPU
+# (per write, and per copy), how busy the machine was meanwhile, and the ratios the replication
+# issue asks about.
 #
-#   tests/benches/onebox_vs_redis.sh [threads] [num]      (needs redis-server, redis-benchmark)
+#   tests/benches/onebox_vs_redis.sh [threads] [num]   (`./run.sh setup bench` installs Redis, etcd)
 set -euo pipefail
 threads=${1:-16}
 num=${2:-100000}
@@ -16,20 +20,41 @@ cd "$root"
 ./run.sh clear_onebox >/dev/null 2>&1 || true
 ./run.sh build
 bin=${CARGO_TARGET_DIR:-$HOME/.cache/pegasus-target}/release
-declare -A ops
+declare -A ops cpu_us
+hz=$(getconf CLK_TCK)
+
+# CPU time (user + system, clock ticks) the onebox's replica servers used so far.
+replica_ticks() {
+  local total=0 f stat
+  for f in onebox/replica*/pid; do
+    read -r -a stat <"/proc/$(cat "$f")/stat"
+    total=$((total + stat[13] + stat[14]))
+  done
+  echo "$total"
+}
+# The machine's busy and total clock ticks so far (every CPU).
+machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8; all = 0; for (i = 2; i <= NF; i++) all += $i; print busy, all; exit}' /proc/stat; }
 
 # onebox COPIES FSYNC: fills then reads `temp`, keeps the ops/s.
 onebox() {
-  local copies=$1 fsync=$2 flags=() start end out
+  local copies=$1 fsync=$2 flags=() start end out r0 r1 b0 t0 b1 t1 cpu
   [[ $fsync == no ]] && flags=(--no_fsync)
   start=$(date +%s.%N)
   ./run.sh start_onebox -m 1 -r "$copies" -w "${flags[@]}" >/dev/null
   end=$(date +%s.%N)
   echo "== onebox, $copies cop$([[ $copies == 1 ]] && echo y || echo ies), fsync $fsync (cold start to healthy $(echo "$end - $start" | bc) s)"
-  out=$("$bin/pegasus_bench" --threads "$threads" --num "$num" --value-size 100 --benchmarks fillrandom,readrandom)
+  r0=$(replica_ticks)
+  read -r b0 t0 < <(machine_ticks)
+  out=$("$bin/pegasus_bench" --threads "$threads" --num "$num" --value-size 100 --benchmarks fillrandom)
+  r1=$(replica_ticks)
+  read -r b1 t1 < <(machine_ticks)
+  cpu=$(echo "scale=1; ($r1 - $r0) * 1000000 / $hz / $num" | bc)
+  out+=$'\n'"replica servers' CPU per write: $cpu us, $(echo "scale=1; $cpu / $copies" | bc) us per copy; machine busy $(echo "scale=0; 100 * ($b1 - $b0) / ($t1 - $t0)" | bc) % during the writes"
+  out+=$'\n'$("$bin/pegasus_bench" --threads "$threads" --num "$num" --value-size 100 --benchmarks readrandom)
   echo "$out"
   ops[write,$copies,$fsync]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
   ops[read,$copies,$fsync]=$(awk '/^readrandom/ {print $2}' <<<"$out")
+  cpu_us[$copies,$fsync]=$cpu
   ./run.sh stop_onebox >/dev/null
   ./run.sh clear_onebox >/dev/null
 }
@@ -56,13 +81,48 @@ redis() {
   redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
   rm -rf "$dir"
 }
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true' EXIT
+etcd_pids=()
+etcd_dir=$(mktemp -d)
+stop_etcd() {
+  ((${#etcd_pids[@]})) && kill "${etcd_pids[@]}" 2>/dev/null && wait "${etcd_pids[@]}" 2>/dev/null
+  etcd_pids=()
+  rm -rf "$etcd_dir"
+}
+trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; stop_etcd' EXIT
 redis always
 redis everysec
+
+# etcd: three members on loopback, each with a client and a peer port.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+declare -a client_ports peer_ports
+for i in 1 2 3; do client_ports[i]=$(free_port); peer_ports[i]=$(free_port); done
+members=$(for i in 1 2 3; do printf 'e%s=http://127.0.0.1:%s,' "$i" "${peer_ports[i]}"; done)
+for i in 1 2 3; do
+  etcd --name "e$i" --data-dir "$etcd_dir/e$i" --log-level error \
+    --listen-peer-urls "http://127.0.0.1:${peer_ports[i]}" --initial-advertise-peer-urls "http://127.0.0.1:${peer_ports[i]}" \
+    --listen-client-urls "http://127.0.0.1:${client_ports[i]}" --advertise-client-urls "http://127.0.0.1:${client_ports[i]}" \
+    --initial-cluster "${members%,}" --initial-cluster-state new >"$etcd_dir/e$i.log" 2>&1 &
+  etcd_pids+=($!)
+done
+etcd_ok=
+for _ in $(seq 1 100); do
+  if ETCDCTL_API=3 etcdctl --endpoints "127.0.0.1:${client_ports[1]}" put bench-ready 1 >/dev/null 2>&1; then etcd_ok=1; break; fi
+  sleep 0.2
+done
+[[ -n $etcd_ok ]] || { echo "etcd did not start: see $etcd_dir" >&2; exit 1; }
+echo "== etcd, 3 members on loopback (fsync per write): pegasus_bench --etcd, $threads callers, $num requests, 100 B values"
+out=$("$bin/pegasus_bench" --etcd "127.0.0.1:${client_ports[1]}" --threads "$threads" --num "$num" --value-size 100 --benchmarks fillrandom,readrandom)
+echo "$out"
+ops[write,etcd]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
+ops[read,etcd]=$(awk '/^readrandom/ {print $2}' <<<"$out")
+stop_etcd
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
 echo "== ratios ($threads callers, 100 B values)"
 echo "3-copy / 1-copy writes, fsync:            $(ratio "${ops[write,3,yes]}" "${ops[write,1,yes]}")"
 echo "3-copy / 1-copy writes, no fsync:         $(ratio "${ops[write,3,no]}" "${ops[write,1,no]}")"
 echo "3-copy fsynced writes / Redis always:     $(ratio "${ops[write,3,yes]}" "${ops[set,redis,always]}")"
+echo "3-copy fsynced writes / etcd (3 members):  $(ratio "${ops[write,3,yes]}" "${ops[write,etcd]}")"
+echo "3-copy reads / etcd reads:                 $(ratio "${ops[read,3,yes]}" "${ops[read,etcd]}")"
 echo "3-copy reads / Redis GET (everysec):      $(ratio "${ops[read,3,yes]}" "${ops[get,redis,everysec]}")"
+echo "replica CPU per write, 3 copies / 1 copy:  $(ratio "${cpu_us[3,yes]}" "${cpu_us[1,yes]}") fsync, $(ratio "${cpu_us[3,no]}" "${cpu_us[1,no]}") no fsync"

@@ -14,7 +14,7 @@ use pegasus_protocol::frame::RequestMeta;
 use pegasus_protocol::types::{
     Args, Empty, Gpid, LearnAddRequest, LearnDoneRequest, LearnFetchRequest, LearnFetchResponse,
     LearnRequest, LearnResponse, PrepareRequest, PrepareResponse, RpcAddress, UpdateConfigRequest,
-    UpdateConfigResponse,
+    UpdateConfigResponse, config_type,
 };
 use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
@@ -304,8 +304,17 @@ impl Peers for Link {
                         info!(%gpid, %member, ballot, kind, %code, new_ballot = config.ballot, "configuration change answered");
                         if let Some(stub) = stub.upgrade() {
                             stub.link().inspect(|l| l.set_leader(meta));
+                            // A raised ballot was made at this request: the replica may be
+                            // primary there (told before the configuration, in order).
+                            let granted = code == ErrorCode::Ok
+                                && kind == config_type::PRIMARY_FORCE_UPDATE_BALLOT;
                             // Applying may open a replica: not on the async workers.
-                            tokio::task::spawn_blocking(move || stub.apply_configs(&[config]));
+                            tokio::task::spawn_blocking(move || {
+                                if granted && let Some(p) = stub.partition(gpid) {
+                                    p.granted(config.ballot.max(0) as u64);
+                                }
+                                stub.apply_configs(&[config])
+                            });
                         }
                         return;
                     }

@@ -193,6 +193,8 @@ enum Event {
     Answer(SocketAddrV4, PrepareResponse),
     /// The meta's configuration, with the table's `max_replica_count`.
     Config(Config<SocketAddrV4>, i32),
+    /// The meta raised the ballot at this replica's request (it may be primary there).
+    Granted(u64),
     /// Primary: the meta proposes a learner.
     AddLearner(SocketAddrV4),
     /// A primary tells this replica to learn.
@@ -311,7 +313,11 @@ impl Partition {
         plog.set_sync(options.plog_force_flush);
         let highest_ballot = logged.iter().map(|m| m.ballot).max().unwrap_or(0);
         info!(%gpid, applied, logged = logged.len(), "replica opened");
-        let replica = Replica::recover(options.me, options.replication, applied, logged);
+        let mut replica = Replica::recover(options.me, options.replication, applied, logged);
+        // Opened from disk: the process before may have been its primary and sent prepares it
+        // never logged, so it is primary only in a ballot the meta grants it from now on. A
+        // replica just made, or on its own, had no process before.
+        replica.set_restarted(!created && peers.is_some());
         let (tx, rx) = std::sync::mpsc::sync_channel(options.write_queue + MESSAGE_ROOM);
         let failed = Arc::new(OnceLock::new());
         let status = Arc::new(Status::default());
@@ -335,9 +341,6 @@ impl Partition {
             waiting: HashMap::new(),
             next_id: 1,
             prepares: BTreeMap::new(),
-            fresh: !created && !standalone,
-            floor: None,
-            asked_at: None,
             max_replica_count: 1,
         };
         let handle = {
@@ -443,6 +446,12 @@ impl Partition {
     /// many members a write needs).
     pub fn configure(&self, config: Config<SocketAddrV4>, max_replica_count: i32) {
         self.message(Event::Config(config, max_replica_count));
+    }
+
+    /// The meta granted this replica's request for a new ballot (see
+    /// [`pegasus_replication::Output::RaiseBallot`]).
+    pub fn granted(&self, ballot: u64) {
+        self.message(Event::Granted(ballot));
     }
 
     /// Primary: the meta proposes `learner` as a new copy.
@@ -627,15 +636,6 @@ struct Driver {
     next_id: u64,
     /// Secondary: prepares waiting for their log append, by (ballot, decree).
     prepares: BTreeMap<(u64, u64), PrepareDone>,
-    /// Opened from disk when this server started: the process before may have been its
-    /// primary and sent prepares it never logged, so it is primary only under a ballot above
-    /// `floor`, the first one it hears of (and asks for the next one while that names it
-    /// primary). As a secondary it may go on at once: it acknowledged only what it logged.
-    fresh: bool,
-    floor: Option<u64>,
-    /// When it last asked for the next ballot (asked again after a while: the request may be
-    /// lost).
-    asked_at: Option<Instant>,
     /// The table's copies, as the last configuration said.
     max_replica_count: i32,
 }
@@ -687,6 +687,7 @@ impl Driver {
                     Event::Config(config, max_replica_count) => {
                         self.on_config(config, max_replica_count, &mut round)
                     }
+                    Event::Granted(ballot) => self.step(Input::Granted { ballot }, &mut round),
                     Event::AddLearner(learner) => {
                         self.step(Input::AddLearner { learner }, &mut round)
                     }
@@ -884,33 +885,6 @@ impl Driver {
         let wanted = self.options.replication.min_replicas;
         self.replica
             .set_min_replicas(wanted.min(max_replica_count.max(1) as usize));
-        if self.fresh {
-            // The first configuration it hears of was current after this process started;
-            // any later ballot was made after that, so never used by the process before it.
-            let floor = *self.floor.get_or_insert(config.ballot);
-            if config.ballot > floor || config.primary != Some(self.me) {
-                self.fresh = false;
-            } else {
-                // Still its primary: the process before may have sent prepares under this
-                // ballot that it never logged, so it takes up only the next one.
-                let due = self
-                    .asked_at
-                    .is_none_or(|at| at.elapsed() >= Duration::from_secs(3));
-                if due {
-                    self.asked_at = Some(Instant::now());
-                    info!(gpid = %self.gpid, ballot = config.ballot, "restarted as primary: asks for the next ballot");
-                    if let Some(peers) = &self.peers {
-                        peers.update(
-                            self.gpid,
-                            config.ballot,
-                            self.me,
-                            config_type::PRIMARY_FORCE_UPDATE_BALLOT,
-                        );
-                    }
-                }
-                return;
-            }
-        }
         let before = self.replica.role();
         let ballot_before = self.replica.ballot();
         self.step(Input::Config(config), round);
@@ -1027,6 +1001,15 @@ impl Driver {
             );
             return;
         }
+        // What the log held is of another history than the copy's (see `Plog::reset`); gone
+        // first, so a crash in between leaves the old store with an empty log, which a learner
+        // (not a member: nothing it held counted) can afford.
+        if let Err(e) = self.plog.reset() {
+            return self.fail(
+                format!("resetting the log for a learned copy failed: {e}"),
+                round,
+            );
+        }
         let rdb = self.dir.join("data").join("rdb");
         let swapped = (|| -> Result<Arc<Storage>, String> {
             let mut slot = self.storage.write().expect("storage");
@@ -1128,6 +1111,17 @@ impl Driver {
                             ballot,
                             learner,
                             config_type::UPGRADE_TO_SECONDARY,
+                        );
+                    }
+                }
+                Output::RaiseBallot { ballot } => {
+                    info!(gpid = %self.gpid, ballot, "asks the meta for the next ballot (restarted as primary, or a silent learner)");
+                    if let Some(peers) = &self.peers {
+                        peers.update(
+                            self.gpid,
+                            ballot,
+                            self.me,
+                            config_type::PRIMARY_FORCE_UPDATE_BALLOT,
                         );
                     }
                 }

@@ -353,6 +353,19 @@ impl Plog {
         Ok(())
     }
 
+    /// Forgets everything logged: after a learned checkpoint replaced the store, what the log
+    /// held (prepares of older ballots, never committed here) must not be taken for this
+    /// replica's history, by a restart or by a learner it teaches from its log. The next
+    /// append goes to a new file.
+    pub fn reset(&mut self) -> io::Result<()> {
+        self.rotate()?;
+        let old = self.segments.len() - 1;
+        for segment in self.segments.drain(..old) {
+            fs::remove_file(&segment.path)?;
+        }
+        sync_dir(&self.dir)
+    }
+
     /// Deletes whole files whose mutations are all durable elsewhere (decree ≤ `durable`),
     /// never the file being written.
     pub fn gc(&mut self, durable: u64) -> io::Result<usize> {
@@ -368,8 +381,8 @@ impl Plog {
         Ok(removed)
     }
 
-    /// The mutations with decrees in `(after, through]`, each as last logged (a decree prepared
-    /// again under a newer ballot comes again, later), if the log still holds every one of
+    /// The mutations with decrees in `(after, through]`, each of the highest ballot it was
+    /// logged with (a decree prepared again under a newer ballot comes again, later), if the log still holds every one of
     /// them and their effects take at most `max_bytes` of keys and values; `None` otherwise.
     pub fn read_range(
         &self,
@@ -381,7 +394,10 @@ impl Plog {
         let mut bytes = 0usize;
         for segment in self.segments.iter().filter(|s| s.max_decree > after) {
             replay_file(&segment.path, &mut |m: Mutation| {
-                if m.decree > after && m.decree <= through {
+                let newer = found
+                    .get(&m.decree)
+                    .is_none_or(|f: &Mutation| f.ballot <= m.ballot);
+                if m.decree > after && m.decree <= through && newer {
                     bytes += m.ops.iter().map(Op::size).sum::<usize>();
                     found.insert(m.decree, m);
                 }
@@ -864,5 +880,22 @@ mod tests {
         assert_eq!(plog.gc(4).unwrap(), 1);
         assert_eq!(plog.read_range(2, 10, usize::MAX).unwrap(), None);
         assert!(plog.read_range(4, 10, usize::MAX).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_reset_log_holds_nothing_from_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut plog, _) = replayed(dir.path(), 0);
+        for d in 1..=10 {
+            plog.append(&[m(d)]).unwrap();
+        }
+        plog.reset().unwrap();
+        assert_eq!(plog.file_count(), 1);
+        assert_eq!(plog.max_decree(), 0);
+        assert_eq!(plog.read_range(0, 1, usize::MAX).unwrap(), None);
+        plog.append(&[m(11)]).unwrap();
+        drop(plog);
+        let (_, seen) = replayed(dir.path(), 0);
+        assert_eq!(seen, [11]);
     }
 }
