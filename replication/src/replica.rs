@@ -110,7 +110,8 @@ pub struct Replica<N, W> {
     /// ([`Input::Granted`]: at least `granted`); when it last asked for one.
     restarted: bool,
     granted: Option<u64>,
-    raise_asked: Option<u64>,
+    /// The ballot it last asked to raise, and when.
+    raise_asked: Option<(u64, u64)>,
 }
 
 impl<N, W> Replica<N, W>
@@ -374,6 +375,11 @@ where
             && self.config.ballot == ballot
             && self.config.primary == Some(from);
         if again {
+            // Told again before its copy is in place: the copy failed or was lost (the driver
+            // ignores this while one is still on its way).
+            if !self.installed {
+                out.push(Output::StartLearning { from, ballot });
+            }
             return;
         }
         self.config = Config {
@@ -656,12 +662,13 @@ where
         }
         if self.restarted && config.primary == Some(self.me) {
             if self.granted.is_none_or(|g| config.ballot < g) {
-                // A ballot its process before may have used: it asks for the next one.
-                let due = self
-                    .raise_asked
-                    .is_none_or(|at| self.now - at >= self.options.prepare_timeout);
+                // A ballot its process before may have used: it asks for the next one (at once
+                // for a ballot not asked about yet; the same one again after a while).
+                let due = self.raise_asked.is_none_or(|(asked, at)| {
+                    asked != config.ballot || self.now - at >= self.options.prepare_timeout
+                });
                 if due {
-                    self.raise_asked = Some(self.now);
+                    self.raise_asked = Some((config.ballot, self.now));
                     out.push(Output::RaiseBallot {
                         ballot: config.ballot,
                     });

@@ -143,6 +143,9 @@ struct Sim {
     meta_inbox: Vec<(u64, Node, Ask, Node, u64)>,
     /// The learner the meta proposed, and when.
     proposed: Option<(Node, u64)>,
+    /// Learners with a copy on its way, since when (one at a time, as the driver fetches;
+    /// given up after a while, as a fetch times out).
+    fetching: BTreeMap<Node, u64>,
     /// The group's size the meta keeps.
     copies_wanted: usize,
     /// Agreement: decree -> what was applied there.
@@ -213,6 +216,7 @@ impl Sim {
             net: Vec::new(),
             meta_inbox: Vec::new(),
             proposed: None,
+            fetching: BTreeMap::new(),
             copies_wanted: n as usize,
             applied: BTreeMap::new(),
             primaries: BTreeMap::new(),
@@ -318,6 +322,15 @@ impl Sim {
                     Err(_) => self.totals.refused += 1,
                 },
                 Output::StartLearning { from, ballot } => {
+                    let now = self.now;
+                    if self
+                        .fetching
+                        .get(&node)
+                        .is_some_and(|since| now - since < 100)
+                    {
+                        continue;
+                    }
+                    self.fetching.insert(node, now);
                     self.send(
                         from,
                         Envelope::AskCopy {
@@ -408,6 +421,7 @@ impl Sim {
         tail: Vec<Mutation<Write>>,
         faulty: bool,
     ) -> Result<(), String> {
+        self.fetching.remove(&node);
         let Some(replica) = self.copies[&node].replica.as_ref() else {
             return Ok(());
         };
@@ -576,6 +590,7 @@ impl Sim {
         copy.replica = None;
         copy.appending.clear(); // not durable: lost
         copy.crashed_at = Some(now);
+        self.fetching.remove(&node);
         self.totals.crashes += 1;
     }
 

@@ -84,7 +84,10 @@ redis() {
 etcd_pids=()
 etcd_dir=$(mktemp -d)
 stop_etcd() {
-  ((${#etcd_pids[@]})) && kill "${etcd_pids[@]}" 2>/dev/null && wait "${etcd_pids[@]}" 2>/dev/null
+  if ((${#etcd_pids[@]})); then
+    kill "${etcd_pids[@]}" 2>/dev/null || true
+    wait "${etcd_pids[@]}" 2>/dev/null || true
+  fi
   etcd_pids=()
   rm -rf "$etcd_dir"
 }

@@ -1,6 +1,7 @@
 //! `pegasus_bench`, like Pegasus's `./run.sh bench`: fillrandom, readrandom, deleterandom,
 //! multi_set and multi_get against a table, with `threads` concurrent callers, reporting ops/s
-//! and latency percentiles.
+//! and latency percentiles. The same fill and read workloads also run against etcd, for a
+//! comparison in one run.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,8 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 
-use pegasus_client::ClientError;
 use pegasus_client::{MultiGetOptions, Table};
+
+use crate::etcd::Etcd;
 
 /// One benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -158,20 +160,35 @@ pub fn order(workload: Workload, n: usize) -> Vec<usize> {
     permutation(n, 0x9E37_79B9_7F4A_7C15 ^ workload as u64)
 }
 
+/// What the workloads run against.
+#[derive(Clone)]
+pub enum Target {
+    /// A Pegasus table.
+    Table(Table),
+    /// An etcd cluster (fillrandom and readrandom only; the key is the hash key followed by the
+    /// sort key).
+    Etcd(Etcd),
+}
+
 /// Runs one workload against `table`.
 pub async fn run(table: &Table, workload: Workload, o: &BenchOptions) -> Report {
+    run_on(&Target::Table(table.clone()), workload, o).await
+}
+
+/// Runs one workload against `target`.
+pub async fn run_on(target: &Target, workload: Workload, o: &BenchOptions) -> Report {
     let order = Arc::new(order(workload, o.num));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..o.threads.max(1) {
-        let (table, order, o) = (table.clone(), Arc::clone(&order), o.clone());
+        let (target, order, o) = (target.clone(), Arc::clone(&order), o.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = new_histogram();
             let mut errors = 0u64;
             let v = value(o.value_size);
             for &i in order.iter().skip(t).step_by(o.threads.max(1)) {
                 let began = Instant::now();
-                let ok = one(&table, workload, i, &v, &o).await.is_ok();
+                let ok = one(&target, workload, i, &v, &o).await;
                 if ok {
                     let _ = h.record(began.elapsed().as_micros().max(1) as u64);
                 } else {
@@ -197,29 +214,35 @@ pub async fn run(table: &Table, workload: Workload, o: &BenchOptions) -> Report 
     )
 }
 
-async fn one(
-    table: &Table,
-    workload: Workload,
-    i: usize,
-    v: &Bytes,
-    o: &BenchOptions,
-) -> Result<(), ClientError> {
+/// One operation; whether it succeeded.
+async fn one(target: &Target, workload: Workload, i: usize, v: &Bytes, o: &BenchOptions) -> bool {
     let hk = key("h", i, o.hashkey_size);
     let sk = key("s", i, o.sortkey_size);
+    let table = match target {
+        Target::Table(table) => table,
+        Target::Etcd(etcd) => {
+            let k = [&hk[..], &sk[..]].concat();
+            return match workload {
+                Workload::Fillrandom => etcd.put(&k, v).await.is_ok(),
+                Workload::Readrandom => etcd.get(&k).await.is_ok(),
+                _ => false,
+            };
+        }
+    };
     match workload {
-        Workload::Fillrandom => table.set(&hk, &sk, v, None).await,
-        Workload::Readrandom => table.get(&hk, &sk).await.map(|_| ()),
-        Workload::Deleterandom => table.del(&hk, &sk).await,
+        Workload::Fillrandom => table.set(&hk, &sk, v, None).await.is_ok(),
+        Workload::Readrandom => table.get(&hk, &sk).await.is_ok(),
+        Workload::Deleterandom => table.del(&hk, &sk).await.is_ok(),
         Workload::MultiSet => {
             let kvs: Vec<(Bytes, Bytes)> = (0..10)
                 .map(|j| (key("s", j, o.sortkey_size), v.clone()))
                 .collect();
-            table.multi_set(&hk, &kvs, None).await
+            table.multi_set(&hk, &kvs, None).await.is_ok()
         }
         Workload::MultiGet => table
             .multi_get(&hk, &[], &MultiGetOptions::default())
             .await
-            .map(|_| ()),
+            .is_ok(),
     }
 }
 

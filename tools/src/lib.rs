@@ -5,12 +5,14 @@
 //! - [`shell`]: the commands of `pegasus_shell` (Pegasus's shell: `ls`, `app`, `nodes`, `use`,
 //!   `set`, `get`, scans, …), each a method that returns its printed output
 //! - [`bench`]: the workloads of `pegasus_bench` (`fillrandom`, `readrandom`, …), with latency
-//!   histograms
+//!   histograms, against a table or, for comparison, etcd
+//! - [`etcd`]: etcd's gRPC KV API (`Put`, `Range`), for `pegasus_bench --etcd`
 //! - [`onebox`]: a whole cluster on one machine, as Pegasus's `./run.sh start_onebox` lays it
 //!   out (ZooKeeper, metas, replicas and a collector as processes)
 //! - `bin/`: the three thin binaries (arguments, runtime, one call into the library)
 
 pub mod bench;
+pub mod etcd;
 pub mod onebox;
 pub mod shell;
 

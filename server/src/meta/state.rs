@@ -150,8 +150,10 @@ pub struct Cluster {
     pub apps: BTreeMap<i32, App>,
     /// Replica servers by address.
     pub nodes: HashMap<SocketAddrV4, Node>,
-    /// Partitions with a learner proposed to their primary, and when.
-    learning: HashMap<Gpid, (SocketAddrV4, Instant)>,
+    /// Partitions with a learner proposed to their primary: to whom, when, and in which ballot
+    /// (a proposal made in an older ballot, to a primary that may not have been serving yet,
+    /// is made again at once).
+    learning: HashMap<Gpid, (SocketAddrV4, Instant, i64)>,
     /// Partitions with fewer copies than wanted, since when.
     short_since: HashMap<Gpid, Instant>,
 }
@@ -481,11 +483,10 @@ impl Cluster {
             }
             let since = *self.short_since.get(&gpid).unwrap_or(&now);
             short.insert(gpid, since);
-            if self
-                .learning
-                .get(&gpid)
-                .is_some_and(|(_, at)| now.duration_since(*at) < LEARN_PATIENCE)
-            {
+            let ballot = p.ballot;
+            if self.learning.get(&gpid).is_some_and(|(_, at, asked_in)| {
+                *asked_in == ballot && now.duration_since(*at) < LEARN_PATIENCE
+            }) {
                 continue;
             }
             let fit = |a: &SocketAddrV4| self.serves(a, gpid) && !p.has_member(*a);
@@ -518,7 +519,8 @@ impl Cluster {
             }
         }
         for (gpid, _, learner) in &out {
-            self.learning.insert(*gpid, (*learner, now));
+            let ballot = self.partition(*gpid).map_or(0, |p| p.ballot);
+            self.learning.insert(*gpid, (*learner, now, ballot));
         }
         self.short_since = short;
         out

@@ -1,12 +1,13 @@
-//! `pegasus_bench`: load a Pegasus table and report ops/s and latency (see
-//! [`pegasus_tools::bench`]).
+//! `pegasus_bench`: load a Pegasus table (or, with `--etcd`, an etcd cluster, for comparison)
+//! and report ops/s and latency (see [`pegasus_tools::bench`]).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
 use pegasus_client::{Client, ClientOptions};
-use pegasus_tools::bench::{self, BenchOptions, Workload};
+use pegasus_tools::bench::{self, BenchOptions, Target, Workload};
+use pegasus_tools::etcd::Etcd;
 
 /// Benchmarks a Pegasus table, like `./run.sh bench`.
 #[derive(Debug, Parser)]
@@ -39,6 +40,10 @@ struct Args {
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     value_size: usize,
+    /// Run against this etcd member's client URL (host:port) instead of a Pegasus table:
+    /// `fillrandom` and `readrandom` only, the same keys and values.
+    #[arg(long)]
+    etcd: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -54,14 +59,34 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let client = Client::new(ClientOptions::new(args.metas.clone()));
-        let table = match client.open_table(&args.table).await {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("error: cannot open table `{}`: {e}", args.table);
-                return ExitCode::from(2);
+        let target = match args.etcd {
+            Some(addr) => match Etcd::connect(addr).await {
+                Ok(etcd) => Target::Etcd(etcd),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            None => {
+                let client = Client::new(ClientOptions::new(args.metas.clone()));
+                match client.open_table(&args.table).await {
+                    Ok(t) => Target::Table(t),
+                    Err(e) => {
+                        eprintln!("error: cannot open table `{}`: {e}", args.table);
+                        return ExitCode::from(2);
+                    }
+                }
             }
         };
+        if args.etcd.is_some()
+            && let Some(w) = args
+                .benchmarks
+                .iter()
+                .find(|w| !matches!(w, Workload::Fillrandom | Workload::Readrandom))
+        {
+            eprintln!("error: --etcd runs fillrandom and readrandom only, not {w:?}");
+            return ExitCode::from(2);
+        }
         let options = BenchOptions {
             threads: args.threads,
             num: args.num,
@@ -70,7 +95,7 @@ fn main() -> ExitCode {
         };
         let mut failed = false;
         for workload in &args.benchmarks {
-            let report = bench::run(&table, *workload, &options).await;
+            let report = bench::run_on(&target, *workload, &options).await;
             failed |= report.errors > 0;
             println!("{report}");
         }
