@@ -587,6 +587,9 @@ thrift_struct! {
         1: node: RpcAddress,
         2: replicas: Vec<Gpid>,
         3: errors: Vec<Gpid>,
+        /// The commit point of each replica in `replicas`, in the same order (a primary's is
+        /// its partition's `last_committed_decree`).
+        4: committed: Vec<i64>,
     }
 }
 
@@ -875,6 +878,7 @@ mod tests {
             node: RpcAddress::new("10.1.2.3:34801".parse().unwrap()),
             replicas: vec![Gpid::new(1, 0), Gpid::new(2, 7)],
             errors: vec![Gpid::new(4, 1)],
+            committed: vec![12, 0],
         };
         let mut bytes = Vec::new();
         encode(&b, &mut bytes).unwrap();

@@ -206,6 +206,38 @@ async fn the_shell_drives_a_cluster() {
     assert!(shell.run_line("exit").await.is_none());
 }
 
+/// `pegasus_shell … | head`: once its output is closed the shell stops quietly with status 0.
+/// Regression guard: `println!` panicked on the broken pipe.
+#[test]
+fn the_shell_stops_quietly_when_its_output_is_closed() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let shell = pegasus_tests::bins::built("pegasus-tools", "pegasus_shell");
+    let mut child = Command::new(shell)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // `help` needs no cluster; far more of it than a pipe holds.
+    let feeder = std::thread::spawn(move || {
+        for _ in 0..2000 {
+            if stdin.write_all(b"help\n").is_err() {
+                break;
+            }
+        }
+    });
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is dropped here: the next write fails with EPIPE.
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_and_cluster_cleaning() {
     let cluster = TestCluster::start(1, 1, 2);
@@ -367,6 +399,7 @@ async fn a_slow_zookeeper_delays_changes_not_beacons() {
         node: RpcAddress::new("127.0.0.1:9".parse().unwrap()),
         replicas: Vec::new(),
         errors: Vec::new(),
+        committed: Vec::new(),
     };
     let mut slowest = Duration::ZERO;
     for _ in 0..5 {

@@ -96,6 +96,19 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
         count() >= 500
     })
     .await;
+    // The primaries report their commit points: `query_cfg` shows them.
+    eventually(
+        Duration::from_secs(10),
+        "last_committed_decree in query_cfg",
+        || async {
+            routing(&cluster, "temp")
+                .await
+                .partitions
+                .iter()
+                .all(|p| p.last_committed_decree > 0)
+        },
+    )
+    .await;
 
     // Kill -9 the node holding partition 0's primary.
     let old = &before.partitions[0];

@@ -138,7 +138,7 @@ impl Harness {
         )
         .expect("dirs");
         let stub = ReplicaStub::open(dirs, options).expect("stub");
-        let loaded = stub.gpids().len();
+        let loaded = stub.held().len();
         for p in 0..partitions {
             stub.open_partition(Gpid::new(1, p)).expect("partition");
         }

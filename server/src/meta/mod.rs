@@ -150,6 +150,8 @@ struct Beat {
     replicas: Vec<Gpid>,
     /// The replicas it lost.
     errors: Vec<Gpid>,
+    /// The commit point of each of `replicas`.
+    committed: Vec<i64>,
 }
 
 /// The state lock; a guard that lent the state out mutably republishes the tables on its way
@@ -369,12 +371,14 @@ impl MetaServer {
                         at: beat.at,
                         replicas: beat.replicas.clone(),
                         errors: beat.errors.clone(),
+                        committed: beat.committed.clone(),
                     };
                     (*node, copy)
                 })
                 .collect()
         };
         for (node, beat) in beats {
+            state.note_committed(node, &beat.replicas, &beat.committed);
             if state.beacon(node, beat.replicas, beat.errors, beat.at) {
                 info!(%node, "replica server alive");
             }
@@ -572,6 +576,7 @@ impl MetaServer {
                 at: now,
                 replicas: b.replicas,
                 errors: b.errors,
+                committed: b.committed,
             };
             beats.insert(node, beat);
             news

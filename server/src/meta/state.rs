@@ -226,6 +226,23 @@ impl Cluster {
         revived
     }
 
+    /// Takes up the commit points a node reported for the partitions it is primary of: the
+    /// configurations' `last_committed_decree` (in `query_cfg`, and written to ZooKeeper with
+    /// the next change of each). A commit point never goes back.
+    pub fn note_committed(&mut self, node: SocketAddrV4, replicas: &[Gpid], committed: &[i64]) {
+        for (gpid, decree) in replicas.iter().zip(committed) {
+            let Some(p) = self.apps.get_mut(&gpid.app_id).and_then(|a| {
+                a.partitions
+                    .get_mut(usize::try_from(gpid.partition_index).ok()?)
+            }) else {
+                continue;
+            };
+            if p.primary_addr() == Some(node) {
+                p.last_committed_decree = p.last_committed_decree.max(*decree);
+            }
+        }
+    }
+
     /// Whether `addr` serves `gpid`: alive, and it has not reported that copy lost.
     fn serves(&self, addr: &SocketAddrV4, gpid: Gpid) -> bool {
         self.nodes

@@ -50,10 +50,16 @@ pub async fn run(
             _ = tokio::time::sleep(next) => {}
         }
         let sent = Instant::now();
+        let (replicas, committed) = stub
+            .held()
+            .into_iter()
+            .map(|(gpid, decree)| (gpid, decree as i64))
+            .unzip();
         let request = Args(BeaconRequest {
             node: RpcAddress::new(me),
-            replicas: stub.gpids(),
+            replicas,
             errors: stub.lost().into_keys().collect(),
+            committed,
         });
         let timeout = options.interval.max(Duration::from_secs(1));
         // The known leader first, then every meta; a redirect goes to the front.

@@ -229,17 +229,17 @@ impl ReplicaStub {
             .cloned()
     }
 
-    /// Every replica this node holds.
-    pub fn gpids(&self) -> Vec<Gpid> {
-        let mut g: Vec<Gpid> = self
+    /// Every replica this node holds, in order, with its commit point.
+    pub fn held(&self) -> Vec<(Gpid, u64)> {
+        let mut held: Vec<(Gpid, u64)> = self
             .partitions
             .read()
             .expect("partitions")
-            .keys()
-            .copied()
+            .iter()
+            .map(|(g, p)| (*g, p.committed()))
             .collect();
-        g.sort();
-        g
+        held.sort();
+        held
     }
 
     /// Opens (creating if needed) the replica of `gpid`, placed by the data-dir rule.

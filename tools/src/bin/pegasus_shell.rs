@@ -1,6 +1,6 @@
 //! `pegasus_shell`: see [`pegasus_tools::shell`].
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -20,6 +20,13 @@ struct Args {
     cluster: Vec<SocketAddr>,
 }
 
+/// Writes a line to standard output; false once that is closed (`| head`): the shell then
+/// stops quietly, as a filter does, where `println!` would panic.
+fn say(line: std::fmt::Arguments) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -34,28 +41,23 @@ fn main() -> ExitCode {
         }
     };
     let mut shell = Shell::new(args.cluster.clone());
-    println!(
-        "The cluster meta list is: {}",
-        args.cluster
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let metas = args
+        .cluster
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    if !say(format_args!("The cluster meta list is: {metas}")) {
+        return ExitCode::SUCCESS;
+    }
     let mut failed = false;
     let mut run = |line: &str, shell: &mut Shell| -> bool {
         match runtime.block_on(shell.run_line(line)) {
             None => false,
-            Some(Ok(out)) => {
-                if !out.is_empty() {
-                    println!("{out}");
-                }
-                true
-            }
+            Some(Ok(out)) => out.is_empty() || say(format_args!("{out}")),
             Some(Err(e)) => {
-                println!("ERROR: {e}");
                 failed = true;
-                true
+                say(format_args!("ERROR: {e}"))
             }
         }
     };
@@ -81,8 +83,7 @@ fn main() -> ExitCode {
     } else {
         for line in std::io::stdin().lock().lines() {
             let Ok(line) = line else { break };
-            println!("{}{}", shell.prompt(), line);
-            if !run(&line, &mut shell) {
+            if !say(format_args!("{}{}", shell.prompt(), line)) || !run(&line, &mut shell) {
                 break;
             }
         }
