@@ -445,3 +445,35 @@ async fn a_slow_zookeeper_delays_changes_not_beacons() {
     assert_eq!(code, "ERR_OK");
     proxy.set_delay(Duration::ZERO);
 }
+
+/// A node whose port is held for a moment when it starts (the onebox's fixed ports lie in the
+/// kernel's range for outgoing connections, so a client's connection can hold one) is started
+/// again once the port is free. Regression guard: pypegasus3's fault suite waited forever on a
+/// replica that had exited with "Address already in use".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_port_is_held_for_a_moment_starts_once_it_is_free() {
+    let cluster = tokio::task::spawn_blocking(|| {
+        TestCluster::start_tweaked(1, 1, 2, &|o| {
+            let held = TcpListener::bind(("0.0.0.0", o.replica_base_port + 1)).unwrap();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(1500));
+                drop(held);
+            });
+        })
+    })
+    .await
+    .unwrap();
+    cluster.healthy().await;
+    let result = cluster
+        .onebox
+        .options
+        .root
+        .join(Node::Replica(1).name())
+        .join("result.port_in_use");
+    assert!(
+        std::fs::read_to_string(result)
+            .unwrap_or_default()
+            .contains("Address already in use"),
+        "the first start found the port in use"
+    );
+}

@@ -341,7 +341,11 @@ async fn pypegasus3_test_integration_passes_unmodified_against_run_sh() {
     let out = {
         let (src, root) = (src.clone(), root.clone());
         tokio::task::spawn_blocking(move || {
-            Command::new(python())
+            // The suite waits without end for a cluster to become healthy: bounded here, so a
+            // cluster that never does fails the test instead of hanging the run.
+            Command::new("timeout")
+                .args(["--kill-after=10", "900"])
+                .arg(python())
                 .args(["-c", INTEGRATION, "tests.test_integration"])
                 .env("PEGASUS_ROOT", &root)
                 // The suite's own files, not a `tests` package the venv may hold.

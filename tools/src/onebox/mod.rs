@@ -339,8 +339,63 @@ impl Onebox {
         Ok(path)
     }
 
-    /// Starts a node (if it is not running).
+    /// Starts a node (if it is not running) and waits until it listens (at most 10 s).
     pub fn start_node(&self, node: Node) -> Result<(), OneboxError> {
+        self.spawn_node(node)?;
+        self.settle(node)
+    }
+
+    /// The port `node` listens on.
+    fn port(&self, node: Node) -> u16 {
+        let o = &self.options;
+        match node {
+            Node::Meta(i) => o.meta_base_port + i as u16,
+            Node::Replica(j) => o.replica_base_port + j as u16,
+            Node::Collector => o.collector_port,
+        }
+    }
+
+    /// Waits until a started node listens. The onebox's fixed ports (Pegasus's 34601…, 34801…)
+    /// lie in the kernel's range for outgoing connections, so one can be held for a moment by
+    /// a client's connection: a node that exits because its port is in use is started again (a
+    /// few times, half a second apart). One still starting after 10 s is left to it.
+    fn settle(&self, node: Node) -> Result<(), OneboxError> {
+        let dir = self.dir(&node.name());
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port(node)));
+        for _ in 0..5 {
+            // A node binds its ports first thing: one alive half a second after its start got
+            // them (whoever else may have answered on the port before).
+            let trusted = Instant::now() + Duration::from_millis(500);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if !read_pid(&dir.join("pid")).is_some_and(alive) {
+                    break;
+                }
+                if Instant::now() > trusted
+                    && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let said = fs::read_to_string(dir.join("result")).unwrap_or_default();
+            if !said.contains("Address already in use") {
+                // It failed for another reason: its `result` says which.
+                return Ok(());
+            }
+            // What the failed start said stays, as `result.port_in_use`.
+            let _ = fs::rename(dir.join("result"), dir.join("result.port_in_use"));
+            std::thread::sleep(Duration::from_millis(500));
+            self.spawn_node(node)?;
+        }
+        Ok(())
+    }
+
+    /// Starts a node's process (if it is not running).
+    fn spawn_node(&self, node: Node) -> Result<(), OneboxError> {
         let dir = self.dir(&node.name());
         if read_pid(&dir.join("pid")).is_some_and(alive) {
             return Ok(());
@@ -416,7 +471,10 @@ impl Onebox {
     pub fn start(&self) -> Result<(), OneboxError> {
         self.start_zookeeper()?;
         for node in self.nodes() {
-            self.start_node(node)?;
+            self.spawn_node(node)?;
+        }
+        for node in self.nodes() {
+            self.settle(node)?;
         }
         Ok(())
     }
