@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pegasus_protocol::codes::rpc;
 use pegasus_protocol::types::*;
-use pegasus_tests::cluster::{TestCluster, b};
+use pegasus_tests::cluster::{TestCluster, b, check_all, write_all};
 use pegasus_tools::onebox::Node;
 
 async fn table_health(cluster: &TestCluster, name: &str) -> AppSummary {
@@ -46,14 +46,22 @@ where
     }
 }
 
+/// Waits until every partition of `temp` (4 of them) is fully healthy.
+async fn fully_healthy(cluster: &TestCluster, within: Duration, what: &str) {
+    eventually(within, what, || async {
+        table_health(cluster, "temp").await.fully_healthy == 4
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
     let cluster = TestCluster::start(1, 3, 4);
     cluster.healthy().await;
-    eventually(
+    fully_healthy(
+        &cluster,
         Duration::from_secs(30),
         "every partition fully healthy",
-        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
     )
     .await;
     let before = routing(&cluster, "temp").await;
@@ -194,10 +202,10 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
         Some(b("yes"))
     );
     // It learns its copies back (it is the node that dropped them): three of three again.
-    eventually(
+    fully_healthy(
+        &cluster,
         Duration::from_secs(60),
         "fully healthy after the return",
-        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
     )
     .await;
     // Briefly away, it learned from its primaries' logs alone: no checkpoint was copied.
@@ -250,10 +258,10 @@ async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
     // logs no longer reach back to the first write, so the new copy is a checkpoint.
     let cluster = TestCluster::start_tweaked(1, 4, 4, &|o| o.plog_file_mb = 1);
     cluster.healthy().await;
-    eventually(
+    fully_healthy(
+        &cluster,
         Duration::from_secs(30),
         "every partition fully healthy",
-        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
     )
     .await;
     let table = cluster.client().open_table("temp").await.unwrap();
@@ -282,10 +290,10 @@ async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
     })
     .await;
     // After the grace period and the drop-out delay, a copy is learned on the fourth node.
-    eventually(
+    fully_healthy(
+        &cluster,
         Duration::from_secs(90),
         "every partition fully healthy again",
-        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
     )
     .await;
     let healed = lost.elapsed();
@@ -347,25 +355,15 @@ async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
 async fn every_copy_down_then_back_in_reverse_order_loses_nothing() {
     let cluster = TestCluster::start(1, 3, 4);
     cluster.healthy().await;
-    eventually(
+    fully_healthy(
+        &cluster,
         Duration::from_secs(30),
         "every partition fully healthy",
-        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
     )
     .await;
     let table = cluster.client().open_table("temp").await.unwrap();
     let keys = 1000;
-    for i in 0..keys {
-        table
-            .set(
-                format!("k{i}").as_bytes(),
-                b"s",
-                format!("v{i}").as_bytes(),
-                None,
-            )
-            .await
-            .unwrap();
-    }
+    write_all(&table, "k", keys).await;
     // Every replica server at once, as a power cut would (the plogs are fsynced).
     for j in 1..=3 {
         cluster.onebox.kill_node(Node::Replica(j)).unwrap();
@@ -380,19 +378,10 @@ async fn every_copy_down_then_back_in_reverse_order_loses_nothing() {
         cluster.onebox.start_node(Node::Replica(j)).unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    eventually(Duration::from_secs(90), "fully healthy again", || async {
-        table_health(&cluster, "temp").await.fully_healthy == 4
-    })
-    .await;
+    fully_healthy(&cluster, Duration::from_secs(90), "fully healthy again").await;
     let healed = back.elapsed();
     let table = cluster.client().open_table("temp").await.unwrap();
-    for i in 0..keys {
-        assert_eq!(
-            table.get(format!("k{i}").as_bytes(), b"s").await.unwrap(),
-            Some(b(&format!("v{i}"))),
-            "k{i}"
-        );
-    }
+    check_all(&table, "k", keys).await;
     table.set(b"after", b"s", b"all back", None).await.unwrap();
     println!(
         "every copy down, back in reverse order: {keys} acknowledged keys all read back; fully \
@@ -466,10 +455,10 @@ async fn a_history_under_kill_9_and_sigstop_has_no_lost_or_stale_version() {
     cluster.onebox.kill_node(Node::Replica(victim)).unwrap();
     pause(8).await;
     cluster.onebox.start_node(Node::Replica(victim)).unwrap();
-    eventually(
+    fully_healthy(
+        &cluster,
         Duration::from_secs(60),
         "fully healthy after the restart",
-        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
     )
     .await;
     // kill -9 a secondary.
@@ -478,10 +467,10 @@ async fn a_history_under_kill_9_and_sigstop_has_no_lost_or_stale_version() {
     cluster.onebox.kill_node(Node::Replica(secondary)).unwrap();
     pause(6).await;
     cluster.onebox.start_node(Node::Replica(secondary)).unwrap();
-    eventually(
+    fully_healthy(
+        &cluster,
         Duration::from_secs(60),
         "fully healthy after the secondary",
-        || async { table_health(&cluster, "temp").await.fully_healthy == 4 },
     )
     .await;
     // SIGSTOP a primary for longer than the grace, then SIGCONT.

@@ -144,7 +144,7 @@ async fn fetch(
     let decree = r.checkpoint_decree.max(0) as u64;
     if r.checkpoint.is_empty() && r.files.is_empty() {
         info!(%pid, %from, from_decree = decree + 1, "learning from the primary's log");
-        return Ok((std::path::PathBuf::new(), decree, tail));
+        return Ok((None, decree, tail));
     }
     let _ = tokio::fs::remove_dir_all(dest).await;
     tokio::fs::create_dir_all(dest)
@@ -215,7 +215,7 @@ async fn fetch(
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     info!(%pid, %from, files = r.files.len(), bytes = copied, took = ?started.elapsed(), "copy fetched");
-    Ok((dest.to_owned(), decree, tail))
+    Ok((Some(dest.to_owned()), decree, tail))
 }
 
 impl Peers for Link {

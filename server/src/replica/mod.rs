@@ -631,42 +631,38 @@ impl ReplicaStub {
                     Ok(c) => c,
                     Err(why) => return refuse(reply, why),
                 };
-                // Listing and checksumming reads every file: on a blocking thread.
-                // No folder: learning from the log, nothing to list.
-                let listed = |dir: &std::path::Path| {
-                    if dir.as_os_str().is_empty() {
-                        Ok(Vec::new())
-                    } else {
-                        list_files(dir)
+                // Listing and checksumming reads every file: on a blocking thread (no folder:
+                // learning from the log, nothing to list).
+                runtime.spawn_blocking(move || {
+                    match dir.as_deref().map_or(Ok(Vec::new()), list_files) {
+                        Ok(files) => {
+                            let answer = LearnResponse {
+                                err: ErrorName(ErrorCode::Ok.name().to_owned()),
+                                checkpoint_decree: decree as i64,
+                                checkpoint: dir
+                                    .as_deref()
+                                    .and_then(|d| d.file_name())
+                                    .map(|n| n.to_string_lossy().into_owned())
+                                    .unwrap_or_default(),
+                                files,
+                                tail: tail
+                                    .into_iter()
+                                    .map(|m| LearnMutation {
+                                        ballot: m.ballot as i64,
+                                        decree: m.decree as i64,
+                                        empty: m.write.is_none(),
+                                        ops: m
+                                            .write
+                                            .as_deref()
+                                            .map(|ops| ops.iter().map(partition::to_wire).collect())
+                                            .unwrap_or_default(),
+                                    })
+                                    .collect(),
+                            };
+                            reply.send(ErrorCode::Ok, Some(&answer));
+                        }
+                        Err(e) => refuse(reply, e.to_string()),
                     }
-                };
-                runtime.spawn_blocking(move || match listed(&dir) {
-                    Ok(files) => {
-                        let answer = LearnResponse {
-                            err: ErrorName(ErrorCode::Ok.name().to_owned()),
-                            checkpoint_decree: decree as i64,
-                            checkpoint: dir
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default(),
-                            files,
-                            tail: tail
-                                .into_iter()
-                                .map(|m| LearnMutation {
-                                    ballot: m.ballot as i64,
-                                    decree: m.decree as i64,
-                                    empty: m.write.is_none(),
-                                    ops: m
-                                        .write
-                                        .as_deref()
-                                        .map(|ops| ops.iter().map(partition::to_wire).collect())
-                                        .unwrap_or_default(),
-                                })
-                                .collect(),
-                        };
-                        reply.send(ErrorCode::Ok, Some(&answer));
-                    }
-                    Err(e) => refuse(reply, e.to_string()),
                 });
             }),
         );

@@ -214,9 +214,17 @@ pub type Effects = Arc<Vec<Op>>;
 /// Where a partition's store is: replaced whole when a learner installs a copy.
 type Slot = Arc<std::sync::RwLock<Option<Arc<Storage>>>>;
 
-/// A copy for a learner: the checkpoint's folder, its decree, and the primary's mutations
-/// past it; or why it could not be had.
-pub type Copy = Result<(PathBuf, u64, Vec<pegasus_replication::Mutation<Effects>>), String>;
+/// A copy for a learner: the checkpoint's folder (none when the learner's own store is the
+/// start: learning from the log), the decree it is at, and the primary's mutations past it; or
+/// why it could not be had.
+pub type Copy = Result<
+    (
+        Option<PathBuf>,
+        u64,
+        Vec<pegasus_replication::Mutation<Effects>>,
+    ),
+    String,
+>;
 
 /// Called once with a copy.
 pub type CopyDone = Box<dyn FnOnce(Copy) + Send>;
@@ -952,7 +960,7 @@ impl Driver {
                         .collect();
                     tail.extend(self.replica.uncommitted().cloned());
                     info!(gpid = %self.gpid, learner = %r.learner, from = applied + 1, committed, tail = tail.len(), "a learner learns from the log");
-                    return Ok((PathBuf::new(), applied, tail));
+                    return Ok((None, applied, tail));
                 }
                 Ok(None) => {}
                 Err(e) => warn!(gpid = %self.gpid, "reading the log for a learner: {e}"),
@@ -966,7 +974,7 @@ impl Driver {
         self.store().checkpoint(&dir).map_err(|e| e.to_string())?;
         let tail = self.replica.uncommitted().cloned().collect();
         info!(gpid = %self.gpid, learner = %r.learner, decree, "checkpoint for a learner");
-        Ok((dir, decree, tail))
+        Ok((Some(dir), decree, tail))
     }
 
     /// Learner: puts the copied store in place of its own, then tells the state machine.
@@ -975,7 +983,9 @@ impl Driver {
         let (dir, decree, tail) = match copy {
             Ok(c) if self.replica.role() == Role::Learner && self.replica.ballot() == ballot => c,
             Ok((dir, ..)) => {
-                let _ = std::fs::remove_dir_all(dir);
+                if let Some(dir) = dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 return;
             }
             Err(e) => {
@@ -984,7 +994,7 @@ impl Driver {
                 return;
             }
         };
-        if dir.as_os_str().is_empty() {
+        let Some(dir) = dir else {
             // From the log: the store stays; the tail starts where it is.
             let at = self.store().applied_decree().unwrap_or(0);
             if at != decree {
@@ -1000,7 +1010,7 @@ impl Driver {
                 round,
             );
             return;
-        }
+        };
         // What the log held is of another history than the copy's (see `Plog::reset`); gone
         // first, so a crash in between leaves the old store with an empty log, which a learner
         // (not a member: nothing it held counted) can afford.
