@@ -25,7 +25,7 @@ declare -A WHY=(
 )
 PACKAGES_build=(libclang-dev g++ ccache)
 PACKAGES_onebox=(zookeeper default-jre-headless)
-PACKAGES_test=(python3-venv docker.io docker-compose debootstrap nix-bin)
+PACKAGES_test=(python3-venv thrift-compiler docker.io docker-compose debootstrap nix-bin)
 PACKAGES_bench=(hyperfine redis-server etcd-server etcd-client)
 # Other systems: what to look for there (Fedora names), and the alternative.
 OTHER_SYSTEMS="clang-devel gcc-c++ ccache java-17-openjdk-headless zookeeper python3 (Fedora),

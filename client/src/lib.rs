@@ -7,6 +7,7 @@
 //! - this file: [`Client`], [`ClientOptions`], [`ClientError`], routing and meta calls
 //! - `session`: one connection to one server: an outbox of frames, pending calls, deadlines
 //! - `table`: [`Table`], every `rrdb` operation, scanners
+//! - [`admin`]: the meta's admin RPCs (create, drop, recall, envs, meta level), health counts
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), pegasus_client::ClientError> {
@@ -18,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 mod session;
 mod table;
 
@@ -68,6 +70,14 @@ pub enum ClientError {
     /// An argument cannot be sent (a hash key too long).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The meta refused an admin request.
+    #[error("{code}{}", if hint.is_empty() { String::new() } else { format!(": {hint}") })]
+    Refused {
+        /// The rDSN error name (`ERR_APP_EXIST`).
+        code: String,
+        /// The meta's explanation, if any.
+        hint: String,
+    },
     /// The bytes did not decode.
     #[error("protocol: {0}")]
     Protocol(#[from] ProtocolError),

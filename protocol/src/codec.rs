@@ -8,7 +8,7 @@
 
 use thrift::protocol::{
     TBinaryInputProtocol, TBinaryOutputProtocol, TFieldIdentifier, TInputProtocol, TListIdentifier,
-    TOutputProtocol, TStructIdentifier, TType,
+    TMapIdentifier, TOutputProtocol, TStructIdentifier, TType,
 };
 
 use super::ProtocolError;
@@ -89,6 +89,30 @@ impl<T: Field> Field for Vec<T> {
             items.push(T::read_from(i)?);
         }
         i.read_list_end()?;
+        Ok(items)
+    }
+}
+
+impl<K: Field + Ord, V: Field> Field for std::collections::BTreeMap<K, V> {
+    const TTYPE: TType = TType::Map;
+    fn write_to<P: TOutputProtocol>(&self, o: &mut P) -> thrift::Result<()> {
+        let size = i32::try_from(self.len()).map_err(|_| size_error(self.len()))?;
+        o.write_map_begin(&TMapIdentifier::new(K::TTYPE, V::TTYPE, size))?;
+        for (k, v) in self {
+            k.write_to(o)?;
+            v.write_to(o)?;
+        }
+        o.write_map_end()
+    }
+    fn read_from<P: TInputProtocol>(i: &mut P) -> thrift::Result<Self> {
+        let map = i.read_map_begin()?;
+        let mut items = Self::new();
+        for _ in 0..map.size {
+            let k = K::read_from(i)?;
+            let v = V::read_from(i)?;
+            items.insert(k, v);
+        }
+        i.read_map_end()?;
         Ok(items)
     }
 }

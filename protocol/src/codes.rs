@@ -47,6 +47,10 @@ pub enum ErrorCode {
     CapacityExceeded,
     /// A configuration change was asked against a ballot that is not the current one.
     InvalidVersion,
+    /// The table was dropped (and may be recalled).
+    AppDropped,
+    /// The request is not allowed now (the meta level forbids it).
+    OperationDisabled,
 }
 
 impl ErrorCode {
@@ -74,10 +78,12 @@ impl ErrorCode {
             ErrorCode::NoPrimary => "ERR_NO_PRIMARY",
             ErrorCode::CapacityExceeded => "ERR_CAPACITY_EXCEEDED",
             ErrorCode::InvalidVersion => "ERR_INVALID_VERSION",
+            ErrorCode::AppDropped => "ERR_APP_DROPPED",
+            ErrorCode::OperationDisabled => "ERR_OPERATION_DISABLED",
         }
     }
 
-    const ALL: [ErrorCode; 21] = [
+    const ALL: [ErrorCode; 23] = [
         ErrorCode::Ok,
         ErrorCode::Unknown,
         ErrorCode::AppExist,
@@ -99,6 +105,8 @@ impl ErrorCode {
         ErrorCode::NoPrimary,
         ErrorCode::CapacityExceeded,
         ErrorCode::InvalidVersion,
+        ErrorCode::AppDropped,
+        ErrorCode::OperationDisabled,
     ];
 
     /// The code of a wire name; unknown names are [`ErrorCode::Unknown`].
@@ -161,6 +169,9 @@ pub mod rpc {
     pub const LIST_APPS: &str = "RPC_CM_LIST_APPS";
     pub const LIST_NODES: &str = "RPC_CM_LIST_NODES";
     pub const CLUSTER_INFO: &str = "RPC_CM_CLUSTER_INFO";
+    pub const RECALL_APP: &str = "RPC_CM_RECALL_APP";
+    pub const UPDATE_APP_ENV: &str = "RPC_CM_UPDATE_APP_ENV";
+    pub const CONTROL_META: &str = "RPC_CM_CONTROL_META";
     /// Primary to secondary: log this mutation (replication; our payload, Pegasus's name).
     pub const PREPARE: &str = "RPC_PREPARE";
     /// A member to the meta: change a partition's configuration (our payload, Pegasus's name).

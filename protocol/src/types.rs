@@ -1,6 +1,7 @@
 //! The structs of Pegasus's `rrdb` and `meta` services (`idl/rrdb.thrift`, `replication.thrift`,
 //! `base.thrift`), with the field ids the clients use.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -616,6 +617,11 @@ thrift_struct! {
         1: err: ErrorName,
         2: leader: RpcAddress,
         3: configs: Vec<Assignment>,
+        /// Reported replicas of dropped tables: close them, keep their files (a recall opens
+        /// them again).
+        4: dropped: Vec<Gpid>,
+        /// Reported replicas of tables that no longer exist: delete them.
+        5: gone: Vec<Gpid>,
     }
 }
 
@@ -781,84 +787,266 @@ thrift_struct! {
     }
 }
 
+/// Pegasus's `app_status` (`idl/dsn.layer2.thrift`).
+pub mod app_status {
+    #![allow(missing_docs)]
+    pub const INVALID: i32 = 0;
+    pub const AVAILABLE: i32 = 1;
+    pub const CREATING: i32 = 2;
+    pub const DROPPING: i32 = 4;
+    pub const DROPPED: i32 = 6;
+    pub const RECALLING: i32 = 7;
+
+    /// The name Pegasus's shell prints (`AVAILABLE`, `DROPPED`, ...).
+    pub fn name(status: i32) -> &'static str {
+        match status {
+            AVAILABLE => "AVAILABLE",
+            CREATING => "CREATING",
+            3 => "CREATE_FAILED",
+            DROPPING => "DROPPING",
+            5 => "DROP_FAILED",
+            DROPPED => "DROPPED",
+            RECALLING => "RECALLING",
+            _ => "INVALID",
+        }
+    }
+}
+
+/// Pegasus's `node_status` (`idl/meta_admin.thrift`).
+pub mod node_status {
+    #![allow(missing_docs)]
+    pub const INVALID: i32 = 0;
+    pub const ALIVE: i32 = 1;
+    pub const UNALIVE: i32 = 2;
+}
+
+/// Pegasus's `app_env_operation`.
+pub mod app_env_operation {
+    #![allow(missing_docs)]
+    pub const INVALID: i32 = 0;
+    pub const SET: i32 = 1;
+    pub const DEL: i32 = 2;
+    pub const CLEAR: i32 = 3;
+}
+
+/// Pegasus's `meta_function_level`: what the meta leader may change on its own.
+pub mod meta_function_level {
+    #![allow(missing_docs)]
+    pub const STOPPED: i32 = 100;
+    pub const BLIND: i32 = 200;
+    /// Table DDL and taking dead nodes' primaries away; nothing else moves.
+    pub const FREEZED: i32 = 300;
+    /// Also cures (adds copies, answers members' requests); no balancing.
+    pub const STEADY: i32 = 400;
+    /// Also balances.
+    pub const LIVELY: i32 = 500;
+    /// In a request: change nothing, tell the level.
+    pub const INVALID: i32 = 10000;
+
+    /// `freezed`, `steady`, ... as the shell names them.
+    pub fn name(level: i32) -> &'static str {
+        match level {
+            STOPPED => "stopped",
+            BLIND => "blind",
+            FREEZED => "freezed",
+            STEADY => "steady",
+            LIVELY => "lively",
+            _ => "invalid",
+        }
+    }
+
+    /// The level named `name` (`freezed`, or Pegasus's `fl_freezed`).
+    pub fn parse(name: &str) -> Option<i32> {
+        let name = name.strip_prefix("fl_").unwrap_or(name);
+        [STOPPED, BLIND, FREEZED, STEADY, LIVELY]
+            .into_iter()
+            .find(|l| self::name(*l) == name)
+    }
+}
+
 thrift_struct! {
-    /// `RPC_CM_CREATE_APP`.
+    /// A table (`app_info`, `idl/dsn.layer2.thrift`).
+    pub struct AppInfo {
+        /// [`app_status`].
+        1: status: i32,
+        2: app_type: String,
+        3: app_name: String,
+        4: app_id: i32,
+        5: partition_count: i32,
+        6: envs: BTreeMap<String, String>,
+        7: is_stateful: bool,
+        8: max_replica_count: i32,
+        /// Unix seconds after which a dropped table is gone for good (0 while available).
+        9: expire_second: i64,
+        10: create_second: i64,
+        11: drop_second: i64,
+        12: duplicating: Option<bool>,
+        13: init_partition_count: i32,
+        14: is_bulk_loading: Option<bool>,
+    }
+}
+
+thrift_struct! {
+    /// `create_app_options`.
+    pub struct CreateAppOptions {
+        1: partition_count: i32,
+        2: replica_count: i32,
+        3: success_if_exist: bool,
+        4: app_type: String,
+        5: is_stateful: bool,
+        6: envs: BTreeMap<String, String>,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_CREATE_APP` (`configuration_create_app_request`).
     pub struct CreateAppRequest {
         1: app_name: String,
-        2: partition_count: i32,
-        3: replica_count: i32,
+        2: options: CreateAppOptions,
     }
 }
 
 thrift_struct! {
-    /// `RPC_CM_DROP_APP` (and the answer's shape for both create and drop: `app_id` is set by
-    /// create).
+    /// `configuration_create_app_response`.
+    pub struct CreateAppResponse {
+        1: err: ErrorName,
+        2: appid: i32,
+    }
+}
+
+thrift_struct! {
+    /// `drop_app_options`.
+    pub struct DropAppOptions {
+        1: success_if_not_exist: bool,
+        /// How long the dropped table can be recalled; absent: the meta's
+        /// `hold_seconds_for_dropped_app`.
+        2: reserve_seconds: Option<i64>,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_DROP_APP` (`configuration_drop_app_request`).
     pub struct DropAppRequest {
         1: app_name: String,
+        2: options: DropAppOptions,
     }
 }
 
 thrift_struct! {
-    /// The answer to create and drop.
-    pub struct AppResponse {
+    /// `configuration_drop_app_response`.
+    pub struct DropAppResponse {
         1: err: ErrorName,
-        2: app_id: i32,
     }
 }
 
 thrift_struct! {
-    /// A table as `ls` shows it.
-    pub struct AppSummary {
+    /// `RPC_CM_RECALL_APP` (`configuration_recall_app_request`): brings a dropped table back,
+    /// under `new_app_name` when not empty.
+    pub struct RecallAppRequest {
         1: app_id: i32,
-        2: app_name: String,
-        3: status: String,
-        4: app_type: String,
-        5: partition_count: i32,
-        6: replica_count: i32,
-        7: fully_healthy: i32,
-        8: unhealthy: i32,
-        9: create_second: i64,
-        /// Partitions without a primary or with fewer members than a write needs.
-        10: write_unhealthy: i32,
-        /// Partitions without a primary.
-        11: read_unhealthy: i32,
+        2: new_app_name: String,
     }
 }
 
 thrift_struct! {
-    /// `RPC_CM_LIST_APPS` answer (the request is an empty struct).
+    /// `configuration_recall_app_response`.
+    pub struct RecallAppResponse {
+        1: err: ErrorName,
+        2: info: AppInfo,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_LIST_APPS` (`configuration_list_apps_request`): [`app_status::INVALID`] lists
+    /// every table, dropped ones included.
+    pub struct ListAppsRequest {
+        1: status: i32,
+    }
+}
+
+thrift_struct! {
+    /// `configuration_list_apps_response`.
     pub struct ListAppsResponse {
         1: err: ErrorName,
-        2: apps: Vec<AppSummary>,
+        2: infos: Vec<AppInfo>,
     }
 }
 
 thrift_struct! {
-    /// A replica server as `nodes` shows it.
-    pub struct NodeSummary {
-        1: address: RpcAddress,
-        2: alive: bool,
-        3: primary_count: i32,
-        4: replica_count: i32,
-        /// Partitions it serves as secondary.
-        5: secondary_count: i32,
+    /// `RPC_CM_UPDATE_APP_ENV` (`configuration_update_app_env_request`).
+    pub struct UpdateAppEnvRequest {
+        1: app_name: String,
+        /// [`app_env_operation`].
+        2: op: i32,
+        /// Set and del.
+        3: keys: Option<Vec<String>>,
+        /// Set.
+        4: values: Option<Vec<String>>,
+        /// Clear: empty clears every env, else those named `<clear_prefix>.*`.
+        5: clear_prefix: Option<String>,
     }
 }
 
 thrift_struct! {
-    /// `RPC_CM_LIST_NODES` answer.
+    /// `configuration_update_app_env_response`.
+    pub struct UpdateAppEnvResponse {
+        1: err: ErrorName,
+        2: hint_message: String,
+    }
+}
+
+thrift_struct! {
+    /// `node_info`.
+    pub struct NodeInfo {
+        /// [`node_status`].
+        1: status: i32,
+        2: address: RpcAddress,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_LIST_NODES` (`configuration_list_nodes_request`): [`node_status::INVALID`]
+    /// lists every node.
+    pub struct ListNodesRequest {
+        1: status: i32,
+    }
+}
+
+thrift_struct! {
+    /// `configuration_list_nodes_response`.
     pub struct ListNodesResponse {
         1: err: ErrorName,
-        2: nodes: Vec<NodeSummary>,
+        2: infos: Vec<NodeInfo>,
     }
 }
 
 thrift_struct! {
-    /// `RPC_CM_CLUSTER_INFO` answer: parallel key and value lists, as Pegasus sends them.
+    /// `RPC_CM_CLUSTER_INFO` (`configuration_cluster_info_request`).
+    pub struct ClusterInfoRequest {}
+}
+
+thrift_struct! {
+    /// `configuration_cluster_info_response`: parallel key and value lists.
     pub struct ClusterInfoResponse {
         1: err: ErrorName,
         2: keys: Vec<String>,
         3: values: Vec<String>,
+    }
+}
+
+thrift_struct! {
+    /// `RPC_CM_CONTROL_META` (`configuration_meta_control_request`):
+    /// [`meta_function_level::INVALID`] only asks.
+    pub struct MetaControlRequest {
+        1: level: i32,
+    }
+}
+
+thrift_struct! {
+    /// `configuration_meta_control_response`: the level before the request.
+    pub struct MetaControlResponse {
+        1: err: ErrorName,
+        2: old_level: i32,
     }
 }
 

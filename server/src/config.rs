@@ -32,6 +32,11 @@ pub enum ConfigError {
     /// The working directory is unknown.
     #[error("cannot resolve `[core] data_dir`: {0}")]
     DataDir(std::io::Error),
+    /// `[meta_server] meta_function_level_on_start` names no level.
+    #[error(
+        "`[meta_server] meta_function_level_on_start = {0}`: expected freezed, steady or lively"
+    )]
+    MetaLevel(String),
     /// A bootstrap table asks for more than a create request may.
     #[error("`[{section}]`: {reason}")]
     BootstrapApp {
@@ -96,6 +101,10 @@ pub struct ServerConfig {
     pub create_limits: CreateLimits,
     /// `[meta_server] replica_assign_delay_ms_for_dropouts`.
     pub dropout_delay: Duration,
+    /// `[meta_server] hold_seconds_for_dropped_app`: how long a dropped table can be recalled.
+    pub hold_dropped: Duration,
+    /// `[meta_server] meta_function_level_on_start` (Pegasus's `meta_function_level`).
+    pub meta_level: i32,
     /// Bounds on connections and requests, every role's port (`[network]`).
     pub net_limits: Limits,
     /// `[pegasus.collector] available_detect_app`.
@@ -289,6 +298,10 @@ impl ServerConfig {
                 })?;
             bootstrap_apps.push((name, partitions, replicas));
         }
+        let level = config.str_or("meta_server", "meta_function_level_on_start", "steady");
+        let meta_level = pegasus_protocol::types::meta_function_level::parse(level)
+            .filter(|l| *l >= pegasus_protocol::types::meta_function_level::FREEZED)
+            .ok_or_else(|| ConfigError::MetaLevel(level.to_owned()))?;
         let seconds = |key: &str, default: u64| {
             config
                 .parse_or::<u64>("replication", key, default)
@@ -319,6 +332,12 @@ impl ServerConfig {
                 "replica_assign_delay_ms_for_dropouts",
                 300_000,
             )?),
+            hold_dropped: Duration::from_secs(config.parse_or(
+                "meta_server",
+                "hold_seconds_for_dropped_app",
+                604_800,
+            )?),
+            meta_level,
             net_limits,
             detect_app: config
                 .str_or("pegasus.collector", "available_detect_app", "stat")

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::RequestMeta;
 use pegasus_protocol::types::*;
-use pegasus_tests::cluster::{TestCluster, b, check_all, write_all};
+use pegasus_tests::cluster::{TestCluster, check_all, write_all};
 use pegasus_tools::onebox::Node;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,57 +18,79 @@ async fn a_cluster_creates_serves_and_drops_tables_and_survives_its_leader() {
     assert_eq!(temp.partition_count(), 8);
     write_all(&temp, "k", 100).await;
 
-    // Create a table through the leader, use it, list it, drop it.
-    let orders = CreateAppRequest {
-        app_name: "orders".into(),
+    // Create a table through the leader, use it, list it, drop it, recall it.
+    let orders = || CreateAppOptions {
         partition_count: 4,
         replica_count: 3,
+        app_type: "pegasus".into(),
+        is_stateful: true,
+        ..Default::default()
     };
     // Regression guard: a create for 2^31-1 partitions aborted the leader (and each next one)
     // allocating their configurations; now it is refused and the same leader goes on.
     let leader = cluster.leader().await;
     for (partition_count, replica_count) in [(i32::MAX, 3), (0, 3), (4, 0), (4, 1000)] {
-        let huge: AppResponse = cluster
-            .admin(
-                rpc::CREATE_APP,
-                CreateAppRequest {
-                    app_name: "huge".into(),
-                    partition_count,
-                    replica_count,
-                },
-            )
-            .await;
-        assert_eq!(huge.err.0, ErrorCode::InvalidParameters.name());
+        let huge = CreateAppOptions {
+            partition_count,
+            replica_count,
+            ..orders()
+        };
+        let refused = client.create_app("huge", huge).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("ERR_INVALID_PARAMETERS"),
+            "{refused}"
+        );
     }
     assert_eq!(cluster.leader().await, leader, "the leader survived");
-    let created: AppResponse = cluster.admin(rpc::CREATE_APP, orders.clone()).await;
-    assert_eq!(created.err.0, "ERR_OK");
-    let again: AppResponse = cluster.admin(rpc::CREATE_APP, orders).await;
-    assert_eq!(again.err.0, ErrorCode::AppExist.name());
+    let orders_id = client.create_app("orders", orders()).await.unwrap();
+    let again = client.create_app("orders", orders()).await.unwrap_err();
+    assert!(again.to_string().contains("ERR_APP_EXIST"), "{again}");
+    let same = CreateAppOptions {
+        success_if_exist: true,
+        ..orders()
+    };
+    assert_eq!(client.create_app("orders", same).await.unwrap(), orders_id);
     let orders = client.open_table("orders").await.unwrap();
-    orders.set(b"o1", b"total", b"42", None).await.unwrap();
-    assert_eq!(orders.get(b"o1", b"total").await.unwrap(), Some(b("42")));
-    let apps: ListAppsResponse = cluster.admin(rpc::LIST_APPS, Empty {}).await;
-    let names: Vec<&str> = apps.apps.iter().map(|a| a.app_name.as_str()).collect();
+    write_all(&orders, "o", 50).await;
+    let apps = client.list_apps(app_status::INVALID).await.unwrap();
+    let names: Vec<&str> = apps.iter().map(|a| a.app_name.as_str()).collect();
     assert!(
         names.contains(&"temp") && names.contains(&"stat") && names.contains(&"orders"),
         "{names:?}"
     );
-    let nodes: ListNodesResponse = cluster.admin(rpc::LIST_NODES, Empty {}).await;
-    assert_eq!(nodes.nodes.iter().filter(|n| n.alive).count(), 3);
-    let dropped: AppResponse = cluster
-        .admin(
-            rpc::DROP_APP,
-            DropAppRequest {
-                app_name: "orders".into(),
-            },
-        )
-        .await;
-    assert_eq!(dropped.err.0, "ERR_OK");
+    let nodes = client.list_nodes().await.unwrap();
+    assert_eq!(
+        nodes
+            .iter()
+            .filter(|n| n.status == node_status::ALIVE)
+            .count(),
+        3
+    );
+    client.drop_app("orders", Some(3600)).await.unwrap();
     assert!(matches!(
         client.open_table("orders").await,
         Err(pegasus_client::ClientError::NoTable(_))
     ));
+    let dropped = client.list_apps(app_status::DROPPED).await.unwrap();
+    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped[0].app_id, orders_id);
+    assert!(dropped[0].expire_second >= dropped[0].drop_second + 3600);
+    // The replica servers close the dropped table's replicas: its old primaries stop serving.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while orders.get(b"o1", b"s").await.is_ok() {
+        assert!(Instant::now() < deadline, "a dropped table still serves");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Recalled under a new name, with every write it had.
+    let info = client.recall_app(orders_id, "orders_back").await.unwrap();
+    assert_eq!(
+        (info.app_name.as_str(), info.status),
+        ("orders_back", app_status::AVAILABLE)
+    );
+    let back = cluster.client().open_table("orders_back").await.unwrap();
+    check_all(&back, "o", 50).await;
+    let twice = client.recall_app(orders_id, "").await.unwrap_err();
+    assert!(twice.to_string().contains("ERR_APP_EXIST"), "{twice}");
 
     // Kill the leader meta: another takes over and clients keep working.
     let leader = cluster.leader().await;
@@ -204,6 +226,156 @@ async fn the_shell_drives_a_cluster() {
     assert_eq!(info["cluster_info"]["cluster_name"], "onebox");
     assert!(run("bogus").await.is_err());
     assert!(shell.run_line("exit").await.is_none());
+}
+
+/// The replica folders of table `app_id` on every node of the onebox.
+fn replica_folders(cluster: &TestCluster, app_id: i32) -> Vec<std::path::PathBuf> {
+    let prefix = format!("{app_id}.");
+    let mut out = Vec::new();
+    let mut todo = vec![cluster.onebox.options.root.clone()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.path().is_dir() {
+                continue;
+            }
+            if name.starts_with(&prefix) && name.ends_with(".pegasus") {
+                out.push(entry.path());
+            } else {
+                todo.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+/// The admin commands of Pegasus's shell over Pegasus's admin IDL: table environments, drops
+/// that expire, and the meta level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shell_sets_envs_and_the_meta_level_and_dropped_tables_expire() {
+    let cluster = TestCluster::start(1, 3, 4);
+    cluster.healthy().await;
+    let mut shell = pegasus_tools::shell::Shell::new(cluster.onebox.options.meta_addrs());
+    let mut run = async |line: &str| shell.run_line(line).await.expect("not exit");
+    let json = |out: String| serde_json::from_str::<serde_json::Value>(&out).unwrap();
+
+    // Environments: given at create, set, refused when malformed, deleted, cleared.
+    let bad = run("create bad -e nonsense=1").await.unwrap_err();
+    assert!(bad.contains("unknown table env"), "{bad}");
+    let created = run("create envs -p 2 -r 3 -e default_ttl=3600")
+        .await
+        .unwrap();
+    assert!(created.contains("succeed"), "{created}");
+    run("use envs").await.unwrap();
+    let envs = json(run("get_app_envs -j").await.unwrap());
+    assert_eq!(envs["app_envs"]["default_ttl"], "3600");
+    run("set_app_envs replica.write_throttling 100*reject*0")
+        .await
+        .unwrap();
+    let refused = run("set_app_envs default_ttl soon").await.unwrap_err();
+    assert!(refused.contains("expected seconds"), "{refused}");
+    // The meta refuses it too, naming the valid form, whatever the client checked.
+    let refused = cluster
+        .client()
+        .update_app_env(UpdateAppEnvRequest {
+            app_name: "envs".into(),
+            op: app_env_operation::SET,
+            keys: Some(vec!["replica.deny_client_request".into()]),
+            values: Some(vec!["always".into()]),
+            clear_prefix: None,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("ERR_INVALID_PARAMETERS") && refused.contains("timeout*write"),
+        "{refused}"
+    );
+    run("del_app_envs default_ttl").await.unwrap();
+    let envs = json(run("get_app_envs -j").await.unwrap());
+    assert_eq!(
+        envs["app_envs"],
+        serde_json::json!({ "replica.write_throttling": "100*reject*0" })
+    );
+    run("clear_app_envs -p replica").await.unwrap();
+    let envs = json(run("get_app_envs -j").await.unwrap());
+    assert_eq!(envs["app_envs"], serde_json::json!({}));
+
+    // A drop with no reserve expires at once: the leader forgets the table and the replica
+    // servers delete its folders.
+    let app_id = json(run("ls -j").await.unwrap())["general_info"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|a| a["app_name"] == "envs")
+        .unwrap()["app_id"]
+        .as_i64()
+        .unwrap() as i32;
+    let envs = cluster.client().open_table("envs").await.unwrap();
+    write_all(&envs, "e", 20).await;
+    assert_eq!(
+        replica_folders(&cluster, app_id).len(),
+        6,
+        "2 partitions x 3"
+    );
+    assert!(run("drop envs -r 0").await.unwrap().contains("succeed"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !replica_folders(&cluster, app_id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the expired table's replicas remain"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all = json(run("ls -a -j").await.unwrap());
+    assert!(
+        all["general_info"].get(app_id.to_string()).is_none(),
+        "{all}"
+    );
+
+    // `freezed`: a dead node keeps its place in every configuration until `steady`.
+    let level = run("set_meta_level freezed").await.unwrap();
+    assert!(level.contains("the old level is fl_steady"), "{level}");
+    assert_eq!(
+        json(run("cluster_info -j").await.unwrap())["cluster_info"]["meta_function_level"],
+        "fl_freezed"
+    );
+    let before = json(run("app temp -d -j").await.unwrap());
+    let victim = format!("127.0.0.1:{}", cluster.onebox.options.replica_base_port + 3);
+    cluster.onebox.kill_node(Node::Replica(3)).unwrap();
+    // Past the grace period (4 s) and a few detector rounds.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let nodes = json(run("nodes -d -j").await.unwrap());
+    assert_eq!(nodes["details"][&victim]["status"], "UNALIVE", "{nodes}");
+    assert_eq!(
+        json(run("app temp -d -j").await.unwrap())["replicas"],
+        before["replicas"],
+        "nothing moved while freezed"
+    );
+    assert_eq!(
+        run("get_meta_level").await.unwrap(),
+        "current meta level is fl_freezed"
+    );
+    run("set_meta_level steady").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let app = json(run("app temp -d -j").await.unwrap());
+        let members: Vec<String> = app["replicas"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|p| {
+                let secondaries = p["secondaries"].as_array().unwrap().clone();
+                std::iter::once(p["primary"].clone()).chain(secondaries)
+            })
+            .map(|m| m.as_str().unwrap().to_owned())
+            .collect();
+        if !members.contains(&victim) && app["summary"]["read_unhealthy_partition_count"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no cure after steady: {app}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `pegasus_shell … | head`: once its output is closed the shell stops quietly with status 0.
@@ -378,14 +550,17 @@ async fn a_slow_zookeeper_delays_changes_not_beacons() {
         tokio::spawn(async move {
             let started = Instant::now();
             let r = client
-                .call::<_, AppResponse>(
+                .call::<_, CreateAppResponse>(
                     meta,
                     RequestMeta::default(),
                     rpc::CREATE_APP,
                     &Args(CreateAppRequest {
                         app_name: "slow".into(),
-                        partition_count: 1,
-                        replica_count: 1,
+                        options: CreateAppOptions {
+                            partition_count: 1,
+                            replica_count: 1,
+                            ..Default::default()
+                        },
                     }),
                     Duration::from_secs(60),
                 )

@@ -204,7 +204,7 @@ impl TestCluster {
                         addr,
                         RequestMeta::default(),
                         rpc::LIST_APPS,
-                        &Args(Empty {}),
+                        &Args(ListAppsRequest::default()),
                         Duration::from_secs(2),
                     )
                     .await;

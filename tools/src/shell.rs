@@ -8,17 +8,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS, role_counts};
 use pegasus_client::{Client, ClientError, Table};
 use pegasus_client::{MultiGetOptions, ScanOptions};
-use pegasus_protocol::codec::Field;
-use pegasus_protocol::codes::{ErrorCode, rpc};
-use pegasus_protocol::frame::RequestMeta;
 use pegasus_protocol::types::*;
 
 /// A shell session: the cluster and the table in use.
 pub struct Shell {
     client: Client,
-    metas: Vec<SocketAddr>,
     tables: HashMap<String, Table>,
     current: Option<String>,
 }
@@ -67,14 +64,56 @@ fn describe(e: ClientError) -> String {
     e.to_string()
 }
 
+/// The arguments that are neither flags nor flag values (`-p 8`).
+fn positional(args: &[String]) -> Vec<&String> {
+    const VALUED: [&str; 3] = ["-p", "-r", "-e"];
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in args {
+        if skip {
+            skip = false;
+        } else if a.starts_with('-') && a.len() > 1 && a.parse::<i64>().is_err() {
+            skip = VALUED.contains(&a.as_str());
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+fn pretty(value: &serde_json::Value) -> Output {
+    serde_json::to_string_pretty(value).map_err(|e| e.to_string())
+}
+
+/// `2026-12-01 17:05:31` (UTC) for Unix seconds.
+fn format_unix(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 impl Shell {
     /// A shell of the cluster whose metas are `metas`.
     pub fn new(metas: Vec<SocketAddr>) -> Self {
-        let mut options = pegasus_client::ClientOptions::new(metas.clone());
+        let mut options = pegasus_client::ClientOptions::new(metas);
         options.timeout = Duration::from_secs(10);
         Shell {
             client: Client::new(options),
-            metas,
             tables: HashMap::new(),
             current: None,
         }
@@ -86,43 +125,6 @@ impl Shell {
             Some(t) => format!("{t} >>> "),
             None => ">>> ".into(),
         }
-    }
-
-    /// Sends an admin request to whichever meta leads.
-    async fn admin<A: Field + Default + Clone, R: Field + Default>(
-        &self,
-        name: &str,
-        args: A,
-        is_forward: impl Fn(&R) -> bool,
-    ) -> Result<R, String> {
-        let mut last = String::from("no meta server");
-        let mut forwarded = 0;
-        for meta in &self.metas {
-            match self
-                .client
-                .call::<_, R>(
-                    *meta,
-                    RequestMeta::default(),
-                    name,
-                    &Args(args.clone()),
-                    Duration::from_secs(5),
-                )
-                .await
-            {
-                Ok(r) if !is_forward(&r) => return Ok(r),
-                Ok(_) => {
-                    forwarded += 1;
-                    last = format!("{meta} is not the leader");
-                }
-                Err(e) => last = format!("{meta}: {e}"),
-            }
-        }
-        if forwarded == self.metas.len() {
-            return Err(format!(
-                "no meta server leads yet (all {forwarded} answered \"forward to others\"); retry in a moment"
-            ));
-        }
-        Err(last)
     }
 
     async fn table(&mut self, name: Option<&str>) -> Result<Table, String> {
@@ -145,36 +147,73 @@ impl Shell {
             return Some(Ok(String::new()));
         };
         let rest = &args[1..];
+        let json = flag(rest, "-j");
+        let positional: Vec<&String> = positional(rest);
         let out = match cmd {
             "exit" | "quit" => return None,
             "help" => Ok(HELP.to_owned()),
             "version" => Ok(format!("pegasus_shell {}", env!("CARGO_PKG_VERSION"))),
-            "cluster_info" | "nodes" | "ls" | "app" if flag(rest, "-j") => {
-                self.json(cmd, rest).await
-            }
-            "cluster_info" => self.cluster_info().await,
-            "nodes" => self.nodes(flag(rest, "-d")).await,
-            "ls" => self.ls(flag(rest, "-d")).await,
-            "app" => match rest.first() {
-                Some(name) => self.app(name, flag(rest, "-d")).await,
-                None => Err("usage: app <table> [-d]".into()),
+            "cluster_info" => self.cluster_info(json).await,
+            "nodes" => self.nodes(flag(rest, "-d"), json).await,
+            "ls" => self.ls(flag(rest, "-d"), flag(rest, "-a"), json).await,
+            "app" => match positional.first() {
+                Some(name) => self.app(name, flag(rest, "-d"), json).await,
+                None => Err("usage: app <table> [-d] [-j]".into()),
             },
-            "create" => match rest.first() {
-                Some(name) => {
-                    let p = option(rest, "-p").and_then(|v| v.parse().ok()).unwrap_or(4);
-                    let r = option(rest, "-r").and_then(|v| v.parse().ok()).unwrap_or(3);
-                    self.create(name, p, r).await
+            "create" => match positional.first() {
+                Some(name) => self.create(name, rest).await,
+                None => {
+                    Err("usage: create <table> [-p partitions] [-r replicas] [-e k=v,k=v…]".into())
                 }
-                None => Err("usage: create <table> [-p partitions] [-r replicas]".into()),
             },
-            "drop" => match rest.first() {
-                Some(name) => self.drop_app(name).await,
-                None => Err("usage: drop <table>".into()),
+            "drop" => match positional.first() {
+                Some(name) => {
+                    let reserve = match option(rest, "-r") {
+                        Some(r) => match r.parse() {
+                            Ok(r) => Some(r),
+                            Err(_) => return Some(Err(format!("-r {r}: not a number of seconds"))),
+                        },
+                        None => None,
+                    };
+                    self.drop_app(name, reserve).await
+                }
+                None => Err("usage: drop <table> [-r reserve_seconds]".into()),
             },
-            "use" => match rest.first() {
+            "recall" => match positional.first().map(|id| id.parse::<i32>()) {
+                Some(Ok(id)) => {
+                    let new_name = positional.get(1).map_or("", |n| n.as_str());
+                    self.recall(id, new_name).await
+                }
+                _ => Err("usage: recall <app_id> [new_app_name]".into()),
+            },
+            "get_app_envs" => self.get_app_envs(json).await,
+            "set_app_envs" => self.set_app_envs(&positional).await,
+            "del_app_envs" => self.del_app_envs(&positional).await,
+            "clear_app_envs" => {
+                let prefix = if flag(rest, "-a") {
+                    Some(String::new())
+                } else {
+                    option(rest, "-p")
+                };
+                match prefix {
+                    Some(prefix) => self.clear_app_envs(prefix).await,
+                    None => Err("usage: clear_app_envs [-a | -p prefix]".into()),
+                }
+            }
+            "get_meta_level" => self.meta_level(None, json).await,
+            "set_meta_level" => match positional.first() {
+                Some(level) => match meta_function_level::parse(level) {
+                    Some(l) => self.meta_level(Some(l), json).await,
+                    None => Err(format!(
+                        "unknown level `{level}`: freezed, steady or lively"
+                    )),
+                },
+                None => Err("usage: set_meta_level <freezed|steady|lively>".into()),
+            },
+            "use" => match positional.first() {
                 Some(name) => match self.table(Some(name)).await {
                     Ok(_) => {
-                        self.current = Some(name.clone());
+                        self.current = Some((*name).clone());
                         Ok(format!("OK, now use table `{name}`"))
                     }
                     Err(e) => Err(e),
@@ -186,99 +225,79 @@ impl Shell {
         Some(out)
     }
 
-    /// `-j`: the same information as one JSON document, as Pegasus's shell prints it.
-    async fn json(&mut self, cmd: &str, rest: &[String]) -> Output {
-        use serde_json::{Map, Value, json};
-        let value = match cmd {
-            "cluster_info" => {
-                let r: ClusterInfoResponse = self
-                    .admin(rpc::CLUSTER_INFO, Empty {}, |_: &ClusterInfoResponse| false)
-                    .await?;
-                let info: Map<String, Value> = r
-                    .keys
-                    .into_iter()
-                    .zip(r.values)
-                    .map(|(k, v)| (k, Value::String(v)))
-                    .collect();
-                json!({ "cluster_info": info })
-            }
-            "nodes" => {
-                let r: ListNodesResponse = self
-                    .admin(rpc::LIST_NODES, Empty {}, |r: &ListNodesResponse| {
-                        r.err.0 != "ERR_OK"
-                    })
-                    .await?;
-                let details: Map<String, Value> = r
-                    .nodes
-                    .iter()
-                    .map(|n| {
-                        let status = if n.alive { "ALIVE" } else { "UNALIVE" };
-                        (n.address.to_string(), json!({ "address": n.address.to_string(), "status": status, "replica_count": n.replica_count, "primary_count": n.primary_count, "secondary_count": n.secondary_count }))
-                    })
-                    .collect();
-                let alive = r.nodes.iter().filter(|n| n.alive).count();
-                json!({ "details": details, "summary": { "total_node_count": r.nodes.len(), "alive_node_count": alive, "unalive_node_count": r.nodes.len() - alive } })
-            }
-            "ls" => {
-                let apps = self.tables().await?;
-                let general: Map<String, Value> = apps
-                    .iter()
-                    .map(|a| (a.app_id.to_string(), json!({ "app_id": a.app_id, "status": "AVAILABLE", "app_name": a.app_name, "app_type": a.app_type, "partition_count": a.partition_count, "replica_count": a.replica_count, "is_stateful": true })))
-                    .collect();
-                let healthy: Map<String, Value> = apps
-                    .iter()
-                    .map(|a| (a.app_id.to_string(), json!({ "app_id": a.app_id, "app_name": a.app_name, "partition_count": a.partition_count, "fully_healthy": a.fully_healthy, "unhealthy": a.unhealthy, "write_unhealthy": a.write_unhealthy, "read_unhealthy": a.read_unhealthy })))
-                    .collect();
-                json!({ "general_info": general, "healthy_info": healthy, "summary": { "total_app_count": apps.len() } })
-            }
-            _ => {
-                let name = rest
-                    .iter()
-                    .find(|a| !a.starts_with('-'))
-                    .ok_or("usage: app <table> [-d] [-j]")?;
-                let summary = self
-                    .tables()
-                    .await?
-                    .into_iter()
-                    .find(|a| &a.app_name == name)
-                    .ok_or(format!("table `{name}` does not exist"))?;
-                let config = self.client.query_config(name).await.map_err(describe)?;
-                let replicas: Map<String, Value> = config
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let count = usize::from(p.primary.socket_addr().is_some()) + p.secondaries.len();
-                        (p.pid.partition_index.to_string(), json!({ "pidx": p.pid.partition_index, "ballot": p.ballot, "replica_count": format!("{count}/{}", p.max_replica_count), "primary": p.primary.to_string(), "secondaries": p.secondaries.iter().map(|s| s.to_string()).collect::<Vec<_>>() }))
-                    })
-                    .collect();
-                json!({
-                    "parameters": { "app_name": name, "detailed": flag(rest, "-d") },
-                    "general": { "app_name": name, "app_id": summary.app_id, "partition_count": summary.partition_count, "max_replica_count": summary.replica_count },
-                    "replicas": replicas,
-                    "summary": { "fully_healthy_partition_count": summary.fully_healthy, "unhealthy_partition_count": summary.unhealthy, "write_unhealthy_partition_count": summary.write_unhealthy, "read_unhealthy_partition_count": summary.read_unhealthy },
-                })
-            }
-        };
-        serde_json::to_string_pretty(&value).map_err(|e| e.to_string())
-    }
-
-    async fn cluster_info(&self) -> Output {
-        let r: ClusterInfoResponse = self
-            .admin(rpc::CLUSTER_INFO, Empty {}, |_: &ClusterInfoResponse| false)
-            .await?;
+    async fn cluster_info(&self, json: bool) -> Output {
+        let pairs = self.client.cluster_info().await.map_err(describe)?;
+        if json {
+            let info: serde_json::Map<String, serde_json::Value> = pairs
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            return pretty(&serde_json::json!({ "cluster_info": info }));
+        }
         let mut out = String::new();
-        for (k, v) in r.keys.iter().zip(&r.values) {
+        for (k, v) in &pairs {
             let _ = writeln!(out, "{k:<24}: {v}");
         }
         Ok(out)
     }
 
-    async fn nodes(&self, detailed: bool) -> Output {
-        let r: ListNodesResponse = self
-            .admin(rpc::LIST_NODES, Empty {}, |r: &ListNodesResponse| {
-                r.err.0 != "ERR_OK"
-            })
-            .await?;
+    /// The routing of every available table.
+    async fn routings(&self, apps: &[AppInfo]) -> Result<Vec<QueryCfgResponse>, String> {
+        let mut out = Vec::with_capacity(apps.len());
+        for a in apps.iter().filter(|a| a.status == app_status::AVAILABLE) {
+            out.push(
+                self.client
+                    .query_config(&a.app_name)
+                    .await
+                    .map_err(describe)?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn nodes(&self, detailed: bool, json: bool) -> Output {
+        let nodes = self.client.list_nodes().await.map_err(describe)?;
+        let roles = if detailed {
+            let apps = self
+                .client
+                .list_apps(app_status::AVAILABLE)
+                .await
+                .map_err(describe)?;
+            role_counts(&self.routings(&apps).await?)
+        } else {
+            Default::default()
+        };
+        let alive = nodes
+            .iter()
+            .filter(|n| n.status == node_status::ALIVE)
+            .count();
+        let status = |n: &NodeInfo| {
+            if n.status == node_status::ALIVE {
+                "ALIVE"
+            } else {
+                "UNALIVE"
+            }
+        };
+        let counts = |n: &NodeInfo| roles.get(&n.address).copied().unwrap_or_default();
+        if json {
+            let details: serde_json::Map<String, serde_json::Value> = nodes
+                .iter()
+                .map(|n| {
+                    let (p, s) = counts(n);
+                    let mut v = serde_json::json!({ "address": n.address.to_string(), "status": status(n) });
+                    if detailed {
+                        v["replica_count"] = (p + s).into();
+                        v["primary_count"] = p.into();
+                        v["secondary_count"] = s.into();
+                    }
+                    (n.address.to_string(), v)
+                })
+                .collect();
+            return pretty(&serde_json::json!({
+                "details": details,
+                "summary": { "total_node_count": nodes.len(), "alive_node_count": alive, "unalive_node_count": nodes.len() - alive },
+            }));
+        }
         let mut out = String::new();
         if detailed {
             let _ = writeln!(
@@ -289,66 +308,100 @@ impl Shell {
         } else {
             let _ = writeln!(out, "{:<24}{:<10}", "address", "status");
         }
-        for n in &r.nodes {
-            let status = if n.alive { "ALIVE" } else { "UNALIVE" };
+        for n in &nodes {
             if detailed {
+                let (p, s) = counts(n);
                 let _ = writeln!(
                     out,
                     "{:<24}{:<10}{:<15}{:<15}{:<15}",
-                    n.address, status, n.replica_count, n.primary_count, n.secondary_count
+                    n.address,
+                    status(n),
+                    p + s,
+                    p,
+                    s
                 );
             } else {
-                let _ = writeln!(out, "{:<24}{:<10}", n.address, status);
+                let _ = writeln!(out, "{:<24}{:<10}", n.address, status(n));
             }
         }
-        let alive = r.nodes.iter().filter(|n| n.alive).count();
         let _ = writeln!(
             out,
             "\ntotal_node_count    : {}\nalive_node_count    : {alive}\nunalive_node_count  : {}",
-            r.nodes.len(),
-            r.nodes.len() - alive
+            nodes.len(),
+            nodes.len() - alive
         );
         Ok(out)
     }
 
-    /// The tables that are available (not dropped).
-    async fn tables(&self) -> Result<Vec<AppSummary>, String> {
-        let r: ListAppsResponse = self
-            .admin(rpc::LIST_APPS, Empty {}, |r: &ListAppsResponse| {
-                r.err.0 != "ERR_OK"
-            })
-            .await?;
-        Ok(r.apps
-            .into_iter()
-            .filter(|a| a.status == "AS_AVAILABLE")
-            .collect())
-    }
-
-    async fn ls(&self, detailed: bool) -> Output {
-        let apps = self.tables().await?;
+    async fn ls(&self, detailed: bool, all: bool, json: bool) -> Output {
+        let mut apps = self
+            .client
+            .list_apps(app_status::INVALID)
+            .await
+            .map_err(describe)?;
+        if !all {
+            apps.retain(|a| a.status == app_status::AVAILABLE);
+        }
+        let mut health = Vec::new();
+        if detailed {
+            for r in self.routings(&apps).await? {
+                health.push((r.app_id, Health::of(&r.partitions, MIN_WRITE_MEMBERS)));
+            }
+        }
+        let health_of = |id: i32| health.iter().find(|(a, _)| *a == id).map(|(_, h)| *h);
+        let time = |secs: i64| {
+            if secs == 0 {
+                "-".to_owned()
+            } else {
+                format_unix(secs)
+            }
+        };
+        if json {
+            let general: serde_json::Map<String, serde_json::Value> = apps
+                .iter()
+                .map(|a| (a.app_id.to_string(), serde_json::json!({ "app_id": a.app_id, "status": format!("AS_{}", app_status::name(a.status)), "app_name": a.app_name, "app_type": a.app_type, "partition_count": a.partition_count, "replica_count": a.max_replica_count, "is_stateful": a.is_stateful, "create_time": time(a.create_second), "drop_time": time(a.drop_second), "drop_expire": time(a.expire_second), "envs_count": a.envs.len() })))
+                .collect();
+            let mut doc = serde_json::json!({ "general_info": general, "summary": { "total_app_count": apps.len() } });
+            if detailed {
+                let healthy: serde_json::Map<String, serde_json::Value> = apps
+                    .iter()
+                    .filter_map(|a| Some((a, health_of(a.app_id)?)))
+                    .map(|(a, h)| (a.app_id.to_string(), serde_json::json!({ "app_id": a.app_id, "app_name": a.app_name, "partition_count": a.partition_count, "fully_healthy": h.fully_healthy, "unhealthy": h.unhealthy, "write_unhealthy": h.write_unhealthy, "read_unhealthy": h.read_unhealthy })))
+                    .collect();
+                doc["healthy_info"] = healthy.into();
+            }
+            return pretty(&doc);
+        }
         let mut out = String::from("[general_info]\n");
         let _ = writeln!(
             out,
-            "{:<8}{:<14}{:<16}{:<10}{:<17}{:<15}{:<13}",
+            "{:<8}{:<14}{:<16}{:<10}{:<17}{:<15}{:<13}{:<21}{:<21}{:<21}envs_count",
             "app_id",
             "status",
             "app_name",
             "app_type",
             "partition_count",
             "replica_count",
-            "is_stateful"
+            "is_stateful",
+            "create_time",
+            "drop_time",
+            "drop_expire",
         );
         for a in &apps {
             let _ = writeln!(
                 out,
-                "{:<8}{:<14}{:<16}{:<10}{:<17}{:<15}{:<13}",
+                "{:<8}{:<14}{:<16}{:<10}{:<17}{:<15}{:<13}{:<21}{:<21}{:<21}{}",
                 a.app_id,
-                "AVAILABLE",
+                app_status::name(a.status),
                 a.app_name,
                 a.app_type,
                 a.partition_count,
-                a.replica_count,
-                "true"
+                a.max_replica_count,
+                a.is_stateful,
+                time(a.create_second),
+                time(a.drop_second),
+                time(a.expire_second),
+                a.envs.len()
             );
         }
         if detailed {
@@ -365,31 +418,48 @@ impl Shell {
                 "read_unhealthy"
             );
             for a in &apps {
-                let _ = writeln!(
-                    out,
-                    "{:<8}{:<16}{:<17}{:<15}{:<11}{:<17}{:<16}",
-                    a.app_id,
-                    a.app_name,
-                    a.partition_count,
-                    a.fully_healthy,
-                    a.unhealthy,
-                    a.write_unhealthy,
-                    a.read_unhealthy
-                );
+                if let Some(h) = health_of(a.app_id) {
+                    let _ = writeln!(
+                        out,
+                        "{:<8}{:<16}{:<17}{:<15}{:<11}{:<17}{:<16}",
+                        a.app_id,
+                        a.app_name,
+                        a.partition_count,
+                        h.fully_healthy,
+                        h.unhealthy,
+                        h.write_unhealthy,
+                        h.read_unhealthy
+                    );
+                }
             }
         }
         let _ = writeln!(out, "\n[summary]\ntotal_app_count     : {}", apps.len());
         Ok(out)
     }
 
-    async fn app(&mut self, name: &str, detailed: bool) -> Output {
-        let summary = self
-            .tables()
-            .await?
-            .into_iter()
-            .find(|a| a.app_name == name)
-            .ok_or(format!("table `{name}` does not exist"))?;
+    async fn app(&mut self, name: &str, detailed: bool, json: bool) -> Output {
         let config = self.client.query_config(name).await.map_err(describe)?;
+        let max_replicas = config.partitions.first().map_or(0, |p| p.max_replica_count);
+        let h = Health::of(&config.partitions, MIN_WRITE_MEMBERS);
+        let members = |p: &PartitionConfiguration| {
+            usize::from(p.primary.socket_addr().is_some()) + p.secondaries.len()
+        };
+        if json {
+            let mut doc = serde_json::json!({
+                "parameters": { "app_name": name, "detailed": detailed },
+                "general": { "app_name": name, "app_id": config.app_id, "partition_count": config.partition_count, "max_replica_count": max_replicas },
+            });
+            if detailed {
+                let replicas: serde_json::Map<String, serde_json::Value> = config
+                    .partitions
+                    .iter()
+                    .map(|p| (p.pid.partition_index.to_string(), serde_json::json!({ "pidx": p.pid.partition_index, "ballot": p.ballot, "replica_count": format!("{}/{}", members(p), p.max_replica_count), "primary": p.primary.to_string(), "secondaries": p.secondaries.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "last_committed_decree": p.last_committed_decree })))
+                    .collect();
+                doc["replicas"] = replicas.into();
+                doc["summary"] = serde_json::json!({ "fully_healthy_partition_count": h.fully_healthy, "unhealthy_partition_count": h.unhealthy, "write_unhealthy_partition_count": h.write_unhealthy, "read_unhealthy_partition_count": h.read_unhealthy });
+            }
+            return pretty(&doc);
+        }
         let mut out = String::from("[parameters]\n");
         let _ = writeln!(
             out,
@@ -397,8 +467,8 @@ impl Shell {
         );
         let _ = writeln!(
             out,
-            "app_name            : {name}\napp_id              : {}\npartition_count     : {}\nmax_replica_count   : {}",
-            summary.app_id, summary.partition_count, summary.replica_count
+            "app_name            : {name}\napp_id              : {}\npartition_count     : {}\nmax_replica_count   : {max_replicas}",
+            config.app_id, config.partition_count
         );
         if detailed {
             out.push_str("\n[replicas]\n");
@@ -408,7 +478,6 @@ impl Shell {
                 "pidx", "ballot", "replica_count", "primary"
             );
             for p in &config.partitions {
-                let count = usize::from(p.primary.socket_addr().is_some()) + p.secondaries.len();
                 let secondaries: Vec<String> =
                     p.secondaries.iter().map(|s| s.to_string()).collect();
                 let _ = writeln!(
@@ -416,7 +485,7 @@ impl Shell {
                     "{:<6}{:<8}{:<15}{:<24}[{}]",
                     p.pid.partition_index,
                     p.ballot,
-                    format!("{count}/{}", p.max_replica_count),
+                    format!("{}/{}", members(p), p.max_replica_count),
                     p.primary,
                     secondaries.join(",")
                 );
@@ -424,50 +493,156 @@ impl Shell {
             let _ = writeln!(
                 out,
                 "\n[summary]\nfully_healthy_partition_count    : {}\nunhealthy_partition_count        : {}\nwrite_unhealthy_partition_count  : {}\nread_unhealthy_partition_count   : {}",
-                summary.fully_healthy,
-                summary.unhealthy,
-                summary.write_unhealthy,
-                summary.read_unhealthy
+                h.fully_healthy, h.unhealthy, h.write_unhealthy, h.read_unhealthy
             );
         }
         Ok(out)
     }
 
-    async fn create(&self, name: &str, partitions: i32, replicas: i32) -> Output {
-        let r: AppResponse = self
-            .admin(
-                rpc::CREATE_APP,
-                CreateAppRequest {
-                    app_name: name.to_owned(),
-                    partition_count: partitions,
-                    replica_count: replicas,
-                },
-                |r: &AppResponse| r.err.0 == ErrorCode::ForwardToOthers.name(),
-            )
-            .await?;
-        match r.err.0.as_str() {
-            "ERR_OK" => Ok(format!(
-                "create app `{name}` succeed, app_id = {}",
-                r.app_id
-            )),
-            e => Err(format!("create app `{name}` failed: {e}")),
+    async fn create(&self, name: &str, rest: &[String]) -> Output {
+        let number = |flag: &str, default: i32| match option(rest, flag) {
+            Some(v) => v
+                .parse::<i32>()
+                .map_err(|_| format!("{flag} {v}: not a number")),
+            None => Ok(default),
+        };
+        let mut envs = std::collections::BTreeMap::new();
+        if let Some(list) = option(rest, "-e") {
+            for pair in list.split(',').filter(|p| !p.is_empty()) {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or(format!("-e {pair}: expected key=value"))?;
+                pegasus_protocol::envs::check(k, v)?;
+                envs.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let options = CreateAppOptions {
+            partition_count: number("-p", 4)?,
+            replica_count: number("-r", 3)?,
+            success_if_exist: false,
+            app_type: "pegasus".into(),
+            is_stateful: true,
+            envs,
+        };
+        match self.client.create_app(name, options).await {
+            Ok(id) => Ok(format!("create app \"{name}\" succeed, app_id = {id}")),
+            Err(e) => Err(format!("create app \"{name}\" failed: {e}")),
         }
     }
 
-    async fn drop_app(&mut self, name: &str) -> Output {
-        let r: AppResponse = self
-            .admin(
-                rpc::DROP_APP,
-                DropAppRequest {
-                    app_name: name.to_owned(),
-                },
-                |r: &AppResponse| r.err.0 == ErrorCode::ForwardToOthers.name(),
-            )
-            .await?;
+    async fn drop_app(&mut self, name: &str, reserve: Option<i64>) -> Output {
         self.tables.remove(name);
-        match r.err.0.as_str() {
-            "ERR_OK" => Ok(format!("drop app `{name}` succeed")),
-            e => Err(format!("drop app `{name}` failed: {e}")),
+        match self.client.drop_app(name, reserve).await {
+            Ok(()) => Ok(format!("drop app {name} succeed")),
+            Err(e) => Err(format!("drop app {name} failed: {e}")),
+        }
+    }
+
+    async fn recall(&mut self, id: i32, new_name: &str) -> Output {
+        match self.client.recall_app(id, new_name).await {
+            Ok(info) => {
+                self.tables.remove(&info.app_name);
+                Ok(format!(
+                    "recall app ok, id({}), name({}), partition_count({})",
+                    info.app_id, info.app_name, info.partition_count
+                ))
+            }
+            Err(e) => Err(format!("recall app failed: {e}")),
+        }
+    }
+
+    /// The table in use, for the env commands.
+    fn current(&self) -> Result<String, String> {
+        self.current
+            .clone()
+            .ok_or_else(|| "no table in use: `use <table>` first".to_owned())
+    }
+
+    async fn get_app_envs(&self, json: bool) -> Output {
+        let name = self.current()?;
+        let envs = self.client.app_envs(&name).await.map_err(describe)?;
+        if json {
+            return pretty(&serde_json::json!({ "app_envs": envs }));
+        }
+        let mut out = String::from("[app_envs]\n");
+        let width = envs.keys().map(String::len).max().unwrap_or(0);
+        for (k, v) in &envs {
+            let _ = writeln!(out, "{k:<width$} : {v}");
+        }
+        Ok(out)
+    }
+
+    async fn update_envs(
+        &self,
+        op: i32,
+        keys: Vec<String>,
+        values: Vec<String>,
+        prefix: Option<String>,
+    ) -> Output {
+        let name = self.current()?;
+        let request = UpdateAppEnvRequest {
+            app_name: name,
+            op,
+            keys: (op != app_env_operation::CLEAR).then_some(keys),
+            values: (op == app_env_operation::SET).then_some(values),
+            clear_prefix: prefix,
+        };
+        match self.client.update_app_env(request).await {
+            Ok(hint) => Ok(format!(
+                "{} app envs succeed ({hint})",
+                ["set", "del", "clear"][(op - 1) as usize]
+            )),
+            Err(e) => Err(format!("update app envs failed: {e}")),
+        }
+    }
+
+    async fn set_app_envs(&self, args: &[&String]) -> Output {
+        let [k, v] = args else {
+            return Err("usage: set_app_envs <key> <value>".into());
+        };
+        pegasus_protocol::envs::check(k, v)?;
+        self.update_envs(
+            app_env_operation::SET,
+            vec![(*k).clone()],
+            vec![(*v).clone()],
+            None,
+        )
+        .await
+    }
+
+    async fn del_app_envs(&self, args: &[&String]) -> Output {
+        if args.is_empty() {
+            return Err("usage: del_app_envs <key>…".into());
+        }
+        let keys = args.iter().map(|k| (*k).clone()).collect();
+        self.update_envs(app_env_operation::DEL, keys, Vec::new(), None)
+            .await
+    }
+
+    async fn clear_app_envs(&self, prefix: String) -> Output {
+        self.update_envs(
+            app_env_operation::CLEAR,
+            Vec::new(),
+            Vec::new(),
+            Some(prefix),
+        )
+        .await
+    }
+
+    async fn meta_level(&self, set: Option<i32>, json: bool) -> Output {
+        let old = self
+            .client
+            .meta_level(set.unwrap_or(meta_function_level::INVALID))
+            .await
+            .map_err(describe)?;
+        let name = meta_function_level::name(old);
+        match (set, json) {
+            (None, true) => pretty(&serde_json::json!({ "meta_level": format!("fl_{name}") })),
+            (None, false) => Ok(format!("current meta level is fl_{name}")),
+            (Some(new), _) => Ok(format!(
+                "control meta level ok, the old level is fl_{name}, the new level is fl_{}",
+                meta_function_level::name(new)
+            )),
         }
     }
 
@@ -632,13 +807,17 @@ impl Shell {
 }
 
 const HELP: &str = "Commands:
-  cluster_info [-j]                     the cluster's metas, leader, ZooKeeper
-  nodes [-d] [-j]                       replica servers and their status
-  ls [-d] [-j]                          tables (with -d: their health)
+  cluster_info [-j]                     the cluster's metas, leader, ZooKeeper, meta level
+  nodes [-d] [-j]                       replica servers (with -d: primaries, secondaries)
+  ls [-d] [-a] [-j]                     tables (-d: their health; -a: dropped ones too)
   app <table> [-d] [-j]                 a table (with -d: its partitions); -j: JSON
-  create <table> [-p n] [-r n]          create a table
-  drop <table>                          drop a table
+  create <table> [-p n] [-r n] [-e k=v,…]  create a table (with environments)
+  drop <table> [-r reserve_seconds]     drop a table (recallable for the reserve)
+  recall <app_id> [new_name]            bring a dropped table back
   use <table>                           the table later commands use
+  get_app_envs [-j]                     set_app_envs <k> <v>     del_app_envs <k>…
+  clear_app_envs [-a | -p prefix]       (the table in use)
+  get_meta_level [-j]                   set_meta_level <freezed|steady|lively>
   set <hk> <sk> <value> [ttl]           get <hk> <sk>         del <hk> <sk>
   exist <hk> <sk>                       ttl <hk> <sk>         sort_key_count <hk>
   multi_set <hk> <sk> <v> [<sk> <v>…]   multi_get <hk> [<sk>…]   multi_del <hk> <sk>…

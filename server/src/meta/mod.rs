@@ -60,11 +60,15 @@ pub struct MetaOptions {
     pub min_live_nodes: usize,
     /// What a create request may ask for.
     pub create_limits: CreateLimits,
-    /// `[replication] mutation_2pc_min_replica_count`: fewer members cannot write.
-    pub min_2pc: usize,
     /// `[meta_server] replica_assign_delay_ms_for_dropouts`: how long a partition short of a
     /// copy waits for the node that dropped it before a new copy is made elsewhere.
     pub dropout_delay: Duration,
+    /// `[meta_server] hold_seconds_for_dropped_app`: how long a dropped table can be recalled
+    /// when the drop request does not say.
+    pub hold_dropped: Duration,
+    /// `[meta_server] meta_function_level_on_start`, used until a level is set (then kept in
+    /// ZooKeeper).
+    pub initial_level: i32,
 }
 
 /// Bounds on a create request: without them one request for 2^31 partitions makes the meta
@@ -139,6 +143,8 @@ pub struct MetaServer {
     news: tokio::sync::Notify,
     /// Announces configuration changes to the replica servers.
     client: pegasus_client::Client,
+    /// The meta level ([`meta_function_level`]): below `steady`, nothing moves.
+    level: std::sync::atomic::AtomicI32,
 }
 
 /// A replica server's last beacon.
@@ -211,7 +217,6 @@ impl MetaServer {
             "meta joined the leader election"
         );
         Ok(Arc::new(MetaServer {
-            options,
             zk,
             lock_node,
             leader: AtomicBool::new(false),
@@ -221,6 +226,8 @@ impl MetaServer {
             beats: Mutex::default(),
             news: tokio::sync::Notify::new(),
             client: pegasus_client::Client::new(pegasus_client::ClientOptions::new(Vec::new())),
+            level: std::sync::atomic::AtomicI32::new(options.initial_level),
+            options,
         }))
     }
 
@@ -345,6 +352,12 @@ impl MetaServer {
                 errors: Vec::new(),
             });
         }
+        if let Some(level) = self.zk.load_level().await? {
+            match meta_function_level::parse(&level) {
+                Some(l) => self.level.store(l, Ordering::Release),
+                None => warn!(level, "unknown meta level in ZooKeeper, ignored"),
+            }
+        }
         let mut state = self.lock().await;
         *state = cluster;
         self.leader.store(true, Ordering::Release);
@@ -387,11 +400,53 @@ impl MetaServer {
         if !dead.is_empty() {
             warn!(?dead, "replica servers past their grace period");
         }
+        self.forget_expired(&mut state).await;
         self.cure(&mut state).await;
+    }
+
+    /// Retires the dropped tables whose reserve ran out: each becomes a tombstone (its info
+    /// kept in ZooKeeper as `AS_EXPIRED`, its partitions deleted), and replica servers then
+    /// hear that their copies are gone.
+    async fn forget_expired(&self, state: &mut StateGuard<'_>) {
+        let now = unix_now();
+        let expired: Vec<i32> = state
+            .apps
+            .values()
+            .filter(|a| a.info.dropped() && a.info.expire_second <= now)
+            .map(|a| a.info.app_id)
+            .collect();
+        for app_id in expired {
+            let mut info = state.apps[&app_id].info.clone();
+            info.status = "AS_EXPIRED".into();
+            let done = match self.zk.save_app_info(&info).await {
+                Ok(()) => {
+                    self.zk
+                        .delete_partitions(app_id, info.partition_count)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(()) => {
+                    info!(table = info.app_name, app_id, "dropped table expired");
+                    let app = state.apps.get_mut(&app_id).expect("found");
+                    app.info = info;
+                    app.partitions.clear();
+                }
+                Err(e) => warn!(
+                    table = info.app_name,
+                    app_id, "expiring a dropped table: {e}"
+                ),
+            }
+        }
     }
 
     /// Cures what needs it (see [`Cluster::assign`]), persists and announces the changes.
     async fn cure(&self, state: &mut Cluster) {
+        // `freezed`: nothing moves until the level is `steady` again.
+        if self.level() < meta_function_level::STEADY {
+            return;
+        }
         let changed = state.assign(self.options.min_live_nodes);
         self.publish(state, changed).await;
         if state.alive_count() < self.options.min_live_nodes.max(1) {
@@ -473,6 +528,17 @@ impl MetaServer {
             return answer(ErrorCode::InvalidParameters, Assignment::default());
         };
         let mut state = self.lock().await;
+        if self.level() < meta_function_level::STEADY {
+            return answer(ErrorCode::StateFreezed, Assignment::default());
+        }
+        // A dropped table's configurations stay as they were, for a recall.
+        if !state
+            .apps
+            .get(&r.pid.app_id)
+            .is_some_and(|a| a.info.available())
+        {
+            return answer(ErrorCode::ObjectNotFound, Assignment::default());
+        }
         let result = match r.config_type {
             config_type::DOWNGRADE_TO_INACTIVE => state.remove_member(r.pid, r.ballot, node),
             config_type::PRIMARY_FORCE_UPDATE_BALLOT => state.raise_ballot(r.pid, r.ballot, node),
@@ -548,7 +614,7 @@ impl MetaServer {
             return BeaconResponse {
                 err: err(ErrorCode::ForwardToOthers),
                 leader: self.leader_address(),
-                configs: Vec::new(),
+                ..Default::default()
             };
         }
         let Some(node) = b.node.socket_addr() else {
@@ -558,12 +624,14 @@ impl MetaServer {
             };
         };
         let now = Instant::now();
-        let configs = {
+        let (configs, dropped, gone) = {
             let view = self.view();
-            state::configs_for(&view, node, &b.replicas)
+            let configs = state::configs_for(&view, node, &b.replicas)
                 .into_iter()
                 .map(|(gpid, app)| assignment(app, gpid.partition_index))
-                .collect()
+                .collect();
+            let (dropped, gone) = state::retired(&view, &b.replicas);
+            (configs, dropped, gone)
         };
         let news = {
             let mut beats = self.beats.lock().expect("beats");
@@ -588,165 +656,214 @@ impl MetaServer {
             err: err(ErrorCode::Ok),
             leader: RpcAddress::new(self.options.me),
             configs,
+            dropped,
+            gone,
         }
     }
 
-    async fn create_app(&self, r: CreateAppRequest) -> AppResponse {
+    /// `RPC_CM_CREATE_APP`.
+    async fn create_app(&self, r: CreateAppRequest) -> CreateAppResponse {
+        let answer = |code: ErrorCode, appid: i32| CreateAppResponse {
+            err: err(code),
+            appid,
+        };
         if !self.is_leader() {
-            return AppResponse {
-                err: err(ErrorCode::ForwardToOthers),
-                app_id: 0,
-            };
+            return answer(ErrorCode::ForwardToOthers, 0);
         }
-        if let Err(why) =
-            self.options
-                .create_limits
-                .check(&r.app_name, r.partition_count, r.replica_count)
-        {
+        let o = &r.options;
+        let checked = self
+            .options
+            .create_limits
+            .check(&r.app_name, o.partition_count, o.replica_count)
+            .and_then(|()| match o.app_type.as_str() {
+                "" | "pegasus" => Ok(()),
+                other => Err(format!("app type `{other}`: only `pegasus` tables exist")),
+            })
+            .and_then(|()| {
+                o.envs
+                    .iter()
+                    .try_for_each(|(k, v)| pegasus_protocol::envs::check(k, v))
+            });
+        if let Err(why) = checked {
             warn!(table = r.app_name, "create refused: {why}");
-            return AppResponse {
-                err: err(ErrorCode::InvalidParameters),
-                app_id: 0,
-            };
+            return answer(ErrorCode::InvalidParameters, 0);
         }
         let mut state = self.lock().await;
+        if let Some(existing) = state.app_by_name(&r.app_name) {
+            let same = existing.info.partition_count == o.partition_count;
+            return if o.success_if_exist && same {
+                answer(ErrorCode::Ok, existing.info.app_id)
+            } else {
+                answer(ErrorCode::AppExist, 0)
+            };
+        }
         let alive = state.alive_count();
-        if r.replica_count as usize > alive {
+        if o.replica_count as usize > alive {
             warn!(
                 table = r.app_name,
-                replicas = r.replica_count,
+                replicas = o.replica_count,
                 alive,
                 "create refused: more copies than alive replica servers"
             );
-            return AppResponse {
-                err: err(ErrorCode::InvalidParameters),
-                app_id: 0,
-            };
+            return answer(ErrorCode::InvalidParameters, 0);
         }
-        if state.app_by_name(&r.app_name).is_some() {
-            return AppResponse {
-                err: err(ErrorCode::AppExist),
-                app_id: 0,
-            };
-        }
-        let app = state.new_app(&r.app_name, r.partition_count, r.replica_count, unix_now());
+        let mut app = state.new_app(&r.app_name, o.partition_count, o.replica_count, unix_now());
+        app.info.envs = o.envs.clone();
         let app_id = app.info.app_id;
         if let Err(e) = self.zk.save_app(&app).await {
             error!("creating table {}: {e}", r.app_name);
-            return AppResponse {
-                err: err(ErrorCode::Unknown),
-                app_id: 0,
-            };
+            return answer(ErrorCode::Unknown, 0);
         }
         state.apps.insert(app_id, app);
         self.cure(&mut state).await;
         info!(
             table = r.app_name,
             app_id,
-            partitions = r.partition_count,
+            partitions = o.partition_count,
             "table created"
         );
-        AppResponse {
-            err: err(ErrorCode::Ok),
-            app_id,
-        }
+        answer(ErrorCode::Ok, app_id)
     }
 
-    async fn drop_app(&self, r: DropAppRequest) -> AppResponse {
+    /// `RPC_CM_DROP_APP`: the table stops serving at once (its replicas close on their next
+    /// beacon, keeping their files) and can be recalled for `reserve_seconds`; then the leader
+    /// forgets it and the replica servers delete its files.
+    async fn drop_app(&self, r: DropAppRequest) -> DropAppResponse {
+        let answer = |code: ErrorCode| DropAppResponse { err: err(code) };
         if !self.is_leader() {
-            return AppResponse {
-                err: err(ErrorCode::ForwardToOthers),
-                app_id: 0,
-            };
+            return answer(ErrorCode::ForwardToOthers);
+        }
+        let reserve = r
+            .options
+            .reserve_seconds
+            .unwrap_or(self.options.hold_dropped.as_secs() as i64);
+        if reserve < 0 {
+            return answer(ErrorCode::InvalidParameters);
         }
         let mut state = self.lock().await;
         let Some(app_id) = state.app_by_name(&r.app_name).map(|a| a.info.app_id) else {
-            return AppResponse {
-                err: err(ErrorCode::AppNotExist),
-                app_id: 0,
-            };
+            return answer(if r.options.success_if_not_exist {
+                ErrorCode::Ok
+            } else {
+                ErrorCode::AppNotExist
+            });
         };
-        let app = state.apps.get_mut(&app_id).expect("found");
-        app.info.status = "AS_DROPPED".into();
-        app.info.drop_second = unix_now();
-        if let Err(e) = self.zk.save_app_info(&app.info).await {
+        let mut info = state.apps[&app_id].info.clone();
+        let now = unix_now();
+        info.status = "AS_DROPPED".into();
+        info.drop_second = now;
+        info.expire_second = now.saturating_add(reserve);
+        if let Err(e) = self.zk.save_app_info(&info).await {
             error!("dropping table {}: {e}", r.app_name);
-            return AppResponse {
-                err: err(ErrorCode::Unknown),
-                app_id,
-            };
+            return answer(ErrorCode::Unknown);
         }
-        info!(table = r.app_name, app_id, "table dropped");
-        AppResponse {
+        state.apps.get_mut(&app_id).expect("found").info = info;
+        info!(
+            table = r.app_name,
+            app_id, reserve, "table dropped (recallable for {reserve} s)"
+        );
+        answer(ErrorCode::Ok)
+    }
+
+    /// `RPC_CM_RECALL_APP`: a dropped table serves again, its partitions on the nodes that
+    /// kept them.
+    async fn recall_app(&self, r: RecallAppRequest) -> RecallAppResponse {
+        let answer = |code: ErrorCode| RecallAppResponse {
+            err: err(code),
+            info: Default::default(),
+        };
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers);
+        }
+        let mut state = self.lock().await;
+        let Some(app) = state.apps.get(&r.app_id).filter(|a| !a.info.expired()) else {
+            return answer(ErrorCode::AppNotExist);
+        };
+        if !app.info.dropped() {
+            return answer(ErrorCode::AppExist);
+        }
+        let name = if r.new_app_name.is_empty() {
+            app.info.app_name.clone()
+        } else {
+            r.new_app_name.clone()
+        };
+        if state.app_by_name(&name).is_some() {
+            warn!(
+                app_id = r.app_id,
+                table = name,
+                "recall refused: a table of that name exists"
+            );
+            return answer(ErrorCode::InvalidParameters);
+        }
+        let mut info = state.apps[&r.app_id].info.clone();
+        info.status = "AS_AVAILABLE".into();
+        info.app_name = name;
+        info.drop_second = 0;
+        info.expire_second = 0;
+        if let Err(e) = self.zk.save_app_info(&info).await {
+            error!("recalling table {}: {e}", info.app_name);
+            return answer(ErrorCode::Unknown);
+        }
+        state.apps.get_mut(&r.app_id).expect("found").info = info.clone();
+        self.cure(&mut state).await;
+        info!(table = info.app_name, app_id = r.app_id, "table recalled");
+        RecallAppResponse {
             err: err(ErrorCode::Ok),
-            app_id,
+            info: info.to_wire(),
         }
     }
 
-    async fn list_apps(&self) -> ListAppsResponse {
+    /// `RPC_CM_LIST_APPS`.
+    async fn list_apps(&self, r: ListAppsRequest) -> ListAppsResponse {
         if !self.is_leader() {
             return ListAppsResponse {
                 err: err(ErrorCode::ForwardToOthers),
-                apps: Vec::new(),
+                infos: Vec::new(),
             };
         }
-        let state = self.lock().await;
-        let apps = state
-            .apps
+        let infos = self
+            .view()
             .values()
-            .map(|a| {
-                let (healthy, write_unhealthy, read_unhealthy) =
-                    state.health(a, self.options.min_2pc);
-                AppSummary {
-                    app_id: a.info.app_id,
-                    app_name: a.info.app_name.clone(),
-                    status: a.info.status.clone(),
-                    app_type: a.info.app_type.clone(),
-                    partition_count: a.info.partition_count,
-                    replica_count: a.info.max_replica_count,
-                    fully_healthy: healthy,
-                    unhealthy: a.info.partition_count - healthy,
-                    create_second: a.info.create_second,
-                    write_unhealthy,
-                    read_unhealthy,
-                }
-            })
+            .filter(|a| !a.info.expired())
+            .map(|a| a.info.to_wire())
+            .filter(|a| r.status == app_status::INVALID || a.status == r.status)
             .collect();
         ListAppsResponse {
             err: err(ErrorCode::Ok),
-            apps,
+            infos,
         }
     }
 
-    async fn list_nodes(&self) -> ListNodesResponse {
+    /// `RPC_CM_LIST_NODES`.
+    async fn list_nodes(&self, r: ListNodesRequest) -> ListNodesResponse {
         if !self.is_leader() {
             return ListNodesResponse {
                 err: err(ErrorCode::ForwardToOthers),
-                nodes: Vec::new(),
+                infos: Vec::new(),
             };
         }
         let state = self.lock().await;
-        let mut nodes: Vec<NodeSummary> = state
+        let mut infos: Vec<NodeInfo> = state
             .nodes
             .iter()
-            .map(|(addr, n)| {
-                let (primaries, secondaries) = state.role_counts(addr);
-                NodeSummary {
-                    address: RpcAddress::new(*addr),
-                    alive: n.alive,
-                    primary_count: primaries as i32,
-                    replica_count: n.replicas.len() as i32,
-                    secondary_count: secondaries as i32,
-                }
+            .map(|(addr, n)| NodeInfo {
+                status: if n.alive {
+                    node_status::ALIVE
+                } else {
+                    node_status::UNALIVE
+                },
+                address: RpcAddress::new(*addr),
             })
+            .filter(|n| r.status == node_status::INVALID || n.status == r.status)
             .collect();
-        nodes.sort_by_key(|n| n.address);
+        infos.sort_by_key(|n| n.address.socket_addr());
         ListNodesResponse {
             err: err(ErrorCode::Ok),
-            nodes,
+            infos,
         }
     }
 
+    /// `RPC_CM_CLUSTER_INFO`: Pegasus's keys, and the cluster name.
     fn cluster_info(&self) -> ClusterInfoResponse {
         let metas = self
             .options
@@ -760,12 +877,13 @@ impl MetaServer {
             .lock()
             .expect("leader")
             .map_or_else(String::new, |a| a.to_string());
+        let level = format!("fl_{}", meta_function_level::name(self.level()));
         let pairs = [
             ("meta_servers", metas),
             ("primary_meta_server", leader),
             ("zookeeper_hosts", self.options.zk_hosts.clone()),
             ("zookeeper_root", self.options.cluster_root.clone()),
-            ("meta_function_level", "steady".to_owned()),
+            ("meta_function_level", level),
             ("cluster_name", self.options.cluster_name.clone()),
         ];
         ClusterInfoResponse {
@@ -773,6 +891,125 @@ impl MetaServer {
             keys: pairs.iter().map(|(k, _)| (*k).to_owned()).collect(),
             values: pairs.into_iter().map(|(_, v)| v).collect(),
         }
+    }
+
+    /// `RPC_CM_UPDATE_APP_ENV`: set, delete or clear table environments, each key and value
+    /// checked ([`pegasus_protocol::envs`]); stored with the table, and pushed to its
+    /// replicas with the configurations.
+    async fn update_app_env(&self, r: UpdateAppEnvRequest) -> UpdateAppEnvResponse {
+        let answer = |code: ErrorCode, hint: String| UpdateAppEnvResponse {
+            err: err(code),
+            hint_message: hint,
+        };
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers, String::new());
+        }
+        let mut state = self.lock().await;
+        let Some(app) = state.app_by_name(&r.app_name) else {
+            return answer(
+                ErrorCode::AppNotExist,
+                format!("table `{}` does not exist", r.app_name),
+            );
+        };
+        let mut info = app.info.clone();
+        let keys = r.keys.unwrap_or_default();
+        let hint = match r.op {
+            app_env_operation::SET => {
+                let values = r.values.unwrap_or_default();
+                if keys.is_empty() || keys.len() != values.len() {
+                    return answer(
+                        ErrorCode::InvalidParameters,
+                        format!("{} keys and {} values", keys.len(), values.len()),
+                    );
+                }
+                for (k, v) in keys.iter().zip(&values) {
+                    if let Err(why) = pegasus_protocol::envs::check(k, v) {
+                        return answer(ErrorCode::InvalidParameters, why);
+                    }
+                }
+                let n = keys.len();
+                info.envs.extend(keys.into_iter().zip(values));
+                format!("set {n} env(s)")
+            }
+            app_env_operation::DEL => {
+                if keys.is_empty() {
+                    return answer(ErrorCode::InvalidParameters, "no keys to delete".into());
+                }
+                let before = info.envs.len();
+                for k in &keys {
+                    info.envs.remove(k);
+                }
+                format!("deleted {} env(s)", before - info.envs.len())
+            }
+            app_env_operation::CLEAR => {
+                let before = info.envs.len();
+                match r.clear_prefix.as_deref().unwrap_or("") {
+                    "" => info.envs.clear(),
+                    prefix => {
+                        let dotted = format!("{prefix}.");
+                        info.envs.retain(|k, _| !k.starts_with(&dotted));
+                    }
+                }
+                format!("cleared {} env(s)", before - info.envs.len())
+            }
+            op => {
+                return answer(
+                    ErrorCode::InvalidParameters,
+                    format!("unknown operation {op}"),
+                );
+            }
+        };
+        if let Err(e) = self.zk.save_app_info(&info).await {
+            error!("updating envs of {}: {e}", r.app_name);
+            return answer(ErrorCode::Unknown, e.to_string());
+        }
+        info!(table = r.app_name, envs = ?info.envs, "table envs changed");
+        let app_id = info.app_id;
+        state.apps.get_mut(&app_id).expect("found").info = info;
+        answer(ErrorCode::Ok, hint)
+    }
+
+    /// The meta level ([`meta_function_level`]).
+    fn level(&self) -> i32 {
+        self.level.load(Ordering::Acquire)
+    }
+
+    /// `RPC_CM_CONTROL_META`: sets the level (kept in ZooKeeper, so the next leader keeps
+    /// it); `fl_invalid` only asks.
+    async fn control_meta(&self, r: MetaControlRequest) -> MetaControlResponse {
+        let answer = |code: ErrorCode, old_level: i32| MetaControlResponse {
+            err: err(code),
+            old_level,
+        };
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers, 0);
+        }
+        let _state = self.lock().await;
+        let old = self.level();
+        if r.level == meta_function_level::INVALID || r.level == old {
+            return answer(ErrorCode::Ok, old);
+        }
+        if ![
+            meta_function_level::FREEZED,
+            meta_function_level::STEADY,
+            meta_function_level::LIVELY,
+        ]
+        .contains(&r.level)
+        {
+            return answer(ErrorCode::InvalidParameters, old);
+        }
+        if let Err(e) = self.zk.save_level(meta_function_level::name(r.level)).await {
+            error!("saving the meta level: {e}");
+            return answer(ErrorCode::Unknown, old);
+        }
+        self.level.store(r.level, Ordering::Release);
+        warn!(
+            from = meta_function_level::name(old),
+            to = meta_function_level::name(r.level),
+            "meta level changed"
+        );
+        self.news.notify_one();
+        answer(ErrorCode::Ok, old)
     }
 
     async fn serve(self: Arc<Self>, request: Request, reply: Reply) {
@@ -796,9 +1033,12 @@ impl MetaServer {
             rpc::UPDATE_CONFIG => answer!(UpdateConfigRequest, |a| self.update_config(a)),
             rpc::CREATE_APP => answer!(CreateAppRequest, |a| self.create_app(a)),
             rpc::DROP_APP => answer!(DropAppRequest, |a| self.drop_app(a)),
-            rpc::LIST_APPS => answer!(Empty, |_| self.list_apps()),
-            rpc::LIST_NODES => answer!(Empty, |_| self.list_nodes()),
-            rpc::CLUSTER_INFO => answer!(Empty, |_| async { self.cluster_info() }),
+            rpc::RECALL_APP => answer!(RecallAppRequest, |a| self.recall_app(a)),
+            rpc::LIST_APPS => answer!(ListAppsRequest, |a| self.list_apps(a)),
+            rpc::LIST_NODES => answer!(ListNodesRequest, |a| self.list_nodes(a)),
+            rpc::CLUSTER_INFO => answer!(ClusterInfoRequest, |_| async { self.cluster_info() }),
+            rpc::UPDATE_APP_ENV => answer!(UpdateAppEnvRequest, |a| self.update_app_env(a)),
+            rpc::CONTROL_META => answer!(MetaControlRequest, |a| self.control_meta(a)),
             _ => reply.error(ErrorCode::HandlerNotFound),
         }
     }

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 /// A table, as stored in ZooKeeper at `<root>/apps/<app_id>` (Pegasus's `app_info` fields).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppInfo {
-    /// `AS_AVAILABLE` or `AS_DROPPED`.
+    /// `AS_AVAILABLE`, `AS_DROPPED`, or `AS_EXPIRED` (ours: a dropped table past its
+    /// reserve, kept as a tombstone without partitions so that its id is never reused and
+    /// replica servers learn that its copies are gone).
     pub status: String,
     /// `pegasus`.
     pub app_type: String,
@@ -33,6 +35,9 @@ pub struct AppInfo {
     pub create_second: i64,
     /// Unix seconds of the drop (0: not dropped).
     pub drop_second: i64,
+    /// Unix seconds after which a dropped table is gone for good.
+    #[serde(default)]
+    pub expire_second: i64,
     /// Table environment variables.
     #[serde(default)]
     pub envs: BTreeMap<String, String>,
@@ -42,6 +47,43 @@ impl AppInfo {
     /// Whether the table serves.
     pub fn available(&self) -> bool {
         self.status == "AS_AVAILABLE"
+    }
+
+    /// Whether the table is dropped (and can still be recalled).
+    pub fn dropped(&self) -> bool {
+        self.status == "AS_DROPPED"
+    }
+
+    /// Whether the table was dropped and its reserve ran out: a tombstone.
+    pub fn expired(&self) -> bool {
+        self.status == "AS_EXPIRED"
+    }
+
+    /// Pegasus's `app_info`.
+    pub fn to_wire(&self) -> pegasus_protocol::types::AppInfo {
+        use pegasus_protocol::types::app_status;
+        pegasus_protocol::types::AppInfo {
+            status: if self.available() {
+                app_status::AVAILABLE
+            } else if self.dropped() {
+                app_status::DROPPED
+            } else {
+                app_status::INVALID
+            },
+            app_type: self.app_type.clone(),
+            app_name: self.app_name.clone(),
+            app_id: self.app_id,
+            partition_count: self.partition_count,
+            envs: self.envs.clone(),
+            is_stateful: self.is_stateful,
+            max_replica_count: self.max_replica_count,
+            expire_second: self.expire_second,
+            create_second: self.create_second,
+            drop_second: self.drop_second,
+            duplicating: None,
+            init_partition_count: self.partition_count,
+            is_bulk_loading: None,
+        }
     }
 }
 
@@ -191,6 +233,7 @@ impl Cluster {
             is_stateful: true,
             create_second: now_unix,
             drop_second: 0,
+            expire_second: 0,
             envs: BTreeMap::new(),
         };
         let partitions = (0..partition_count)
@@ -568,40 +611,6 @@ impl Cluster {
             .partitions
             .get(usize::try_from(gpid.partition_index).ok()?)
     }
-
-    /// A table's health as Pegasus counts it: (fully healthy, write-unhealthy, read-unhealthy).
-    /// Fully healthy is a live primary with `max_replica_count - 1` live secondaries;
-    /// write-unhealthy is no primary or fewer members than `min_2pc`
-    /// (`mutation_2pc_min_replica_count`, at most the table's copies); read-unhealthy is no
-    /// primary.
-    pub fn health(&self, app: &App, min_2pc: usize) -> (i32, i32, i32) {
-        let mut counts = (0, 0, 0);
-        // A member counts once its node reports holding the copy: announced is not yet open.
-        let ready = |a: &SocketAddrV4, gpid: Gpid| {
-            self.serves(a, gpid) && self.nodes[a].replicas.contains(&gpid)
-        };
-        for (i, p) in app.partitions.iter().enumerate() {
-            let gpid = Gpid::new(app.info.app_id, i as i32);
-            let primary = p.primary_addr().is_some_and(|a| ready(&a, gpid));
-            let secondaries = p
-                .secondary_addrs()
-                .iter()
-                .filter(|s| ready(s, gpid))
-                .count();
-            let wanted = p.max_replica_count.max(1) as usize;
-            let members = usize::from(primary) + secondaries;
-            if primary && secondaries + 1 >= wanted {
-                counts.0 += 1;
-            }
-            if !primary || members < min_2pc.min(wanted) {
-                counts.1 += 1;
-            }
-            if !primary {
-                counts.2 += 1;
-            }
-        }
-        counts
-    }
 }
 
 /// The table named `name` in `apps`, dropped ones excluded.
@@ -627,6 +636,21 @@ pub fn configs_for<'a>(
         }
     }
     out
+}
+
+/// Of the replicas a node `reported`: those of dropped tables (to close, keeping their files),
+/// and those of expired ones (to delete). A table unknown here is left alone.
+pub fn retired(apps: &BTreeMap<i32, App>, reported: &[Gpid]) -> (Vec<Gpid>, Vec<Gpid>) {
+    let mut dropped = Vec::new();
+    let mut gone = Vec::new();
+    for gpid in reported {
+        match apps.get(&gpid.app_id) {
+            Some(app) if app.info.dropped() => dropped.push(*gpid),
+            Some(app) if app.info.expired() => gone.push(*gpid),
+            _ => {}
+        }
+    }
+    (dropped, gone)
 }
 
 /// A change asked against a ballot that is not the partition's current one (or of a partition
@@ -703,16 +727,6 @@ mod tests {
             "{counts:?}"
         );
         assert!(c.assign(1).is_empty(), "stable once assigned");
-        let app = c.apps[&1].clone();
-        assert_eq!(
-            c.health(&app, 2),
-            (0, 8, 8),
-            "not counted before the nodes hold them"
-        );
-        for port in [1, 2, 3, 4] {
-            c.beacon(addr(port), all(&c), vec![], Instant::now());
-        }
-        assert_eq!(c.health(&app, 2), (8, 0, 0));
     }
 
     #[test]
@@ -726,28 +740,18 @@ mod tests {
             c.beacon(n, all(&c), vec![], later);
         }
         assert_eq!(c.expire(later, Duration::from_secs(10)), vec![primary]);
-        let app = c.apps[&1].clone();
-        assert_eq!(c.health(&app, 2), (0, 1, 1), "no live primary");
         assert_eq!(c.assign(1).len(), 1);
         let p = c.apps[&1].partitions[0].clone();
         assert_eq!(p.ballot, 2);
         assert_eq!(p.primary, before.secondaries[0], "UPGRADE_TO_PRIMARY");
         assert_eq!(p.secondaries, &before.secondaries[1..]);
         assert_eq!(p.last_drops, vec![primary.to_string()]);
-        let app = c.apps[&1].clone();
-        assert_eq!(
-            c.health(&app, 2),
-            (0, 0, 0),
-            "2 of 3: writable, not fully healthy"
-        );
         // The other secondary reports its copy lost: it leaves; one member cannot write.
         let s = p.secondary_addrs()[0];
         c.beacon(s, all(&c), all(&c), later);
         c.assign(1);
         let p = c.apps[&1].partitions[0].clone();
         assert_eq!((p.ballot, p.secondaries.len()), (3, 0));
-        let app = c.apps[&1].clone();
-        assert_eq!(c.health(&app, 2), (0, 1, 0));
     }
 
     #[test]

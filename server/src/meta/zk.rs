@@ -162,8 +162,14 @@ impl Zk {
         for id in ids {
             let path = format!("{apps_path}/{id}");
             let info: AppInfo = self.read_json(&path).await?;
-            let mut partitions = Vec::with_capacity(info.partition_count.max(0) as usize);
-            for p in 0..info.partition_count {
+            // An expired table is a tombstone: its info only.
+            let count = if info.expired() {
+                0
+            } else {
+                info.partition_count
+            };
+            let mut partitions = Vec::with_capacity(count.max(0) as usize);
+            for p in 0..count {
                 partitions.push(
                     self.read_json::<PartitionConfig>(&format!("{path}/{p}"))
                         .await?,
@@ -225,6 +231,34 @@ impl Zk {
         let path = format!("{}/{}", self.apps_path(), info.app_id);
         self.write(&path, &serde_json::to_vec(info).expect("serializable"))
             .await
+    }
+
+    /// Deletes a table's partitions (its info stays, as the table's tombstone).
+    pub async fn delete_partitions(&self, app_id: i32, count: i32) -> Result<(), ZkError> {
+        for p in 0..count {
+            self.delete_tree(&format!("{}/{app_id}/{p}", self.apps_path()))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn level_path(&self) -> String {
+        format!("{}/meta_function_level", self.root)
+    }
+
+    /// Keeps the meta level (`freezed`, `steady`, `lively`).
+    pub async fn save_level(&self, level: &str) -> Result<(), ZkError> {
+        self.write(&self.level_path(), level.as_bytes()).await
+    }
+
+    /// The meta level kept, if one was set.
+    pub async fn load_level(&self) -> Result<Option<String>, ZkError> {
+        let path = self.level_path();
+        match self.client.get_data(&path).await {
+            Ok((data, _)) => Ok(Some(String::from_utf8_lossy(&data).into_owned())),
+            Err(zookeeper_client::Error::NoNode) => Ok(None),
+            Err(e) => Err(op(&path)(e)),
+        }
     }
 
     /// Deletes `path` and everything below it (cluster cleaning); a missing path is not an error.

@@ -93,8 +93,11 @@ pub async fn run(
                     stub.grant_lease(sent + options.lease);
                     let opener = Arc::clone(&stub);
                     // Opening replicas touches disks: not on the async workers.
-                    match tokio::task::spawn_blocking(move || opener.apply_configs(&r.configs))
-                        .await
+                    match tokio::task::spawn_blocking(move || {
+                        opener.retire(&r.dropped, &r.gone);
+                        opener.apply_configs(&r.configs)
+                    })
+                    .await
                     {
                         Ok(()) => answered = true,
                         Err(e) => warn!("applying configurations: {e}"),

@@ -146,8 +146,23 @@ impl DataDirs {
         Ok(found)
     }
 
-    /// Where a new replica of `gpid` goes, given where replicas are now.
+    /// The folders of `gpid`'s replica on disk (one, unless a disk was moved by hand).
+    pub fn folders(&self, gpid: Gpid) -> Vec<PathBuf> {
+        let name = replica_dir_name(gpid);
+        self.dirs
+            .iter()
+            .map(|d| d.reps.join(&name))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
+    /// Where the replica of `gpid` is opened, given where replicas are now: its folder if one
+    /// is on disk (a replica closed while its table was dropped, and recalled), else a new one
+    /// on the dir with the fewest replicas of its table, then the fewest of all.
     pub fn place(&self, gpid: Gpid, current: &HashMap<Gpid, PathBuf>) -> PathBuf {
+        if let Some(existing) = self.folders(gpid).into_iter().next() {
+            return existing;
+        }
         let count = |d: &DataDir, same_app: bool| {
             current
                 .iter()
@@ -159,9 +174,13 @@ impl DataDirs {
             .iter()
             .min_by_key(|d| (count(d, true), count(d, false)))
             .expect("at least one dir");
-        best.reps
-            .join(format!("{}.{}.pegasus", gpid.app_id, gpid.partition_index))
+        best.reps.join(replica_dir_name(gpid))
     }
+}
+
+/// `<app_id>.<pidx>.pegasus`.
+fn replica_dir_name(gpid: Gpid) -> String {
+    format!("{}.{}.pegasus", gpid.app_id, gpid.partition_index)
 }
 
 /// Moves a damaged replica's folder aside, whole, as `<dir>.<unix µs>.err` (Pegasus's name for a

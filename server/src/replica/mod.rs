@@ -316,6 +316,35 @@ impl ReplicaStub {
         }
     }
 
+    /// Retires replicas of tables no longer served: those of `dropped` tables close, their
+    /// files kept for a recall; those of tables that are `gone` (dropped, and their reserve ran
+    /// out) close and their folders are deleted.
+    pub fn retire(&self, dropped: &[Gpid], gone: &[Gpid]) {
+        for (gpid, delete) in dropped
+            .iter()
+            .map(|g| (*g, false))
+            .chain(gone.iter().map(|g| (*g, true)))
+        {
+            let closing = self.partitions.write().expect("partitions").remove(&gpid);
+            if let Some(p) = closing {
+                if let Err(e) = p.close() {
+                    warn!(%gpid, "close: {e}");
+                }
+                info!(%gpid, "replica closed: its table was dropped");
+            }
+            if delete {
+                for folder in self.dirs.folders(gpid) {
+                    match std::fs::remove_dir_all(&folder) {
+                        Ok(()) => {
+                            info!(%gpid, folder = %folder.display(), "replica deleted: its dropped table expired")
+                        }
+                        Err(e) => warn!(%gpid, folder = %folder.display(), "deleting: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
     /// Extends the lease from the meta to `until`: the time the answered beacon was *sent*
     /// plus `fd_lease_seconds`, so the lease ends before the meta's grace, counted from when it
     /// received that beacon, can give this node's partitions to another.

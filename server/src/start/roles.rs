@@ -50,8 +50,9 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             fd_check: server.fd_check_interval,
             min_live_nodes: server.min_live_nodes,
             create_limits: server.create_limits,
-            min_2pc: server.partition.replication.min_replicas,
             dropout_delay: server.dropout_delay,
+            hold_dropped: server.hold_dropped,
+            initial_level: server.meta_level,
         };
         meta = Some(MetaServer::start(options).await?);
     }

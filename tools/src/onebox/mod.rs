@@ -18,10 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
 use pegasus_client::{Client, ClientOptions};
-use pegasus_protocol::codes::rpc;
-use pegasus_protocol::frame::RequestMeta;
-use pegasus_protocol::types::{Args, Empty, ListAppsResponse};
+use pegasus_protocol::types::app_status;
 
 /// The node template.
 pub const TEMPLATE: &str = include_str!("config.min.ini");
@@ -581,42 +580,17 @@ impl Onebox {
 }
 
 impl Onebox {
-    /// The meta leader's list of tables, if a leader answers.
-    async fn list_apps(&self, client: &Client) -> Option<ListAppsResponse> {
-        for meta in self.options.meta_addrs() {
-            let answer = client
-                .call::<_, ListAppsResponse>(
-                    meta,
-                    RequestMeta::default(),
-                    rpc::LIST_APPS,
-                    &Args(Empty {}),
-                    Duration::from_secs(2),
-                )
-                .await;
-            if let Ok(r) = answer
-                && r.err.0 == "ERR_OK"
-            {
-                return Some(r);
-            }
-        }
-        None
-    }
-
-    /// The bootstrap table's fully healthy partitions, as the meta leader counts them.
+    /// The bootstrap table's fully healthy partitions, as its routing shows them.
     async fn fully_healthy(&self, client: &Client) -> Option<i32> {
-        self.list_apps(client)
-            .await?
-            .apps
-            .iter()
-            .find(|a| a.app_name == self.options.app_name && a.status == "AS_AVAILABLE")
-            .map(|a| a.fully_healthy)
+        let routing = client.query_config(&self.options.app_name).await.ok()?;
+        Some(Health::of(&routing.partitions, MIN_WRITE_MEMBERS).fully_healthy)
     }
 
     /// Waits until a meta leads (a client can ask it for tables), at most `timeout`.
     pub async fn wait_leader(&self, timeout: Duration) -> Result<(), OneboxError> {
         let client = Client::new(ClientOptions::new(self.options.meta_addrs()));
         let deadline = Instant::now() + timeout;
-        while self.list_apps(&client).await.is_none() {
+        while client.list_apps(app_status::INVALID).await.is_err() {
             if Instant::now() > deadline {
                 return Err(OneboxError::Timeout(format!(
                     "no meta server leads after {timeout:?}"

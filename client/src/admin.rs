@@ -1,0 +1,282 @@
+//! The meta's admin RPCs in Pegasus's IDL (`meta_admin.thrift`): each goes to whichever meta
+//! leads (a follower answers `ERR_FORWARD_TO_OTHERS`), and an answer other than `ERR_OK` is
+//! [`ClientError::Refused`] with the server's hint. Health counts from routing, as Pegasus's
+//! shell counts them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use pegasus_protocol::codec::Field;
+use pegasus_protocol::codes::{ErrorCode, rpc};
+use pegasus_protocol::frame::RequestMeta;
+use pegasus_protocol::types::*;
+
+use crate::{Client, ClientError};
+
+/// An admin answer: its error name and hint.
+pub trait AdminResponse: Field + Default {
+    /// The rDSN error.
+    fn err(&self) -> &ErrorName;
+    /// The server's explanation, where the IDL has one.
+    fn hint(&self) -> &str {
+        ""
+    }
+}
+
+macro_rules! admin_response {
+    ($($ty:ty),*) => {$(
+        impl AdminResponse for $ty {
+            fn err(&self) -> &ErrorName {
+                &self.err
+            }
+        }
+    )*};
+}
+
+admin_response!(
+    CreateAppResponse,
+    DropAppResponse,
+    RecallAppResponse,
+    ListAppsResponse,
+    ListNodesResponse,
+    ClusterInfoResponse,
+    MetaControlResponse
+);
+
+impl AdminResponse for UpdateAppEnvResponse {
+    fn err(&self) -> &ErrorName {
+        &self.err
+    }
+    fn hint(&self) -> &str {
+        &self.hint_message
+    }
+}
+
+/// Partition health of a table, as Pegasus's shell counts it from the routing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// A primary and `max_replica_count - 1` secondaries.
+    pub fully_healthy: i32,
+    /// Not fully healthy.
+    pub unhealthy: i32,
+    /// No primary, or fewer members than a write needs (`mutation_2pc_min_replica_count`).
+    pub write_unhealthy: i32,
+    /// No primary.
+    pub read_unhealthy: i32,
+}
+
+impl Health {
+    /// Counts `partitions`; a partition with fewer than `min_members` members cannot write.
+    pub fn of(partitions: &[PartitionConfiguration], min_members: usize) -> Health {
+        let mut h = Health::default();
+        for p in partitions {
+            let has_primary = p.primary.socket_addr().is_some();
+            let members = usize::from(has_primary) + p.secondaries.len();
+            if has_primary && members >= p.max_replica_count.max(1) as usize {
+                h.fully_healthy += 1;
+            } else {
+                h.unhealthy += 1;
+            }
+            if !has_primary {
+                h.read_unhealthy += 1;
+            }
+            if !has_primary || members < min_members.min(p.max_replica_count.max(1) as usize) {
+                h.write_unhealthy += 1;
+            }
+        }
+        h
+    }
+}
+
+/// Pegasus's default `mutation_2pc_min_replica_count`: the members a write needs.
+pub const MIN_WRITE_MEMBERS: usize = 2;
+
+/// Per node: (primaries, secondaries) over `tables`' routing.
+pub fn role_counts(tables: &[QueryCfgResponse]) -> HashMap<RpcAddress, (usize, usize)> {
+    let mut counts: HashMap<RpcAddress, (usize, usize)> = HashMap::new();
+    for p in tables.iter().flat_map(|t| &t.partitions) {
+        if p.primary.socket_addr().is_some() {
+            counts.entry(p.primary).or_default().0 += 1;
+        }
+        for s in &p.secondaries {
+            counts.entry(*s).or_default().1 += 1;
+        }
+    }
+    counts
+}
+
+impl Client {
+    /// Sends admin RPC `name` to the meta leader: each meta in turn until one answers other
+    /// than `ERR_FORWARD_TO_OTHERS`.
+    pub async fn admin<A: Field + Default, R: AdminResponse>(
+        &self,
+        name: &str,
+        args: A,
+    ) -> Result<R, ClientError> {
+        let args = Args(args);
+        let metas: Vec<SocketAddr> = self.options().metas.clone();
+        let timeout = self.options().timeout;
+        let mut last = String::from("no meta server configured");
+        let mut forwarded = 0;
+        for meta in &metas {
+            match self
+                .call::<_, R>(*meta, RequestMeta::default(), name, &args, timeout)
+                .await
+            {
+                Ok(r) => match ErrorCode::from_name(&r.err().0) {
+                    ErrorCode::Ok => return Ok(r),
+                    ErrorCode::ForwardToOthers => forwarded += 1,
+                    _ => {
+                        return Err(ClientError::Refused {
+                            code: r.err().0.clone(),
+                            hint: r.hint().to_owned(),
+                        });
+                    }
+                },
+                Err(e) => last = format!("{meta}: {e}"),
+            }
+        }
+        if forwarded > 0 && forwarded == metas.len() {
+            last = format!(
+                "no meta server leads yet (all {forwarded} answered \"forward to others\"); retry in a moment"
+            );
+        }
+        Err(ClientError::NoMeta(last))
+    }
+
+    /// Creates table `name`; its id.
+    pub async fn create_app(
+        &self,
+        name: &str,
+        options: CreateAppOptions,
+    ) -> Result<i32, ClientError> {
+        let request = CreateAppRequest {
+            app_name: name.to_owned(),
+            options,
+        };
+        let r: CreateAppResponse = self.admin(rpc::CREATE_APP, request).await?;
+        Ok(r.appid)
+    }
+
+    /// Drops table `name`; it can be recalled for `reserve_seconds` (default: the meta's
+    /// `hold_seconds_for_dropped_app`).
+    pub async fn drop_app(
+        &self,
+        name: &str,
+        reserve_seconds: Option<i64>,
+    ) -> Result<(), ClientError> {
+        let request = DropAppRequest {
+            app_name: name.to_owned(),
+            options: DropAppOptions {
+                success_if_not_exist: false,
+                reserve_seconds,
+            },
+        };
+        let _: DropAppResponse = self.admin(rpc::DROP_APP, request).await?;
+        Ok(())
+    }
+
+    /// Brings dropped table `app_id` back, as `new_name` if not empty.
+    pub async fn recall_app(&self, app_id: i32, new_name: &str) -> Result<AppInfo, ClientError> {
+        let request = RecallAppRequest {
+            app_id,
+            new_app_name: new_name.to_owned(),
+        };
+        let r: RecallAppResponse = self.admin(rpc::RECALL_APP, request).await?;
+        Ok(r.info)
+    }
+
+    /// Every table, dropped ones included (`status` [`app_status::INVALID`]), or those in
+    /// `status`.
+    pub async fn list_apps(&self, status: i32) -> Result<Vec<AppInfo>, ClientError> {
+        let r: ListAppsResponse = self
+            .admin(rpc::LIST_APPS, ListAppsRequest { status })
+            .await?;
+        Ok(r.infos)
+    }
+
+    /// Every replica server the meta knows.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeInfo>, ClientError> {
+        let r: ListNodesResponse = self
+            .admin(
+                rpc::LIST_NODES,
+                ListNodesRequest {
+                    status: node_status::INVALID,
+                },
+            )
+            .await?;
+        Ok(r.infos)
+    }
+
+    /// The cluster's key/value description.
+    pub async fn cluster_info(&self) -> Result<Vec<(String, String)>, ClientError> {
+        let r: ClusterInfoResponse = self.admin(rpc::CLUSTER_INFO, ClusterInfoRequest {}).await?;
+        Ok(r.keys.into_iter().zip(r.values).collect())
+    }
+
+    /// Changes table `name`'s environment.
+    pub async fn update_app_env(
+        &self,
+        request: UpdateAppEnvRequest,
+    ) -> Result<String, ClientError> {
+        let r: UpdateAppEnvResponse = self.admin(rpc::UPDATE_APP_ENV, request).await?;
+        Ok(r.hint_message)
+    }
+
+    /// Table `name`'s environment.
+    pub async fn app_envs(&self, name: &str) -> Result<BTreeMap<String, String>, ClientError> {
+        self.list_apps(app_status::AVAILABLE)
+            .await?
+            .into_iter()
+            .find(|a| a.app_name == name)
+            .map(|a| a.envs)
+            .ok_or_else(|| ClientError::NoTable(name.to_owned()))
+    }
+
+    /// Sets the meta level ([`meta_function_level`]); `INVALID` only asks. The level before.
+    pub async fn meta_level(&self, level: i32) -> Result<i32, ClientError> {
+        let r: MetaControlResponse = self
+            .admin(rpc::CONTROL_META, MetaControlRequest { level })
+            .await?;
+        Ok(r.old_level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(primary: bool, secondaries: usize, max: i32) -> PartitionConfiguration {
+        let addr = |p| RpcAddress::new(std::net::SocketAddrV4::new([127, 0, 0, 1].into(), p));
+        PartitionConfiguration {
+            primary: if primary {
+                addr(1)
+            } else {
+                RpcAddress::INVALID
+            },
+            secondaries: (0..secondaries as u16).map(|i| addr(10 + i)).collect(),
+            max_replica_count: max,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn health_counts_as_pegasus_shell_does() {
+        let parts = [
+            partition(true, 2, 3),  // fully healthy
+            partition(true, 1, 3),  // unhealthy, writable
+            partition(true, 0, 3),  // too few members to write
+            partition(false, 2, 3), // no primary: neither reads nor writes
+            partition(true, 0, 1),  // one copy wanted, one there
+        ];
+        assert_eq!(
+            Health::of(&parts, MIN_WRITE_MEMBERS),
+            Health {
+                fully_healthy: 2,
+                unhealthy: 3,
+                write_unhealthy: 2,
+                read_unhealthy: 1,
+            }
+        );
+    }
+}

@@ -1,0 +1,158 @@
+// The admin RPCs this server answers, restated field for field (ids, types, optional fields,
+// defaults) from apache/incubator-pegasus's idl/meta_admin.thrift and idl/dsn.layer2.thrift.
+// The golden-byte test (`../admin_idl.rs`) generates Python from this file with Debian's
+// thrift-compiler and checks that our Rust encoding and the generated code agree, both ways.
+include "base.thrift"
+
+namespace py admin
+
+enum app_status {
+    AS_INVALID, AS_AVAILABLE, AS_CREATING, AS_CREATE_FAILED, AS_DROPPING, AS_DROP_FAILED,
+    AS_DROPPED, AS_RECALLING
+}
+
+struct app_info {
+    1: app_status status = app_status.AS_INVALID;
+    2: string app_type;
+    3: string app_name;
+    4: i32 app_id;
+    5: i32 partition_count;
+    6: map<string, string> envs;
+    7: bool is_stateful;
+    8: i32 max_replica_count;
+    9: i64 expire_second;
+    10: i64 create_second;
+    11: i64 drop_second;
+    12: optional bool duplicating = false;
+    13: i32 init_partition_count = -1;
+    14: optional bool is_bulk_loading = false;
+}
+
+struct partition_configuration {
+    1: base.gpid pid;
+    2: i64 ballot;
+    3: i32 max_replica_count;
+    4: base.rpc_address primary;
+    5: list<base.rpc_address> secondaries;
+    6: list<base.rpc_address> last_drops;
+    7: i64 last_committed_decree;
+    8: i32 partition_flags;
+}
+
+struct query_cfg_request {
+    1: string app_name;
+    2: list<i32> partition_indices;
+}
+
+struct query_cfg_response {
+    1: base.error_code err;
+    2: i32 app_id;
+    3: i32 partition_count;
+    4: bool is_stateful;
+    5: list<partition_configuration> partitions;
+}
+
+struct create_app_options {
+    1: i32 partition_count;
+    2: i32 replica_count;
+    3: bool success_if_exist;
+    4: string app_type;
+    5: bool is_stateful;
+    6: map<string, string> envs;
+}
+
+struct configuration_create_app_request {
+    1: string app_name;
+    2: create_app_options options;
+}
+
+struct configuration_create_app_response {
+    1: base.error_code err;
+    2: i32 appid;
+}
+
+struct drop_app_options {
+    1: bool success_if_not_exist;
+    2: optional i64 reserve_seconds;
+}
+
+struct configuration_drop_app_request {
+    1: string app_name;
+    2: drop_app_options options;
+}
+
+struct configuration_drop_app_response {
+    1: base.error_code err;
+}
+
+struct configuration_recall_app_request {
+    1: i32 app_id;
+    2: string new_app_name;
+}
+
+struct configuration_recall_app_response {
+    1: base.error_code err;
+    2: app_info info;
+}
+
+struct configuration_list_apps_request {
+    1: app_status status = app_status.AS_INVALID;
+}
+
+struct configuration_list_apps_response {
+    1: base.error_code err;
+    2: list<app_info> infos;
+}
+
+enum app_env_operation { APP_ENV_OP_INVALID, APP_ENV_OP_SET, APP_ENV_OP_DEL, APP_ENV_OP_CLEAR }
+
+struct configuration_update_app_env_request {
+    1: string app_name;
+    2: app_env_operation op = app_env_operation.APP_ENV_OP_INVALID;
+    3: optional list<string> keys;
+    4: optional list<string> values;
+    5: optional string clear_prefix;
+}
+
+struct configuration_update_app_env_response {
+    1: base.error_code err;
+    2: string hint_message;
+}
+
+enum node_status { NS_INVALID, NS_ALIVE, NS_UNALIVE }
+
+struct node_info {
+    1: node_status status = node_status.NS_INVALID;
+    2: base.rpc_address address;
+}
+
+struct configuration_list_nodes_request {
+    1: node_status status = node_status.NS_INVALID;
+}
+
+struct configuration_list_nodes_response {
+    1: base.error_code err;
+    2: list<node_info> infos;
+}
+
+struct configuration_cluster_info_request {}
+
+struct configuration_cluster_info_response {
+    1: base.error_code err;
+    2: list<string> keys;
+    3: list<string> values;
+}
+
+enum meta_function_level {
+    fl_stopped = 100, fl_blind = 200, fl_freezed = 300, fl_steady = 400, fl_lively = 500,
+    fl_invalid = 10000
+}
+
+struct configuration_meta_control_request {
+    1: meta_function_level level;
+}
+
+struct configuration_meta_control_response {
+    1: base.error_code err;
+    2: meta_function_level old_level;
+}
