@@ -43,6 +43,15 @@ admin_response!(
     MetaControlResponse
 );
 
+impl AdminResponse for QueryManualCompactResponse {
+    fn err(&self) -> &ErrorName {
+        &self.err
+    }
+    fn hint(&self) -> &str {
+        &self.hint_msg
+    }
+}
+
 impl AdminResponse for UpdateAppEnvResponse {
     fn err(&self) -> &ErrorName {
         &self.err
@@ -231,6 +240,20 @@ impl Client {
             .find(|a| a.app_name == name)
             .map(|a| a.envs)
             .ok_or_else(|| ClientError::NoTable(name.to_owned()))
+    }
+
+    /// The progress of table `name`'s manual compaction, in percent of its replicas, with
+    /// the meta's account of it.
+    pub async fn manual_compact_progress(&self, name: &str) -> Result<(i32, String), ClientError> {
+        let r: QueryManualCompactResponse = self
+            .admin(
+                rpc::QUERY_MANUAL_COMPACT,
+                QueryManualCompactRequest {
+                    app_name: name.to_owned(),
+                },
+            )
+            .await?;
+        Ok((r.progress.unwrap_or(0), r.hint_msg))
     }
 
     /// Sets the meta level ([`meta_function_level`]); `INVALID` only asks. The level before.

@@ -172,6 +172,7 @@ pub mod rpc {
     pub const RECALL_APP: &str = "RPC_CM_RECALL_APP";
     pub const UPDATE_APP_ENV: &str = "RPC_CM_UPDATE_APP_ENV";
     pub const CONTROL_META: &str = "RPC_CM_CONTROL_META";
+    pub const QUERY_MANUAL_COMPACT: &str = "RPC_CM_QUERY_MANUAL_COMPACT_STATUS";
     /// Primary to secondary: log this mutation (replication; our payload, Pegasus's name).
     pub const PREPARE: &str = "RPC_PREPARE";
     /// A member to the meta: change a partition's configuration (our payload, Pegasus's name).

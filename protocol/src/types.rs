@@ -591,6 +591,9 @@ thrift_struct! {
         /// The commit point of each replica in `replicas`, in the same order (a primary's is
         /// its partition's `last_committed_decree`).
         4: committed: Vec<i64>,
+        /// When each replica in `replicas` last finished a manual compaction (unix seconds, 0:
+        /// never), in the same order.
+        5: compacted: Vec<i64>,
     }
 }
 
@@ -607,6 +610,8 @@ thrift_struct! {
         6: max_replica_count: i32,
         /// To the primary only: a node to learn and become a secondary (ADD_SECONDARY).
         7: learner: RpcAddress,
+        /// The table's environments.
+        8: envs: BTreeMap<String, String>,
     }
 }
 
@@ -1035,6 +1040,23 @@ thrift_struct! {
 }
 
 thrift_struct! {
+    /// `RPC_CM_QUERY_MANUAL_COMPACT_STATUS` (`query_app_manual_compact_request`).
+    pub struct QueryManualCompactRequest {
+        1: app_name: String,
+    }
+}
+
+thrift_struct! {
+    /// `query_app_manual_compact_response`: `progress` is the percentage of the table's
+    /// replicas that finished the compaction `manual_compact.once.trigger_time` asked for.
+    pub struct QueryManualCompactResponse {
+        1: err: ErrorName,
+        2: hint_msg: String,
+        3: progress: Option<i32>,
+    }
+}
+
+thrift_struct! {
     /// `RPC_CM_CONTROL_META` (`configuration_meta_control_request`):
     /// [`meta_function_level::INVALID`] only asks.
     pub struct MetaControlRequest {
@@ -1067,6 +1089,7 @@ mod tests {
             replicas: vec![Gpid::new(1, 0), Gpid::new(2, 7)],
             errors: vec![Gpid::new(4, 1)],
             committed: vec![12, 0],
+            compacted: vec![1_700_000_000, 0],
         };
         let mut bytes = Vec::new();
         encode(&b, &mut bytes).unwrap();

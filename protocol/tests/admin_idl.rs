@@ -243,6 +243,20 @@ fn samples() -> BTreeMap<&'static str, Sample> {
         }),
     );
     s.insert(
+        "query_manual_compact_request",
+        sample(QueryManualCompactRequest {
+            app_name: "orders".into(),
+        }),
+    );
+    s.insert(
+        "query_manual_compact_response",
+        sample(QueryManualCompactResponse {
+            err: err("ERR_OK"),
+            hint_msg: "2 of 3 replicas done".into(),
+            progress: Some(66),
+        }),
+    );
+    s.insert(
         "query_cfg_request",
         sample(QueryCfgRequest {
             app_name: "orders".into(),

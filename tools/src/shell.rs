@@ -66,7 +66,7 @@ fn describe(e: ClientError) -> String {
 
 /// The arguments that are neither flags nor flag values (`-p 8`).
 fn positional(args: &[String]) -> Vec<&String> {
-    const VALUED: [&str; 3] = ["-p", "-r", "-e"];
+    const VALUED: [&str; 4] = ["-p", "-r", "-e", "-a"];
     let mut out = Vec::new();
     let mut skip = false;
     for a in args {
@@ -200,6 +200,10 @@ impl Shell {
                     None => Err("usage: clear_app_envs [-a | -p prefix]".into()),
                 }
             }
+            "query_compact" => match option(rest, "-a") {
+                Some(table) => self.query_compact(&table, json).await,
+                None => Err("usage: query_compact -a <table> [-j]".into()),
+            },
             "get_meta_level" => self.meta_level(None, json).await,
             "set_meta_level" => match positional.first() {
                 Some(level) => match meta_function_level::parse(level) {
@@ -629,6 +633,22 @@ impl Shell {
         .await
     }
 
+    async fn query_compact(&self, table: &str, json: bool) -> Output {
+        let (progress, hint) = self
+            .client
+            .manual_compact_progress(table)
+            .await
+            .map_err(describe)?;
+        if json {
+            return pretty(
+                &serde_json::json!({ "app_name": table, "progress": progress, "hint": hint }),
+            );
+        }
+        Ok(format!(
+            "manual compaction of {table}: {progress}% ({hint})"
+        ))
+    }
+
     async fn meta_level(&self, set: Option<i32>, json: bool) -> Output {
         let old = self
             .client
@@ -817,6 +837,7 @@ const HELP: &str = "Commands:
   use <table>                           the table later commands use
   get_app_envs [-j]                     set_app_envs <k> <v>     del_app_envs <k>…
   clear_app_envs [-a | -p prefix]       (the table in use)
+  query_compact -a <table> [-j]         progress of the manual compaction the envs asked for
   get_meta_level [-j]                   set_meta_level <freezed|steady|lively>
   set <hk> <sk> <value> [ttl]           get <hk> <sk>         del <hk> <sk>
   exist <hk> <sk>                       ttl <hk> <sk>         sort_key_count <hk>

@@ -143,6 +143,16 @@ struct configuration_cluster_info_response {
     3: list<string> values;
 }
 
+struct query_app_manual_compact_request {
+    1: string app_name;
+}
+
+struct query_app_manual_compact_response {
+    1: base.error_code err;
+    2: string hint_msg;
+    3: optional i32 progress;
+}
+
 enum meta_function_level {
     fl_stopped = 100, fl_blind = 200, fl_freezed = 300, fl_steady = 400, fl_lively = 500,
     fl_invalid = 10000

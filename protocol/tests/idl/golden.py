@@ -86,6 +86,9 @@ SAMPLES = {
         level=t.meta_function_level.fl_freezed),
     "meta_control_response": t.configuration_meta_control_response(
         err=err("ERR_OK"), old_level=t.meta_function_level.fl_steady),
+    "query_manual_compact_request": t.query_app_manual_compact_request(app_name="orders"),
+    "query_manual_compact_response": t.query_app_manual_compact_response(
+        err=err("ERR_OK"), hint_msg="2 of 3 replicas done", progress=66),
     "query_cfg_request": t.query_cfg_request(app_name="orders", partition_indices=[]),
     "query_cfg_response": t.query_cfg_response(
         err=err("ERR_OK"), app_id=7, partition_count=1, is_stateful=True,

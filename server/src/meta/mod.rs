@@ -158,6 +158,8 @@ struct Beat {
     errors: Vec<Gpid>,
     /// The commit point of each of `replicas`.
     committed: Vec<i64>,
+    /// When each of `replicas` last finished a manual compaction (unix seconds).
+    compacted: Vec<i64>,
 }
 
 /// The state lock; a guard that lent the state out mutably republishes the tables on its way
@@ -385,6 +387,7 @@ impl MetaServer {
                         replicas: beat.replicas.clone(),
                         errors: beat.errors.clone(),
                         committed: beat.committed.clone(),
+                        compacted: beat.compacted.clone(),
                     };
                     (*node, copy)
                 })
@@ -645,6 +648,7 @@ impl MetaServer {
                 replicas: b.replicas,
                 errors: b.errors,
                 committed: b.committed,
+                compacted: b.compacted,
             };
             beats.insert(node, beat);
             news
@@ -969,6 +973,65 @@ impl MetaServer {
         answer(ErrorCode::Ok, hint)
     }
 
+    /// `RPC_CM_QUERY_MANUAL_COMPACT_STATUS`: how many of the table's replicas (members of its
+    /// partitions) reported, with their beacons, a manual compaction finished after the
+    /// trigger time its `manual_compact.once.trigger_time` env asks for.
+    fn query_manual_compact(&self, r: QueryManualCompactRequest) -> QueryManualCompactResponse {
+        let answer =
+            |code: ErrorCode, hint: String, progress: Option<i32>| QueryManualCompactResponse {
+                err: err(code),
+                hint_msg: hint,
+                progress,
+            };
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers, String::new(), None);
+        }
+        let view = self.view();
+        let Some(app) = state::app_named(&view, &r.app_name) else {
+            return answer(
+                ErrorCode::AppNotExist,
+                format!("table `{}` does not exist", r.app_name),
+                None,
+            );
+        };
+        let Some(trigger) = app
+            .info
+            .envs
+            .get("manual_compact.once.trigger_time")
+            .and_then(|t| t.parse::<i64>().ok())
+        else {
+            return answer(
+                ErrorCode::InvalidState,
+                "no manual compaction asked (`manual_compact.once.trigger_time` is not set)".into(),
+                None,
+            );
+        };
+        let beats = self.beats.lock().expect("beats");
+        let finished = |node: SocketAddrV4, gpid: Gpid| {
+            beats.get(&node).is_some_and(|b| {
+                b.replicas
+                    .iter()
+                    .position(|g| *g == gpid)
+                    .and_then(|i| b.compacted.get(i))
+                    .is_some_and(|at| *at >= trigger)
+            })
+        };
+        let (mut done, mut total) = (0, 0);
+        for (i, p) in app.partitions.iter().enumerate() {
+            let gpid = Gpid::new(app.info.app_id, i as i32);
+            for node in p.primary_addr().into_iter().chain(p.secondary_addrs()) {
+                total += 1;
+                done += i32::from(finished(node, gpid));
+            }
+        }
+        let progress = if total == 0 { 0 } else { done * 100 / total };
+        answer(
+            ErrorCode::Ok,
+            format!("{done} of {total} replicas finished the compaction triggered at {trigger}"),
+            Some(progress),
+        )
+    }
+
     /// The meta level ([`meta_function_level`]).
     fn level(&self) -> i32 {
         self.level.load(Ordering::Acquire)
@@ -1039,6 +1102,9 @@ impl MetaServer {
             rpc::CLUSTER_INFO => answer!(ClusterInfoRequest, |_| async { self.cluster_info() }),
             rpc::UPDATE_APP_ENV => answer!(UpdateAppEnvRequest, |a| self.update_app_env(a)),
             rpc::CONTROL_META => answer!(MetaControlRequest, |a| self.control_meta(a)),
+            rpc::QUERY_MANUAL_COMPACT => answer!(QueryManualCompactRequest, |a| async {
+                self.query_manual_compact(a)
+            }),
             _ => reply.error(ErrorCode::HandlerNotFound),
         }
     }
@@ -1055,6 +1121,7 @@ fn assignment(app: &App, pidx: i32) -> Assignment {
         secondaries: p.secondary_rpcs(),
         max_replica_count: p.max_replica_count,
         learner: RpcAddress::INVALID,
+        envs: app.info.envs.clone(),
     }
 }
 

@@ -50,16 +50,13 @@ pub async fn run(
             _ = tokio::time::sleep(next) => {}
         }
         let sent = Instant::now();
-        let (replicas, committed) = stub
-            .held()
-            .into_iter()
-            .map(|(gpid, decree)| (gpid, decree as i64))
-            .unzip();
+        let held = stub.held();
         let request = Args(BeaconRequest {
             node: RpcAddress::new(me),
-            replicas,
+            replicas: held.iter().map(|h| h.0).collect(),
             errors: stub.lost().into_keys().collect(),
-            committed,
+            committed: held.iter().map(|h| h.1 as i64).collect(),
+            compacted: held.iter().map(|h| h.2).collect(),
         });
         let timeout = options.interval.max(Duration::from_secs(1));
         // The known leader first, then every meta; a redirect goes to the front.

@@ -12,6 +12,7 @@
 
 pub mod beacon;
 pub mod dirs;
+pub mod envs;
 pub mod link;
 pub mod partition;
 pub mod plog;
@@ -33,6 +34,7 @@ use pegasus_protocol::types::*;
 use tracing::{error, info, warn};
 
 use self::dirs::{DataDirs, DirsError};
+use self::envs::Admission;
 use self::link::Link;
 use self::partition::{Partition, PartitionError, PartitionOptions, PartitionRole, Peers};
 use self::read::{ScanContext, Tier};
@@ -229,14 +231,15 @@ impl ReplicaStub {
             .cloned()
     }
 
-    /// Every replica this node holds, in order, with its commit point.
-    pub fn held(&self) -> Vec<(Gpid, u64)> {
-        let mut held: Vec<(Gpid, u64)> = self
+    /// Every replica this node holds, in order, with its commit point and when its last manual
+    /// compaction finished.
+    pub fn held(&self) -> Vec<(Gpid, u64, i64)> {
+        let mut held: Vec<(Gpid, u64, i64)> = self
             .partitions
             .read()
             .expect("partitions")
             .iter()
-            .map(|(g, p)| (*g, p.committed()))
+            .map(|(g, p)| (*g, p.committed(), p.manual_compacted()))
             .collect();
         held.sort();
         held
@@ -305,6 +308,7 @@ impl ReplicaStub {
             };
             let learner = a.learner.socket_addr();
             if let Some(p) = partition {
+                p.set_envs(&a.envs, a.partition_count);
                 if config.ballot > p.ballot() || p.role() != role_in(&config, self.options.me) {
                     p.configure(config, a.max_replica_count);
                 }
@@ -398,7 +402,8 @@ impl ReplicaStub {
         reply: Reply,
     ) {
         let op = match op {
-            Ok(op) => op,
+            // `default_ttl` is set here, on the primary: every copy logs the same value.
+            Ok(op) => partition.envs().with_default_ttl(op),
             Err(e) => {
                 warn!(rpc = reply.rpc_name(), "bad request: {e}");
                 return reply.error(ErrorCode::InvalidParameters);
@@ -496,8 +501,7 @@ impl Service for ReplicaStub {
     }
 
     fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
-        let mut point_reads = Vec::new();
-        let mut reads = Vec::new();
+        let mut admitted = Vec::new();
         for (request, reply) in batch {
             let gpid = Gpid::new(request.meta.app_id, request.meta.partition_index);
             let name = request.message.name.as_str();
@@ -548,6 +552,51 @@ impl Service for ReplicaStub {
                     continue;
                 }
             };
+            match admission(&partition, name, &request) {
+                Admission::Pass => admitted.push((partition, request, reply)),
+                Admission::Delay(d) => {
+                    let this = Arc::clone(self);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        this.dispatch(vec![(partition, request, reply)]);
+                    });
+                }
+                Admission::Reject(d) if d.is_zero() => reply.error(ErrorCode::Busy),
+                Admission::Reject(d) => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        reply.error(ErrorCode::Busy);
+                    });
+                }
+                // `timeout*…`: no answer; the client times out.
+                Admission::Ignore => drop(reply),
+                Admission::Reconfig => reply.error(ErrorCode::InvalidState),
+            }
+        }
+        self.dispatch(admitted);
+    }
+}
+
+/// What the table's environments make of a client request (deny, throttling).
+fn admission(partition: &Partition, name: &str, request: &Request) -> Admission {
+    if name == rpc::CLEAR_SCANNER {
+        return Admission::Pass;
+    }
+    let envs = partition.envs();
+    if is_read(name) {
+        envs.admit_read()
+    } else {
+        envs.admit_write(request.args.len() as u64)
+    }
+}
+
+impl ReplicaStub {
+    /// Serves client requests that passed admission.
+    fn dispatch(self: &Arc<Self>, batch: Vec<ReadJob>) {
+        let mut point_reads = Vec::new();
+        let mut reads = Vec::new();
+        for (partition, request, reply) in batch {
+            let name = request.message.name.as_str();
             match name {
                 rpc::PUT => self.submit(&partition, request.args().map(WriteOp::Put), reply),
                 rpc::MULTI_PUT => {

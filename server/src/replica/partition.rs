@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use pegasus_replication::{Config, Input, Message, Options, Output, Replica, Role
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
+use super::envs::{Scenario, TableEnvs};
 use super::plog::{Mutation, Op, Plog, PlogError, sync_parent};
 use super::read::{ReadLimits, ScanContext};
 use super::storage::{RocksOptions, Storage, StorageError};
@@ -258,6 +259,14 @@ pub struct Partition {
     status: Arc<Status>,
     scanners: Mutex<Scanners>,
     options: PartitionOptions,
+    /// The table's environments, as last configured.
+    envs: std::sync::RwLock<Arc<TableEnvs>>,
+    /// The store `rocksdb.usage_scenario` was last applied to, and which.
+    scenario_on: Mutex<(usize, Scenario)>,
+    /// When the last manual compaction finished (unix seconds, 0: never).
+    compacted: Arc<AtomicI64>,
+    /// Whether a manual compaction runs.
+    compacting: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -309,6 +318,7 @@ impl Partition {
             sync_parent(&dir.join("data").join("rdb"))?;
         }
         let applied = storage.applied_decree()?;
+        let compacted = storage.manual_compacted()?;
         let mut logged = Vec::new();
         let mut plog = Plog::open(&dir.join("plog"), options.plog_file_size, applied, |m| {
             logged.push(pegasus_replication::Mutation {
@@ -377,6 +387,10 @@ impl Partition {
                 contexts: HashMap::new(),
             }),
             options,
+            envs: std::sync::RwLock::default(),
+            scenario_on: Mutex::new((0, Scenario::Normal)),
+            compacted: Arc::new(AtomicI64::new(compacted)),
+            compacting: Arc::new(AtomicBool::new(false)),
         });
         if standalone {
             // A group of one: primary at once, under a ballot above any in its log.
@@ -413,6 +427,83 @@ impl Partition {
     /// The store, for reads (`None` only while a learner swaps in its copy).
     pub fn storage(&self) -> Option<Arc<Storage>> {
         self.storage.read().expect("storage").clone()
+    }
+
+    /// The table's environments.
+    pub fn envs(&self) -> Arc<TableEnvs> {
+        Arc::clone(&self.envs.read().expect("envs"))
+    }
+
+    /// When the last manual compaction finished (unix seconds, 0: never).
+    pub fn manual_compacted(&self) -> i64 {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    /// Takes up the table's environments (`raw`, for a table of `partitions` partitions):
+    /// parsed again only when they changed; the usage scenario applied to the store; a manual
+    /// compaction started, on a thread of its own, when its trigger time has come and is newer
+    /// than the last one finished.
+    pub fn set_envs(&self, raw: &BTreeMap<String, String>, partitions: i32) {
+        let current = self.envs();
+        let envs = if current.same(raw, partitions) {
+            current
+        } else {
+            let parsed = Arc::new(TableEnvs::parse(raw, partitions));
+            *self.envs.write().expect("envs") = Arc::clone(&parsed);
+            info!(gpid = %self.gpid, envs = ?raw, "table envs taken up");
+            parsed
+        };
+        let Some(storage) = self.storage() else {
+            return;
+        };
+        {
+            let store = Arc::as_ptr(&storage) as usize;
+            let mut on = self.scenario_on.lock().expect("scenario");
+            if *on != (store, envs.scenario) {
+                match storage.set_scenario(envs.scenario) {
+                    Ok(()) => {
+                        if on.0 != 0 || envs.scenario != Scenario::Normal {
+                            info!(gpid = %self.gpid, scenario = ?envs.scenario, "usage scenario applied");
+                        }
+                        *on = (store, envs.scenario);
+                    }
+                    Err(e) => warn!(gpid = %self.gpid, "usage scenario: {e}"),
+                }
+            }
+        }
+        let Some((trigger, level)) = envs.manual_compact else {
+            return;
+        };
+        let now = unix_seconds();
+        if trigger > now
+            || trigger <= self.compacted.load(Ordering::Acquire)
+            || self.compacting.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let (gpid, compacted, compacting) = (
+            self.gpid,
+            Arc::clone(&self.compacted),
+            Arc::clone(&self.compacting),
+        );
+        info!(%gpid, trigger, level, "manual compaction started");
+        let started = std::thread::Builder::new()
+            .name(format!("compact-{gpid}"))
+            .spawn(move || {
+                let began = Instant::now();
+                match storage.compact(level, unix_seconds) {
+                    Ok(at) => {
+                        compacted.store(at, Ordering::Release);
+                        info!(%gpid, took = ?began.elapsed(), "manual compaction finished");
+                    }
+                    Err(e) => warn!(%gpid, "manual compaction: {e}"),
+                }
+                compacting.store(false, Ordering::Release);
+            });
+        if let Err(e) = started {
+            warn!(%gpid, "manual compaction: {e}");
+            self.compacting.store(false, Ordering::Release);
+        }
     }
 
     /// Why the partition stopped taking writes (an I/O error, a full disk), if it did.
@@ -606,6 +697,12 @@ impl Drop for Partition {
     fn drop(&mut self) {
         self.stop_driver();
     }
+}
+
+fn unix_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A client's write with its answer, sent once its mutation commits.

@@ -13,10 +13,14 @@ use rocksdb::{
     DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
+use super::envs::Scenario;
 use super::plog::{Mutation, Op};
 
 /// The key holding the last applied decree.
 const APPLIED_DECREE_KEY: &[u8] = b"\xff\xffpegasus.applied_decree";
+
+/// The key holding when the last manual compaction finished (unix seconds).
+const MANUAL_COMPACT_KEY: &[u8] = b"\xff\xffpegasus.manual_compact_finish";
 
 /// A RocksDB failure.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +96,8 @@ pub struct Storage {
     db: DB,
     /// Read options of memory-only reads, made once: they are the same for every read.
     memory_tier: ReadOptions,
+    /// The configured write buffer, which `rocksdb.usage_scenario` scales.
+    write_buffer_size: usize,
 }
 
 impl std::fmt::Debug for Storage {
@@ -136,6 +142,7 @@ impl Storage {
         Ok(Storage {
             db: DB::open(&opts, path)?,
             memory_tier,
+            write_buffer_size: o.write_buffer_size,
         })
     }
 
@@ -224,6 +231,63 @@ impl Storage {
     pub fn checkpoint(&self, dir: &Path) -> Result<(), StorageError> {
         rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
         Ok(())
+    }
+
+    /// Applies `rocksdb.usage_scenario`: Pegasus's three sets of write-buffer and level-0
+    /// options, changed on the open store.
+    pub fn set_scenario(&self, scenario: Scenario) -> Result<(), StorageError> {
+        let base = self.write_buffer_size;
+        let (buffer, trigger, slowdown, stop, auto) = match scenario {
+            Scenario::Normal => (base, 4, 20, 36, true),
+            Scenario::PreferWrite => (base * 4, 8, 48, 64, true),
+            Scenario::BulkLoad => (base * 4, 1 << 30, 1 << 30, 1 << 30, false),
+        };
+        let (buffer, trigger, slowdown, stop) = (
+            buffer.to_string(),
+            trigger.to_string(),
+            slowdown.to_string(),
+            stop.to_string(),
+        );
+        self.db.set_options(&[
+            ("write_buffer_size", buffer.as_str()),
+            ("level0_file_num_compaction_trigger", trigger.as_str()),
+            ("level0_slowdown_writes_trigger", slowdown.as_str()),
+            ("level0_stop_writes_trigger", stop.as_str()),
+            (
+                "disable_auto_compactions",
+                if auto { "false" } else { "true" },
+            ),
+        ])?;
+        Ok(())
+    }
+
+    /// Compacts the whole store into `target_level` (-1: the bottommost), then records
+    /// `finished` (unix seconds) as the last manual compaction.
+    pub fn compact(
+        &self,
+        target_level: i32,
+        finished: impl FnOnce() -> i64,
+    ) -> Result<i64, StorageError> {
+        let mut o = rocksdb::CompactOptions::default();
+        o.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        if target_level >= 1 {
+            o.set_change_level(true);
+            o.set_target_level(target_level);
+        }
+        self.db.compact_range_opt(None::<&[u8]>, None::<&[u8]>, &o);
+        let at = finished();
+        self.db.put(MANUAL_COMPACT_KEY, at.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(at)
+    }
+
+    /// When the last manual compaction finished (unix seconds, 0: never).
+    pub fn manual_compacted(&self) -> Result<i64, StorageError> {
+        Ok(self
+            .db
+            .get(MANUAL_COMPACT_KEY)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, i64::from_be_bytes))
     }
 
     /// Writes the memtables to SST files: everything applied so far becomes durable without the
