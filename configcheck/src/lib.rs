@@ -17,6 +17,7 @@
 //! - [`config`]: the typed view: sections, template inheritance, typed getters with spans
 //! - [`address`]: `host:port` lists and the advertised-address rule the server reuses
 //! - [`data_dir`]: `data_dirs` items (`tag:path`), as the server reads them and the rules check them
+//! - [`envs`]: table environments: the keys and their value forms (meta, shell, PC083)
 //! - [`facts`]: host facts (interfaces, disks), live or from a recorded file
 //! - [`rules`]: the rules, their docs, and [`check`]
 //! - [`finding`]: findings as data and as miette diagnostics
@@ -28,6 +29,7 @@ pub mod address;
 pub mod cli;
 pub mod config;
 pub mod data_dir;
+pub mod envs;
 pub mod facts;
 pub mod finding;
 pub mod render;

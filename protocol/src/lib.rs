@@ -5,13 +5,11 @@
 //! - [`codec`]: Thrift binary encoding of structs (on the Apache Thrift crate)
 //! - [`types`]: the `rrdb` and `meta` structs, with Pegasus's custom wire types
 //! - [`codes`]: error names, RocksDB status codes, RPC names
-//! - [`envs`]: table environments: the keys and their value forms
 //! - [`key`]: key and value schemas, CRC-64 partition hashing, the Pegasus epoch
 //! - [`outbox`]: frames queued for one connection, written in bursts
 
 pub mod codec;
 pub mod codes;
-pub mod envs;
 pub mod frame;
 pub mod key;
 pub mod outbox;

@@ -47,6 +47,19 @@ pub enum ConfigError {
     },
 }
 
+/// A table the meta creates at the cluster's first start (`[meta_server.apps.*]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapApp {
+    /// `app_name`.
+    pub name: String,
+    /// `partition_count`.
+    pub partitions: i32,
+    /// `max_replica_count`.
+    pub replicas: i32,
+    /// `envs` (`k=v,k=v`).
+    pub envs: std::collections::BTreeMap<String, String>,
+}
+
 /// One role this process runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Role {
@@ -86,7 +99,7 @@ pub struct ServerConfig {
     /// `[meta_server] distributed_lock_service_parameters`.
     pub lock_root: String,
     /// `[meta_server.apps.*]`: tables created at first bootstrap (name, partitions, replicas).
-    pub bootstrap_apps: Vec<(String, i32, i32)>,
+    pub bootstrap_apps: Vec<BootstrapApp>,
     /// `[replication] fd_beacon_interval_seconds`.
     pub fd_beacon_interval: Duration,
     /// `[replication] fd_lease_seconds`.
@@ -290,13 +303,23 @@ impl ServerConfig {
                 .to_owned();
             let partitions = config.parse_or::<i32>(section, "partition_count", 4)?;
             let replicas = config.parse_or::<i32>(section, "max_replica_count", 3)?;
+            let bad = |reason| ConfigError::BootstrapApp {
+                section: section.to_owned(),
+                reason,
+            };
             create_limits
                 .check(&name, partitions, replicas)
-                .map_err(|reason| ConfigError::BootstrapApp {
-                    section: section.to_owned(),
-                    reason,
-                })?;
-            bootstrap_apps.push((name, partitions, replicas));
+                .map_err(bad)?;
+            let envs = configcheck::envs::parse_list(config.str_or(section, "envs", ""))
+                .map_err(|e| bad(format!("envs: {e}")))?
+                .into_iter()
+                .collect();
+            bootstrap_apps.push(BootstrapApp {
+                name,
+                partitions,
+                replicas,
+                envs,
+            });
         }
         let level = config.str_or("meta_server", "meta_function_level_on_start", "steady");
         let meta_level = pegasus_protocol::types::meta_function_level::parse(level)

@@ -42,6 +42,26 @@ async fn a_cluster_creates_serves_and_drops_tables_and_survives_its_leader() {
         );
     }
     assert_eq!(cluster.leader().await, leader, "the leader survived");
+    // An admin RPC not served gets Pegasus's answer for it, and the connection goes on.
+    let meta = cluster.onebox.options.meta_addrs()[leader - 1];
+    let unknown = client
+        .call::<_, Empty>(
+            meta,
+            RequestMeta::default(),
+            "RPC_CM_START_BACKUP_APP",
+            &Args(Empty {}),
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(
+        matches!(
+            unknown,
+            Err(pegasus_client::ClientError::Server(
+                ErrorCode::HandlerNotFound
+            ))
+        ),
+        "{unknown:?}"
+    );
     let orders_id = client.create_app("orders", orders()).await.unwrap();
     let again = client.create_app("orders", orders()).await.unwrap_err();
     assert!(again.to_string().contains("ERR_APP_EXIST"), "{again}");

@@ -510,16 +510,13 @@ impl Shell {
                 .map_err(|_| format!("{flag} {v}: not a number")),
             None => Ok(default),
         };
-        let mut envs = std::collections::BTreeMap::new();
-        if let Some(list) = option(rest, "-e") {
-            for pair in list.split(',').filter(|p| !p.is_empty()) {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or(format!("-e {pair}: expected key=value"))?;
-                pegasus_protocol::envs::check(k, v)?;
-                envs.insert(k.to_owned(), v.to_owned());
-            }
-        }
+        let envs = match option(rest, "-e") {
+            Some(list) => configcheck::envs::parse_list(&list)
+                .map_err(|e| format!("-e: {e}"))?
+                .into_iter()
+                .collect(),
+            None => Default::default(),
+        };
         let options = CreateAppOptions {
             partition_count: number("-p", 4)?,
             replica_count: number("-r", 3)?,
@@ -604,7 +601,7 @@ impl Shell {
         let [k, v] = args else {
             return Err("usage: set_app_envs <key> <value>".into());
         };
-        pegasus_protocol::envs::check(k, v)?;
+        configcheck::envs::check(k, v)?;
         self.update_envs(
             app_env_operation::SET,
             vec![(*k).clone()],

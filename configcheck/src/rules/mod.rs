@@ -97,6 +97,7 @@ pub static ALL: &[&Rule] = &[
     &startup::INVALID_VALUE,
     &startup::FD_GRACE_NOT_ABOVE_LEASE,
     &startup::RELATIVE_LOG_DIR,
+    &startup::INVALID_TABLE_ENV,
     &cluster::META_LIST_DIFFERS,
     &cluster::CLUSTER_NAME_DIFFERS,
     &cluster::ZOOKEEPER_LIST_DIFFERS,

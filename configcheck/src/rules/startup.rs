@@ -3,6 +3,7 @@
 use super::{Context, Rule, Scope, is_templated};
 use crate::config::ValueError;
 use crate::finding::{Finding, Severity};
+use crate::source::Span;
 
 /// PC080.
 pub static INVALID_VALUE: Rule = Rule {
@@ -78,6 +79,35 @@ Pegasus requires an absolute log dir and stops at start-up otherwise.
 
 ## How to fix
 `log_dir = /home/work/app/pegasus/log`, or leave it empty for `<data_dir>/log`.
+",
+};
+
+/// PC083.
+pub static INVALID_TABLE_ENV: Rule = Rule {
+    code: "PC083",
+    name: "invalid-table-env",
+    severity: Severity::Error,
+    scope: Scope::File,
+    summary: "a bootstrap table's `envs` that the MetaServer refuses",
+    doc: "## What it does
+Checks `envs` of each `[meta_server.apps.*]` section: a comma-separated list of `key=value`
+table environments, each a key the server knows with a value of its form (`default_ttl=86400`,
+`replica.write_throttling=1000*delay*100`, `rocksdb.usage_scenario=bulk_load`, ...). The same
+check the MetaServer makes on `create -e` and `set_app_envs`.
+
+## Why it matters
+The MetaServer creates these tables when the cluster starts for the first time; with an `envs`
+it cannot take it refuses to start (Pegasus aborts on an unparsable list), on every meta.
+
+## Example
+```ini
+[meta_server.apps.temp]
+  app_name = temp
+  envs = default_ttl=1d
+```
+
+## How to fix
+Write each pair as the key's form says: `envs = default_ttl=86400`.
 ",
 };
 
@@ -216,6 +246,53 @@ pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
                 finding = finding.related(l.span, format!("lease {lease}s"));
             }
             out.push(finding);
+        }
+    }
+    for section in sections(config, "meta_server.apps.*") {
+        // Only the section's own value: an inherited one is checked in its template.
+        if config
+            .section(section)
+            .and_then(|s| s.own("envs"))
+            .is_none()
+        {
+            continue;
+        }
+        let Some(envs) = config
+            .value(section, "envs")
+            .filter(|e| !is_templated(&e.value))
+        else {
+            continue;
+        };
+        // Each refused pair is pointed at (the whole value when escapes make the raw text
+        // differ from it).
+        let exact = envs.value.len() == envs.span.len;
+        let mut at = 0;
+        for pair in envs.value.split(',') {
+            let start = at;
+            at += pair.len() + 1;
+            let trimmed = pair.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            let Err(why) = crate::envs::parse_list(trimmed) else {
+                continue;
+            };
+            let lead = pair.len() - pair.trim_start().len();
+            let span = if exact {
+                Span::new(envs.span.offset + start + lead, trimmed.len())
+            } else {
+                envs.span
+            };
+            out.push(
+                Finding::new(
+                    &INVALID_TABLE_ENV,
+                    source,
+                    span,
+                    "refused",
+                    format!("`[{section}] envs`: {why}"),
+                )
+                .help("write `envs = key=value,key=value`, each value in its key's form"),
+            );
         }
     }
     if let Some(dir) = config.value("core", "log_dir")

@@ -50,8 +50,8 @@ pub struct MetaOptions {
     pub cluster_name: String,
     /// `[meta_server] server_list`.
     pub meta_servers: Vec<SocketAddr>,
-    /// Tables created at first bootstrap (`[meta_server.apps.*]`): name, partitions, replicas.
-    pub bootstrap_apps: Vec<(String, i32, i32)>,
+    /// Tables created at first bootstrap (`[meta_server.apps.*]`).
+    pub bootstrap_apps: Vec<crate::config::BootstrapApp>,
     /// `[replication] fd_grace_seconds`.
     pub fd_grace: Duration,
     /// `[replication] fd_check_interval_seconds`.
@@ -325,10 +325,15 @@ impl MetaServer {
             None => {
                 self.zk.init_apps().await?;
                 let mut c = Cluster::default();
-                for (name, partitions, replicas) in &self.options.bootstrap_apps {
-                    let app = c.new_app(name, *partitions, *replicas, unix_now());
+                for b in &self.options.bootstrap_apps {
+                    let mut app = c.new_app(&b.name, b.partitions, b.replicas, unix_now());
+                    app.info.envs = b.envs.clone();
                     self.zk.save_app(&app).await?;
-                    info!(table = name, partitions, "created at bootstrap");
+                    info!(
+                        table = b.name,
+                        partitions = b.partitions,
+                        "created at bootstrap"
+                    );
                     c.apps.insert(app.info.app_id, app);
                 }
                 c
@@ -686,7 +691,7 @@ impl MetaServer {
             .and_then(|()| {
                 o.envs
                     .iter()
-                    .try_for_each(|(k, v)| pegasus_protocol::envs::check(k, v))
+                    .try_for_each(|(k, v)| configcheck::envs::check(k, v))
             });
         if let Err(why) = checked {
             warn!(table = r.app_name, "create refused: {why}");
@@ -898,7 +903,7 @@ impl MetaServer {
     }
 
     /// `RPC_CM_UPDATE_APP_ENV`: set, delete or clear table environments, each key and value
-    /// checked ([`pegasus_protocol::envs`]); stored with the table, and pushed to its
+    /// checked ([`configcheck::envs`]); stored with the table, and pushed to its
     /// replicas with the configurations.
     async fn update_app_env(&self, r: UpdateAppEnvRequest) -> UpdateAppEnvResponse {
         let answer = |code: ErrorCode, hint: String| UpdateAppEnvResponse {
@@ -927,7 +932,7 @@ impl MetaServer {
                     );
                 }
                 for (k, v) in keys.iter().zip(&values) {
-                    if let Err(why) = pegasus_protocol::envs::check(k, v) {
+                    if let Err(why) = configcheck::envs::check(k, v) {
                         return answer(ErrorCode::InvalidParameters, why);
                     }
                 }

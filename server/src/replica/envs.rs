@@ -1,5 +1,5 @@
 //! Table environments as a replica applies them (Pegasus's names; the value forms are checked by
-//! the meta, [`pegasus_protocol::envs`]): each replica of a table gets them with its
+//! the meta, [`configcheck::envs`]): each replica of a table gets them with its
 //! configuration, on every beacon answer, and parses them once per change.
 //!
 //! - `default_ttl`: a write without a TTL gets this one (set on the primary, so every copy
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pegasus_protocol::envs::{Throttle, parse_throttling};
+use configcheck::envs::{Throttle, parse_throttling};
 
 use super::write::WriteOp;
 

@@ -1,5 +1,7 @@
-//! Table environments (`app_info.envs`): the keys this server gives an effect, with Pegasus's
-//! names and value forms. The meta refuses anything else; the shell checks before it sends.
+//! Table environments (`app_info.envs`): the keys the server gives an effect, with Pegasus's
+//! names and value forms. One validation for everyone: configcheck checks `[meta_server.apps.*]
+//! envs` with it (PC083), the meta refuses anything else in create and update requests, and the
+//! shell checks before it sends.
 
 /// A known key and the form of its value, as the refusal names it.
 pub struct EnvKey {
@@ -105,6 +107,21 @@ pub struct Throttle {
     pub delay_ms: u64,
 }
 
+/// Parses `k=v,k=v` (`[meta_server.apps.*] envs`, the shell's `create -e`), each pair checked;
+/// the first refusal otherwise.
+pub fn parse_list(list: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}`: expected key=value"))?;
+        let (k, v) = (k.trim(), v.trim());
+        check(k, v)?;
+        out.push((k.to_owned(), v.to_owned()));
+    }
+    Ok(out)
+}
+
 /// Parses a throttling env: comma-separated terms, at most one of each action.
 pub fn parse_throttling(v: &str) -> Option<Vec<Throttle>> {
     let mut out: Vec<Throttle> = Vec::new();
@@ -176,6 +193,19 @@ mod tests {
             let e = check(k, v).unwrap_err();
             assert!(e.contains("expected"), "{k}={v}: {e}");
         }
+        assert_eq!(
+            parse_list("default_ttl=60, rocksdb.usage_scenario=bulk_load"),
+            Ok(vec![
+                ("default_ttl".into(), "60".into()),
+                ("rocksdb.usage_scenario".into(), "bulk_load".into())
+            ])
+        );
+        assert!(parse_list("default_ttl").unwrap_err().contains("key=value"));
+        assert!(
+            parse_list("default_ttl=x")
+                .unwrap_err()
+                .contains("expected")
+        );
         let e = check("replica.slow_query", "1").unwrap_err();
         assert!(e.contains("unknown") && e.contains("default_ttl"), "{e}");
         assert_eq!(
