@@ -17,6 +17,7 @@ declare -A WHY=(
   [default-jre-headless]="ZooKeeper runs on Java"
   [python3-venv]="the tests run pypegasus3, the official Python client, from a venv"
   [docker.io]="the tests run the compose cluster on a Docker engine of their own"
+  [thrift-compiler]="the admin IDL test generates code from Pegasus's IDL with it"
   [docker-compose]="the tests run docker-compose.yml"
   [debootstrap]="the compose test builds its base image without a registry"
   [nix-bin]="the tests parse and evaluate the Nix flake"

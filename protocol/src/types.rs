@@ -594,6 +594,8 @@ thrift_struct! {
         /// When each replica in `replicas` last finished a manual compaction (unix seconds, 0:
         /// never), in the same order.
         5: compacted: Vec<i64>,
+        /// The configuration ballot each replica in `replicas` runs, in the same order.
+        6: ballots: Vec<i64>,
     }
 }
 
@@ -1090,6 +1092,7 @@ mod tests {
             errors: vec![Gpid::new(4, 1)],
             committed: vec![12, 0],
             compacted: vec![1_700_000_000, 0],
+            ballots: vec![3, 1],
         };
         let mut bytes = Vec::new();
         encode(&b, &mut bytes).unwrap();

@@ -118,6 +118,8 @@ pub struct ServerConfig {
     pub hold_dropped: Duration,
     /// `[meta_server] meta_function_level_on_start` (Pegasus's `meta_function_level`).
     pub meta_level: i32,
+    /// `[meta_server] balance_op_count_per_round`.
+    pub balance_moves: usize,
     /// Bounds on connections and requests, every role's port (`[network]`).
     pub net_limits: Limits,
     /// `[pegasus.collector] available_detect_app`.
@@ -361,6 +363,7 @@ impl ServerConfig {
                 604_800,
             )?),
             meta_level,
+            balance_moves: config.parse_or("meta_server", "balance_op_count_per_round", 10)?,
             net_limits,
             detect_app: config
                 .str_or("pegasus.collector", "available_detect_app", "stat")

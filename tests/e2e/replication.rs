@@ -540,3 +540,99 @@ async fn a_history_under_kill_9_and_sigstop_has_no_lost_or_stale_version() {
     );
     assert!(gap < Duration::from_secs(15), "writes stopped for {gap:?}");
 }
+
+/// Primaries of `temp` on each replica server (by its place in the onebox, from 1).
+async fn primaries(cluster: &TestCluster) -> Vec<usize> {
+    let counts = pegasus_client::admin::role_counts(&[routing(cluster, "temp").await]);
+    (1..=3)
+        .map(|j| {
+            let node: SocketAddrV4 =
+                format!("127.0.0.1:{}", cluster.onebox.options.replica_base_port + j)
+                    .parse()
+                    .unwrap();
+            counts.get(&RpcAddress::new(node)).map_or(0, |c| c.0)
+        })
+        .collect()
+}
+
+/// Meta level `lively`: the balancer moves primaries back to a node that returned from a
+/// failure with none, two steps a move (the primary steps down, then a secondary is promoted
+/// once every member runs that ballot), while writes go on; none acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lively_moves_primaries_back_to_a_returning_node_without_losing_a_write() {
+    let cluster = TestCluster::start(1, 3, 4);
+    cluster.healthy().await;
+    fully_healthy(&cluster, Duration::from_secs(30), "fully healthy").await;
+    cluster.onebox.kill_node(Node::Replica(1)).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "primaries off the dead node",
+        || async {
+            primaries(&cluster).await[0] == 0
+                && table_health(&cluster, "temp").await.read_unhealthy == 0
+        },
+    )
+    .await;
+    cluster.onebox.start_node(Node::Replica(1)).unwrap();
+    fully_healthy(&cluster, Duration::from_secs(90), "fully healthy again").await;
+    // `steady` cures but does not balance.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let steady = primaries(&cluster).await;
+    assert_eq!(steady[0], 0, "{steady:?}");
+
+    let table = Arc::new(cluster.client().open_table("temp").await.unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(BTreeMap::<String, String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (table, stop, acked) = (Arc::clone(&table), Arc::clone(&stop), Arc::clone(&acked));
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let (key, value) = (format!("b{w}-{i}"), format!("v{i}"));
+                if table
+                    .set(key.as_bytes(), b"s", value.as_bytes(), None)
+                    .await
+                    .is_ok()
+                {
+                    acked.lock().unwrap().insert(key, value);
+                }
+                i += 1;
+            }
+        }));
+    }
+    let client = cluster.client();
+    let old = client
+        .meta_level(meta_function_level::LIVELY)
+        .await
+        .unwrap();
+    assert_eq!(old, meta_function_level::STEADY);
+    let started = Instant::now();
+    eventually(Duration::from_secs(60), "primaries balanced", || async {
+        let counts = primaries(&cluster).await;
+        counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1
+            && table_health(&cluster, "temp").await.fully_healthy == 4
+    })
+    .await;
+    let balanced = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Release);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let mut lost = Vec::new();
+    for (key, value) in &acked {
+        if table.get(key.as_bytes(), b"s").await.unwrap() != Some(b(value)) {
+            lost.push(key.clone());
+        }
+    }
+    println!(
+        "balanced from {steady:?} to {:?} in {balanced:?}; {} writes acknowledged meanwhile, {} lost",
+        primaries(&cluster).await,
+        acked.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    assert!(acked.len() > 100, "writes went on: {}", acked.len());
+}

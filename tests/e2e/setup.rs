@@ -63,6 +63,7 @@ const INSTALLED: &[&str] = &["g++", "ccache", "python3-venv", "zookeeper", "nix-
 const MISSING: &[&str] = &[
     "libclang-dev",
     "default-jre-headless",
+    "thrift-compiler",
     "docker.io",
     "docker-compose",
     "debootstrap",

@@ -69,6 +69,8 @@ pub struct MetaOptions {
     /// `[meta_server] meta_function_level_on_start`, used until a level is set (then kept in
     /// ZooKeeper).
     pub initial_level: i32,
+    /// `[meta_server] balance_op_count_per_round`: primaries the balancer moves at a time.
+    pub balance_moves: usize,
 }
 
 /// Bounds on a create request: without them one request for 2^31 partitions makes the meta
@@ -160,6 +162,8 @@ struct Beat {
     committed: Vec<i64>,
     /// When each of `replicas` last finished a manual compaction (unix seconds).
     compacted: Vec<i64>,
+    /// The configuration ballot each of `replicas` runs.
+    ballots: Vec<i64>,
 }
 
 /// The state lock; a guard that lent the state out mutably republishes the tables on its way
@@ -357,6 +361,7 @@ impl MetaServer {
                 alive: true,
                 replicas: Vec::new(),
                 errors: Vec::new(),
+                ballots: HashMap::new(),
             });
         }
         if let Some(level) = self.zk.load_level().await? {
@@ -393,6 +398,7 @@ impl MetaServer {
                         errors: beat.errors.clone(),
                         committed: beat.committed.clone(),
                         compacted: beat.compacted.clone(),
+                        ballots: beat.ballots.clone(),
                     };
                     (*node, copy)
                 })
@@ -400,7 +406,9 @@ impl MetaServer {
         };
         for (node, beat) in beats {
             state.note_committed(node, &beat.replicas, &beat.committed);
-            if state.beacon(node, beat.replicas, beat.errors, beat.at) {
+            let revived = state.beacon(node, beat.replicas.clone(), beat.errors, beat.at);
+            state.note_ballots(node, &beat.replicas, &beat.ballots);
+            if revived {
                 info!(%node, "replica server alive");
             }
         }
@@ -467,6 +475,13 @@ impl MetaServer {
             let mut proposal = assignment(&state.apps[&gpid.app_id], gpid.partition_index);
             proposal.learner = RpcAddress::new(learner);
             self.propose(gpid, primary, proposal);
+        }
+        if self.level() >= meta_function_level::LIVELY {
+            let moves = state.balance(self.options.balance_moves);
+            if !moves.is_empty() {
+                info!(moves = moves.len(), "balancer: primaries step down to move");
+                self.publish(state, moves).await;
+            }
         }
     }
 
@@ -646,6 +661,7 @@ impl MetaServer {
             let news = beats.get(&node).is_none_or(|last| {
                 last.replicas != b.replicas
                     || last.errors != b.errors
+                    || last.ballots != b.ballots
                     || now.duration_since(last.at) > self.options.fd_check
             });
             let beat = Beat {
@@ -654,6 +670,7 @@ impl MetaServer {
                 errors: b.errors,
                 committed: b.committed,
                 compacted: b.compacted,
+                ballots: b.ballots,
             };
             beats.insert(node, beat);
             news

@@ -183,6 +183,8 @@ pub struct Node {
     pub replicas: Vec<Gpid>,
     /// Replicas it reported lost (damaged and moved aside, or unable to open).
     pub errors: Vec<Gpid>,
+    /// The configuration ballot each of its replicas last reported running.
+    pub ballots: HashMap<Gpid, i64>,
 }
 
 /// The cluster.
@@ -198,6 +200,9 @@ pub struct Cluster {
     learning: HashMap<Gpid, (SocketAddrV4, Instant, i64)>,
     /// Partitions with fewer copies than wanted, since when.
     short_since: HashMap<Gpid, Instant>,
+    /// Primaries the balancer is moving: the partition's primary stepped down (first step),
+    /// and this secondary is promoted once every member runs that ballot (second step).
+    moving: HashMap<Gpid, SocketAddrV4>,
 }
 
 /// How long a proposed learner has to become a secondary before another is proposed.
@@ -260,6 +265,7 @@ impl Cluster {
             alive: false,
             replicas: Vec::new(),
             errors: Vec::new(),
+            ballots: HashMap::new(),
         });
         let revived = !entry.alive;
         entry.last_beacon = now;
@@ -284,6 +290,25 @@ impl Cluster {
                 p.last_committed_decree = p.last_committed_decree.max(*decree);
             }
         }
+    }
+
+    /// Records the configuration ballot each replica of `node` reported running.
+    pub fn note_ballots(&mut self, node: SocketAddrV4, replicas: &[Gpid], ballots: &[i64]) {
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.ballots = replicas
+                .iter()
+                .copied()
+                .zip(ballots.iter().copied())
+                .collect();
+        }
+    }
+
+    /// Whether `node` reported its replica of `gpid` running ballot `ballot` or a later one.
+    fn runs(&self, node: &SocketAddrV4, gpid: Gpid, ballot: i64) -> bool {
+        self.nodes
+            .get(node)
+            .and_then(|n| n.ballots.get(&gpid))
+            .is_some_and(|b| *b >= ballot)
     }
 
     /// Whether `addr` serves `gpid`: alive, and it has not reported that copy lost.
@@ -405,10 +430,27 @@ impl Cluster {
                             after.promote(*next);
                         }
                     }
+                    (None, None) if !live.is_empty() => {
+                        // No primary, live secondaries: the primary stepped down (the
+                        // balancer's first step) or left with no one to take over. A copy is
+                        // promoted once every live member holding one runs this ballot: the
+                        // one that was primary then serves no more (no stale read), and the
+                        // promoted copy is one of them.
+                        let holding: Vec<SocketAddrV4> = live
+                            .iter()
+                            .copied()
+                            .filter(|s| self.nodes[s].replicas.contains(&gpid))
+                            .collect();
+                        if !holding.is_empty()
+                            && holding.iter().all(|s| self.runs(s, gpid, before.ballot))
+                        {
+                            let target = self.moving.remove(&gpid);
+                            let next = target.filter(|t| holding.contains(t)).unwrap_or(holding[0]);
+                            after.promote(next);
+                        }
+                    }
                     (None, None) => {
-                        if let Some(next) = live.first() {
-                            after.promote(*next);
-                        } else if after.secondaries.is_empty()
+                        if after.secondaries.is_empty()
                             && let Some(last) = after
                                 .last_drops
                                 .last()
@@ -426,6 +468,91 @@ impl Cluster {
                 after.ballot += 1;
                 self.apps.get_mut(&app_id).expect("app").partitions[pidx as usize] = after;
                 changed.push(Changed::new(gpid, before));
+            }
+        }
+        changed
+    }
+
+    /// The balancer (meta level `lively`): when every partition is fully healthy and no move
+    /// is under way, moves primaries of each table from the node with the most of them to a
+    /// secondary on the node with the fewest, until they differ by at most one, at most
+    /// `max_moves` at a time (`balance_op_count_per_round`). A move has two steps, as Pegasus's
+    /// `move_primary`: here the primary steps down (the partition keeps every member, without
+    /// a primary, under the next ballot); [`Cluster::assign`] promotes the chosen secondary
+    /// once every member runs that ballot.
+    pub fn balance(&mut self, max_moves: usize) -> Vec<Changed> {
+        let done: Vec<Gpid> = self
+            .moving
+            .keys()
+            .copied()
+            .filter(|g| self.partition(*g).is_none_or(|p| !p.primary.is_empty()))
+            .collect();
+        for g in done {
+            self.moving.remove(&g);
+        }
+        if !self.moving.is_empty() || !self.learning.is_empty() {
+            return Vec::new();
+        }
+        let apps: Vec<i32> = self
+            .apps
+            .values()
+            .filter(|a| a.info.available())
+            .map(|a| a.info.app_id)
+            .collect();
+        let healthy = apps.iter().all(|id| {
+            self.apps[id].partitions.iter().enumerate().all(|(i, p)| {
+                let gpid = Gpid::new(*id, i as i32);
+                p.primary_addr().is_some_and(|a| self.serves(&a, gpid))
+                    && p.secondary_addrs().iter().all(|s| self.serves(s, gpid))
+                    && 1 + p.secondaries.len() >= p.max_replica_count.max(1) as usize
+            })
+        });
+        if !healthy {
+            return Vec::new();
+        }
+        let alive: Vec<SocketAddrV4> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.alive)
+            .map(|(a, _)| *a)
+            .collect();
+        let mut changed = Vec::new();
+        for app_id in apps {
+            let mut counts: HashMap<SocketAddrV4, usize> = alive.iter().map(|a| (*a, 0)).collect();
+            for p in &self.apps[&app_id].partitions {
+                if let Some(a) = p.primary_addr() {
+                    *counts.entry(a).or_default() += 1;
+                }
+            }
+            while changed.len() < max_moves {
+                // The most loaded node, and a partition of it with a secondary on a node with
+                // at least two primaries fewer (the least loaded such node first).
+                let Some((&hi, &most)) = counts.iter().max_by_key(|(a, c)| (**c, **a)) else {
+                    break;
+                };
+                let app = &self.apps[&app_id];
+                let candidate = app
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.primary_addr() == Some(hi))
+                    .flat_map(|(i, p)| p.secondary_addrs().into_iter().map(move |s| (i, s)))
+                    .filter(|(_, s)| counts.get(s).is_some_and(|c| c + 1 < most))
+                    .min_by_key(|(i, s)| (counts[s], *s, *i));
+                let Some((pidx, lo)) = candidate else {
+                    break;
+                };
+                let gpid = Gpid::new(app_id, pidx as i32);
+                let before = app.partitions[pidx].clone();
+                let mut after = before.clone();
+                after.primary.clear();
+                after.secondaries.push(hi.to_string());
+                after.ballot += 1;
+                self.apps.get_mut(&app_id).expect("app").partitions[pidx] = after;
+                self.moving.insert(gpid, lo);
+                changed.push(Changed::new(gpid, before));
+                *counts.get_mut(&hi).expect("counted") -= 1;
+                *counts.get_mut(&lo).expect("counted") += 1;
             }
         }
         changed
@@ -702,6 +829,55 @@ mod tests {
         (0..c.apps[&1].info.partition_count)
             .map(|i| Gpid::new(1, i))
             .collect()
+    }
+
+    /// Every node reports every partition, each running its current ballot.
+    fn report_all(c: &mut Cluster, nodes: &[u16]) {
+        let gpids = all(c);
+        let ballots: Vec<i64> = gpids
+            .iter()
+            .map(|g| c.partition(*g).unwrap().ballot)
+            .collect();
+        for n in nodes {
+            c.beacon(addr(*n), gpids.clone(), vec![], Instant::now());
+            c.note_ballots(addr(*n), &gpids, &ballots);
+        }
+    }
+
+    #[test]
+    fn the_balancer_moves_primaries_in_two_steps_and_evens_them_out() {
+        let mut c = cluster(&[1, 2, 3], 6, 3);
+        c.assign(1);
+        // Every primary on node 1 (as after nodes 2 and 3 came back from a failure).
+        for p in &mut c.apps.get_mut(&1).unwrap().partitions {
+            p.primary = addr(1).to_string();
+            p.secondaries = vec![addr(2).to_string(), addr(3).to_string()];
+        }
+        report_all(&mut c, &[1, 2, 3]);
+        c.learning.clear();
+        let moves = c.balance(10);
+        assert_eq!(moves.len(), 4, "6 primaries on 3 nodes: 2 each");
+        assert!(c.balance(10).is_empty(), "one round at a time");
+        for m in &moves {
+            let p = c.partition(Gpid::new(m.app_id, m.pidx)).unwrap();
+            assert_eq!(p.primary, "", "the primary steps down first");
+            assert_eq!(p.ballot, m.before.ballot + 1);
+            assert_eq!(p.secondaries.len(), 3, "every member stays");
+        }
+        // Not promoted before every member runs the primary-less ballot (the old primary
+        // could still be serving reads).
+        assert!(c.assign(1).is_empty());
+        report_all(&mut c, &[1, 2, 3]);
+        let promoted = c.assign(1);
+        assert_eq!(promoted.len(), 4);
+        let counts: Vec<usize> = [1, 2, 3]
+            .iter()
+            .map(|n| c.role_counts(&addr(*n)).0)
+            .collect();
+        assert_eq!(counts, vec![2, 2, 2]);
+        report_all(&mut c, &[1, 2, 3]);
+        assert!(c.balance(10).is_empty(), "balanced");
+        assert!(c.assign(1).is_empty());
     }
 
     #[test]

@@ -53,10 +53,11 @@ pub async fn run(
         let held = stub.held();
         let request = Args(BeaconRequest {
             node: RpcAddress::new(me),
-            replicas: held.iter().map(|h| h.0).collect(),
+            replicas: held.iter().map(|h| h.gpid).collect(),
             errors: stub.lost().into_keys().collect(),
-            committed: held.iter().map(|h| h.1 as i64).collect(),
-            compacted: held.iter().map(|h| h.2).collect(),
+            committed: held.iter().map(|h| h.committed as i64).collect(),
+            compacted: held.iter().map(|h| h.compacted).collect(),
+            ballots: held.iter().map(|h| h.ballot as i64).collect(),
         });
         let timeout = options.interval.max(Duration::from_secs(1));
         // The known leader first, then every meta; a redirect goes to the front.

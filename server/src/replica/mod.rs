@@ -102,6 +102,19 @@ impl Lease {
     }
 }
 
+/// A replica as beacons report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    /// Which.
+    pub gpid: Gpid,
+    /// Its commit point.
+    pub committed: u64,
+    /// When its last manual compaction finished (unix seconds, 0: never).
+    pub compacted: i64,
+    /// The configuration ballot it runs.
+    pub ballot: u64,
+}
+
 /// Every partition replica of this node.
 pub struct ReplicaStub {
     dirs: DataDirs,
@@ -231,17 +244,21 @@ impl ReplicaStub {
             .cloned()
     }
 
-    /// Every replica this node holds, in order, with its commit point and when its last manual
-    /// compaction finished.
-    pub fn held(&self) -> Vec<(Gpid, u64, i64)> {
-        let mut held: Vec<(Gpid, u64, i64)> = self
+    /// Every replica this node holds, in order, with what beacons report of it.
+    pub fn held(&self) -> Vec<Held> {
+        let mut held: Vec<Held> = self
             .partitions
             .read()
             .expect("partitions")
             .iter()
-            .map(|(g, p)| (*g, p.committed(), p.manual_compacted()))
+            .map(|(g, p)| Held {
+                gpid: *g,
+                committed: p.committed(),
+                compacted: p.manual_compacted(),
+                ballot: p.ballot(),
+            })
             .collect();
-        held.sort();
+        held.sort_by_key(|h| h.gpid);
         held
     }
 

@@ -53,6 +53,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             dropout_delay: server.dropout_delay,
             hold_dropped: server.hold_dropped,
             initial_level: server.meta_level,
+            balance_moves: server.balance_moves,
         };
         meta = Some(MetaServer::start(options).await?);
     }
