@@ -596,6 +596,9 @@ thrift_struct! {
         5: compacted: Vec<i64>,
         /// The configuration ballot each replica in `replicas` runs, in the same order.
         6: ballots: Vec<i64>,
+        /// Replicas of dropped tables it closed and keeps on disk (for a recall; deleted once
+        /// the meta says they are gone).
+        7: closed: Vec<Gpid>,
     }
 }
 
@@ -1093,6 +1096,7 @@ mod tests {
             committed: vec![12, 0],
             compacted: vec![1_700_000_000, 0],
             ballots: vec![3, 1],
+            closed: vec![Gpid::new(5, 2)],
         };
         let mut bytes = Vec::new();
         encode(&b, &mut bytes).unwrap();

@@ -321,8 +321,9 @@ async fn the_shell_sets_envs_and_the_meta_level_and_dropped_tables_expire() {
     let envs = json(run("get_app_envs -j").await.unwrap());
     assert_eq!(envs["app_envs"], serde_json::json!({}));
 
-    // A drop with no reserve expires at once: the leader forgets the table and the replica
-    // servers delete its folders.
+    // A drop reserved for 10 s: the replicas close (the table stops serving) and keep their
+    // folders (closed, and still reported); once the reserve runs out the leader retires the
+    // table and the replica servers delete them.
     let app_id = json(run("ls -j").await.unwrap())["general_info"]
         .as_object()
         .unwrap()
@@ -338,7 +339,11 @@ async fn the_shell_sets_envs_and_the_meta_level_and_dropped_tables_expire() {
         6,
         "2 partitions x 3"
     );
-    assert!(run("drop envs -r 0").await.unwrap().contains("succeed"));
+    assert!(run("drop envs -r 10").await.unwrap().contains("succeed"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while envs.get(b"e1", b"s").await.is_ok() {
+        assert!(Instant::now() < deadline, "a dropped table still serves");
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     while !replica_folders(&cluster, app_id).is_empty() {
         assert!(

@@ -653,7 +653,11 @@ impl MetaServer {
                 .into_iter()
                 .map(|(gpid, app)| assignment(app, gpid.partition_index))
                 .collect();
-            let (dropped, gone) = state::retired(&view, &b.replicas);
+            // Replicas held open and those closed on disk (a dropped table's): either may be
+            // gone by now.
+            let reported: Vec<Gpid> = b.replicas.iter().chain(&b.closed).copied().collect();
+            let (mut dropped, gone) = state::retired(&view, &reported);
+            dropped.retain(|g| !b.closed.contains(g));
             (configs, dropped, gone)
         };
         let news = {

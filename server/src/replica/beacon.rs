@@ -58,6 +58,7 @@ pub async fn run(
             committed: held.iter().map(|h| h.committed as i64).collect(),
             compacted: held.iter().map(|h| h.compacted).collect(),
             ballots: held.iter().map(|h| h.ballot as i64).collect(),
+            closed: stub.closed(),
         });
         let timeout = options.interval.max(Duration::from_secs(1));
         // The known leader first, then every meta; a redirect goes to the front.

@@ -130,6 +130,9 @@ pub struct ReplicaStub {
     /// Replicas this node lost, with why: found damaged (and moved aside, now or before) or
     /// unable to open. Reported to the meta with every beacon; never re-created empty.
     lost: RwLock<BTreeMap<Gpid, String>>,
+    /// Replicas closed because their table was dropped, kept on disk for a recall; reported
+    /// with every beacon until the meta says they are gone.
+    closed: RwLock<std::collections::BTreeSet<Gpid>>,
 }
 
 impl ReplicaStub {
@@ -213,6 +216,7 @@ impl ReplicaStub {
                 lease: Lease::new(),
                 opening: std::sync::Mutex::new(()),
                 lost: RwLock::new(lost),
+                closed: RwLock::default(),
             }
         });
         Ok(stub)
@@ -233,6 +237,16 @@ impl ReplicaStub {
             }
         }
         lost
+    }
+
+    /// Replicas closed because their table was dropped, kept on disk.
+    pub fn closed(&self) -> Vec<Gpid> {
+        self.closed
+            .read()
+            .expect("closed")
+            .iter()
+            .copied()
+            .collect()
     }
 
     /// The replica of `gpid`, if this node holds it.
@@ -294,6 +308,7 @@ impl ReplicaStub {
             .write()
             .expect("partitions")
             .insert(gpid, Arc::clone(&p));
+        self.closed.write().expect("closed").remove(&gpid);
         Ok(p)
     }
 
@@ -353,7 +368,10 @@ impl ReplicaStub {
                 }
                 info!(%gpid, "replica closed: its table was dropped");
             }
-            if delete {
+            if !delete {
+                self.closed.write().expect("closed").insert(gpid);
+            } else {
+                self.closed.write().expect("closed").remove(&gpid);
                 for folder in self.dirs.folders(gpid) {
                     match std::fs::remove_dir_all(&folder) {
                         Ok(()) => {
@@ -1066,6 +1084,7 @@ mod tests {
             lease: Lease::new(),
             opening: std::sync::Mutex::new(()),
             lost: RwLock::default(),
+            closed: RwLock::default(),
         });
         stub.open_partition(Gpid::new(1, 0)).unwrap();
         let opener = Arc::clone(&stub);
