@@ -617,6 +617,9 @@ thrift_struct! {
         7: learner: RpcAddress,
         /// The table's environments.
         8: envs: BTreeMap<String, String>,
+        /// A partition just placed (first ballot, nothing written, no copy reported yet): a
+        /// member creates its copy empty. Otherwise a member without its copy asks to leave.
+        9: fresh: bool,
     }
 }
 

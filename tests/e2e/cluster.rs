@@ -363,7 +363,7 @@ async fn the_shell_sets_envs_and_the_meta_level_and_dropped_tables_expire() {
     assert!(level.contains("the old level is fl_steady"), "{level}");
     assert_eq!(
         json(run("cluster_info -j").await.unwrap())["cluster_info"]["meta_function_level"],
-        "fl_freezed"
+        "freezed"
     );
     let before = json(run("app temp -d -j").await.unwrap());
     let victim = format!("127.0.0.1:{}", cluster.onebox.options.replica_base_port + 3);

@@ -636,3 +636,155 @@ async fn lively_moves_primaries_back_to_a_returning_node_without_losing_a_write(
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     assert!(acked.len() > 100, "writes went on: {}", acked.len());
 }
+
+/// Copies of table `temp` in replica server `j`'s folders.
+fn folders_on(cluster: &TestCluster, j: usize, app_id: i32) -> usize {
+    let prefix = format!("{app_id}.");
+    let mut found = 0;
+    let mut todo = vec![cluster.onebox.options.root.join(Node::Replica(j).name())];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.path().is_dir() {
+                continue;
+            }
+            if name.starts_with(&prefix) && name.ends_with(".pegasus") {
+                found += 1;
+            } else {
+                todo.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// Meta level `lively` with a node that came back empty: the balancer moves copies to it (the
+/// node learns, and its upgrade replaces a secondary on the most loaded node in one change, so
+/// no partition is ever short), the nodes the copies left delete them, and then primaries are
+/// evened out too; nothing written is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lively_moves_copies_to_an_empty_node_and_the_old_ones_are_deleted() {
+    let cluster = TestCluster::start(1, 4, 4);
+    cluster.healthy().await;
+    let table = cluster.client().open_table("temp").await.unwrap();
+    write_all(&table, "c", 200).await;
+    cluster.onebox.kill_node(Node::Replica(4)).unwrap();
+    eventually(Duration::from_secs(30), "node 4 seen dead", || async {
+        alive_nodes(&cluster).await == 3
+    })
+    .await;
+    // After the drop-out delay (10 s) its copies are learned on the other three.
+    fully_healthy(&cluster, Duration::from_secs(90), "healthy without node 4").await;
+    // It returns with empty disks.
+    let data = cluster
+        .onebox
+        .options
+        .root
+        .join(Node::Replica(4).name())
+        .join("data");
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        if entry.file_name() != "log" && entry.path().is_dir() {
+            std::fs::remove_dir_all(entry.path()).unwrap();
+        }
+    }
+    cluster.onebox.start_node(Node::Replica(4)).unwrap();
+    eventually(Duration::from_secs(30), "node 4 alive", || async {
+        alive_nodes(&cluster).await == 4
+    })
+    .await;
+    let copies = |r: &QueryCfgResponse| {
+        let counts = pegasus_client::admin::role_counts(std::slice::from_ref(r));
+        (1..=4)
+            .map(|j| {
+                let node: SocketAddrV4 = format!(
+                    "127.0.0.1:{}",
+                    cluster.onebox.options.replica_base_port + j as u16
+                )
+                .parse()
+                .unwrap();
+                counts.get(&RpcAddress::new(node)).map_or(0, |c| c.0 + c.1)
+            })
+            .collect::<Vec<usize>>()
+    };
+    let r = routing(&cluster, "temp").await;
+    let before = copies(&r);
+    assert_eq!(before[3], 0, "{before:?}: {:?}", r.partitions);
+    cluster
+        .client()
+        .meta_level(meta_function_level::LIVELY)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let r = routing(&cluster, "temp").await;
+        let c = copies(&r);
+        if c.iter().max().unwrap() - c.iter().min().unwrap() <= 1
+            && Health::of(&r.partitions, MIN_WRITE_MEMBERS).fully_healthy == 4
+        {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let log = cluster.node_log(Node::Meta(1));
+            let moves: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("balancer") || l.contains("configuration change"))
+                .collect();
+            panic!("copies not balanced: {c:?}\n{}", moves.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = routing(&cluster, "temp").await;
+    let after = copies(&r);
+    println!(
+        "copies from {before:?} to {after:?} in {:?}",
+        started.elapsed()
+    );
+    // The copies moved away are deleted where they were.
+    eventually(Duration::from_secs(30), "old copies deleted", || async {
+        (1..=3).all(|j| folders_on(&cluster, j, r.app_id) == after[j - 1])
+    })
+    .await;
+    check_all(&table, "c", 200).await;
+}
+
+/// A replica server that comes back with empty disks before the meta counted it dead (its disk
+/// replaced, or wiped, within the grace period) is still listed as holding its copies, primaries
+/// included. It must not serve an empty store as those: it asks to leave each, the meta promotes
+/// a secondary where it was primary, and it learns its copies back. No acknowledged write is
+/// missing at any read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_with_empty_disks_within_the_grace_serves_nothing_empty() {
+    let cluster = TestCluster::start(1, 3, 4);
+    cluster.healthy().await;
+    fully_healthy(&cluster, Duration::from_secs(30), "fully healthy").await;
+    let table = cluster.client().open_table("temp").await.unwrap();
+    write_all(&table, "w", 200).await;
+    let primaries_before = primaries(&cluster).await;
+    assert!(primaries_before[0] > 0, "{primaries_before:?}");
+    cluster.onebox.kill_node(Node::Replica(1)).unwrap();
+    let data = cluster
+        .onebox
+        .options
+        .root
+        .join(Node::Replica(1).name())
+        .join("data");
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        if entry.file_name() != "log" && entry.path().is_dir() {
+            std::fs::remove_dir_all(entry.path()).unwrap();
+        }
+    }
+    cluster.onebox.start_node(Node::Replica(1)).unwrap();
+    // Reads right away, and on: every key is there (an empty primary would answer "not found").
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        check_all(&table, "w", 200).await;
+    }
+    fully_healthy(&cluster, Duration::from_secs(90), "its copies learned back").await;
+    check_all(&table, "w", 200).await;
+    assert!(
+        cluster
+            .node_log(Node::Replica(1))
+            .contains("a member without its copy"),
+        "the node asked to leave"
+    );
+}

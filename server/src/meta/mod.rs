@@ -147,6 +147,9 @@ pub struct MetaServer {
     client: pegasus_client::Client,
     /// The meta level ([`meta_function_level`]): below `steady`, nothing moves.
     level: std::sync::atomic::AtomicI32,
+    /// Copies the balancer took off nodes, for beacon answers to say they are gone (as last
+    /// cured; read without the state lock).
+    retired: Mutex<std::collections::HashSet<(SocketAddrV4, Gpid)>>,
 }
 
 /// A replica server's last beacon.
@@ -233,6 +236,7 @@ impl MetaServer {
             news: tokio::sync::Notify::new(),
             client: pegasus_client::Client::new(pegasus_client::ClientOptions::new(Vec::new())),
             level: std::sync::atomic::AtomicI32::new(options.initial_level),
+            retired: Mutex::default(),
             options,
         }))
     }
@@ -477,12 +481,22 @@ impl MetaServer {
             self.propose(gpid, primary, proposal);
         }
         if self.level() >= meta_function_level::LIVELY {
-            let moves = state.balance(self.options.balance_moves);
-            if !moves.is_empty() {
-                info!(moves = moves.len(), "balancer: primaries step down to move");
-                self.publish(state, moves).await;
+            let round = state.balance(self.options.balance_moves, Instant::now());
+            if !round.moves.is_empty() {
+                info!(
+                    moves = round.moves.len(),
+                    "balancer: primaries step down to move"
+                );
+                self.publish(state, round.moves).await;
+            }
+            for (gpid, primary, learner) in round.copies {
+                info!(%gpid, %primary, %learner, "balancer: copy to learn (ADD_SECONDARY)");
+                let mut proposal = assignment(&state.apps[&gpid.app_id], gpid.partition_index);
+                proposal.learner = RpcAddress::new(learner);
+                self.propose(gpid, primary, proposal);
             }
         }
+        *self.retired.lock().expect("retired") = state.retired_copies();
     }
 
     /// Sends a configuration to a replica server (its answer is not needed: beacons repeat
@@ -649,15 +663,38 @@ impl MetaServer {
         let now = Instant::now();
         let (configs, dropped, gone) = {
             let view = self.view();
-            let configs = state::configs_for(&view, node, &b.replicas)
+            let mut configs: Vec<Assignment> = state::configs_for(&view, node, &b.replicas)
                 .into_iter()
                 .map(|(gpid, app)| assignment(app, gpid.partition_index))
                 .collect();
+            // A first-ballot partition another node reports holding is not fresh any more: a
+            // member without its copy (its disk replaced or wiped while it was away) must not
+            // create it empty.
+            if configs.iter().any(|a| a.fresh) {
+                let beats = self.beats.lock().expect("beats");
+                let held: std::collections::HashSet<Gpid> = beats
+                    .iter()
+                    .filter(|(n, _)| **n != node)
+                    .flat_map(|(_, beat)| beat.replicas.iter().copied())
+                    .collect();
+                for a in configs.iter_mut().filter(|a| a.fresh) {
+                    a.fresh = !held.contains(&a.pid);
+                }
+            }
             // Replicas held open and those closed on disk (a dropped table's): either may be
             // gone by now.
             let reported: Vec<Gpid> = b.replicas.iter().chain(&b.closed).copied().collect();
-            let (mut dropped, gone) = state::retired(&view, &reported);
+            let (mut dropped, mut gone) = state::retired(&view, &reported);
             dropped.retain(|g| !b.closed.contains(g));
+            // Copies the balancer moved away from this node, no longer members here.
+            let retired = self.retired.lock().expect("retired");
+            gone.extend(b.replicas.iter().copied().filter(|g| {
+                retired.contains(&(node, *g))
+                    && view
+                        .get(&g.app_id)
+                        .and_then(|a| a.partitions.get(g.partition_index as usize))
+                        .is_some_and(|p| !p.has_member(node))
+            }));
             (configs, dropped, gone)
         };
         let news = {
@@ -893,8 +930,8 @@ impl MetaServer {
         }
     }
 
-    /// `RPC_CM_CLUSTER_INFO`: Pegasus's keys, and the cluster name.
-    fn cluster_info(&self) -> ClusterInfoResponse {
+    /// `RPC_CM_CLUSTER_INFO`: Pegasus's keys and values, in its order.
+    async fn cluster_info(&self) -> ClusterInfoResponse {
         let metas = self
             .options
             .meta_servers
@@ -907,13 +944,29 @@ impl MetaServer {
             .lock()
             .expect("leader")
             .map_or_else(String::new, |a| a.to_string());
-        let level = format!("fl_{}", meta_function_level::name(self.level()));
+        let (moves, primary_stddev, total_stddev) = {
+            let state = self.lock().await;
+            let (primary, total) = state.balance_score();
+            (state.moves(), primary, total)
+        };
         let pairs = [
             ("meta_servers", metas),
             ("primary_meta_server", leader),
             ("zookeeper_hosts", self.options.zk_hosts.clone()),
             ("zookeeper_root", self.options.cluster_root.clone()),
-            ("meta_function_level", level),
+            (
+                "meta_function_level",
+                meta_function_level::name(self.level()).to_owned(),
+            ),
+            (
+                "balance_operation_count",
+                format!("move_pri={moves},copy_pri=0,copy_sec=0,total={moves}"),
+            ),
+            (
+                "primary_replica_count_stddev",
+                format!("{primary_stddev:.2}"),
+            ),
+            ("total_replica_count_stddev", format!("{total_stddev:.2}")),
             ("cluster_name", self.options.cluster_name.clone()),
         ];
         ClusterInfoResponse {
@@ -1125,7 +1178,7 @@ impl MetaServer {
             rpc::RECALL_APP => answer!(RecallAppRequest, |a| self.recall_app(a)),
             rpc::LIST_APPS => answer!(ListAppsRequest, |a| self.list_apps(a)),
             rpc::LIST_NODES => answer!(ListNodesRequest, |a| self.list_nodes(a)),
-            rpc::CLUSTER_INFO => answer!(ClusterInfoRequest, |_| async { self.cluster_info() }),
+            rpc::CLUSTER_INFO => answer!(ClusterInfoRequest, |_| self.cluster_info()),
             rpc::UPDATE_APP_ENV => answer!(UpdateAppEnvRequest, |a| self.update_app_env(a)),
             rpc::CONTROL_META => answer!(MetaControlRequest, |a| self.control_meta(a)),
             rpc::QUERY_MANUAL_COMPACT => answer!(QueryManualCompactRequest, |a| async {
@@ -1148,6 +1201,7 @@ fn assignment(app: &App, pidx: i32) -> Assignment {
         max_replica_count: p.max_replica_count,
         learner: RpcAddress::INVALID,
         envs: app.info.envs.clone(),
+        fresh: p.ballot <= 1 && p.last_committed_decree == 0,
     }
 }
 

@@ -5,7 +5,7 @@
 //! changed only by the leader, each change raising the ballot by one and persisted before anyone
 //! hears of it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
@@ -203,6 +203,28 @@ pub struct Cluster {
     /// Primaries the balancer is moving: the partition's primary stepped down (first step),
     /// and this secondary is promoted once every member runs that ballot (second step).
     moving: HashMap<Gpid, SocketAddrV4>,
+    /// Copies the balancer is moving: from which secondary, to which node (learning), since
+    /// when, proposed last when. The learner's upgrade replaces the secondary in one change.
+    copying: HashMap<Gpid, (SocketAddrV4, SocketAddrV4, Instant, Instant)>,
+    /// Copies the balancer took off a node: deleted there (the node hears they are gone).
+    retired: HashSet<(SocketAddrV4, Gpid)>,
+}
+
+/// How long a balancer's copy may take to learn before the move is given up.
+const COPY_PATIENCE: Duration = Duration::from_secs(120);
+
+/// How often a balancer's copy is proposed again to the primary while it has not learned (a
+/// proposal can be lost, or come to a primary not serving yet).
+const COPY_REPROPOSE: Duration = Duration::from_secs(5);
+
+/// What a balancer round decided: primaries stepping down (configuration changes), and copies
+/// to make (`(partition, primary, learner)` proposals, ADD_SECONDARY as for a short partition).
+#[derive(Debug, Default)]
+pub struct Balance {
+    /// First steps of primary moves.
+    pub moves: Vec<Changed>,
+    /// Copies to learn.
+    pub copies: Vec<(Gpid, SocketAddrV4, SocketAddrV4)>,
 }
 
 /// How long a proposed learner has to become a secondary before another is proposed.
@@ -473,14 +495,47 @@ impl Cluster {
         changed
     }
 
+    /// Primary moves under way.
+    pub fn moves(&self) -> usize {
+        self.moving.len()
+    }
+
+    /// How evenly primaries, and all copies, are spread over the alive nodes: the standard
+    /// deviations of their counts per node (Pegasus's cluster balance score).
+    pub fn balance_score(&self) -> (f64, f64) {
+        let counts: Vec<(usize, usize)> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.alive)
+            .map(|(a, _)| self.role_counts(a))
+            .collect();
+        let stddev = |xs: &[f64]| {
+            if xs.is_empty() {
+                return 0.0;
+            }
+            let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+            (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64).sqrt()
+        };
+        let primaries: Vec<f64> = counts.iter().map(|c| c.0 as f64).collect();
+        let totals: Vec<f64> = counts.iter().map(|c| (c.0 + c.1) as f64).collect();
+        (stddev(&primaries), stddev(&totals))
+    }
+
     /// The balancer (meta level `lively`): when every partition is fully healthy and no move
-    /// is under way, moves primaries of each table from the node with the most of them to a
-    /// secondary on the node with the fewest, until they differ by at most one, at most
-    /// `max_moves` at a time (`balance_op_count_per_round`). A move has two steps, as Pegasus's
-    /// `move_primary`: here the primary steps down (the partition keeps every member, without
-    /// a primary, under the next ballot); [`Cluster::assign`] promotes the chosen secondary
-    /// once every member runs that ballot.
-    pub fn balance(&mut self, max_moves: usize) -> Vec<Changed> {
+    /// is under way, it evens out, per table, first the primaries, then the copies, over the
+    /// alive nodes, until counts differ by at most one, at most `max_moves` at a time
+    /// (`balance_op_count_per_round`).
+    ///
+    /// - A primary moves in two steps, as Pegasus's `move_primary`: here it steps down (the
+    ///   partition keeps every member, without a primary, under the next ballot);
+    ///   [`Cluster::assign`] promotes the chosen secondary once every member runs that ballot,
+    ///   so the old primary serves no read after the new one took a write.
+    /// - A copy moves as Pegasus's `copy_secondary`: the node with the fewest copies learns the
+    ///   partition from its primary; its upgrade replaces the secondary on the node with the
+    ///   most in one change ([`Cluster::upgrade`]), so the partition never has fewer copies than
+    ///   wanted; that node then deletes its copy.
+    pub fn balance(&mut self, max_moves: usize, now: Instant) -> Balance {
+        let mut out = Balance::default();
         let done: Vec<Gpid> = self
             .moving
             .keys()
@@ -490,8 +545,35 @@ impl Cluster {
         for g in done {
             self.moving.remove(&g);
         }
-        if !self.moving.is_empty() || !self.learning.is_empty() {
-            return Vec::new();
+        let copied: Vec<Gpid> = self
+            .copying
+            .iter()
+            .filter(|(g, (from, to, since, _))| {
+                self.partition(**g)
+                    .is_none_or(|p| p.has_member(*to) || !p.has_member(*from))
+                    || now.duration_since(*since) > COPY_PATIENCE
+            })
+            .map(|(g, _)| *g)
+            .collect();
+        for g in copied {
+            self.copying.remove(&g);
+        }
+        // Copies still learning are proposed again now and then.
+        for (gpid, (_, to, _, proposed)) in &mut self.copying {
+            let primary = self
+                .apps
+                .get(&gpid.app_id)
+                .and_then(|a| a.partitions.get(gpid.partition_index as usize))
+                .and_then(|p| p.primary_addr());
+            if let Some(primary) = primary
+                && now.duration_since(*proposed) >= COPY_REPROPOSE
+            {
+                *proposed = now;
+                out.copies.push((*gpid, primary, *to));
+            }
+        }
+        if !self.moving.is_empty() || !self.copying.is_empty() {
+            return out;
         }
         let apps: Vec<i32> = self
             .apps
@@ -508,7 +590,7 @@ impl Cluster {
             })
         });
         if !healthy {
-            return Vec::new();
+            return out;
         }
         let alive: Vec<SocketAddrV4> = self
             .nodes
@@ -516,15 +598,14 @@ impl Cluster {
             .filter(|(_, n)| n.alive)
             .map(|(a, _)| *a)
             .collect();
-        let mut changed = Vec::new();
-        for app_id in apps {
+        for &app_id in &apps {
             let mut counts: HashMap<SocketAddrV4, usize> = alive.iter().map(|a| (*a, 0)).collect();
             for p in &self.apps[&app_id].partitions {
                 if let Some(a) = p.primary_addr() {
                     *counts.entry(a).or_default() += 1;
                 }
             }
-            while changed.len() < max_moves {
+            while out.moves.len() < max_moves {
                 // The most loaded node, and a partition of it with a secondary on a node with
                 // at least two primaries fewer (the least loaded such node first).
                 let Some((&hi, &most)) = counts.iter().max_by_key(|(a, c)| (**c, **a)) else {
@@ -550,12 +631,69 @@ impl Cluster {
                 after.ballot += 1;
                 self.apps.get_mut(&app_id).expect("app").partitions[pidx] = after;
                 self.moving.insert(gpid, lo);
-                changed.push(Changed::new(gpid, before));
+                out.moves.push(Changed::new(gpid, before));
                 *counts.get_mut(&hi).expect("counted") -= 1;
                 *counts.get_mut(&lo).expect("counted") += 1;
             }
         }
-        changed
+        if !out.moves.is_empty() {
+            return out;
+        }
+        for &app_id in &apps {
+            let mut counts: HashMap<SocketAddrV4, usize> = alive.iter().map(|a| (*a, 0)).collect();
+            for p in &self.apps[&app_id].partitions {
+                for a in p.primary_addr().into_iter().chain(p.secondary_addrs()) {
+                    *counts.entry(a).or_default() += 1;
+                }
+            }
+            while out.copies.len() < max_moves {
+                let Some((&hi, &most)) = counts.iter().max_by_key(|(a, c)| (**c, **a)) else {
+                    break;
+                };
+                // A partition with a secondary on the most loaded node, and a node with at
+                // least two copies fewer that is no member of it (the least loaded first).
+                let app = &self.apps[&app_id];
+                let candidate = app
+                    .partitions
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, p)| {
+                        p.secondary_addrs().contains(&hi)
+                            && !self.copying.contains_key(&Gpid::new(app_id, *i as i32))
+                    })
+                    .flat_map(|(i, p)| {
+                        counts
+                            .iter()
+                            .filter(|(a, c)| **c + 1 < most && !p.has_member(**a))
+                            .map(move |(a, c)| (*c, *a, i))
+                    })
+                    .min();
+                let Some((_, lo, pidx)) = candidate else {
+                    break;
+                };
+                let gpid = Gpid::new(app_id, pidx as i32);
+                let primary = app.partitions[pidx].primary_addr().expect("healthy");
+                self.copying.insert(gpid, (hi, lo, now, now));
+                self.retired.remove(&(lo, gpid));
+                out.copies.push((gpid, primary, lo));
+                *counts.get_mut(&hi).expect("counted") -= 1;
+                *counts.get_mut(&lo).expect("counted") += 1;
+            }
+        }
+        out
+    }
+
+    /// Copies the balancer took off nodes, still on their disks: `(node, partition)`, for the
+    /// node to delete (it hears they are gone while it is no member). A node forgets one it no
+    /// longer reports.
+    pub fn retired_copies(&mut self) -> HashSet<(SocketAddrV4, Gpid)> {
+        let nodes = &self.nodes;
+        self.retired.retain(|(n, g)| {
+            nodes
+                .get(n)
+                .is_some_and(|node| !node.alive || node.replicas.contains(g))
+        });
+        self.retired.clone()
     }
 
     /// A member asks to remove `node` from configuration `ballot` of `gpid` (a primary whose
@@ -622,21 +760,35 @@ impl Cluster {
         node: SocketAddrV4,
     ) -> Result<Option<Changed>, StaleBallot> {
         let alive = self.serves(&node, gpid);
+        // A balancer's copy takes the place of the secondary it moves away from.
+        let replaces = self
+            .copying
+            .get(&gpid)
+            .filter(|(_, to, ..)| *to == node)
+            .map(|(from, ..)| *from);
         let p = self.at_ballot(gpid, ballot)?;
         let members = usize::from(p.primary_addr().is_some()) + p.secondaries.len();
+        let replaces = replaces.filter(|from| p.secondary_addrs().contains(from));
         if !alive
             || p.has_member(node)
             || p.primary_addr().is_none()
-            || members >= p.max_replica_count.max(1) as usize
+            || (members >= p.max_replica_count.max(1) as usize && replaces.is_none())
         {
             return Ok(None);
         }
         let before = p.clone();
+        if let Some(from) = replaces {
+            p.drop_member(from);
+        }
         let name = node.to_string();
         p.last_drops.retain(|d| d != &name);
         p.secondaries.push(name);
         p.ballot += 1;
         self.learning.remove(&gpid);
+        if let Some(from) = replaces {
+            self.copying.remove(&gpid);
+            self.retired.insert((from, gpid));
+        }
         Ok(Some(Changed::new(gpid, before)))
     }
 
@@ -855,9 +1007,16 @@ mod tests {
         }
         report_all(&mut c, &[1, 2, 3]);
         c.learning.clear();
-        let moves = c.balance(10);
+        let (primaries, totals) = c.balance_score();
+        assert!(
+            (primaries - 8f64.sqrt()).abs() < 1e-9,
+            "6, 0, 0: {primaries}"
+        );
+        assert_eq!(totals, 0.0);
+        let now = Instant::now();
+        let moves = c.balance(10, now).moves;
         assert_eq!(moves.len(), 4, "6 primaries on 3 nodes: 2 each");
-        assert!(c.balance(10).is_empty(), "one round at a time");
+        assert!(c.balance(10, now).moves.is_empty(), "one round at a time");
         for m in &moves {
             let p = c.partition(Gpid::new(m.app_id, m.pidx)).unwrap();
             assert_eq!(p.primary, "", "the primary steps down first");
@@ -876,8 +1035,60 @@ mod tests {
             .collect();
         assert_eq!(counts, vec![2, 2, 2]);
         report_all(&mut c, &[1, 2, 3]);
-        assert!(c.balance(10).is_empty(), "balanced");
+        let round = c.balance(10, now);
+        assert!(
+            round.moves.is_empty() && round.copies.is_empty(),
+            "balanced"
+        );
         assert!(c.assign(1).is_empty());
+    }
+
+    #[test]
+    fn the_balancer_moves_copies_to_an_empty_node_without_a_short_partition() {
+        let mut c = cluster(&[1, 2, 3], 4, 3);
+        c.assign(1);
+        // Node 4 joins, empty: 4, 4, 4, 0 copies.
+        c.beacon(addr(4), vec![], vec![], Instant::now());
+        report_all(&mut c, &[1, 2, 3]);
+        let now = Instant::now();
+        let round = c.balance(10, now);
+        assert!(round.moves.is_empty());
+        assert_eq!(round.copies.len(), 3, "12 copies on 4 nodes: 3 each");
+        assert!(c.balance(10, now).copies.is_empty(), "one round at a time");
+        let again = c.balance(10, now + Duration::from_secs(6)).copies;
+        assert_eq!(again.len(), 3, "proposed again while learning");
+        for (gpid, primary, learner) in &round.copies {
+            assert_eq!(*learner, addr(4));
+            let p = c.partition(*gpid).unwrap().clone();
+            assert_eq!(p.primary_addr(), Some(*primary));
+            // The learner caught up: its upgrade replaces a secondary in one change.
+            let changed = c.upgrade(*gpid, p.ballot, addr(4)).unwrap().unwrap();
+            let after = c.partition(*gpid).unwrap();
+            assert_eq!(after.secondaries.len(), 2, "never more or fewer copies");
+            assert!(after.has_member(addr(4)));
+            let from = changed
+                .before
+                .secondary_addrs()
+                .into_iter()
+                .find(|s| !after.has_member(*s))
+                .unwrap();
+            assert!(c.retired.contains(&(from, *gpid)));
+        }
+        let copies: Vec<usize> = [1, 2, 3, 4]
+            .iter()
+            .map(|n| {
+                let (p, s) = c.role_counts(&addr(*n));
+                p + s
+            })
+            .collect();
+        assert_eq!(copies, vec![3, 3, 3, 3]);
+        // The nodes the copies left are told to delete them while they still report them.
+        assert_eq!(c.retired_copies().len(), 3);
+        report_all(&mut c, &[4]);
+        c.beacon(addr(1), vec![], vec![], Instant::now());
+        c.beacon(addr(2), vec![], vec![], Instant::now());
+        c.beacon(addr(3), vec![], vec![], Instant::now());
+        assert!(c.retired_copies().is_empty(), "deleted, so forgotten");
     }
 
     #[test]

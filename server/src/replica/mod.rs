@@ -327,7 +327,23 @@ impl ReplicaStub {
                     .filter_map(|s| s.socket_addr())
                     .collect(),
             };
-            let partition = if config.has_member(&self.options.me) {
+            let on_disk =
+                || self.partition(a.pid).is_some() || !self.dirs.folders(a.pid).is_empty();
+            let partition = if config.has_member(&self.options.me) && !a.fresh && !on_disk() {
+                // Listed as holding a copy this node does not have (its disk was replaced or
+                // wiped while it was away, within the meta's grace): an empty store must not
+                // serve as that copy. It asks to leave; the meta then has a copy learned.
+                warn!(gpid = %a.pid, ballot = a.ballot, "a member without its copy: asking the meta to remove it");
+                if let Some(link) = &self.link {
+                    link.update(
+                        a.pid,
+                        config.ballot,
+                        self.options.me,
+                        config_type::DOWNGRADE_TO_INACTIVE,
+                    );
+                }
+                None
+            } else if config.has_member(&self.options.me) {
                 match self.open_partition(a.pid) {
                     Ok(p) => Some(p),
                     Err(e) => {
