@@ -633,7 +633,8 @@ thrift_struct! {
         /// Reported replicas of dropped tables: close them, keep their files (a recall opens
         /// them again).
         4: dropped: Vec<Gpid>,
-        /// Reported replicas of tables that no longer exist: delete them.
+        /// Reported replicas to delete: their table's reserve ran out, or the balancer moved
+        /// the copy to another node.
         5: gone: Vec<Gpid>,
     }
 }

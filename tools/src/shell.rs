@@ -363,7 +363,7 @@ impl Shell {
         if json {
             let general: serde_json::Map<String, serde_json::Value> = apps
                 .iter()
-                .map(|a| (a.app_id.to_string(), serde_json::json!({ "app_id": a.app_id, "status": format!("AS_{}", app_status::name(a.status)), "app_name": a.app_name, "app_type": a.app_type, "partition_count": a.partition_count, "replica_count": a.max_replica_count, "is_stateful": a.is_stateful, "create_time": time(a.create_second), "drop_time": time(a.drop_second), "drop_expire": time(a.expire_second), "envs_count": a.envs.len() })))
+                .map(|a| (a.app_id.to_string(), serde_json::json!({ "app_id": a.app_id, "status": app_status::name(a.status), "app_name": a.app_name, "app_type": a.app_type, "partition_count": a.partition_count, "replica_count": a.max_replica_count, "is_stateful": a.is_stateful, "create_time": time(a.create_second), "drop_time": time(a.drop_second), "drop_expire": time(a.expire_second), "envs_count": a.envs.len() })))
                 .collect();
             let mut doc = serde_json::json!({ "general_info": general, "summary": { "total_app_count": apps.len() } });
             if detailed {

@@ -368,9 +368,9 @@ impl ReplicaStub {
         }
     }
 
-    /// Retires replicas of tables no longer served: those of `dropped` tables close, their
-    /// files kept for a recall; those of tables that are `gone` (dropped, and their reserve ran
-    /// out) close and their folders are deleted.
+    /// Retires replicas the meta no longer wants here: those of `dropped` tables close, their
+    /// files kept for a recall; those that are `gone` (their table's reserve ran out, or the
+    /// balancer moved the copy to another node) close and their folders are deleted.
     pub fn retire(&self, dropped: &[Gpid], gone: &[Gpid]) {
         for (gpid, delete) in dropped
             .iter()
@@ -382,7 +382,7 @@ impl ReplicaStub {
                 if let Err(e) = p.close() {
                     warn!(%gpid, "close: {e}");
                 }
-                info!(%gpid, "replica closed: its table was dropped");
+                info!(%gpid, delete, "replica closed: its table was dropped, or the copy moved");
             }
             if !delete {
                 self.closed.write().expect("closed").insert(gpid);
@@ -391,7 +391,7 @@ impl ReplicaStub {
                 for folder in self.dirs.folders(gpid) {
                     match std::fs::remove_dir_all(&folder) {
                         Ok(()) => {
-                            info!(%gpid, folder = %folder.display(), "replica deleted: its dropped table expired")
+                            info!(%gpid, folder = %folder.display(), "replica deleted: gone (its table expired, or the copy moved)")
                         }
                         Err(e) => warn!(%gpid, folder = %folder.display(), "deleting: {e}"),
                     }

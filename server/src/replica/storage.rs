@@ -323,6 +323,53 @@ mod tests {
         assert_eq!(s.get(&key, 0).unwrap().as_deref(), Some(&b"v"[..]));
     }
 
+    /// Level-0 files of the store.
+    fn level0(s: &Storage) -> u64 {
+        s.db.property_int_value("rocksdb.num-files-at-level0")
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn usage_scenarios_change_the_open_store_and_a_manual_compaction_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(dir.path(), &RocksOptions::default()).unwrap();
+        let flush_one = |decree: u64| {
+            let key = key::encode_key(format!("h{decree}").as_bytes(), b"s").unwrap();
+            s.apply(&[Mutation {
+                ballot: 1,
+                decree,
+                ops: vec![Op::Put(key, key::value::encode(0, 1, b"v"))],
+            }])
+            .unwrap();
+            s.flush().unwrap();
+        };
+        // bulk_load: no automatic compaction, so level-0 files pile up past the trigger (4).
+        s.set_scenario(Scenario::BulkLoad).unwrap();
+        for d in 1..=6 {
+            flush_one(d);
+        }
+        // Time for a compaction, were one allowed (tiny files: milliseconds).
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(level0(&s), 6);
+        // normal again: compactions resume and level 0 drains below the trigger.
+        s.set_scenario(Scenario::Normal).unwrap();
+        flush_one(7);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while level0(&s) >= 4 {
+            assert!(std::time::Instant::now() < deadline, "no compaction");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        s.set_scenario(Scenario::PreferWrite).unwrap();
+        assert_eq!(s.manual_compacted().unwrap(), 0);
+        assert_eq!(s.compact(-1, || 1_700_000_000).unwrap(), 1_700_000_000);
+        // Everything compacted below level 0; the one file there holds the finish record, written
+        // (and flushed) once the compaction finished.
+        assert_eq!(level0(&s), 1);
+        assert_eq!(s.manual_compacted().unwrap(), 1_700_000_000);
+        assert_eq!(s.applied_decree().unwrap(), 7);
+    }
+
     #[test]
     fn expired_values_are_not_returned() {
         let dir = tempfile::tempdir().unwrap();
