@@ -248,27 +248,6 @@ async fn the_shell_drives_a_cluster() {
     assert!(shell.run_line("exit").await.is_none());
 }
 
-/// The replica folders of table `app_id` on every node of the onebox.
-fn replica_folders(cluster: &TestCluster, app_id: i32) -> Vec<std::path::PathBuf> {
-    let prefix = format!("{app_id}.");
-    let mut out = Vec::new();
-    let mut todo = vec![cluster.onebox.options.root.clone()];
-    while let Some(dir) = todo.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.path().is_dir() {
-                continue;
-            }
-            if name.starts_with(&prefix) && name.ends_with(".pegasus") {
-                out.push(entry.path());
-            } else {
-                todo.push(entry.path());
-            }
-        }
-    }
-    out
-}
-
 /// The admin commands of Pegasus's shell over Pegasus's admin IDL: table environments, drops
 /// that expire, and the meta level.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +314,7 @@ async fn the_shell_sets_envs_and_the_meta_level_and_dropped_tables_expire() {
     let envs = cluster.client().open_table("envs").await.unwrap();
     write_all(&envs, "e", 20).await;
     assert_eq!(
-        replica_folders(&cluster, app_id).len(),
+        cluster.replica_folders(None, app_id).len(),
         6,
         "2 partitions x 3"
     );
@@ -345,7 +324,7 @@ async fn the_shell_sets_envs_and_the_meta_level_and_dropped_tables_expire() {
         assert!(Instant::now() < deadline, "a dropped table still serves");
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !replica_folders(&cluster, app_id).is_empty() {
+    while !cluster.replica_folders(None, app_id).is_empty() {
         assert!(
             Instant::now() < deadline,
             "the expired table's replicas remain"

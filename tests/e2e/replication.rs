@@ -2,7 +2,6 @@
 //! distinct nodes, a write is acknowledged only once every member logged it, and when a primary
 //! is killed the meta promotes a secondary that holds every acknowledged write.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +10,7 @@ use std::time::{Duration, Instant};
 use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
 use pegasus_protocol::codes::rpc;
 use pegasus_protocol::types::*;
-use pegasus_tests::cluster::{TestCluster, b, check_all, write_all};
+use pegasus_tests::cluster::{TestCluster, Writers, b, check_all, lost, write_all};
 use pegasus_tools::onebox::Node;
 
 /// The table's health, counted from its routing as Pegasus's shell counts it.
@@ -89,27 +88,8 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
 
     // Writers, each on its own keys, keep what was acknowledged.
     let table = Arc::new(cluster.client().open_table("temp").await.unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(BTreeMap::<String, String>::new()));
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let (table, stop, acked) = (Arc::clone(&table), Arc::clone(&stop), Arc::clone(&acked));
-        writers.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                let (key, value) = (format!("w{w}-{i}"), format!("v{i}"));
-                if table
-                    .set(key.as_bytes(), b"s", value.as_bytes(), None)
-                    .await
-                    .is_ok()
-                {
-                    acked.lock().unwrap().insert(key, value);
-                }
-                i += 1;
-            }
-        }));
-    }
-    let count = || acked.lock().unwrap().len();
+    let writers = Writers::start(&table, 8, "w");
+    let count = || writers.count();
     eventually(Duration::from_secs(30), "writes acknowledged", || async {
         count() >= 500
     })
@@ -155,19 +135,10 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
         || async { count() >= at_failover + 500 },
     )
     .await;
-    stop.store(true, Ordering::Release);
-    for w in writers {
-        w.await.unwrap();
-    }
+    let acked = writers.stop().await;
 
     // Every acknowledged write is there, read from the new primaries.
-    let acked = acked.lock().unwrap().clone();
-    let mut lost = Vec::new();
-    for (key, value) in &acked {
-        if table.get(key.as_bytes(), b"s").await.unwrap() != Some(b(value)) {
-            lost.push(key.clone());
-        }
-    }
+    let lost = lost(&table, &acked).await;
     println!(
         "acknowledged {} writes, lost {}; partition 0's primary moved from {primary} to {} \
          (ballot {} -> {}) {failover:?} after kill -9",
@@ -541,18 +512,24 @@ async fn a_history_under_kill_9_and_sigstop_has_no_lost_or_stale_version() {
     assert!(gap < Duration::from_secs(15), "writes stopped for {gap:?}");
 }
 
-/// Primaries of `temp` on each replica server (by its place in the onebox, from 1).
-async fn primaries(cluster: &TestCluster) -> Vec<usize> {
+/// (primaries, copies) of `temp` on each of the first `n` replica servers (by their place in the
+/// onebox, from 1), as its routing shows them.
+async fn roles(cluster: &TestCluster, n: usize) -> Vec<(usize, usize)> {
     let counts = pegasus_client::admin::role_counts(&[routing(cluster, "temp").await]);
-    (1..=3)
+    (1..=n)
         .map(|j| {
-            let node: SocketAddrV4 =
-                format!("127.0.0.1:{}", cluster.onebox.options.replica_base_port + j)
-                    .parse()
-                    .unwrap();
-            counts.get(&RpcAddress::new(node)).map_or(0, |c| c.0)
+            let (p, s) = counts
+                .get(&RpcAddress::new(cluster.replica_addr(j)))
+                .copied()
+                .unwrap_or_default();
+            (p, p + s)
         })
         .collect()
+}
+
+/// Primaries of `temp` on each of the three replica servers.
+async fn primaries(cluster: &TestCluster) -> Vec<usize> {
+    roles(cluster, 3).await.into_iter().map(|r| r.0).collect()
 }
 
 /// Meta level `lively`: the balancer moves primaries back to a node that returned from a
@@ -581,26 +558,7 @@ async fn lively_moves_primaries_back_to_a_returning_node_without_losing_a_write(
     assert_eq!(steady[0], 0, "{steady:?}");
 
     let table = Arc::new(cluster.client().open_table("temp").await.unwrap());
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(BTreeMap::<String, String>::new()));
-    let mut writers = Vec::new();
-    for w in 0..4 {
-        let (table, stop, acked) = (Arc::clone(&table), Arc::clone(&stop), Arc::clone(&acked));
-        writers.push(tokio::spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                let (key, value) = (format!("b{w}-{i}"), format!("v{i}"));
-                if table
-                    .set(key.as_bytes(), b"s", value.as_bytes(), None)
-                    .await
-                    .is_ok()
-                {
-                    acked.lock().unwrap().insert(key, value);
-                }
-                i += 1;
-            }
-        }));
-    }
+    let writers = Writers::start(&table, 4, "b");
     let client = cluster.client();
     let old = client
         .meta_level(meta_function_level::LIVELY)
@@ -616,17 +574,8 @@ async fn lively_moves_primaries_back_to_a_returning_node_without_losing_a_write(
     .await;
     let balanced = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Release);
-    for w in writers {
-        w.await.unwrap();
-    }
-    let acked = acked.lock().unwrap().clone();
-    let mut lost = Vec::new();
-    for (key, value) in &acked {
-        if table.get(key.as_bytes(), b"s").await.unwrap() != Some(b(value)) {
-            lost.push(key.clone());
-        }
-    }
+    let acked = writers.stop().await;
+    let lost = lost(&table, &acked).await;
     println!(
         "balanced from {steady:?} to {:?} in {balanced:?}; {} writes acknowledged meanwhile, {} lost",
         primaries(&cluster).await,
@@ -635,27 +584,6 @@ async fn lively_moves_primaries_back_to_a_returning_node_without_losing_a_write(
     );
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     assert!(acked.len() > 100, "writes went on: {}", acked.len());
-}
-
-/// Copies of table `temp` in replica server `j`'s folders.
-fn folders_on(cluster: &TestCluster, j: usize, app_id: i32) -> usize {
-    let prefix = format!("{app_id}.");
-    let mut found = 0;
-    let mut todo = vec![cluster.onebox.options.root.join(Node::Replica(j).name())];
-    while let Some(dir) = todo.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !entry.path().is_dir() {
-                continue;
-            }
-            if name.starts_with(&prefix) && name.ends_with(".pegasus") {
-                found += 1;
-            } else {
-                todo.push(entry.path());
-            }
-        }
-    }
-    found
 }
 
 /// Meta level `lively` with a node that came back empty: the balancer moves copies to it (the
@@ -676,39 +604,18 @@ async fn lively_moves_copies_to_an_empty_node_and_the_old_ones_are_deleted() {
     // After the drop-out delay (10 s) its copies are learned on the other three.
     fully_healthy(&cluster, Duration::from_secs(90), "healthy without node 4").await;
     // It returns with empty disks.
-    let data = cluster
-        .onebox
-        .options
-        .root
-        .join(Node::Replica(4).name())
-        .join("data");
-    for entry in std::fs::read_dir(&data).unwrap().flatten() {
-        if entry.file_name() != "log" && entry.path().is_dir() {
-            std::fs::remove_dir_all(entry.path()).unwrap();
-        }
-    }
+    cluster.wipe_disks(Node::Replica(4));
     cluster.onebox.start_node(Node::Replica(4)).unwrap();
     eventually(Duration::from_secs(30), "node 4 alive", || async {
         alive_nodes(&cluster).await == 4
     })
     .await;
-    let copies = |r: &QueryCfgResponse| {
-        let counts = pegasus_client::admin::role_counts(std::slice::from_ref(r));
-        (1..=4)
-            .map(|j| {
-                let node: SocketAddrV4 = format!(
-                    "127.0.0.1:{}",
-                    cluster.onebox.options.replica_base_port + j as u16
-                )
-                .parse()
-                .unwrap();
-                counts.get(&RpcAddress::new(node)).map_or(0, |c| c.0 + c.1)
-            })
-            .collect::<Vec<usize>>()
+    let copies = || async {
+        let per_node: Vec<usize> = roles(&cluster, 4).await.iter().map(|r| r.1).collect();
+        per_node
     };
-    let r = routing(&cluster, "temp").await;
-    let before = copies(&r);
-    assert_eq!(before[3], 0, "{before:?}: {:?}", r.partitions);
+    let before = copies().await;
+    assert_eq!(before[3], 0, "{before:?}");
     cluster
         .client()
         .meta_level(meta_function_level::LIVELY)
@@ -716,10 +623,9 @@ async fn lively_moves_copies_to_an_empty_node_and_the_old_ones_are_deleted() {
         .unwrap();
     let started = Instant::now();
     loop {
-        let r = routing(&cluster, "temp").await;
-        let c = copies(&r);
+        let c = copies().await;
         if c.iter().max().unwrap() - c.iter().min().unwrap() <= 1
-            && Health::of(&r.partitions, MIN_WRITE_MEMBERS).fully_healthy == 4
+            && table_health(&cluster, "temp").await.fully_healthy == 4
         {
             break;
         }
@@ -733,15 +639,20 @@ async fn lively_moves_copies_to_an_empty_node_and_the_old_ones_are_deleted() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r = routing(&cluster, "temp").await;
-    let after = copies(&r);
+    let after = copies().await;
+    let app_id = routing(&cluster, "temp").await.app_id;
     println!(
         "copies from {before:?} to {after:?} in {:?}",
         started.elapsed()
     );
     // The copies moved away are deleted where they were.
     eventually(Duration::from_secs(30), "old copies deleted", || async {
-        (1..=3).all(|j| folders_on(&cluster, j, r.app_id) == after[j - 1])
+        (1..=3).all(|j| {
+            cluster
+                .replica_folders(Some(Node::Replica(j)), app_id)
+                .len()
+                == after[j - 1]
+        })
     })
     .await;
     check_all(&table, "c", 200).await;
@@ -762,17 +673,7 @@ async fn a_node_back_with_empty_disks_within_the_grace_serves_nothing_empty() {
     let primaries_before = primaries(&cluster).await;
     assert!(primaries_before[0] > 0, "{primaries_before:?}");
     cluster.onebox.kill_node(Node::Replica(1)).unwrap();
-    let data = cluster
-        .onebox
-        .options
-        .root
-        .join(Node::Replica(1).name())
-        .join("data");
-    for entry in std::fs::read_dir(&data).unwrap().flatten() {
-        if entry.file_name() != "log" && entry.path().is_dir() {
-            std::fs::remove_dir_all(entry.path()).unwrap();
-        }
-    }
+    cluster.wipe_disks(Node::Replica(1));
     cluster.onebox.start_node(Node::Replica(1)).unwrap();
     // Reads right away, and on: every key is there (an empty primary would answer "not found").
     let until = Instant::now() + Duration::from_secs(8);

@@ -193,6 +193,52 @@ impl TestCluster {
             .collect()
     }
 
+    /// Replica server `j`'s address (from 1).
+    pub fn replica_addr(&self, j: usize) -> std::net::SocketAddrV4 {
+        std::net::SocketAddrV4::new(
+            [127, 0, 0, 1].into(),
+            self.onebox.options.replica_base_port + j as u16,
+        )
+    }
+
+    /// The replica folders (`<app_id>.<pidx>.pegasus`) of table `app_id` on `node`, or on every
+    /// node.
+    pub fn replica_folders(
+        &self,
+        node: Option<pegasus_tools::onebox::Node>,
+        app_id: i32,
+    ) -> Vec<std::path::PathBuf> {
+        let root = &self.onebox.options.root;
+        let prefix = format!("{app_id}.");
+        let mut out = Vec::new();
+        let mut todo = vec![node.map_or_else(|| root.clone(), |n| root.join(n.name()))];
+        while let Some(dir) = todo.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !entry.path().is_dir() {
+                    continue;
+                }
+                if name.starts_with(&prefix) && name.ends_with(".pegasus") {
+                    out.push(entry.path());
+                } else {
+                    todo.push(entry.path());
+                }
+            }
+        }
+        out
+    }
+
+    /// Empties a (stopped) node's disks, as a replaced disk would: everything under its data
+    /// folder but its logs.
+    pub fn wipe_disks(&self, node: pegasus_tools::onebox::Node) {
+        let data = self.onebox.options.root.join(node.name()).join("data");
+        for entry in std::fs::read_dir(&data).unwrap().flatten() {
+            if entry.file_name() != "log" && entry.path().is_dir() {
+                std::fs::remove_dir_all(entry.path()).unwrap();
+            }
+        }
+    }
+
     /// The leader meta, by asking each.
     pub async fn leader(&self) -> usize {
         let client = self.client();
@@ -265,6 +311,76 @@ pub async fn write_all(table: &Table, prefix: &str, n: usize) {
             .await
             .unwrap();
     }
+}
+
+/// Acknowledged writes, key to value, shared by writer tasks.
+type Acked = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, String>>>;
+
+/// Writers on tasks, each setting its own keys `<prefix><w>-<i>` until stopped, keeping what
+/// was acknowledged.
+pub struct Writers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: Acked,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Starts `n` writers on `table`.
+    pub fn start(table: &std::sync::Arc<Table>, n: usize, prefix: &str) -> Writers {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked: Acked = std::sync::Arc::default();
+        let tasks = (0..n)
+            .map(|w| {
+                let (table, stop) = (std::sync::Arc::clone(table), std::sync::Arc::clone(&stop));
+                let acked = std::sync::Arc::clone(&acked);
+                let prefix = format!("{prefix}{w}-");
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Acquire) {
+                        let (key, value) = (format!("{prefix}{i}"), format!("v{i}"));
+                        if table
+                            .set(key.as_bytes(), b"s", value.as_bytes(), None)
+                            .await
+                            .is_ok()
+                        {
+                            acked.lock().unwrap().insert(key, value);
+                        }
+                        i += 1;
+                    }
+                })
+            })
+            .collect();
+        Writers { stop, acked, tasks }
+    }
+
+    /// Writes acknowledged so far.
+    pub fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Stops the writers; what was acknowledged, key by key.
+    pub async fn stop(self) -> std::collections::BTreeMap<String, String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// The keys of `acked` whose acknowledged value `table` does not return.
+pub async fn lost(
+    table: &Table,
+    acked: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut lost = Vec::new();
+    for (key, value) in acked {
+        if table.get(key.as_bytes(), b"s").await.unwrap() != Some(b(value)) {
+            lost.push(key.clone());
+        }
+    }
+    lost
 }
 
 /// Checks that `<prefix><i>`/`s` is `v<i>` for `i` in `0..n`.

@@ -599,12 +599,7 @@ impl Cluster {
             .map(|(a, _)| *a)
             .collect();
         for &app_id in &apps {
-            let mut counts: HashMap<SocketAddrV4, usize> = alive.iter().map(|a| (*a, 0)).collect();
-            for p in &self.apps[&app_id].partitions {
-                if let Some(a) = p.primary_addr() {
-                    *counts.entry(a).or_default() += 1;
-                }
-            }
+            let mut counts = self.load(app_id, &alive, false);
             while out.moves.len() < max_moves {
                 // The most loaded node, and a partition of it with a secondary on a node with
                 // at least two primaries fewer (the least loaded such node first).
@@ -640,12 +635,7 @@ impl Cluster {
             return out;
         }
         for &app_id in &apps {
-            let mut counts: HashMap<SocketAddrV4, usize> = alive.iter().map(|a| (*a, 0)).collect();
-            for p in &self.apps[&app_id].partitions {
-                for a in p.primary_addr().into_iter().chain(p.secondary_addrs()) {
-                    *counts.entry(a).or_default() += 1;
-                }
-            }
+            let mut counts = self.load(app_id, &alive, true);
             while out.copies.len() < max_moves {
                 let Some((&hi, &most)) = counts.iter().max_by_key(|(a, c)| (**c, **a)) else {
                     break;
@@ -681,6 +671,28 @@ impl Cluster {
             }
         }
         out
+    }
+
+    /// Per node (`alive` ones at least, from 0): table `app_id`'s primaries there, or all its
+    /// copies there with `copies`.
+    fn load(
+        &self,
+        app_id: i32,
+        alive: &[SocketAddrV4],
+        copies: bool,
+    ) -> HashMap<SocketAddrV4, usize> {
+        let mut counts: HashMap<SocketAddrV4, usize> = alive.iter().map(|a| (*a, 0)).collect();
+        for p in &self.apps[&app_id].partitions {
+            let secondaries = if copies {
+                p.secondary_addrs()
+            } else {
+                Vec::new()
+            };
+            for a in p.primary_addr().into_iter().chain(secondaries) {
+                *counts.entry(a).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// Copies the balancer took off nodes, still on their disks: `(node, partition)`, for the
