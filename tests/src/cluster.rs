@@ -290,6 +290,35 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         let _ = self.onebox.stop();
+        if std::thread::panicking() {
+            self.keep_logs();
+        }
+    }
+}
+
+impl TestCluster {
+    /// A failed test's node logs, kept as `<target>/test-logs/<test>/<node>.log` (its folder is
+    /// deleted with it): what a failure that happens once in many runs leaves to read.
+    fn keep_logs(&self) {
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .replace("::", "-");
+        let exe = std::env::current_exe().unwrap_or_default();
+        let Some(target) = exe.ancestors().nth(3) else {
+            return;
+        };
+        let dir = target.join("test-logs").join(test);
+        if std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        for node in self.onebox.nodes() {
+            let _ = std::fs::write(
+                dir.join(format!("{}.log", node.name())),
+                self.node_log(node),
+            );
+        }
+        eprintln!("node logs kept in {}", dir.display());
     }
 }
 

@@ -601,34 +601,20 @@ impl Cluster {
         for &app_id in &apps {
             let mut counts = self.load(app_id, &alive, false);
             while out.moves.len() < max_moves {
-                // The most loaded node, and a partition of it with a secondary on a node with
-                // at least two primaries fewer (the least loaded such node first).
-                let Some((&hi, &most)) = counts.iter().max_by_key(|(a, c)| (**c, **a)) else {
+                let Some(path) = self.primary_path(app_id, &counts) else {
                     break;
                 };
-                let app = &self.apps[&app_id];
-                let candidate = app
-                    .partitions
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.primary_addr() == Some(hi))
-                    .flat_map(|(i, p)| p.secondary_addrs().into_iter().map(move |s| (i, s)))
-                    .filter(|(_, s)| counts.get(s).is_some_and(|c| c + 1 < most))
-                    .min_by_key(|(i, s)| (counts[s], *s, *i));
-                let Some((pidx, lo)) = candidate else {
+                if out.moves.len() + path.len() > max_moves && !out.moves.is_empty() {
                     break;
-                };
-                let gpid = Gpid::new(app_id, pidx as i32);
-                let before = app.partitions[pidx].clone();
-                let mut after = before.clone();
-                after.primary.clear();
-                after.secondaries.push(hi.to_string());
-                after.ballot += 1;
-                self.apps.get_mut(&app_id).expect("app").partitions[pidx] = after;
-                self.moving.insert(gpid, lo);
-                out.moves.push(Changed::new(gpid, before));
-                *counts.get_mut(&hi).expect("counted") -= 1;
-                *counts.get_mut(&lo).expect("counted") += 1;
+                }
+                let (first, _) = path[0];
+                let from = self.partition(first).and_then(|p| p.primary_addr());
+                let (_, last) = path[path.len() - 1];
+                for (gpid, to) in path {
+                    out.moves.push(self.step_down(gpid, to));
+                }
+                *counts.get_mut(&from.expect("led")).expect("counted") -= 1;
+                *counts.get_mut(&last).expect("counted") += 1;
             }
         }
         if !out.moves.is_empty() {
@@ -670,7 +656,126 @@ impl Cluster {
                 *counts.get_mut(&lo).expect("counted") += 1;
             }
         }
+        if out.copies.is_empty() {
+            // Copies uneven, but every copy that could move is a primary (the most loaded
+            // node leads each partition the least loaded one lacks): it steps aside for a
+            // secondary with fewer primaries, and its copy, a secondary now, moves next.
+            for &app_id in &apps {
+                if let Some((gpid, to)) = self.primary_in_the_way(app_id, &alive) {
+                    out.moves.push(self.step_down(gpid, to));
+                    break;
+                }
+            }
+        }
         out
+    }
+
+    /// A chain of primary moves that takes one primary of table `app_id` off a node with the
+    /// most (`counts`) and gives one to a node with at least two fewer, every node in between
+    /// keeping its count: `(partition, secondary to promote)`, each partition led by the node
+    /// the previous one promotes. The shortest chain to the least loaded node reachable, as
+    /// Pegasus's flow-based primary balancer finds augmenting paths (one hop when the most
+    /// loaded node leads a partition of the least loaded one).
+    fn primary_path(
+        &self,
+        app_id: i32,
+        counts: &HashMap<SocketAddrV4, usize>,
+    ) -> Option<Vec<(Gpid, SocketAddrV4)>> {
+        // Edges: a node leads a partition that has a secondary on the other node.
+        let mut edges: BTreeMap<SocketAddrV4, Vec<(Gpid, SocketAddrV4)>> = BTreeMap::new();
+        for (i, p) in self.apps[&app_id].partitions.iter().enumerate() {
+            let gpid = Gpid::new(app_id, i as i32);
+            if let Some(primary) = p.primary_addr()
+                && !self.moving.contains_key(&gpid)
+            {
+                for s in p.secondary_addrs() {
+                    if counts.contains_key(&s) {
+                        edges.entry(primary).or_default().push((gpid, s));
+                    }
+                }
+            }
+        }
+        let mut sources: Vec<(usize, SocketAddrV4)> =
+            counts.iter().map(|(a, c)| (*c, *a)).collect();
+        sources.sort_by(|a, b| b.cmp(a));
+        for (most, source) in sources {
+            // Breadth first from `source`: how each node was reached.
+            let mut reached: BTreeMap<SocketAddrV4, Option<(Gpid, SocketAddrV4)>> =
+                BTreeMap::from([(source, None)]);
+            let mut frontier = vec![source];
+            let mut best: Option<(usize, SocketAddrV4)> = None;
+            while !frontier.is_empty() {
+                let mut next = Vec::new();
+                for node in frontier {
+                    for &(gpid, to) in edges.get(&node).into_iter().flatten() {
+                        if reached.contains_key(&to) {
+                            continue;
+                        }
+                        reached.insert(to, Some((gpid, node)));
+                        next.push(to);
+                        let c = counts[&to];
+                        if c + 1 < most && best.is_none_or(|b| (c, to) < b) {
+                            best = Some((c, to));
+                        }
+                    }
+                }
+                if best.is_some() {
+                    break;
+                }
+                frontier = next;
+            }
+            if let Some((_, target)) = best {
+                let mut path = Vec::new();
+                let mut at = target;
+                while let Some(Some((gpid, from))) = reached.get(&at) {
+                    path.push((*gpid, at));
+                    at = *from;
+                }
+                path.reverse();
+                return Some(path);
+            }
+        }
+        None
+    }
+
+    /// First step of a primary move: `gpid`'s primary steps down, every member stays (under
+    /// the next ballot), and `to` is promoted once they all run it.
+    fn step_down(&mut self, gpid: Gpid, to: SocketAddrV4) -> Changed {
+        let p = &mut self.apps.get_mut(&gpid.app_id).expect("app").partitions
+            [gpid.partition_index as usize];
+        let before = p.clone();
+        let old = std::mem::take(&mut p.primary);
+        p.secondaries.push(old);
+        p.ballot += 1;
+        self.moving.insert(gpid, to);
+        Changed::new(gpid, before)
+    }
+
+    /// For table `app_id` with copies uneven: a partition whose primary is on the node with the
+    /// most copies and that a node with at least two fewer lacks, and the secondary (with fewer
+    /// primaries than that node, so primaries stay as even as they were) it can step aside for.
+    fn primary_in_the_way(
+        &self,
+        app_id: i32,
+        alive: &[SocketAddrV4],
+    ) -> Option<(Gpid, SocketAddrV4)> {
+        let copies = self.load(app_id, alive, true);
+        let primaries = self.load(app_id, alive, false);
+        let (&hi, &most) = copies.iter().max_by_key(|(a, c)| (**c, **a))?;
+        self.apps[&app_id]
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.primary_addr() == Some(hi)
+                    && copies
+                        .iter()
+                        .any(|(a, c)| c + 1 < most && !p.has_member(*a))
+            })
+            .flat_map(|(i, p)| p.secondary_addrs().into_iter().map(move |s| (i, s)))
+            .filter(|(_, s)| primaries.get(s).is_some_and(|n| *n < primaries[&hi]))
+            .min_by_key(|(i, s)| (primaries[s], *s, *i))
+            .map(|(i, s)| (Gpid::new(app_id, i as i32), s))
     }
 
     /// Per node (`alive` ones at least, from 0): table `app_id`'s primaries there, or all its
@@ -1101,6 +1206,108 @@ mod tests {
         c.beacon(addr(2), vec![], vec![], Instant::now());
         c.beacon(addr(3), vec![], vec![], Instant::now());
         assert!(c.retired_copies().is_empty(), "deleted, so forgotten");
+    }
+
+    /// Applies balancer rounds the way the cluster would (members run each new ballot, steps
+    /// down are completed, learners catch up) until a round has nothing to do.
+    fn balance_fully(c: &mut Cluster, nodes: &[u16]) -> usize {
+        let mut rounds = 0;
+        let mut now = Instant::now();
+        loop {
+            report_all(c, nodes);
+            c.assign(1);
+            report_all(c, nodes);
+            let round = c.balance(10, now);
+            if round.moves.is_empty() && round.copies.is_empty() && c.moving.is_empty() {
+                return rounds;
+            }
+            rounds += 1;
+            assert!(rounds < 20, "the balancer does not settle");
+            report_all(c, nodes);
+            c.assign(1);
+            for (gpid, _, learner) in round.copies {
+                let ballot = c.partition(gpid).unwrap().ballot;
+                c.upgrade(gpid, ballot, learner).unwrap();
+            }
+            now += Duration::from_secs(1);
+        }
+    }
+
+    fn spread(c: &Cluster, nodes: &[u16]) -> (Vec<usize>, Vec<usize>) {
+        nodes
+            .iter()
+            .map(|n| {
+                let (p, s) = c.role_counts(&addr(*n));
+                (p, p + s)
+            })
+            .unzip()
+    }
+
+    #[test]
+    fn a_primary_in_the_way_of_a_copy_move_steps_aside_first() {
+        // As a cluster test once left it: node 1 has four copies and node 4 two, but node 1
+        // leads both partitions node 4 lacks, so no secondary can move.
+        let mut c = cluster(&[1, 2, 3, 4], 4, 3);
+        c.assign(1);
+        let layout = [(2, [1, 4]), (3, [1, 4]), (1, [3, 2]), (1, [3, 2])];
+        for (p, (primary, secondaries)) in c
+            .apps
+            .get_mut(&1)
+            .unwrap()
+            .partitions
+            .iter_mut()
+            .zip(layout)
+        {
+            p.primary = addr(primary).to_string();
+            p.secondaries = secondaries.iter().map(|s| addr(*s).to_string()).collect();
+        }
+        c.learning.clear();
+        assert_eq!(spread(&c, &[1, 2, 3, 4]).1, vec![4, 3, 3, 2]);
+        let rounds = balance_fully(&mut c, &[1, 2, 3, 4]);
+        let (primaries, copies) = spread(&c, &[1, 2, 3, 4]);
+        assert_eq!(copies, vec![3, 3, 3, 3], "after {rounds} rounds");
+        assert!(
+            primaries.iter().max().unwrap() - primaries.iter().min().unwrap() <= 1,
+            "{primaries:?}"
+        );
+    }
+
+    #[test]
+    fn the_balancer_evens_out_any_layout() {
+        // Seeded layouts: 3 copies of 4 to 12 partitions on 4 to 6 nodes, placed at random.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) % n as u64) as usize
+        };
+        for case in 0..300 {
+            let nodes: Vec<u16> = (1..=4 + next(3) as u16).collect();
+            let partitions = 4 + next(9) as i32;
+            let mut c = cluster(&nodes, partitions, 3);
+            c.assign(1);
+            for p in &mut c.apps.get_mut(&1).unwrap().partitions {
+                let mut members: Vec<u16> = Vec::new();
+                while members.len() < 3 {
+                    let n = nodes[next(nodes.len())];
+                    if !members.contains(&n) {
+                        members.push(n);
+                    }
+                }
+                p.primary = addr(members[0]).to_string();
+                p.secondaries = members[1..].iter().map(|s| addr(*s).to_string()).collect();
+            }
+            c.learning.clear();
+            let before = spread(&c, &nodes);
+            let rounds = balance_fully(&mut c, &nodes);
+            let (primaries, copies) = spread(&c, &nodes);
+            let even = |v: &[usize]| v.iter().max().unwrap() - v.iter().min().unwrap() <= 1;
+            assert!(
+                even(&copies) && even(&primaries),
+                "case {case}: {before:?} -> {primaries:?} {copies:?} in {rounds} rounds"
+            );
+        }
     }
 
     #[test]
