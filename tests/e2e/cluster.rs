@@ -813,8 +813,17 @@ async fn a_node_whose_port_is_held_for_a_moment_starts_once_it_is_free() {
     let cluster = tokio::task::spawn_blocking(|| {
         TestCluster::start_tweaked(1, 1, 2, &|o| {
             let held = TcpListener::bind(("0.0.0.0", o.replica_base_port + 1)).unwrap();
+            // Held until the node found it in use, however long the nodes before it took to
+            // start on a loaded machine (it is started again half a second later).
+            let refused = o
+                .root
+                .join(Node::Replica(1).name())
+                .join("result.port_in_use");
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(1500));
+                let until = Instant::now() + Duration::from_secs(60);
+                while !refused.exists() && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 drop(held);
             });
         })
