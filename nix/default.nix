@@ -97,6 +97,6 @@ in
   inherit pkgs pegasus-server configcheck pegasus-server-tarball image checks;
   devShell = craneLib.devShell {
     inherit checks;
-    packages = [ pkgs.zookeeper pkgs.jre_headless pkgs.ccache pkgs.hyperfine pkgs.redis pkgs.python3 pkgs.thrift ];
+    packages = [ pkgs.zookeeper pkgs.jre_headless pkgs.ccache pkgs.hyperfine pkgs.redis pkgs.python3 pkgs.thrift pkgs.prometheus pkgs.chromium ];
   };
 }

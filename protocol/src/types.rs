@@ -620,6 +620,8 @@ thrift_struct! {
         /// A partition just placed (first ballot, nothing written, no copy reported yet): a
         /// member creates its copy empty. Otherwise a member without its copy asks to leave.
         9: fresh: bool,
+        /// The table's name (for metrics and status pages; a recall may rename it).
+        10: app_name: String,
     }
 }
 

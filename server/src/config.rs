@@ -210,7 +210,11 @@ impl ServerConfig {
             )?,
             ..ReadLimits::default()
         };
+        let cluster_name = config.str_or("replication", "cluster_name", "").to_owned();
         let partition = PartitionOptions {
+            metrics: std::sync::Arc::new(crate::replica::metrics::ReplicaMetrics::new(
+                &cluster_name,
+            )),
             rocks: RocksOptions::from_config(config)?,
             plog_file_size: config.parse_or::<u64>(
                 "replication",
@@ -232,7 +236,6 @@ impl ServerConfig {
                 << 20,
             ..PartitionOptions::default()
         };
-        let cluster_name = config.str_or("replication", "cluster_name", "").to_owned();
         let cluster_root = match config.str_or("meta_server", "cluster_root", "") {
             "" => format!("/pegasus/{cluster_name}"),
             root => root.to_owned(),

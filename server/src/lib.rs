@@ -16,7 +16,9 @@
 
 pub mod collector;
 pub mod config;
+pub mod http;
 pub mod meta;
+pub mod metrics;
 pub mod net;
 pub mod replica;
 pub mod start;

@@ -151,53 +151,6 @@ async fn replicas_come_back_with_their_data_and_a_full_restart_loses_nothing() {
     check_all(&temp, "k", 200).await;
 }
 
-/// `GET path` over plain HTTP; the body.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
-}
-
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_collector_detects_availability_and_serves_metrics() {
-    let cluster = TestCluster::start_with_collector(1, 2);
-    cluster.healthy().await;
-    let port = cluster.onebox.options.collector_port;
-    // Rounds of set-then-get on every partition of `stat`, all passing.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let body = loop {
-        if let Some(body) = http_get(port, "/metrics")
-            && metric(&body, "pegasus_collector_detect_rounds_total").is_some_and(|r| r >= 2.0)
-        {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "no detection rounds");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(
-        metric(&body, "pegasus_collector_available_ratio"),
-        Some(1.0),
-        "{body}"
-    );
-    assert!(
-        metric(&body, "pegasus_collector_detect_total").is_some_and(|n| n >= 8.0),
-        "{body}"
-    );
-    assert!(body.contains("pidx=\"3\""), "{body}");
-    assert!(http_get(port, "/nope").is_some_and(|b| b.starts_with("no page")));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shell_drives_a_cluster() {
     let cluster = TestCluster::start(1, 1, 4);

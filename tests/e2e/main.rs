@@ -5,6 +5,8 @@
 mod cluster;
 /// Acknowledged writes survive `kill -9` of a replica (plog fsynced, and not).
 mod durability;
+/// What operators watch: `/metrics` of every role, Pegasus's HTTP API, the status page.
+mod observe;
 /// Every rrdb operation through the Rust client, against a real replica and real RocksDB.
 mod operations;
 /// The official Python client, pypegasus3: its frames byte for byte, and every operation.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
 use pegasus_protocol::codes::rpc;
 use pegasus_protocol::types::*;
-use pegasus_tests::cluster::{TestCluster, Writers, b, check_all, lost, write_all};
+use pegasus_tests::cluster::{TestCluster, Writers, b, check_all, eventually, lost, write_all};
 use pegasus_tools::onebox::Node;
 
 /// The table's health, counted from its routing as Pegasus's shell counts it.
@@ -40,19 +40,6 @@ async fn routing(cluster: &TestCluster, name: &str) -> QueryCfgResponse {
             },
         )
         .await
-}
-
-/// Polls `check` every 100 ms until it holds; fails after `within`.
-async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Waits until every partition of `temp` (4 of them) is fully healthy.

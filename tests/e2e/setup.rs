@@ -67,6 +67,8 @@ const MISSING: &[&str] = &[
     "docker.io",
     "docker-compose",
     "debootstrap",
+    "prometheus",
+    "chromium",
 ];
 
 #[test]

@@ -25,6 +25,16 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The target dir of the running test (`<target>/<profile>/deps/<test>-<hash>`): where logs
+/// and screenshots of a run are kept.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors()
+        .nth(3)
+        .expect("a test binary lives in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
 /// Builds `bin` of `package` (once per process) and returns its path.
 pub fn built(package: &str, bin: &str) -> PathBuf {
     static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);

@@ -304,11 +304,7 @@ impl TestCluster {
             .name()
             .unwrap_or("unnamed")
             .replace("::", "-");
-        let exe = std::env::current_exe().unwrap_or_default();
-        let Some(target) = exe.ancestors().nth(3) else {
-            return;
-        };
-        let dir = target.join("test-logs").join(test);
+        let dir = crate::bins::target_dir().join("test-logs").join(test);
         if std::fs::create_dir_all(&dir).is_err() {
             return;
         }
@@ -423,5 +419,18 @@ pub async fn check_all(table: &Table, prefix: &str, n: usize) {
             Some(b(&format!("v{i}"))),
             "{prefix}{i}"
         );
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; fails after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -8,9 +8,11 @@
 //!   on free ports, and helpers that write and check keys
 //! - [`harness`]: [`harness::Harness`], a replica in process with a routing service that
 //!   answers `query_cfg` for it, without ZooKeeper
+//! - [`http`]: a plain HTTP GET, Prometheus samples, promtool, a headless Chromium
 //! - [`proxy`]: [`proxy::SlowProxy`], a TCP proxy whose latency a test sets (a slow ZooKeeper)
 
 pub mod bins;
 pub mod cluster;
 pub mod harness;
+pub mod http;
 pub mod proxy;

@@ -9,11 +9,13 @@
 //! - [`etcd`]: etcd's gRPC KV API (`Put`, `Range`), for `pegasus_bench --etcd`
 //! - [`onebox`]: a whole cluster on one machine, as Pegasus's `./run.sh start_onebox` lays it
 //!   out (ZooKeeper, metas, replicas and a collector as processes)
+//! - [`scrape`]: a plain HTTP GET and Prometheus samples, for `server_stat` and `app_stat`
 //! - `bin/`: the three thin binaries (arguments, runtime, one call into the library)
 
 pub mod bench;
 pub mod etcd;
 pub mod onebox;
+pub mod scrape;
 pub mod shell;
 
 /// The meta list of `./run.sh start_onebox`: the default of `pegasus_shell` and `pegasus_bench`.

@@ -6,10 +6,10 @@
 //! detector does), each within `available_detect_timeout` milliseconds; a partition is available
 //! when both succeed.
 
-use std::fmt::Write as _;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pegasus_client::{Client, ClientOptions, Table};
@@ -18,6 +18,13 @@ use pegasus_protocol::frame::Request;
 use pegasus_protocol::key;
 use tracing::{info, warn};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::http::{self, HttpRequest, HttpResponse};
+use crate::metrics::{self, PartitionLabels, TableLabels};
 use crate::net::{Reply, Service};
 
 /// What the collector role needs from the config (`[pegasus.collector]`).
@@ -35,20 +42,67 @@ pub struct CollectorOptions {
     pub timeout: Duration,
 }
 
-/// The detector's counters.
-#[derive(Default)]
+/// The detector's metrics.
 struct Metrics {
-    rounds: AtomicU64,
-    detects: AtomicU64,
-    failures: AtomicU64,
+    registry: Registry,
+    labels: TableLabels,
+    rounds: Family<TableLabels, Counter>,
+    detects: Family<TableLabels, Counter>,
+    failures: Family<TableLabels, Counter>,
     /// Whether each partition passed its last check.
-    partitions: Mutex<Vec<bool>>,
+    available: Family<PartitionLabels, Gauge>,
+    ratio: Family<TableLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl Metrics {
+    fn new(cluster: &str, table: &str) -> Metrics {
+        let mut registry = metrics::registry(cluster, "collector");
+        let m = Metrics {
+            registry: Registry::default(),
+            labels: TableLabels::of(table),
+            rounds: Family::default(),
+            detects: Family::default(),
+            failures: Family::default(),
+            available: Family::default(),
+            ratio: Family::default(),
+        };
+        registry.register(
+            "collector_detect_rounds",
+            "Rounds of availability detection",
+            m.rounds.clone(),
+        );
+        registry.register(
+            "collector_detect",
+            "Partition checks (a write and a read back)",
+            m.detects.clone(),
+        );
+        registry.register(
+            "collector_detect_failures",
+            "Partition checks that failed or timed out",
+            m.failures.clone(),
+        );
+        registry.register(
+            "collector_partition_available",
+            "Whether the partition passed its last check (1) or not (0)",
+            m.available.clone(),
+        );
+        registry.register(
+            "collector_available_ratio",
+            "Share of the table's partitions that passed their last check",
+            m.ratio.clone(),
+        );
+        for family in [&m.rounds, &m.detects, &m.failures] {
+            let _ = family.get_or_create(&m.labels);
+        }
+        Metrics { registry, ..m }
+    }
 }
 
 /// The collector role.
 pub struct Collector {
     options: CollectorOptions,
     metrics: Metrics,
+    started: SystemTime,
 }
 
 /// The detect key of partition `pidx` out of `count`: the first `detect_available_p<pidx>_<n>`
@@ -64,8 +118,9 @@ impl Collector {
     /// A collector with `options`.
     pub fn new(options: CollectorOptions) -> Arc<Collector> {
         Arc::new(Collector {
+            metrics: Metrics::new(&options.cluster_name, &options.app),
             options,
-            metrics: Metrics::default(),
+            started: SystemTime::now(),
         })
     }
 
@@ -117,60 +172,32 @@ impl Collector {
                 results.push(matches!(check.await, Ok(Ok(Some(v))) if v == value.as_bytes()));
             }
             let failed = results.iter().filter(|ok| !**ok).count() as u64;
-            self.metrics.rounds.fetch_add(1, Ordering::Relaxed);
-            self.metrics
-                .detects
-                .fetch_add(results.len() as u64, Ordering::Relaxed);
-            self.metrics.failures.fetch_add(failed, Ordering::Relaxed);
+            let m = &self.metrics;
+            m.rounds.get_or_create(&m.labels).inc();
+            m.detects
+                .get_or_create(&m.labels)
+                .inc_by(results.len() as u64);
+            m.failures.get_or_create(&m.labels).inc_by(failed);
             if failed > 0 {
                 warn!(app = self.options.app, failed, "partitions unavailable");
             }
-            *self.metrics.partitions.lock().expect("partitions") = results;
+            for (p, ok) in results.iter().enumerate() {
+                let labels = PartitionLabels {
+                    table: self.options.app.clone(),
+                    partition: p as i32,
+                };
+                m.available.get_or_create(&labels).set(i64::from(*ok));
+            }
+            let passed = results.iter().filter(|ok| **ok).count();
+            m.ratio
+                .get_or_create(&m.labels)
+                .set(passed as f64 / results.len().max(1) as f64);
         }
     }
 
-    /// The counters as Prometheus text.
+    /// The metrics in Prometheus's text format.
     pub fn metrics_text(&self) -> String {
-        let m = &self.metrics;
-        let labels = format!(
-            "cluster=\"{}\",app=\"{}\"",
-            self.options.cluster_name, self.options.app
-        );
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "# TYPE pegasus_collector_detect_rounds_total counter\npegasus_collector_detect_rounds_total{{{labels}}} {}",
-            m.rounds.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE pegasus_collector_detect_total counter\npegasus_collector_detect_total{{{labels}}} {}",
-            m.detects.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE pegasus_collector_detect_failures_total counter\npegasus_collector_detect_failures_total{{{labels}}} {}",
-            m.failures.load(Ordering::Relaxed)
-        );
-        let partitions = m.partitions.lock().expect("partitions");
-        let _ = writeln!(out, "# TYPE pegasus_collector_partition_available gauge");
-        for (p, ok) in partitions.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "pegasus_collector_partition_available{{{labels},pidx=\"{p}\"}} {}",
-                u8::from(*ok)
-            );
-        }
-        let available = if partitions.is_empty() {
-            0.0
-        } else {
-            partitions.iter().filter(|ok| **ok).count() as f64 / partitions.len() as f64
-        };
-        let _ = writeln!(
-            out,
-            "# TYPE pegasus_collector_available_ratio gauge\npegasus_collector_available_ratio{{{labels}}} {available}"
-        );
-        out
+        metrics::encode(&self.metrics.registry)
     }
 }
 
@@ -181,8 +208,13 @@ impl Service for Collector {
         }
     }
 
-    fn http(&self, path: &str) -> Option<String> {
-        (path == "/metrics").then(|| self.metrics_text())
+    fn http(self: &Arc<Self>, req: HttpRequest) -> impl Future<Output = HttpResponse> + Send {
+        let response = match req.path.as_str() {
+            "/metrics" => HttpResponse::ok(metrics::CONTENT_TYPE, self.metrics_text()),
+            _ => http::builtin(&req, self.started)
+                .unwrap_or_else(|| HttpResponse::not_found(&req.path)),
+        };
+        std::future::ready(response)
     }
 }
 

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`zk`]: the only place that talks to ZooKeeper
 //! - [`state`]: tables, partitions, nodes, and the assignment decisions
+//! - [`metrics`]: leadership, nodes, partition health, changes, ZooKeeper latency
+//! - `http`: Pegasus's HTTP API (`/meta/*`), `/metrics`, the status page
 //!
 //! The state lock is held across ZooKeeper writes (a change is persisted before anyone hears of
 //! it), so nothing time-critical waits for it: beacons are recorded apart from it and answered,
@@ -14,6 +16,8 @@
 //! address, as Pegasus metas do. A meta whose ZooKeeper session is lost stops acting as leader at
 //! once; one whose session expired exits (a supervisor restarts it), as Pegasus does.
 
+mod http;
+pub mod metrics;
 pub mod state;
 pub mod zk;
 
@@ -150,6 +154,9 @@ pub struct MetaServer {
     /// Copies the balancer took off nodes, for beacon answers to say they are gone (as last
     /// cured; read without the state lock).
     retired: Mutex<std::collections::HashSet<(SocketAddrV4, Gpid)>>,
+    metrics: metrics::MetaMetrics,
+    /// When this process started (`/recentStartTime`).
+    started: SystemTime,
 }
 
 /// A replica server's last beacon.
@@ -212,13 +219,16 @@ fn err(code: ErrorCode) -> ErrorName {
 impl MetaServer {
     /// Connects to ZooKeeper and joins the leader election.
     pub async fn start(options: MetaOptions) -> Result<Arc<MetaServer>, MetaError> {
-        let zk = Zk::connect(
+        let mut zk = Zk::connect(
             &options.zk_hosts,
             options.zk_timeout,
             &options.cluster_root,
             &options.lock_root,
         )
         .await?;
+        let metrics = metrics::MetaMetrics::new(&options.cluster_name);
+        let (reads, writes) = metrics.zookeeper();
+        zk.set_metrics(reads, writes);
         let lock_node = zk.join_election(&options.me.to_string()).await?;
         info!(
             lock_node,
@@ -237,6 +247,8 @@ impl MetaServer {
             client: pegasus_client::Client::new(pegasus_client::ClientOptions::new(Vec::new())),
             level: std::sync::atomic::AtomicI32::new(options.initial_level),
             retired: Mutex::default(),
+            metrics,
+            started: SystemTime::now(),
             options,
         }))
     }
@@ -534,6 +546,7 @@ impl MetaServer {
                 continue;
             }
             info!(%gpid, ballot = config.ballot, primary = config.primary, secondaries = ?config.secondaries, last_drops = ?config.last_drops, "configuration changed");
+            self.metrics.changed(&state.apps[&c.app_id].info.app_name);
             let proposal = assignment(&state.apps[&c.app_id], c.pidx);
             let mut nodes: Vec<SocketAddrV4> = c
                 .before
@@ -1202,6 +1215,7 @@ fn assignment(app: &App, pidx: i32) -> Assignment {
         learner: RpcAddress::INVALID,
         envs: app.info.envs.clone(),
         fresh: p.ballot <= 1 && p.last_committed_decree == 0,
+        app_name: app.info.app_name.clone(),
     }
 }
 
@@ -1210,6 +1224,13 @@ impl Service for MetaServer {
         for (request, reply) in batch {
             tokio::spawn(Arc::clone(self).serve(request, reply));
         }
+    }
+
+    fn http(
+        self: &Arc<Self>,
+        req: crate::http::HttpRequest,
+    ) -> impl std::future::Future<Output = crate::http::HttpResponse> + Send {
+        Arc::clone(self).serve_http(req)
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 use zookeeper_client::{Acls, Client, CreateMode, SessionState, StateWatcher};
 
 use super::state::{App, AppInfo, Cluster, PartitionConfig};
+use crate::metrics::Latency;
 
 /// The lock id Pegasus uses.
 const LOCK_ID: &str = "dsn.meta.server.leader";
@@ -62,6 +63,9 @@ pub struct Zk {
     client: Client,
     root: String,
     lock_dir: String,
+    /// Times of reads and of writes of the cluster's state.
+    reads: Latency,
+    writes: Latency,
 }
 
 impl Zk {
@@ -77,6 +81,8 @@ impl Zk {
             client,
             root: root.trim_end_matches('/').to_owned(),
             lock_dir: format!("{}/{LOCK_ID}", lock_root.trim_end_matches('/')),
+            reads: Latency::default(),
+            writes: Latency::default(),
         };
         zk.mkdir(&zk.root).await?;
         zk.mkdir(&zk.lock_dir).await?;
@@ -180,8 +186,17 @@ impl Zk {
         Ok(Some(cluster))
     }
 
+    /// Times its reads and writes of the cluster's state in `reads` and `writes`.
+    pub fn set_metrics(&mut self, reads: Latency, writes: Latency) {
+        self.reads = reads;
+        self.writes = writes;
+    }
+
     async fn read_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ZkError> {
-        let (data, _) = self.client.get_data(path).await.map_err(op(path))?;
+        let started = std::time::Instant::now();
+        let read = self.client.get_data(path).await;
+        self.reads.observe(started.elapsed());
+        let (data, _) = read.map_err(op(path))?;
         serde_json::from_slice(&data).map_err(|e| ZkError::Data {
             path: path.to_owned(),
             message: e.to_string(),
@@ -189,6 +204,13 @@ impl Zk {
     }
 
     async fn write(&self, path: &str, data: &[u8]) -> Result<(), ZkError> {
+        let started = std::time::Instant::now();
+        let written = self.write_untimed(path, data).await;
+        self.writes.observe(started.elapsed());
+        written
+    }
+
+    async fn write_untimed(&self, path: &str, data: &[u8]) -> Result<(), ZkError> {
         match self.client.set_data(path, data, None).await {
             Ok(_) => Ok(()),
             Err(zookeeper_client::Error::NoNode) => {
@@ -310,6 +332,8 @@ impl Zk {
             client,
             root: String::new(),
             lock_dir: String::new(),
+            reads: Latency::default(),
+            writes: Latency::default(),
         })
     }
 

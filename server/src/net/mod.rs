@@ -26,6 +26,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc};
 use tracing::{debug, info, warn};
 
+use crate::http::{HttpRequest, HttpResponse};
+use crate::metrics::OpStats;
+
 /// Bounds of one listener.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -122,16 +125,32 @@ pub struct Reply {
     seqid: i32,
     name: String,
     _permit: OwnedSemaphorePermit,
+    /// When its bytes were read.
+    received: Instant,
+    /// Counted and timed (from `received`) when it goes, if the service asked.
+    stats: Option<OpStats>,
 }
 
 impl Reply {
+    /// Counts this request in `stats`, and its latency (from when it was read to its answer)
+    /// when it is answered or dropped.
+    pub fn measure(&mut self, stats: &OpStats) {
+        self.stats = Some(stats.clone());
+    }
+
     /// Sends the answer: `ErrorCode::Ok` with a result, or an error with none.
     pub fn send<T: Field>(self, code: ErrorCode, result: Option<&T>) {
         let ack = rpc::ack(&self.name);
-        let encoded = self
-            .answers
-            .outbox
-            .append(|frames| frame::encode_response(frames, code.name(), &ack, self.seqid, result));
+        let mut size = 0;
+        let encoded = self.answers.outbox.append(|frames| {
+            let before = frames.len();
+            let r = frame::encode_response(frames, code.name(), &ack, self.seqid, result);
+            size = frames.len().saturating_sub(before);
+            r
+        });
+        if let Some(bytes) = self.stats.as_ref().and_then(|s| s.answered_bytes.as_ref()) {
+            bytes.inc_by(size as u64);
+        }
         if let Err(e) = encoded {
             warn!(rpc = %self.name, "cannot encode answer: {e}");
         }
@@ -150,6 +169,9 @@ impl Reply {
 
 impl Drop for Reply {
     fn drop(&mut self) {
+        if let Some(stats) = &self.stats {
+            stats.done(self.received);
+        }
         self.answers.pending.fetch_sub(1, Ordering::AcqRel);
         self.answers.outbox.ring();
     }
@@ -161,10 +183,10 @@ pub trait Service: Send + Sync + 'static {
     /// Handles the requests read from one connection in one go.
     fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>);
 
-    /// Answers an HTTP `GET path` on the same port (Pegasus serves HTTP beside RPC); `None` is
-    /// 404.
-    fn http(&self, _path: &str) -> Option<String> {
-        None
+    /// Answers an HTTP request on the same port (Pegasus serves HTTP beside RPC); `/health`
+    /// is answered before it, from [`Service::health`].
+    fn http(self: &Arc<Self>, req: HttpRequest) -> impl Future<Output = HttpResponse> + Send {
+        std::future::ready(HttpResponse::not_found(&req.path))
     }
 
     /// `GET /health`: `Err` with what is wrong makes it a 503 (container healthchecks and
@@ -182,10 +204,10 @@ async fn http<S: Service>(
     mut reader: tokio::net::tcp::OwnedReadHalf,
     mut writer: tokio::net::tcp::OwnedWriteHalf,
     mut buf: BytesMut,
-    service: &S,
-    read_timeout: Duration,
+    service: &Arc<S>,
+    limits: Limits,
 ) {
-    let deadline = tokio::time::Instant::now() + read_timeout;
+    let deadline = tokio::time::Instant::now() + limits.read_timeout;
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         if buf.len() > MAX_HTTP_HEAD {
             return;
@@ -195,24 +217,16 @@ async fn http<S: Service>(
             _ => return,
         }
     }
-    let head = String::from_utf8_lossy(&buf);
-    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let (status, body) = if path == "/health" {
-        match service.health() {
-            Ok(()) => ("200 OK", "ok\n".to_owned()),
-            Err(why) => ("503 Service Unavailable", format!("{why}\n")),
-        }
-    } else {
-        match service.http(&path) {
-            Some(body) => ("200 OK", body),
-            None => ("404 Not Found", format!("no page {path}\n")),
-        }
+    let response = match HttpRequest::parse(&String::from_utf8_lossy(&buf)) {
+        Err(e) => HttpResponse::error(400, format!("failed to parse request: {e}")),
+        Ok(req) if req.path == "/health" => match service.health() {
+            Ok(()) => HttpResponse::ok(crate::http::content::TEXT, "ok\n".to_owned()),
+            Err(why) => HttpResponse::error(503, format!("{why}\n")),
+        },
+        Ok(req) => service.http(req).await,
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = writer.write_all(response.as_bytes()).await;
+    let _ =
+        tokio::time::timeout(limits.write_timeout, writer.write_all(&response.to_bytes())).await;
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then waits for every connection
@@ -293,7 +307,7 @@ async fn connection<S: Service>(
         last_read = Instant::now();
     }
     if &buf[..4] == b"GET " || &buf[..4] == b"POST" {
-        return http(reader, writer, buf, &*service, limits.read_timeout).await;
+        return http(reader, writer, buf, &service, limits).await;
     }
     let mut writer = writer;
     let answers = Arc::new(Answers::default());
@@ -340,6 +354,8 @@ async fn connection<S: Service>(
                         seqid: request.message.seqid,
                         name: request.message.name.clone(),
                         _permit: permit,
+                        received: last_read,
+                        stats: None,
                     };
                     batch.push((request, reply));
                 }

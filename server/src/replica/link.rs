@@ -20,6 +20,7 @@ use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
 
 use super::ReplicaStub;
+use super::metrics::ReplicaMetrics;
 use super::partition::{Copy, CopyDone, Effects, Peers, PrepareDone};
 use super::plog::CRC32C;
 
@@ -41,6 +42,7 @@ pub struct Link {
     stub: Weak<ReplicaStub>,
     /// Bytes per second a learner copies at most (`[nfs] max_copy_rate_megabytes_per_disk`).
     learn_rate: u64,
+    metrics: Arc<ReplicaMetrics>,
 }
 
 impl Link {
@@ -50,6 +52,7 @@ impl Link {
         runtime: Handle,
         stub: Weak<ReplicaStub>,
         learn_rate: u64,
+        metrics: Arc<ReplicaMetrics>,
     ) -> Self {
         Link {
             client: Client::new(ClientOptions::new(metas.clone())),
@@ -58,6 +61,7 @@ impl Link {
             runtime,
             stub,
             learn_rate: learn_rate.max(1),
+            metrics,
         }
     }
 
@@ -114,6 +118,7 @@ async fn fetch(
     request: LearnRequest,
     dest: &std::path::Path,
     rate: u64,
+    metrics: &ReplicaMetrics,
 ) -> Copy {
     let pid = request.pid;
     let meta = RequestMeta {
@@ -214,6 +219,8 @@ async fn fetch(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
+    metrics.learn_bytes.inc_by(copied);
+    metrics.learn_duration.observe(started.elapsed());
     info!(%pid, %from, files = r.files.len(), bytes = copied, took = ?started.elapsed(), "copy fetched");
     Ok((Some(dest.to_owned()), decree, tail))
 }
@@ -230,15 +237,18 @@ impl Peers for Link {
     fn learn(&self, from: SocketAddrV4, request: LearnRequest, dest: PathBuf, done: CopyDone) {
         let client = self.client.clone();
         let rate = self.learn_rate;
+        let metrics = Arc::clone(&self.metrics);
         self.runtime.spawn(async move {
-            done(fetch(&client, from, request, &dest, rate).await);
+            done(fetch(&client, from, request, &dest, rate, &metrics).await);
         });
     }
 
     fn prepare(&self, to: SocketAddrV4, request: PrepareRequest, done: PrepareDone) {
         let client = self.client.clone();
+        let rtt = self.metrics.prepare_rtt.clone();
         self.runtime.spawn(async move {
-            let deadline = Instant::now() + PREPARE_TIMEOUT;
+            let sent = Instant::now();
+            let deadline = sent + PREPARE_TIMEOUT;
             let meta = RequestMeta {
                 app_id: request.pid.app_id,
                 partition_index: request.pid.partition_index,
@@ -255,6 +265,7 @@ impl Peers for Link {
                     .await;
                 match answer {
                     Ok(r) if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok => {
+                        rtt.observe(sent.elapsed());
                         return done(Some(r));
                     }
                     // Not configured there yet, or no connection now: again shortly, within

@@ -4,6 +4,7 @@
 //! - [`beacon`]: beacons to the meta leader, assignments, the lease
 //! - [`dirs`]: data dirs, the blacklist, placement of new replicas
 //! - [`link`]: prepares to other replica servers, configuration changes to the meta
+//! - [`metrics`]: requests, plog, prepares, learning, stores: `/metrics`
 //! - [`partition`]: one replica: its PacificA driver (write pipeline, prepares), scanners
 //! - [`plog`]: the private log (group commit, replay, GC)
 //! - [`storage`]: RocksDB per replica, key/value schema, TTL
@@ -14,6 +15,7 @@ pub mod beacon;
 pub mod dirs;
 pub mod envs;
 pub mod link;
+pub mod metrics;
 pub mod partition;
 pub mod plog;
 pub mod read;
@@ -21,11 +23,12 @@ pub mod storage;
 pub mod write;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::Request;
@@ -36,9 +39,11 @@ use tracing::{error, info, warn};
 use self::dirs::{DataDirs, DirsError};
 use self::envs::Admission;
 use self::link::Link;
+use self::metrics::{Op, ReplicaSample};
 use self::partition::{Partition, PartitionError, PartitionOptions, PartitionRole, Peers};
 use self::read::{ScanContext, Tier};
 use self::write::{WriteOp, WriteReply};
+use crate::http::{HttpRequest, HttpResponse, content, escape_html};
 use crate::net::{Reply, Service};
 
 /// Why the replica stub cannot start or open a partition.
@@ -133,6 +138,8 @@ pub struct ReplicaStub {
     /// Replicas closed because their table was dropped, kept on disk for a recall; reported
     /// with every beacon until the meta says they are gone.
     closed: RwLock<std::collections::BTreeSet<Gpid>>,
+    /// When this process started (`/recentStartTime`).
+    started: SystemTime,
 }
 
 impl ReplicaStub {
@@ -167,7 +174,13 @@ impl ReplicaStub {
         let is_managed = managed.is_some();
         let stub = Arc::new_cyclic(|weak| {
             let link = managed.map(|(metas, runtime)| {
-                Arc::new(Link::new(metas, runtime, weak.clone(), options.learn_rate))
+                Arc::new(Link::new(
+                    metas,
+                    runtime,
+                    weak.clone(),
+                    options.learn_rate,
+                    Arc::clone(&options.metrics),
+                ))
             });
             let peers = link.clone().map(|l| l as Arc<dyn Peers>);
             let mut partitions = HashMap::new();
@@ -217,6 +230,7 @@ impl ReplicaStub {
                 opening: std::sync::Mutex::new(()),
                 lost: RwLock::new(lost),
                 closed: RwLock::default(),
+                started: SystemTime::now(),
             }
         });
         Ok(stub)
@@ -356,6 +370,7 @@ impl ReplicaStub {
             };
             let learner = a.learner.socket_addr();
             if let Some(p) = partition {
+                p.set_table_name(&a.app_name);
                 p.set_envs(&a.envs, a.partition_count);
                 if config.ballot > p.ballot() || p.role() != role_in(&config, self.options.me) {
                     p.configure(config, a.max_replica_count);
@@ -532,7 +547,100 @@ fn is_read(name: &str) -> bool {
     )
 }
 
+impl PartitionRole {
+    /// Its name in metrics and pages.
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionRole::Primary => "primary",
+            PartitionRole::Secondary => "secondary",
+            PartitionRole::Learner => "learner",
+            PartitionRole::Inactive => "inactive",
+        }
+    }
+}
+
+impl ReplicaStub {
+    /// Every replica as the metrics and the status page show it, in order.
+    pub fn samples(&self) -> Vec<ReplicaSample> {
+        let partitions: Vec<Arc<Partition>> = self
+            .partitions
+            .read()
+            .expect("partitions")
+            .values()
+            .cloned()
+            .collect();
+        let mut samples: Vec<ReplicaSample> = partitions
+            .iter()
+            .map(|p| ReplicaSample {
+                gpid: p.gpid(),
+                table: p.table_name(),
+                role: p.role().name(),
+                store: p.storage().map(|s| s.stats()).unwrap_or_default(),
+            })
+            .collect();
+        samples.sort_by_key(|s| s.gpid);
+        samples
+    }
+
+    /// `GET /`: this node's replicas, their roles and stores, on one page that refreshes itself.
+    fn status_page(&self) -> String {
+        let samples = self.samples();
+        let mut rows = String::new();
+        for s in &samples {
+            let _ = std::fmt::Write::write_fmt(
+                &mut rows,
+                format_args!(
+                    "<tr class=\"replica {role}\" data-gpid=\"{gpid}\"><td>{gpid}</td><td>{table}</td><td>{role}</td><td>{sst}</td><td>{files}</td><td>{mem}</td></tr>\n",
+                    gpid = s.gpid,
+                    table = escape_html(&s.table),
+                    role = s.role,
+                    sst = s.store.sst_bytes,
+                    files = s.store.sst_files,
+                    mem = s.store.memtable_bytes,
+                ),
+            );
+        }
+        let lost: String = self
+            .lost()
+            .iter()
+            .map(|(g, why)| format!("<li class=\"lost\">{g}: {}</li>\n", escape_html(why)))
+            .collect();
+        let count = |role: &str| samples.iter().filter(|s| s.role == role).count();
+        crate::http::page(
+            &format!("Replica server {}", self.options.server),
+            &format!(
+                "<p id=\"summary\">{} replicas: {} primary, {} secondary, {} learner, {} inactive</p>\n\
+                 <table id=\"replicas\"><thead><tr><th>gpid</th><th>table</th><th>role</th><th>SST bytes</th><th>SST files</th><th>memtable bytes</th></tr></thead><tbody>\n{rows}</tbody></table>\n\
+                 <h2>Lost replicas</h2><ul id=\"lost\">{lost}</ul>\n",
+                samples.len(),
+                count("primary"),
+                count("secondary"),
+                count("learner"),
+                count("inactive"),
+            ),
+        )
+    }
+}
+
 impl Service for ReplicaStub {
+    fn http(self: &Arc<Self>, req: HttpRequest) -> impl Future<Output = HttpResponse> + Send {
+        let this = Arc::clone(self);
+        async move {
+            // Store properties are read from RocksDB: off the async workers.
+            tokio::task::spawn_blocking(move || match req.path.as_str() {
+                "/metrics" => HttpResponse::ok(
+                    crate::metrics::CONTENT_TYPE,
+                    this.options.metrics.encode(&this.samples()),
+                ),
+                "/" => HttpResponse::ok(content::HTML, this.status_page()),
+                _ => crate::http::builtin(&req, this.started)
+                    .unwrap_or_else(|| HttpResponse::not_found(&req.path)),
+            })
+            .await
+            .unwrap_or_else(|e| HttpResponse::error(500, e.to_string()))
+        }
+    }
+
     /// Unhealthy while a replica has stopped taking writes (a full disk, an I/O error): that
     /// needs the operator, and a restart once it is fixed. Replicas moved aside as damaged are
     /// reported to the meta and logged, but do not keep the node unhealthy for good.
@@ -553,7 +661,7 @@ impl Service for ReplicaStub {
 
     fn handle(self: &Arc<Self>, batch: Vec<(Request, Reply)>) {
         let mut admitted = Vec::new();
-        for (request, reply) in batch {
+        for (request, mut reply) in batch {
             let gpid = Gpid::new(request.meta.app_id, request.meta.partition_index);
             let name = request.message.name.as_str();
             match name {
@@ -603,6 +711,13 @@ impl Service for ReplicaStub {
                     continue;
                 }
             };
+            if let Some(op) = Op::of_rpc(name) {
+                let table = partition.table_metrics();
+                reply.measure(table.op(op));
+                if !op.reads() {
+                    table.written_bytes.inc_by(request.args.len() as u64);
+                }
+            }
             match admission(&partition, name, &request) {
                 Admission::Pass => admitted.push((partition, request, reply)),
                 Admission::Delay(d) => {
@@ -1101,6 +1216,7 @@ mod tests {
             opening: std::sync::Mutex::new(()),
             lost: RwLock::default(),
             closed: RwLock::default(),
+            started: SystemTime::now(),
         });
         stub.open_partition(Gpid::new(1, 0)).unwrap();
         let opener = Arc::clone(&stub);

@@ -38,6 +38,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::envs::{Scenario, TableEnvs};
+use super::metrics::{ReplicaMetrics, TableMetrics};
 use super::plog::{Mutation, Op, Plog, PlogError, sync_parent};
 use super::read::{ReadLimits, ScanContext};
 use super::storage::{RocksOptions, Storage, StorageError};
@@ -126,6 +127,8 @@ pub struct PartitionOptions {
     pub rocks: RocksOptions,
     /// Plog file size before rotation (`log_private_file_size_mb`).
     pub plog_file_size: u64,
+    /// The replica server's metrics.
+    pub metrics: Arc<ReplicaMetrics>,
     /// Fsync the plog before acknowledging (`plog_force_flush`; Pegasus's default is false, ours
     /// true; see server/DEPLOY.md for what each survives).
     pub plog_force_flush: bool,
@@ -159,6 +162,7 @@ impl Default for PartitionOptions {
             me: SocketAddrV4::new([0, 0, 0, 0].into(), 0),
             replication: Options::default(),
             learn_rate: 500 << 20,
+            metrics: Arc::default(),
         }
     }
 }
@@ -267,6 +271,8 @@ pub struct Partition {
     compacted: Arc<AtomicI64>,
     /// Whether a manual compaction runs.
     compacting: Arc<AtomicBool>,
+    /// The table's name (its id until the meta names it) and its request metrics.
+    table: std::sync::RwLock<(String, Arc<TableMetrics>)>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -329,6 +335,7 @@ impl Partition {
             Ok(())
         })?;
         plog.set_sync(options.plog_force_flush);
+        plog.set_metrics(options.metrics.plog.clone());
         let highest_ballot = logged.iter().map(|m| m.ballot).max().unwrap_or(0);
         info!(%gpid, applied, logged = logged.len(), "replica opened");
         let mut replica = Replica::recover(options.me, options.replication, applied, logged);
@@ -373,6 +380,11 @@ impl Partition {
                     }
                 })?
         };
+        // Named by its id until a configuration names its table.
+        let table = (
+            gpid.app_id.to_string(),
+            options.metrics.table(&gpid.app_id.to_string()),
+        );
         let partition = Arc::new(Partition {
             gpid,
             dir: dir.to_owned(),
@@ -391,6 +403,7 @@ impl Partition {
             scenario_on: Mutex::new((0, Scenario::Normal)),
             compacted: Arc::new(AtomicI64::new(compacted)),
             compacting: Arc::new(AtomicBool::new(false)),
+            table: std::sync::RwLock::new(table),
         });
         if standalone {
             // A group of one: primary at once, under a ballot above any in its log.
@@ -427,6 +440,25 @@ impl Partition {
     /// The store, for reads (`None` only while a learner swaps in its copy).
     pub fn storage(&self) -> Option<Arc<Storage>> {
         self.storage.read().expect("storage").clone()
+    }
+
+    /// The table's request metrics.
+    pub fn table_metrics(&self) -> Arc<TableMetrics> {
+        Arc::clone(&self.table.read().expect("table").1)
+    }
+
+    /// The table's name (its id until the meta named it).
+    pub fn table_name(&self) -> String {
+        self.table.read().expect("table").0.clone()
+    }
+
+    /// Takes up the table's name from a configuration (a recall may rename it).
+    pub fn set_table_name(&self, name: &str) {
+        if name.is_empty() || self.table.read().expect("table").0 == name {
+            return;
+        }
+        let metrics = self.options.metrics.table(name);
+        *self.table.write().expect("table") = (name.to_owned(), metrics);
     }
 
     /// The table's environments.

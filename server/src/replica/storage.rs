@@ -14,6 +14,7 @@ use rocksdb::{
 };
 
 use super::envs::Scenario;
+use super::metrics::StoreStats;
 use super::plog::{Mutation, Op};
 
 /// The key holding the last applied decree.
@@ -94,6 +95,8 @@ impl RocksOptions {
 /// The store of one partition replica.
 pub struct Storage {
     db: DB,
+    /// Its options, kept for the statistics they collect (block-cache hits and misses).
+    opts: Options,
     /// Read options of memory-only reads, made once: they are the same for every read.
     memory_tier: ReadOptions,
     /// The configured write buffer, which `rocksdb.usage_scenario` scales.
@@ -131,6 +134,9 @@ impl Storage {
         opts.set_max_open_files(o.max_open_files);
         opts.set_max_background_jobs(o.max_background_jobs);
         opts.set_compaction_filter("pegasus_ttl", expired_filter);
+        // Tickers only (block-cache hits and misses for the metrics), no timers.
+        opts.enable_statistics();
+        opts.set_statistics_level(rocksdb::statistics::StatsLevel::ExceptHistogramOrTimers);
         if let Some(cache) = &o.block_cache {
             let mut table = rocksdb::BlockBasedOptions::default();
             table.set_block_cache(cache);
@@ -141,9 +147,30 @@ impl Storage {
         memory_tier.set_read_tier(rocksdb::ReadTier::BlockCache);
         Ok(Storage {
             db: DB::open(&opts, path)?,
+            opts,
             memory_tier,
             write_buffer_size: o.write_buffer_size,
         })
+    }
+
+    /// What the store holds now, for the metrics.
+    pub fn stats(&self) -> StoreStats {
+        let int = |name: &str| self.db.property_int_value(name).ok().flatten().unwrap_or(0);
+        let files = (0..7)
+            .map(|l| int(&format!("rocksdb.num-files-at-level{l}")))
+            .sum();
+        StoreStats {
+            sst_bytes: int("rocksdb.total-sst-files-size"),
+            sst_files: files,
+            memtable_bytes: int("rocksdb.cur-size-all-mem-tables"),
+            pending_compaction_bytes: int("rocksdb.estimate-pending-compaction-bytes"),
+            block_cache_hits: self
+                .opts
+                .get_ticker_count(rocksdb::statistics::Ticker::BlockCacheHit),
+            block_cache_misses: self
+                .opts
+                .get_ticker_count(rocksdb::statistics::Ticker::BlockCacheMiss),
+        }
     }
 
     /// The last decree applied to the store (0 for a new store).

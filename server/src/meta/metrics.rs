@@ -1,0 +1,226 @@
+//! The meta server's metrics: whether it leads, nodes alive and dead, partitions by health per
+//! table (set when scraped, from the tables as last persisted), configuration changes, and
+//! ZooKeeper's latency.
+
+use std::collections::BTreeMap;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use super::state::{App, PartitionConfig};
+use crate::metrics::{self, Latency, TableLabels};
+
+/// A partition's health, as Pegasus's table metrics sort them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PartitionHealth {
+    /// A primary and every copy.
+    Healthy,
+    /// Writable, but copies short.
+    WritableIll,
+    /// A primary with fewer members than a write needs.
+    Unwritable,
+    /// Members, but no primary.
+    Unreadable,
+    /// No member at all.
+    Dead,
+}
+
+impl PartitionHealth {
+    /// Every kind, healthiest first.
+    pub const ALL: [PartitionHealth; 5] = [
+        PartitionHealth::Healthy,
+        PartitionHealth::WritableIll,
+        PartitionHealth::Unwritable,
+        PartitionHealth::Unreadable,
+        PartitionHealth::Dead,
+    ];
+
+    /// Of `p`, with writes needing `min_members` members.
+    pub fn of(p: &PartitionConfig, min_members: usize) -> PartitionHealth {
+        let has_primary = p.primary_addr().is_some();
+        let members = usize::from(has_primary) + p.secondaries.len();
+        let wanted = p.max_replica_count.max(1) as usize;
+        if members == 0 {
+            PartitionHealth::Dead
+        } else if !has_primary {
+            PartitionHealth::Unreadable
+        } else if members < min_members.min(wanted) {
+            PartitionHealth::Unwritable
+        } else if members < wanted {
+            PartitionHealth::WritableIll
+        } else {
+            PartitionHealth::Healthy
+        }
+    }
+
+    /// Its label value (and CSS class on the status page).
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionHealth::Healthy => "healthy",
+            PartitionHealth::WritableIll => "writable_ill",
+            PartitionHealth::Unwritable => "unwritable",
+            PartitionHealth::Unreadable => "unreadable",
+            PartitionHealth::Dead => "dead",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthLabels {
+    table: String,
+    health: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ZkLabels {
+    op: &'static str,
+}
+
+/// The meta server's metrics.
+#[derive(Debug)]
+pub struct MetaMetrics {
+    registry: Registry,
+    leader: Gauge,
+    nodes: Family<NodeLabels, Gauge>,
+    partitions: Family<HealthLabels, Gauge>,
+    changes: Family<TableLabels, Counter>,
+    zk: Family<ZkLabels, Latency>,
+}
+
+/// What the gauges show, as scraped.
+#[derive(Debug, Default)]
+pub struct MetaSample<'a> {
+    /// Whether this meta leads.
+    pub leader: bool,
+    /// Replica servers alive and dead (the leader's view).
+    pub alive: usize,
+    /// See `alive`.
+    pub dead: usize,
+    /// The tables (the leader's; empty on a follower).
+    pub apps: Option<&'a BTreeMap<i32, App>>,
+}
+
+impl MetaMetrics {
+    /// The metrics of a meta server of `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        let mut r = metrics::registry(cluster, "meta");
+        let m = MetaMetrics {
+            registry: Registry::default(),
+            leader: Gauge::default(),
+            nodes: Family::default(),
+            partitions: Family::default(),
+            changes: Family::default(),
+            zk: Family::default(),
+        };
+        r.register(
+            "meta_leader",
+            "Whether this meta server leads (1) or follows (0)",
+            m.leader.clone(),
+        );
+        r.register(
+            "meta_nodes",
+            "Replica servers by state, as the leader sees them",
+            m.nodes.clone(),
+        );
+        r.register(
+            "meta_partitions",
+            "Partitions by health per table (healthy, writable_ill, unwritable, unreadable, dead)",
+            m.partitions.clone(),
+        );
+        r.register(
+            "meta_configuration_changes",
+            "Partition configuration changes persisted, per table",
+            m.changes.clone(),
+        );
+        r.register_with_unit(
+            "meta_zookeeper_latency",
+            "ZooKeeper reads and writes of the cluster's state",
+            Unit::Seconds,
+            m.zk.clone(),
+        );
+        MetaMetrics { registry: r, ..m }
+    }
+
+    /// The latencies ZooKeeper reads and writes go to.
+    pub fn zookeeper(&self) -> (Latency, Latency) {
+        // One at a time: a family's guard must go before it is asked again.
+        let read = self.zk.get_or_create(&ZkLabels { op: "read" }).clone();
+        let write = self.zk.get_or_create(&ZkLabels { op: "write" }).clone();
+        (read, write)
+    }
+
+    /// Counts a configuration change of `table`.
+    pub fn changed(&self, table: &str) {
+        self.changes.get_or_create(&TableLabels::of(table)).inc();
+    }
+
+    /// The metrics as Prometheus text, with the gauges set from `sample` first.
+    pub fn encode(&self, sample: &MetaSample<'_>, min_members: usize) -> String {
+        self.leader.set(i64::from(sample.leader));
+        self.nodes.clear();
+        self.partitions.clear();
+        if sample.leader {
+            for (state, n) in [("alive", sample.alive), ("dead", sample.dead)] {
+                self.nodes
+                    .get_or_create(&NodeLabels { state })
+                    .set(n as i64);
+            }
+        }
+        for app in sample
+            .apps
+            .into_iter()
+            .flat_map(|a| a.values())
+            .filter(|a| a.info.available())
+        {
+            for health in PartitionHealth::ALL {
+                let n = app
+                    .partitions
+                    .iter()
+                    .filter(|p| PartitionHealth::of(p, min_members) == health)
+                    .count();
+                self.partitions
+                    .get_or_create(&HealthLabels {
+                        table: app.info.app_name.clone(),
+                        health: health.name(),
+                    })
+                    .set(n as i64);
+            }
+        }
+        metrics::encode(&self.registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(primary: &str, secondaries: &[&str]) -> PartitionConfig {
+        PartitionConfig {
+            primary: primary.to_owned(),
+            secondaries: secondaries.iter().map(|s| (*s).to_owned()).collect(),
+            max_replica_count: 3,
+            ..PartitionConfig::default()
+        }
+    }
+
+    #[test]
+    fn partitions_are_sorted_by_health_as_pegasus_does() {
+        let a = "127.0.0.1:1";
+        let b = "127.0.0.1:2";
+        let c = "127.0.0.1:3";
+        let of = |p| PartitionHealth::of(&p, 2);
+        assert_eq!(of(config(a, &[b, c])), PartitionHealth::Healthy);
+        assert_eq!(of(config(a, &[b])), PartitionHealth::WritableIll);
+        assert_eq!(of(config(a, &[])), PartitionHealth::Unwritable);
+        assert_eq!(of(config("", &[b])), PartitionHealth::Unreadable);
+        assert_eq!(of(config("", &[])), PartitionHealth::Dead);
+    }
+}
