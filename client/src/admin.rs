@@ -40,7 +40,8 @@ admin_response!(
     ListAppsResponse,
     ListNodesResponse,
     ClusterInfoResponse,
-    MetaControlResponse
+    MetaControlResponse,
+    AvailabilityReportResponse
 );
 
 impl AdminResponse for QueryManualCompactResponse {

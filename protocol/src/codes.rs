@@ -187,6 +187,9 @@ pub mod rpc {
     pub const LEARN_FETCH: &str = "RPC_LEARN_FETCH";
     /// Learner to primary: caught up (our payload).
     pub const LEARN_COMPLETION_NOTIFY: &str = "RPC_LEARN_COMPLETION_NOTIFY";
+    /// The collector to the meta leader: its last availability round (ours, for the status
+    /// page).
+    pub const REPORT_AVAILABILITY: &str = "RPC_CM_REPORT_AVAILABILITY";
 
     /// The answer's name: `name + "_ACK"`.
     pub fn ack(name: &str) -> String {

@@ -1084,6 +1084,26 @@ thrift_struct! {
 }
 
 thrift_struct! {
+    /// The collector's last round of availability detection (ours): which partitions of its
+    /// table failed the write-then-read check.
+    pub struct AvailabilityReport {
+        1: app_name: String,
+        2: partition_count: i32,
+        /// The partitions that failed.
+        3: unavailable: Vec<i32>,
+        /// The collector's address.
+        4: collector: RpcAddress,
+    }
+}
+
+thrift_struct! {
+    /// The meta's answer to an [`AvailabilityReport`].
+    pub struct AvailabilityReportResponse {
+        1: err: ErrorName,
+    }
+}
+
+thrift_struct! {
     /// An argument-less request.
     pub struct Empty {}
 }

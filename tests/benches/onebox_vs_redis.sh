@@ -14,24 +14,11 @@
 set -euo pipefail
 threads=${1:-16}
 num=${2:-100000}
-root=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$root"
-./run.sh stop_onebox >/dev/null 2>&1 || true
-./run.sh clear_onebox >/dev/null 2>&1 || true
-./run.sh build
-bin=${CARGO_TARGET_DIR:-$HOME/.cache/pegasus-target}/release
+source "$(dirname "$0")/onebox_bench.sh"
 declare -A ops cpu_us
-hz=$(getconf CLK_TCK)
 
-# CPU time (user + system, clock ticks) the onebox's replica servers used so far.
-replica_ticks() {
-  local total=0 f stat
-  for f in onebox/replica*/pid; do
-    read -r -a stat <"/proc/$(cat "$f")/stat"
-    total=$((total + stat[13] + stat[14]))
-  done
-  echo "$total"
-}
+# CPU time (clock ticks) the onebox's replica servers used so far.
+replica_ticks() { process_ticks onebox/replica*/pid; }
 # The machine's busy and total clock ticks so far (every CPU).
 machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8; all = 0; for (i = 2; i <= NF; i++) all += $i; print busy, all; exit}' /proc/stat; }
 

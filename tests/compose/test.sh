@@ -6,23 +6,27 @@
 # builds from source; then
 # every healthcheck waited for, pypegasus3 set/get against the metas, a replica restarted, the
 # data checked, the replica holding a primary killed during a write loop (nothing acknowledged
-# lost, fully healthy again), and `down -v`. Needs DOCKER_HOST (a dockerd of our own), debootstrap,
+# lost, fully healthy again), Prometheus (the monitoring profile) scraping every role with every
+# expression of the Grafana dashboard returning data, and `down -v`. Needs DOCKER_HOST (a dockerd of our own), debootstrap,
 # docker-compose and PEGASUS_PYTHON.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 : "${DOCKER_HOST:?set DOCKER_HOST to a running dockerd}"
-compose=(docker-compose -p pegasusci -f docker-compose.yml -f docker/docker-compose.ci.yml)
+compose=(docker-compose -p pegasusci -f docker-compose.yml -f docker/docker-compose.ci.yml --profile monitoring)
 # Debian's docker CLI has no buildx: CI builds the prebuilt image with the legacy builder.
 unset DOCKER_BUILDKIT COMPOSE_DOCKER_CLI_BUILD
 metas=172.28.0.11:34601,172.28.0.12:34601,172.28.0.13:34601
 
-if ! docker image inspect pegasus-base:bookworm >/dev/null 2>&1; then
+# The base has what every image of the cluster needs: ZooKeeper and a JRE, and Prometheus for
+# the monitoring profile (a base made before that is made again).
+if ! docker run --rm --network none --entrypoint /bin/sh pegasus-base:bookworm -c 'test -x /usr/bin/prometheus' >/dev/null 2>&1; then
   rootfs=${PEGASUS_ROOTFS:-$HOME/.cache/pegasus-rootfs}
-  if [[ ! -x $rootfs/usr/bin/java ]]; then
+  if [[ ! -x $rootfs/usr/bin/java || ! -x $rootfs/usr/bin/prometheus ]]; then
     rm -rf "$rootfs"
-    debootstrap --variant=minbase --include=zookeeper,default-jre-headless,netcat-openbsd,ca-certificates bookworm "$rootfs" >/dev/null
+    debootstrap --variant=minbase --include=zookeeper,default-jre-headless,netcat-openbsd,ca-certificates,prometheus bookworm "$rootfs" >/dev/null
   fi
+  docker rmi -f pegasus-base:bookworm >/dev/null 2>&1 || true
   tar -C "$rootfs" -c . | docker import - pegasus-base:bookworm >/dev/null
 fi
 work=$(mktemp -d)
@@ -31,7 +35,7 @@ tarball=$("$root/server/pack_server.sh" "$work")
 tar xzf "$tarball" -C "$work"
 export PEGASUS_PREBUILT="$work/$(cat "$work/PACKAGE")" PEGASUS_DOCKERFILE="$root/docker/Dockerfile.prebuilt"
 # As for a user with no image yet: compose builds them (and rebuilds ours from this tarball).
-docker rmi -f pegasus:dev pegasus-zookeeper:dev >/dev/null 2>&1 || true
+docker rmi -f pegasus:dev pegasus-zookeeper:dev pegasus-prometheus:dev >/dev/null 2>&1 || true
 
 cleanup() { "${compose[@]}" down -v >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -54,7 +58,7 @@ wait_healthy() {
     done
   done
 }
-wait_healthy zookeeper meta1 meta2 meta3 replica1 replica2 replica3 collector
+wait_healthy zookeeper meta1 meta2 meta3 replica1 replica2 replica3 collector prometheus
 [[ $(docker inspect --format '{{.State.ExitCode}}' "$("${compose[@]}" ps -q configcheck)") == 0 ]]
 
 # Every partition of `stat` served: pypegasus3 writes and reads it back.
@@ -102,3 +106,8 @@ until [[ $(echo "app stat -d" | shell | awk '/fully_healthy_partition_count/ {pr
   sleep 2
 done
 echo "compose: $victim (partition 0's primary) killed during a write loop and started again: $(wc -l < "$acked") acknowledged writes, none lost; fully healthy again"
+
+# The monitoring profile: Prometheus scrapes every role (3 metas, 3 replicas, the collector), and
+# every expression of the Grafana dashboard returns data after the write load above.
+"$PEGASUS_PYTHON" "$root/tests/compose/prometheus_check.py" http://172.28.0.41:9090 \
+  "$root/docker/grafana/pegasus-dashboard.json" 7

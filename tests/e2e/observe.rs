@@ -463,7 +463,7 @@ async fn the_meta_http_api_answers_as_pegasus_does() {
 /// replicas. A screenshot is kept under `<target>/test-artifacts/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_shows_the_cluster_in_a_real_browser() {
-    let cluster = TestCluster::start(2, 3, 4);
+    let cluster = TestCluster::start_with_collector(2, 3);
     cluster.healthy().await;
     let (leader, follower) = metas(&cluster).await;
     let artifacts = pegasus_tests::bins::target_dir().join("test-artifacts");
@@ -502,6 +502,21 @@ async fn the_status_page_shows_the_cluster_in_a_real_browser() {
         dom.contains("title=\"1.0 ballot"),
         "the cell tells its members: {dom}"
     );
+
+    assert!(
+        dom.contains("<tr class=\"table\" data-table=\"stat\">"),
+        "{dom}"
+    );
+    // The collector's last round, as it reported it to the leader.
+    let mut page = String::new();
+    eventually(Duration::from_secs(30), "the collector reported", || {
+        page = get(leader, "/").body;
+        std::future::ready(
+            page.contains("id=\"availability\" data-passed=\"4\" data-partitions=\"4\""),
+        )
+    })
+    .await;
+    assert!(page.contains("4 of 4 passed"), "{page}");
 
     // `stop_onebox_instance -r 1`: shown dead once the meta counts it dead.
     cluster.onebox.stop_node(Node::Replica(1)).unwrap();

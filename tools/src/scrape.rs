@@ -56,6 +56,45 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<A
     })
 }
 
+/// A scraper as Prometheus is one: `GET /metrics` from every server, every interval, on a
+/// thread of its own, until stopped (`pegasus_bench --scrape` measures what that costs).
+pub struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize)>,
+}
+
+impl Scraper {
+    /// Starts scraping `servers` every `interval`.
+    pub fn start(servers: Vec<SocketAddr>, interval: Duration) -> Scraper {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, 0);
+            while !stopped.load(Ordering::Relaxed) {
+                let round = std::time::Instant::now();
+                for s in &servers {
+                    match get(*s, "/metrics", Duration::from_secs(5)) {
+                        Ok(a) if a.status == 200 => ok += 1,
+                        _ => failed += 1,
+                    }
+                }
+                while round.elapsed() < interval && !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            (ok, failed)
+        });
+        Scraper { stop, thread }
+    }
+
+    /// Stops; the scrapes that succeeded and failed.
+    pub fn stop(self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or((0, 0))
+    }
+}
+
 /// One sample of Prometheus's text format.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
@@ -201,9 +240,7 @@ impl Window {
             let was: f64 = self
                 .before
                 .iter()
-                .filter(|b| {
-                    b.name == bucket && b.label("le") == s.label("le") && b.labels == s.labels
-                })
+                .filter(|b| b.name == bucket && b.labels == s.labels)
                 .map(|b| b.value)
                 .sum();
             match bounds.iter_mut().find(|(b, _)| *b == le) {

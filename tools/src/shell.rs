@@ -322,7 +322,8 @@ impl Shell {
         Ok(out)
     }
 
-    /// `app_stat [-a table]`: per table, QPS by kind over a second and storage (primaries).
+    /// `app_stat [-a table]`: per table, QPS by kind over a second, and its storage (one copy's
+    /// worth: what every copy holds, divided by the copies).
     async fn app_stat(&self, only: Option<String>, json: bool) -> Output {
         let apps = self
             .client

@@ -13,9 +13,10 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pegasus_client::{Client, ClientOptions, Table};
-use pegasus_protocol::codes::ErrorCode;
+use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::Request;
 use pegasus_protocol::key;
+use pegasus_protocol::types::{AvailabilityReport, AvailabilityReportResponse, RpcAddress};
 use tracing::{info, warn};
 
 use prometheus_client::metrics::counter::Counter;
@@ -30,6 +31,8 @@ use crate::net::{Reply, Service};
 /// What the collector role needs from the config (`[pegasus.collector]`).
 #[derive(Clone, Debug)]
 pub struct CollectorOptions {
+    /// This collector's address (in its reports to the meta).
+    pub me: std::net::SocketAddrV4,
     /// The metas.
     pub metas: Vec<SocketAddr>,
     /// `[replication] cluster_name`.
@@ -192,6 +195,21 @@ impl Collector {
             m.ratio
                 .get_or_create(&m.labels)
                 .set(passed as f64 / results.len().max(1) as f64);
+            // The meta leader shows the round on its status page.
+            let report = AvailabilityReport {
+                app_name: self.options.app.clone(),
+                partition_count: results.len() as i32,
+                unavailable: (0..results.len() as i32)
+                    .filter(|p| !results[*p as usize])
+                    .collect(),
+                collector: RpcAddress::new(self.options.me),
+            };
+            if let Err(e) = client
+                .admin::<_, AvailabilityReportResponse>(rpc::REPORT_AVAILABILITY, report)
+                .await
+            {
+                warn!("reporting availability to the meta: {e}");
+            }
         }
     }
 

@@ -335,6 +335,30 @@ impl MetaServer {
         HttpResponse::json(&out)
     }
 
+    /// What the collector found in its last round, if one reported.
+    fn availability_section(&self) -> String {
+        let report = self.availability.lock().expect("availability").clone();
+        let Some((at, r)) = report else {
+            return "<p id=\"availability\">Availability: no collector reports to this meta.</p>\n"
+                .to_owned();
+        };
+        let passed = r.partition_count - r.unavailable.len() as i32;
+        let failing = if r.unavailable.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = r.unavailable.iter().map(|p| p.to_string()).collect();
+            format!("; failing: partitions {}", list.join(", "))
+        };
+        format!(
+            "<h2>Availability</h2>\n<p id=\"availability\" data-passed=\"{passed}\" data-partitions=\"{}\">The collector ({}) wrote and read back every partition of <b>{}</b>: {passed} of {} passed{failing} ({} s ago).</p>\n",
+            r.partition_count,
+            r.collector,
+            escape_html(&r.app_name),
+            r.partition_count,
+            at.elapsed().as_secs()
+        )
+    }
+
     /// `/`: the cluster at a glance.
     async fn status_page(&self) -> String {
         let rows = self.node_rows().await;
@@ -426,7 +450,9 @@ impl MetaServer {
             }
             maps.push_str("</div>\n");
         }
-        body.push_str("</tbody></table>\n<h2>Partition maps</h2>\n");
+        body.push_str("</tbody></table>\n");
+        body.push_str(&self.availability_section());
+        body.push_str("<h2>Partition maps</h2>\n");
         body.push_str(&maps);
         body.push_str(
             "<p>API: <a href=\"/meta/cluster\">/meta/cluster</a>, <a href=\"/meta/nodes?detail\">/meta/nodes</a>, \

@@ -157,6 +157,8 @@ pub struct MetaServer {
     metrics: metrics::MetaMetrics,
     /// When this process started (`/recentStartTime`).
     started: SystemTime,
+    /// The collector's last availability round, and when it came (the status page shows it).
+    availability: Mutex<Option<(Instant, AvailabilityReport)>>,
 }
 
 /// A replica server's last beacon.
@@ -249,6 +251,7 @@ impl MetaServer {
             retired: Mutex::default(),
             metrics,
             started: SystemTime::now(),
+            availability: Mutex::default(),
             options,
         }))
     }
@@ -1125,6 +1128,19 @@ impl MetaServer {
     }
 
     /// The meta level ([`meta_function_level`]).
+    /// `RPC_CM_REPORT_AVAILABILITY`: the collector's last round, kept for the status page.
+    fn availability_reported(&self, r: AvailabilityReport) -> AvailabilityReportResponse {
+        if !self.is_leader() {
+            return AvailabilityReportResponse {
+                err: err(ErrorCode::ForwardToOthers),
+            };
+        }
+        *self.availability.lock().expect("availability") = Some((Instant::now(), r));
+        AvailabilityReportResponse {
+            err: err(ErrorCode::Ok),
+        }
+    }
+
     fn level(&self) -> i32 {
         self.level.load(Ordering::Acquire)
     }
@@ -1196,6 +1212,9 @@ impl MetaServer {
             rpc::CONTROL_META => answer!(MetaControlRequest, |a| self.control_meta(a)),
             rpc::QUERY_MANUAL_COMPACT => answer!(QueryManualCompactRequest, |a| async {
                 self.query_manual_compact(a)
+            }),
+            rpc::REPORT_AVAILABILITY => answer!(AvailabilityReport, |a| async {
+                self.availability_reported(a)
             }),
             _ => reply.error(ErrorCode::HandlerNotFound),
         }

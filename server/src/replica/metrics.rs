@@ -125,17 +125,35 @@ struct RoleLabels {
 }
 
 /// One table's request metrics, fetched once per replica (and again if the table is renamed).
+/// A kind's series are made on its first request, so a table shows only the kinds it serves.
 #[derive(Debug)]
 pub struct TableMetrics {
-    ops: Vec<OpStats>,
+    name: String,
+    ops: [std::sync::OnceLock<OpStats>; Op::ALL.len()],
+    requests: Family<OpLabels, Counter>,
+    latency: Family<OpLabels, Latency>,
+    read_bytes: Counter,
     /// Bytes of write requests.
     pub written_bytes: Counter,
 }
 
 impl TableMetrics {
-    /// The metrics of `op`.
+    /// The metrics of `op` (one atomic load once made).
     pub fn op(&self, op: Op) -> &OpStats {
-        &self.ops[Op::ALL.iter().position(|o| *o == op).expect("every op")]
+        let i = Op::ALL.iter().position(|o| *o == op).expect("every op");
+        self.ops[i].get_or_init(|| {
+            let labels = OpLabels {
+                table: self.name.clone(),
+                op: op.name(),
+            };
+            let requests = self.requests.get_or_create(&labels).clone();
+            let latency = self.latency.get_or_create(&labels).clone();
+            OpStats {
+                requests,
+                latency,
+                answered_bytes: op.reads().then(|| self.read_bytes.clone()),
+            }
+        })
     }
 }
 
@@ -350,29 +368,21 @@ impl ReplicaMetrics {
         if let Some(t) = tables.get(name) {
             return Arc::clone(t);
         }
-        let ops = Op::ALL
-            .iter()
-            .map(|op| {
-                let labels = OpLabels {
-                    table: name.to_owned(),
-                    op: op.name(),
-                };
-                let table = TableLabels::of(name);
-                OpStats {
-                    requests: self.requests.get_or_create(&labels).clone(),
-                    latency: self.latency.get_or_create(&labels).clone(),
-                    answered_bytes: op
-                        .reads()
-                        .then(|| self.read_bytes.get_or_create(&table).clone()),
-                }
-            })
-            .collect();
+        let read_bytes = self
+            .read_bytes
+            .get_or_create(&TableLabels::of(name))
+            .clone();
+        let written_bytes = self
+            .written_bytes
+            .get_or_create(&TableLabels::of(name))
+            .clone();
         let t = Arc::new(TableMetrics {
-            ops,
-            written_bytes: self
-                .written_bytes
-                .get_or_create(&TableLabels::of(name))
-                .clone(),
+            name: name.to_owned(),
+            ops: Default::default(),
+            requests: self.requests.clone(),
+            latency: self.latency.clone(),
+            read_bytes,
+            written_bytes,
         });
         tables.insert(name.to_owned(), Arc::clone(&t));
         t

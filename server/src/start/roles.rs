@@ -130,6 +130,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             }
             "collector" => {
                 let collector = Collector::new(CollectorOptions {
+                    me: server.advertised(&role),
                     metas: server.meta_servers.clone(),
                     cluster_name: server.cluster_name.clone(),
                     app: server.detect_app.clone(),

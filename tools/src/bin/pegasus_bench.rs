@@ -3,11 +3,13 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use pegasus_client::{Client, ClientOptions};
 use pegasus_tools::bench::{self, BenchOptions, Target, Workload};
 use pegasus_tools::etcd::Etcd;
+use pegasus_tools::scrape::Scraper;
 
 /// Benchmarks a Pegasus table, like `./run.sh bench`.
 #[derive(Debug, Parser)]
@@ -44,6 +46,13 @@ struct Args {
     /// `fillrandom` and `readrandom` only, the same keys and values.
     #[arg(long)]
     etcd: Option<SocketAddr>,
+    /// Scrape `/metrics` of these servers (comma-separated) every `--scrape-interval-ms` while
+    /// the workloads run, as Prometheus would: what scraping costs.
+    #[arg(long, value_delimiter = ',')]
+    scrape: Vec<SocketAddr>,
+    /// See `--scrape`.
+    #[arg(long, default_value_t = 1000)]
+    scrape_interval_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -93,11 +102,22 @@ fn main() -> ExitCode {
             value_size: args.value_size,
             ..BenchOptions::default()
         };
+        let scraper = (!args.scrape.is_empty()).then(|| {
+            Scraper::start(
+                args.scrape.clone(),
+                Duration::from_millis(args.scrape_interval_ms),
+            )
+        });
         let mut failed = false;
         for workload in &args.benchmarks {
             let report = bench::run_on(&target, *workload, &options).await;
             failed |= report.errors > 0;
             println!("{report}");
+        }
+        if let Some(s) = scraper {
+            let (ok, bad) = s.stop();
+            println!("scraped /metrics {ok} times ({bad} failed)");
+            failed |= bad > 0;
         }
         if failed {
             ExitCode::from(1)
