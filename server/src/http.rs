@@ -322,7 +322,8 @@ th{background:#f3f3f3}.alive{color:#176f2c}.dead{color:#b00020;font-weight:bold}
 .map{display:flex;flex-wrap:wrap;gap:3px;margin:.3em 0 1em}\
 .cell{width:22px;height:22px;border-radius:3px;font-size:10px;line-height:22px;text-align:center;color:#fff}\
 .healthy{background:#2e7d32}.writable_ill{background:#f9a825}.unwritable{background:#ef6c00}\
-.unreadable{background:#c62828}.dead_partition{background:#111}footer{margin-top:2em;color:#888;font-size:.8em}";
+.unreadable{background:#c62828}.dead_partition{background:#111}footer{margin-top:2em;color:#888;font-size:.8em}\
+.legend .cell{display:inline-block;width:12px;height:12px;vertical-align:middle}";
 
 /// `s` with HTML's special characters escaped (for the status pages).
 pub fn escape_html(s: &str) -> String {

@@ -452,7 +452,12 @@ impl MetaServer {
         }
         body.push_str("</tbody></table>\n");
         body.push_str(&self.availability_section());
-        body.push_str("<h2>Partition maps</h2>\n");
+        body.push_str(
+            "<h2>Partition maps</h2>\n<p class=\"legend\"><span class=\"cell healthy\"></span> healthy \
+             <span class=\"cell writable_ill\"></span> writable, copies short \
+             <span class=\"cell unwritable\"></span> unwritable <span class=\"cell unreadable\"></span> \
+             no primary <span class=\"cell dead_partition\"></span> no member</p>\n",
+        );
         body.push_str(&maps);
         body.push_str(
             "<p>API: <a href=\"/meta/cluster\">/meta/cluster</a>, <a href=\"/meta/nodes?detail\">/meta/nodes</a>, \

@@ -1127,7 +1127,6 @@ impl MetaServer {
         )
     }
 
-    /// The meta level ([`meta_function_level`]).
     /// `RPC_CM_REPORT_AVAILABILITY`: the collector's last round, kept for the status page.
     fn availability_reported(&self, r: AvailabilityReport) -> AvailabilityReportResponse {
         if !self.is_leader() {
@@ -1141,6 +1140,7 @@ impl MetaServer {
         }
     }
 
+    /// The meta level ([`meta_function_level`]).
     fn level(&self) -> i32 {
         self.level.load(Ordering::Acquire)
     }
