@@ -65,15 +65,6 @@ impl Latency {
         self.0.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
-
-    /// Observations so far.
-    pub fn count(&self) -> u64 {
-        self.0
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .sum()
-    }
 }
 
 impl TypedMetric for Latency {

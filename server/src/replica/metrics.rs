@@ -140,8 +140,8 @@ pub struct TableMetrics {
 impl TableMetrics {
     /// The metrics of `op` (one atomic load once made).
     pub fn op(&self, op: Op) -> &OpStats {
-        let i = Op::ALL.iter().position(|o| *o == op).expect("every op");
-        self.ops[i].get_or_init(|| {
+        // `Op::ALL` lists the kinds in declaration order: the discriminant is the index.
+        self.ops[op as usize].get_or_init(|| {
             let labels = OpLabels {
                 table: self.name.clone(),
                 op: op.name(),
@@ -470,6 +470,9 @@ mod tests {
 
     #[test]
     fn requests_count_per_table_and_kind_and_gauges_follow_the_replicas() {
+        for (i, op) in Op::ALL.iter().enumerate() {
+            assert_eq!(*op as usize, i, "{op:?} indexes its own slot");
+        }
         let m = ReplicaMetrics::new("c");
         let t = m.table("temp");
         assert!(Arc::ptr_eq(&t, &m.table("temp")), "fetched once");
