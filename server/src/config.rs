@@ -295,6 +295,11 @@ impl ServerConfig {
                 "response_write_timeout_seconds",
                 net_defaults.write_timeout.as_secs(),
             )?),
+            listen_backlog: config.parse_or(
+                "network",
+                "listen_backlog",
+                net_defaults.listen_backlog,
+            )?,
         };
         let mut bootstrap_apps = Vec::new();
         for section in config

@@ -159,6 +159,8 @@ impl HttpResponse {
             307 => "Temporary Redirect",
             400 => "Bad Request",
             404 => "Not Found",
+            408 => "Request Timeout",
+            431 => "Request Header Fields Too Large",
             503 => "Service Unavailable",
             _ => "Internal Server Error",
         }

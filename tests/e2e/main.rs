@@ -5,6 +5,9 @@
 mod cluster;
 /// Acknowledged writes survive `kill -9` of a replica (plog fsynced, and not).
 mod durability;
+/// Hostile bytes on every port: random, cut, oversized, lying frames, mistyped Thrift, HTTP
+/// junk, slowloris and churn.
+mod hostile;
 /// What operators watch: `/metrics` of every role, Pegasus's HTTP API, the status page.
 mod observe;
 /// Every rrdb operation through the Rust client, against a real replica and real RocksDB.

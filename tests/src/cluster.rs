@@ -352,6 +352,17 @@ pub struct Writers {
 impl Writers {
     /// Starts `n` writers on `table`.
     pub fn start(table: &std::sync::Arc<Table>, n: usize, prefix: &str) -> Writers {
+        Self::paced(table, n, prefix, Duration::ZERO)
+    }
+
+    /// As [`Writers::start`], each writer pausing `pause` after each write: a steady client
+    /// beside a test's real load.
+    pub fn paced(
+        table: &std::sync::Arc<Table>,
+        n: usize,
+        prefix: &str,
+        pause: Duration,
+    ) -> Writers {
         use std::sync::atomic::Ordering;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let acked: Acked = std::sync::Arc::default();
@@ -372,6 +383,9 @@ impl Writers {
                             acked.lock().unwrap().insert(key, value);
                         }
                         i += 1;
+                        if !pause.is_zero() {
+                            tokio::time::sleep(pause).await;
+                        }
                     }
                 })
             })

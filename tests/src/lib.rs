@@ -8,11 +8,14 @@
 //!   on free ports, and helpers that write and check keys
 //! - [`harness`]: [`harness::Harness`], a replica in process with a routing service that
 //!   answers `query_cfg` for it, without ZooKeeper
+//! - [`hostile`]: what hostile clients send (random, cut, oversized and lying frames, mistyped
+//!   Thrift, HTTP junk, slowloris, churn), and a process's RSS and open files
 //! - [`http`]: a plain HTTP GET, Prometheus samples, promtool, a headless Chromium
 //! - [`proxy`]: [`proxy::SlowProxy`], a TCP proxy whose latency a test sets (a slow ZooKeeper)
 
 pub mod bins;
 pub mod cluster;
 pub mod harness;
+pub mod hostile;
 pub mod http;
 pub mod proxy;

@@ -123,6 +123,7 @@ const UNSIGNED: &[(&str, &str)] = &[
     ("network", "conn_idle_timeout_seconds"),
     ("network", "request_read_timeout_seconds"),
     ("network", "response_write_timeout_seconds"),
+    ("network", "listen_backlog"),
     ("meta_server", "min_live_node_count_for_unfreeze"),
     ("meta_server", "node_live_percentage_threshold_for_update"),
     ("meta_server", "replica_assign_delay_ms_for_dropouts"),

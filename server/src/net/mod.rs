@@ -51,6 +51,10 @@ pub struct Limits {
     /// stops reading holds no connection, nor the server's shutdown
     /// (`[network] response_write_timeout_seconds`).
     pub write_timeout: Duration,
+    /// Connections the kernel completes before we accept them (`[network] listen_backlog`,
+    /// capped by `net.core.somaxconn`): a burst of connects beyond it waits a second each (the
+    /// client's SYN is dropped and sent again).
+    pub listen_backlog: u32,
 }
 
 impl Default for Limits {
@@ -63,6 +67,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(600),
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(60),
+            listen_backlog: 1024,
         }
     }
 }
@@ -202,20 +207,33 @@ const MAX_HTTP_HEAD: usize = 8192;
 /// Serves one HTTP request whose first bytes are in `buf`, then the connection closes.
 async fn http<S: Service>(
     mut reader: tokio::net::tcp::OwnedReadHalf,
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: tokio::net::tcp::OwnedWriteHalf,
     mut buf: BytesMut,
     service: &Arc<S>,
     limits: Limits,
 ) {
     let deadline = tokio::time::Instant::now() + limits.read_timeout;
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        if buf.len() > MAX_HTTP_HEAD {
-            return;
+    let mut refused = None;
+    loop {
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n");
+        if end.is_some_and(|e| e + 4 <= MAX_HTTP_HEAD) {
+            break;
+        }
+        if end.is_some() || buf.len() > MAX_HTTP_HEAD {
+            refused = Some(HttpResponse::error(431, "request head too large\n"));
+            break;
         }
         match tokio::time::timeout_at(deadline, reader.read_buf(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => {}
-            _ => return,
+            Ok(_) => return,
+            Err(_) => {
+                refused = Some(HttpResponse::error(408, "request head not sent in time\n"));
+                break;
+            }
         }
+    }
+    if let Some(response) = refused {
+        return answer_and_close(reader, writer, &response, limits).await;
     }
     let response = match HttpRequest::parse(&String::from_utf8_lossy(&buf)) {
         Err(e) => HttpResponse::error(400, format!("failed to parse request: {e}")),
@@ -225,8 +243,46 @@ async fn http<S: Service>(
         },
         Ok(req) => service.http(req).await,
     };
-    let _ =
-        tokio::time::timeout(limits.write_timeout, writer.write_all(&response.to_bytes())).await;
+    answer_and_close(reader, writer, &response, limits).await;
+}
+
+/// Writes `response`, then closes as HTTP servers do (a lingering close): our side first, then
+/// what the client still sends is read and dropped for a moment (at most 1 MiB), so that a
+/// client still sending (a head past the bound, a body) reads its answer instead of a reset.
+async fn answer_and_close(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    response: &HttpResponse,
+    limits: Limits,
+) {
+    let sent = tokio::time::timeout(limits.write_timeout, async {
+        writer.write_all(&response.to_bytes()).await?;
+        writer.shutdown().await
+    });
+    if !matches!(sent.await, Ok(Ok(()))) {
+        return;
+    }
+    let mut sink = [0u8; 16 << 10];
+    let mut left = 1usize << 20;
+    let until = tokio::time::Instant::now() + Duration::from_secs(1);
+    while left > 0 {
+        match tokio::time::timeout_at(until, reader.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
+
+/// A listener on `addr` with `backlog` (`SO_REUSEADDR`, as `std` sets it: a port held only by
+/// closed connections waiting out TIME-WAIT can be taken again; one still listened on cannot).
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then waits for every connection
@@ -610,7 +666,22 @@ mod tests {
         http.write_all(b"GET /health HTTP/1.1\r\n")
             .await
             .expect("write");
-        assert!(closed_within(&mut http, Duration::from_secs(3)).await);
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), http.read_to_end(&mut answer));
+        assert!(matches!(read.await, Ok(Ok(_))), "closed in time");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 408 "),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        // A head past the bound is answered 431, not read on.
+        let mut long = TcpStream::connect(addr).await.expect("connect");
+        let mut head = b"GET /health HTTP/1.1\r\nX-Junk: ".to_vec();
+        head.resize(MAX_HTTP_HEAD + 100, b'a');
+        long.write_all(&head).await.expect("write");
+        let mut answer = Vec::new();
+        long.read_to_end(&mut answer).await.expect("read");
+        assert!(answer.starts_with(b"HTTP/1.1 431 "));
         // A client that keeps talking keeps its connection.
         let mut busy = TcpStream::connect(addr).await.expect("connect");
         for seqid in 0..8 {

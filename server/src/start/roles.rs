@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
 use tracing::info;
 
 use super::StartError;
@@ -25,13 +24,13 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
     let mut listeners = Vec::new();
     for role in &server.roles {
         let addr = SocketAddr::from(([0, 0, 0, 0], role.port));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind {
+        let listener = net::bind(addr, server.net_limits.listen_backlog).map_err(|source| {
+            StartError::Bind {
                 role: role.name.clone(),
                 addr,
                 source,
-            })?;
+            }
+        })?;
         listeners.push((role.clone(), listener));
     }
     // A meta needs ZooKeeper before it is anything: unreachable ZooKeeper ends start-up here.

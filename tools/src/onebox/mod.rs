@@ -102,6 +102,9 @@ pub struct OneboxOptions {
     pub plog_force_flush: bool,
     /// `[replication] log_private_file_size_mb` of the replicas.
     pub plog_file_mb: u32,
+    /// More keys for every node's `config.ini`: `(section, key, value)`, added to the section
+    /// (which is made when the template has none).
+    pub extra_config: Vec<(String, String, String)>,
 }
 
 impl OneboxOptions {
@@ -123,6 +126,7 @@ impl OneboxOptions {
             collector_port: 34101,
             plog_force_flush: true,
             plog_file_mb: 32,
+            extra_config: Vec::new(),
         }
     }
 
@@ -212,6 +216,21 @@ pub fn zookeeper_ok(port: u16) -> bool {
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let mut answer = [0u8; 4];
     s.write_all(b"ruok").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"imok"
+}
+
+/// `text` (an ini file) with `extra`'s keys added, each to its section's top, or in a new section
+/// at the end.
+fn with_extra(text: &str, extra: &[(String, String, String)]) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for (section, key, value) in extra {
+        let header = format!("[{section}]");
+        let line = format!("  {key} = {value}");
+        match lines.iter().position(|l| l.trim() == header) {
+            Some(at) => lines.insert(at + 1, line),
+            None => lines.extend([String::new(), header, line]),
+        }
+    }
+    lines.join("\n") + "\n"
 }
 
 fn read_pid(path: &Path) -> Option<i32> {
@@ -334,7 +353,8 @@ impl Onebox {
         .collect();
         let rendered = configcheck::render::render(TEMPLATE, &vars)?;
         let path = dir.join("config.ini");
-        configcheck::render::write_atomically(&path, &rendered.text)?;
+        let text = with_extra(&rendered.text, &o.extra_config);
+        configcheck::render::write_atomically(&path, &text)?;
         Ok(path)
     }
 
@@ -431,6 +451,11 @@ impl Onebox {
         if let Some(pid) = read_pid(&self.dir(&node.name()).join("pid")) {
             signal(pid, "STOP");
         }
+    }
+
+    /// The process id of a running node.
+    pub fn pid(&self, node: Node) -> Option<i32> {
+        read_pid(&self.dir(&node.name()).join("pid")).filter(|p| alive(*p))
     }
 
     /// Lets a paused node run again (SIGCONT).
