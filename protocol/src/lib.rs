@@ -7,10 +7,12 @@
 //! - [`codes`]: error names, RocksDB status codes, RPC names
 //! - [`key`]: key and value schemas, CRC-64 partition hashing, the Pegasus epoch
 //! - [`outbox`]: frames queued for one connection, written in bursts
+//! - [`fuzzing`]: every decoder untrusted bytes reach, for the fuzzers and their regressions
 
 pub mod codec;
 pub mod codes;
 pub mod frame;
+pub mod fuzzing;
 pub mod key;
 pub mod outbox;
 pub mod types;
