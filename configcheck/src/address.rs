@@ -362,3 +362,98 @@ mod tests {
         assert!(choose(&NetworkSettings::default(), &f, &no_dns).is_err());
     }
 }
+
+/// An allow-list of client addresses: IPv4 or IPv6 addresses and CIDR blocks, comma-separated
+/// (`[security] admin_allowed_hosts = 127.0.0.1, 10.0.0.0/8`). Empty allows everyone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowList(Vec<(std::net::IpAddr, u8)>);
+
+impl AllowList {
+    /// Parses a list; the first item that is not an address or block is the error.
+    pub fn parse(raw: &str) -> Result<AllowList, String> {
+        let mut blocks = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            blocks.push(Self::block(item).ok_or_else(|| {
+                format!("`{item}` is not an IP address or a CIDR block (`10.0.0.0/8`)")
+            })?);
+        }
+        Ok(AllowList(blocks))
+    }
+
+    fn block(item: &str) -> Option<(std::net::IpAddr, u8)> {
+        let (ip, bits) = match item.split_once('/') {
+            Some((ip, bits)) => (
+                ip.parse::<std::net::IpAddr>().ok()?,
+                bits.parse::<u8>().ok()?,
+            ),
+            None => {
+                let ip = item.parse::<std::net::IpAddr>().ok()?;
+                (ip, if ip.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        (bits <= max).then_some((ip, bits))
+    }
+
+    /// Whether the list allows everyone (it is empty).
+    pub fn is_open(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `ip` may (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.is_open()
+            || self.0.iter().any(|(net, bits)| match (net, ip) {
+                (std::net::IpAddr::V4(n), std::net::IpAddr::V4(a)) => {
+                    prefix(u32::from(*n).into(), u32::from(a).into(), *bits, 32)
+                }
+                (std::net::IpAddr::V6(n), std::net::IpAddr::V6(a)) => {
+                    prefix(u128::from(*n), u128::from(a), *bits, 128)
+                }
+                _ => false,
+            })
+    }
+}
+
+/// Whether the first `bits` of `a` and `b` (numbers of `width` bits) agree.
+fn prefix(a: u128, b: u128, bits: u8, width: u32) -> bool {
+    let shift = width - u32::from(bits);
+    shift >= width || (a >> shift) == (b >> shift)
+}
+
+#[cfg(test)]
+mod allow_list_tests {
+    use super::AllowList;
+
+    #[test]
+    fn addresses_and_blocks_allow_what_they_cover() {
+        let list = AllowList::parse(" 127.0.0.1, 10.1.0.0/16,::1 ,").unwrap();
+        let allows = |ip: &str| list.allows(ip.parse().unwrap());
+        assert!(allows("127.0.0.1") && allows("10.1.255.3") && allows("::1"));
+        assert!(allows("::ffff:10.1.0.9"), "IPv4-mapped");
+        assert!(!allows("127.0.0.2") && !allows("10.2.0.1") && !allows("::2"));
+        assert!(
+            AllowList::parse("0.0.0.0/0")
+                .unwrap()
+                .allows("8.8.8.8".parse().unwrap())
+        );
+        assert!(
+            AllowList::parse("")
+                .unwrap()
+                .allows("8.8.8.8".parse().unwrap())
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "localhost",
+            "10.0.0/8",
+            "1.2.3.4/x",
+            "::1/129",
+        ] {
+            assert!(AllowList::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

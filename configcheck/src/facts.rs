@@ -74,6 +74,21 @@ pub struct HostFacts {
     /// Mounted disks.
     #[serde(default)]
     pub disks: Vec<Disk>,
+    /// Files a config names (credentials), as recorded on the host.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileFact>,
+    /// Collected on this host, now: files not recorded are looked at directly.
+    #[serde(skip)]
+    pub live: bool,
+}
+
+/// A file a config names, as found on its host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFact {
+    /// Its path.
+    pub path: String,
+    /// Its permission bits; `None` when it is not there.
+    pub mode: Option<u32>,
 }
 
 fn format_default() -> u32 {
@@ -119,6 +134,20 @@ pub struct Disk {
 }
 
 impl HostFacts {
+    /// The permission bits of `path` on the host: `Some(None)` when it is not there, `None` when
+    /// unknown (recorded facts that do not mention it).
+    pub fn file_mode(&self, path: &str) -> Option<Option<u32>> {
+        if let Some(f) = self.files.iter().find(|f| f.path == path) {
+            return Some(f.mode);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        self.live.then(|| {
+            std::fs::metadata(path)
+                .ok()
+                .map(|m| m.permissions().mode() & 0o7777)
+        })
+    }
+
     /// Collects the facts of this machine.
     pub fn collect() -> Result<HostFacts, FactsError> {
         let hostname = sysinfo::System::host_name().unwrap_or_default();
@@ -129,6 +158,8 @@ impl HostFacts {
             hostname_ipv4,
             interfaces: collect_interfaces()?,
             disks: collect_disks()?,
+            files: Vec::new(),
+            live: true,
         })
     }
 

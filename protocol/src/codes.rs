@@ -51,6 +51,8 @@ pub enum ErrorCode {
     AppDropped,
     /// The request is not allowed now (the meta level forbids it).
     OperationDisabled,
+    /// The sender may not ask this (`[security] admin_allowed_hosts`).
+    AclDeny,
 }
 
 impl ErrorCode {
@@ -80,10 +82,11 @@ impl ErrorCode {
             ErrorCode::InvalidVersion => "ERR_INVALID_VERSION",
             ErrorCode::AppDropped => "ERR_APP_DROPPED",
             ErrorCode::OperationDisabled => "ERR_OPERATION_DISABLED",
+            ErrorCode::AclDeny => "ERR_ACL_DENY",
         }
     }
 
-    const ALL: [ErrorCode; 23] = [
+    const ALL: [ErrorCode; 24] = [
         ErrorCode::Ok,
         ErrorCode::Unknown,
         ErrorCode::AppExist,
@@ -107,6 +110,7 @@ impl ErrorCode {
         ErrorCode::InvalidVersion,
         ErrorCode::AppDropped,
         ErrorCode::OperationDisabled,
+        ErrorCode::AclDeny,
     ];
 
     /// The code of a wire name; unknown names are [`ErrorCode::Unknown`].

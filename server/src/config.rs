@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use configcheck::address::{self, AdvertisedAddress, NetworkSettings};
+use configcheck::address::{self, AdvertisedAddress, AllowList, NetworkSettings};
 use configcheck::{Config, HostFacts, ValueError};
 
 use crate::meta::CreateLimits;
@@ -32,6 +32,12 @@ pub enum ConfigError {
     /// The working directory is unknown.
     #[error("cannot resolve `[core] data_dir`: {0}")]
     DataDir(std::io::Error),
+    /// `[zookeeper] auth_digest` or `auth_digest_file` is unusable.
+    #[error("`[zookeeper]` credentials: {0}")]
+    ZkDigest(String),
+    /// `[security] admin_allowed_hosts` cannot be read.
+    #[error("`[security] admin_allowed_hosts`: {0}")]
+    AdminAllowList(String),
     /// `[meta_server] meta_function_level_on_start` names no level.
     #[error(
         "`[meta_server] meta_function_level_on_start = {0}`: expected freezed, steady or lively"
@@ -94,6 +100,10 @@ pub struct ServerConfig {
     pub zk_hosts: String,
     /// `[zookeeper] timeout_ms`.
     pub zk_timeout: Duration,
+    /// `[zookeeper] auth_digest`, or the first line of `auth_digest_file`: `user:password`.
+    pub zk_digest: Option<String>,
+    /// `[security] admin_allowed_hosts`.
+    pub admin_allowed: AllowList,
     /// `[meta_server] cluster_root`.
     pub cluster_root: String,
     /// `[meta_server] distributed_lock_service_parameters`.
@@ -130,7 +140,53 @@ pub struct ServerConfig {
     pub detect_timeout: Duration,
 }
 
+/// The ZooKeeper credentials: `[zookeeper] auth_digest = user:password`, or the first line of
+/// the file `auth_digest_file` names (which should be readable by its owner only: configcheck's
+/// PC100; the server says so in its log, and goes on).
+fn zk_digest(config: &Config) -> Result<Option<String>, ConfigError> {
+    let inline = config.str_or("zookeeper", "auth_digest", "");
+    let file = config.str_or("zookeeper", "auth_digest_file", "");
+    let digest = match (inline.is_empty(), file.is_empty()) {
+        (true, true) => return Ok(None),
+        (false, false) => {
+            return Err(ConfigError::ZkDigest(
+                "set `auth_digest` or `auth_digest_file`, not both".into(),
+            ));
+        }
+        (false, true) => inline.to_owned(),
+        (true, false) => {
+            use std::os::unix::fs::PermissionsExt;
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| ConfigError::ZkDigest(format!("cannot read `{file}`: {e}")))?;
+            if let Ok(m) = std::fs::metadata(file)
+                && m.permissions().mode() & 0o007 != 0
+            {
+                tracing::warn!(
+                    file,
+                    "ZooKeeper credentials may be read by every user: chmod 600"
+                );
+            }
+            text.lines().next().unwrap_or("").trim().to_owned()
+        }
+    };
+    match digest.split_once(':') {
+        Some((user, _)) if !user.is_empty() => Ok(Some(digest)),
+        _ => Err(ConfigError::ZkDigest(
+            "expected `user:password` for ZooKeeper's digest scheme".into(),
+        )),
+    }
+}
+
 impl ServerConfig {
+    /// How the metas (and `clean`) reach ZooKeeper.
+    pub fn zk_config(&self) -> crate::meta::zk::ZkConfig {
+        crate::meta::zk::ZkConfig {
+            hosts: self.zk_hosts.clone(),
+            session_timeout: self.zk_timeout,
+            digest: self.zk_digest.clone(),
+        }
+    }
+
     /// Reads the server's settings for `roles` from `config`; `facts` and `resolve` decide the
     /// advertised address (the live host's in production).
     pub fn from_config(
@@ -340,7 +396,11 @@ impl ServerConfig {
                 .parse_or::<u64>("replication", key, default)
                 .map(Duration::from_secs)
         };
+        let admin_allowed = AllowList::parse(config.str_or("security", "admin_allowed_hosts", ""))
+            .map_err(ConfigError::AdminAllowList)?;
         Ok(ServerConfig {
+            zk_digest: zk_digest(config)?,
+            admin_allowed,
             zk_hosts: config.str_or("zookeeper", "hosts_list", "").to_owned(),
             zk_timeout: Duration::from_millis(config.parse_or::<u64>(
                 "zookeeper",

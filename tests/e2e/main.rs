@@ -18,3 +18,6 @@ mod pypegasus;
 mod replication;
 /// run.sh's set-up: the one package list, checked against a fake package database.
 mod setup;
+/// ZooKeeper outages (down, a frozen leader, an ensemble member lost), its digest ACL, and the
+/// admin allow-list.
+mod zookeeper;

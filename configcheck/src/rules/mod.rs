@@ -11,6 +11,7 @@
 //! - [`ports`]: roles of one host on one port (PC07x)
 //! - [`startup`]: values the server refuses at start-up (PC08x)
 //! - [`cluster`]: cross-file rules over every node of a cluster (PC09x)
+//! - [`security`]: ZooKeeper credentials, the admin allow-list (PC10x)
 
 pub mod addresses;
 pub mod cluster;
@@ -18,6 +19,7 @@ pub mod cluster_identity;
 pub mod data_dirs;
 pub mod network;
 pub mod ports;
+pub mod security;
 pub mod startup;
 pub mod syntax;
 pub mod template_vars;
@@ -102,6 +104,8 @@ pub static ALL: &[&Rule] = &[
     &cluster::CLUSTER_NAME_DIFFERS,
     &cluster::ZOOKEEPER_LIST_DIFFERS,
     &cluster::DATA_DIR_COUNT_DIFFERS,
+    &security::READABLE_ZOOKEEPER_CREDENTIALS,
+    &security::MALFORMED_ADMIN_ALLOW_LIST,
 ];
 
 /// Looks a rule up by code (`PC001`, any case) or name (`unreplaced-template-variable`).
@@ -187,6 +191,7 @@ pub fn check(config: &Config, options: &CheckOptions) -> Vec<Finding> {
     network::check(&ctx, &mut out);
     ports::check(&ctx, &mut out);
     startup::check(&ctx, &mut out);
+    security::check(&ctx, &mut out);
     filter(config, options, out)
 }
 

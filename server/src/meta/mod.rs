@@ -14,7 +14,9 @@
 //!
 //! Followers answer routing queries and beacons with `ERR_FORWARD_TO_OTHERS` and the leader's
 //! address, as Pegasus metas do. A meta whose ZooKeeper session is lost stops acting as leader at
-//! once; one whose session expired exits (a supervisor restarts it), as Pegasus does.
+//! once. One whose session expired opens a new session and joins the election again: everything
+//! it knows is in ZooKeeper, so that is a restart without a supervisor (Pegasus's meta exits
+//! instead, and needs one to come back).
 
 mod http;
 pub mod metrics;
@@ -34,18 +36,29 @@ use pegasus_protocol::types::*;
 use tracing::{error, info, warn};
 
 use self::state::{App, Changed, Cluster};
-use self::zk::{Zk, ZkError};
+use self::zk::{Zk, ZkConfig, ZkError};
 use crate::net::{Reply, Service};
+
+/// The RPCs that change the cluster on an operator's word: only `[security]
+/// admin_allowed_hosts` may send them when it is set.
+const ADMIN_RPCS: &[&str] = &[
+    rpc::CREATE_APP,
+    rpc::DROP_APP,
+    rpc::RECALL_APP,
+    rpc::UPDATE_APP_ENV,
+    rpc::CONTROL_META,
+];
 
 /// What the meta role needs from the config.
 #[derive(Clone, Debug)]
 pub struct MetaOptions {
     /// This meta's advertised address.
     pub me: SocketAddrV4,
-    /// `[zookeeper] hosts_list`.
-    pub zk_hosts: String,
-    /// `[zookeeper] timeout_ms`.
-    pub zk_timeout: Duration,
+    /// `[zookeeper]`: hosts, session timeout, credentials.
+    pub zk: ZkConfig,
+    /// `[security] admin_allowed_hosts`: who may send admin RPCs (create, drop, recall, envs,
+    /// the meta level); empty: anyone.
+    pub admin_allowed: configcheck::address::AllowList,
     /// `[meta_server] cluster_root`.
     pub cluster_root: String,
     /// `[meta_server] distributed_lock_service_parameters`.
@@ -128,17 +141,20 @@ pub enum MetaError {
     /// ZooKeeper failed.
     #[error(transparent)]
     Zk(#[from] ZkError),
-    /// The ZooKeeper session expired: this meta must stop.
-    #[error("ZooKeeper session expired: this meta stops (its supervisor restarts it)")]
-    SessionExpired,
+    /// The ZooKeeper session was closed or refused our credentials: this meta stops.
+    #[error("ZooKeeper session {0}: this meta stops")]
+    SessionLost(String),
 }
 
 /// The meta role.
 pub struct MetaServer {
     options: MetaOptions,
     zk: Zk,
-    lock_node: String,
+    /// This meta's node in the leader election (a new one after a session expired).
+    lock_node: Mutex<String>,
     leader: AtomicBool,
+    /// Until when the last confirmation of the leadership by ZooKeeper holds.
+    leader_until: Mutex<Option<Instant>>,
     leader_addr: Mutex<Option<SocketAddrV4>>,
     state: tokio::sync::Mutex<Cluster>,
     /// The tables as last persisted, republished when a [`StateGuard`] that changed them goes.
@@ -221,13 +237,7 @@ fn err(code: ErrorCode) -> ErrorName {
 impl MetaServer {
     /// Connects to ZooKeeper and joins the leader election.
     pub async fn start(options: MetaOptions) -> Result<Arc<MetaServer>, MetaError> {
-        let mut zk = Zk::connect(
-            &options.zk_hosts,
-            options.zk_timeout,
-            &options.cluster_root,
-            &options.lock_root,
-        )
-        .await?;
+        let mut zk = Zk::connect(&options.zk, &options.cluster_root, &options.lock_root).await?;
         let metrics = metrics::MetaMetrics::new(&options.cluster_name);
         let (reads, writes) = metrics.zookeeper();
         zk.set_metrics(reads, writes);
@@ -239,8 +249,9 @@ impl MetaServer {
         );
         Ok(Arc::new(MetaServer {
             zk,
-            lock_node,
+            lock_node: Mutex::new(lock_node),
             leader: AtomicBool::new(false),
+            leader_until: Mutex::new(None),
             leader_addr: Mutex::new(None),
             state: tokio::sync::Mutex::new(Cluster::default()),
             view: Mutex::default(),
@@ -269,9 +280,17 @@ impl MetaServer {
         Arc::clone(&self.view.lock().expect("view"))
     }
 
-    /// Whether this meta is the leader.
+    /// Whether this meta is the leader: it won the election, and ZooKeeper confirmed it within
+    /// half a session timeout. A meta frozen or cut off past that (whose session another meta
+    /// may see expire) acts as a follower until ZooKeeper confirms it again, so two metas never
+    /// act as leader at once, whatever its clock of events says after it wakes up.
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire)
+            && self
+                .leader_until
+                .lock()
+                .expect("leader until")
+                .is_some_and(|until| Instant::now() < until)
     }
 
     fn leader_address(&self) -> RpcAddress {
@@ -298,10 +317,21 @@ impl MetaServer {
                             if self.leader.swap(false, Ordering::AcqRel) => {
                                 warn!("ZooKeeper disconnected: stop acting as leader");
                             }
-                        Expired | Closed | AuthFailed => {
+                        Expired => {
+                            // Everything the meta knows is in ZooKeeper: a new session and a
+                            // new place in the election are a restart without a supervisor.
+                            self.leader.store(false, Ordering::Release);
+                            warn!("ZooKeeper session expired: not the leader; opening a new session");
+                            tokio::select! {
+                                _ = &mut shutdown => return Ok(()),
+                                () = self.rejoin() => {}
+                            }
+                            watcher = self.zk.state_watcher();
+                        }
+                        Closed | AuthFailed => {
                             self.leader.store(false, Ordering::Release);
                             error!("ZooKeeper session {state:?}: exiting");
-                            return Err(MetaError::SessionExpired);
+                            return Err(MetaError::SessionLost(format!("{state:?}")));
                         }
                         _ => {}
                     }
@@ -325,20 +355,53 @@ impl MetaServer {
         }
     }
 
+    /// Opens a new ZooKeeper session and joins the election again, retrying until ZooKeeper
+    /// answers.
+    async fn rejoin(&self) {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let joined = async {
+                self.zk.renew().await?;
+                self.zk.join_election(&self.options.me.to_string()).await
+            };
+            match joined.await {
+                Ok(node) => {
+                    info!(
+                        lock_node = node,
+                        "new ZooKeeper session: joined the election again"
+                    );
+                    *self.lock_node.lock().expect("lock node") = node;
+                    return;
+                }
+                Err(e) => {
+                    warn!("new ZooKeeper session: {e}; again in {pause:?}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     async fn elect(&self) -> Result<(), ZkError> {
         if !self.zk.connected() {
             return Ok(());
         }
+        let asked = Instant::now();
         let Some((node, addr)) = self.zk.leader().await? else {
             return Ok(());
         };
         *self.leader_addr.lock().expect("leader") = addr.parse().ok();
-        if node != self.lock_node {
+        let mine = self.lock_node.lock().expect("lock node").clone();
+        if node != mine {
             if self.leader.swap(false, Ordering::AcqRel) {
                 warn!(leader = addr, "no longer the leader");
             }
             return Ok(());
         }
+        // ZooKeeper said so as of `asked`: another meta can lead only once this session has
+        // expired, a whole session timeout after ZooKeeper last heard from us.
+        *self.leader_until.lock().expect("leader until") =
+            Some(asked + self.options.zk.session_timeout / 2);
         if self.is_leader() {
             return Ok(());
         }
@@ -392,7 +455,7 @@ impl MetaServer {
         let mut state = self.lock().await;
         *state = cluster;
         self.leader.store(true, Ordering::Release);
-        info!(lock_node = self.lock_node, "became the leader");
+        info!(lock_node = mine, "became the leader");
         self.cure(&mut state).await;
         Ok(())
     }
@@ -968,7 +1031,7 @@ impl MetaServer {
         let pairs = [
             ("meta_servers", metas),
             ("primary_meta_server", leader),
-            ("zookeeper_hosts", self.options.zk_hosts.clone()),
+            ("zookeeper_hosts", self.options.zk.hosts.clone()),
             ("zookeeper_root", self.options.cluster_root.clone()),
             (
                 "meta_function_level",
@@ -1198,7 +1261,12 @@ impl MetaServer {
                 }
             };
         }
-        match request.message.name.as_str() {
+        let name = request.message.name.as_str();
+        if ADMIN_RPCS.contains(&name) && !self.options.admin_allowed.allows(reply.peer().ip()) {
+            warn!(rpc = name, peer = %reply.peer(), "admin request refused: not in `[security] admin_allowed_hosts`");
+            return reply.error(ErrorCode::AclDeny);
+        }
+        match name {
             rpc::QUERY_CONFIG => answer!(QueryCfgRequest, |a| self.query_config(a)),
             rpc::BEACON => answer!(BeaconRequest, |a| self.beacon(a)),
             rpc::UPDATE_CONFIG => answer!(UpdateConfigRequest, |a| self.update_config(a)),

@@ -58,9 +58,35 @@ fn op(path: &str) -> impl Fn(zookeeper_client::Error) -> ZkError + '_ {
     }
 }
 
+/// How to reach ZooKeeper: `[zookeeper]` of config.ini.
+#[derive(Clone, Debug, Default)]
+pub struct ZkConfig {
+    /// `hosts_list`: `ip:port,…`.
+    pub hosts: String,
+    /// `timeout_ms`: the session timeout.
+    pub session_timeout: Duration,
+    /// `user:password` for ZooKeeper's `digest` scheme (`auth_digest`, or the first line of
+    /// `auth_digest_file`). With it, every node this server creates is readable and writable by
+    /// that identity only (ZooKeeper's `creator_all`), so other clients cannot rewrite the
+    /// cluster's metadata; without it, by anyone.
+    pub digest: Option<String>,
+}
+
+impl ZkConfig {
+    fn acls(&self) -> Acls<'static> {
+        if self.digest.is_some() {
+            Acls::creator_all()
+        } else {
+            Acls::anyone_all()
+        }
+    }
+}
+
 /// A session with the cluster's ZooKeeper.
 pub struct Zk {
-    client: Client,
+    config: ZkConfig,
+    /// The session; replaced by [`Zk::renew`] when it expired.
+    client: std::sync::Mutex<Client>,
     root: String,
     lock_dir: String,
     /// Times of reads and of writes of the cluster's state.
@@ -69,30 +95,33 @@ pub struct Zk {
 }
 
 impl Zk {
-    /// Connects to `hosts` (`ip:port,…`) and makes sure `root` and the lock dir exist.
-    pub async fn connect(
-        hosts: &str,
-        session_timeout: Duration,
-        root: &str,
-        lock_root: &str,
-    ) -> Result<Zk, ZkError> {
-        let client = Self::connect_only(hosts, session_timeout).await?.client;
-        let zk = Zk {
-            client,
-            root: root.trim_end_matches('/').to_owned(),
-            lock_dir: format!("{}/{LOCK_ID}", lock_root.trim_end_matches('/')),
-            reads: Latency::default(),
-            writes: Latency::default(),
-        };
+    /// Connects and makes sure `root` and the lock dir exist.
+    pub async fn connect(config: &ZkConfig, root: &str, lock_root: &str) -> Result<Zk, ZkError> {
+        let mut zk = Self::connect_only(config).await?;
+        zk.root = root.trim_end_matches('/').to_owned();
+        zk.lock_dir = format!("{}/{LOCK_ID}", lock_root.trim_end_matches('/'));
         zk.mkdir(&zk.root).await?;
         zk.mkdir(&zk.lock_dir).await?;
         Ok(zk)
     }
 
+    /// The current session.
+    fn client(&self) -> Client {
+        self.client.lock().expect("zk client").clone()
+    }
+
+    /// Opens a new session in place of an expired one (whose ephemeral nodes, the election's
+    /// lock node among them, are gone).
+    pub async fn renew(&self) -> Result<(), ZkError> {
+        let client = Self::session(&self.config).await?;
+        *self.client.lock().expect("zk client") = client;
+        Ok(())
+    }
+
     async fn mkdir(&self, path: &str) -> Result<(), ZkError> {
         match self
-            .client
-            .mkdir(path, &CreateMode::Persistent.with_acls(Acls::anyone_all()))
+            .client()
+            .mkdir(path, &CreateMode::Persistent.with_acls(self.config.acls()))
             .await
         {
             Ok(()) | Err(zookeeper_client::Error::NodeExists) => Ok(()),
@@ -102,13 +131,13 @@ impl Zk {
 
     /// Watches the session: expiry means this meta must stop at once.
     pub fn state_watcher(&self) -> StateWatcher {
-        self.client.state_watcher()
+        self.client().state_watcher()
     }
 
     /// Whether the session is connected now.
     pub fn connected(&self) -> bool {
         matches!(
-            self.client.state(),
+            self.client().state(),
             SessionState::SyncConnected | SessionState::ConnectedReadOnly
         )
     }
@@ -117,11 +146,11 @@ impl Zk {
     pub async fn join_election(&self, me: &str) -> Result<String, ZkError> {
         let prefix = format!("{}/LOCKNODE", self.lock_dir);
         let (_, seq) = self
-            .client
+            .client()
             .create(
                 &prefix,
                 me.as_bytes(),
-                &CreateMode::EphemeralSequential.with_acls(Acls::anyone_all()),
+                &CreateMode::EphemeralSequential.with_acls(self.config.acls()),
             )
             .await
             .map_err(op(&prefix))?;
@@ -131,7 +160,7 @@ impl Zk {
     /// The current leader: its lock node name and address.
     pub async fn leader(&self) -> Result<Option<(String, String)>, ZkError> {
         let mut children = self
-            .client
+            .client()
             .list_children(&self.lock_dir)
             .await
             .map_err(op(&self.lock_dir))?;
@@ -144,7 +173,7 @@ impl Zk {
             return Ok(None);
         };
         let path = format!("{}/{first}", self.lock_dir);
-        match self.client.get_data(&path).await {
+        match self.client().get_data(&path).await {
             Ok((data, _)) => Ok(Some((first, String::from_utf8_lossy(&data).into_owned()))),
             // It went away between the two calls: ask again next round.
             Err(zookeeper_client::Error::NoNode) => Ok(None),
@@ -159,7 +188,7 @@ impl Zk {
     /// Loads every table; `None` when the cluster was never bootstrapped.
     pub async fn load(&self) -> Result<Option<Cluster>, ZkError> {
         let apps_path = self.apps_path();
-        let ids = match self.client.list_children(&apps_path).await {
+        let ids = match self.client().list_children(&apps_path).await {
             Ok(ids) => ids,
             Err(zookeeper_client::Error::NoNode) => return Ok(None),
             Err(e) => return Err(op(&apps_path)(e)),
@@ -194,7 +223,7 @@ impl Zk {
 
     async fn read_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ZkError> {
         let started = std::time::Instant::now();
-        let read = self.client.get_data(path).await;
+        let read = self.client().get_data(path).await;
         self.reads.observe(started.elapsed());
         let (data, _) = read.map_err(op(path))?;
         serde_json::from_slice(&data).map_err(|e| ZkError::Data {
@@ -211,14 +240,14 @@ impl Zk {
     }
 
     async fn write_untimed(&self, path: &str, data: &[u8]) -> Result<(), ZkError> {
-        match self.client.set_data(path, data, None).await {
+        match self.client().set_data(path, data, None).await {
             Ok(_) => Ok(()),
             Err(zookeeper_client::Error::NoNode) => {
-                self.client
+                self.client()
                     .create(
                         path,
                         data,
-                        &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+                        &CreateMode::Persistent.with_acls(self.config.acls()),
                     )
                     .await
                     .map_err(op(path))?;
@@ -276,7 +305,7 @@ impl Zk {
     /// The meta level kept, if one was set.
     pub async fn load_level(&self) -> Result<Option<String>, ZkError> {
         let path = self.level_path();
-        match self.client.get_data(&path).await {
+        match self.client().get_data(&path).await {
             Ok((data, _)) => Ok(Some(String::from_utf8_lossy(&data).into_owned())),
             Err(zookeeper_client::Error::NoNode) => Ok(None),
             Err(e) => Err(op(&path)(e)),
@@ -289,7 +318,7 @@ impl Zk {
         let mut i = 0;
         while i < order.len() {
             let node = order[i].clone();
-            match self.client.list_children(&node).await {
+            match self.client().list_children(&node).await {
                 Ok(children) => order.extend(children.into_iter().map(|c| format!("{node}/{c}"))),
                 Err(zookeeper_client::Error::NoNode) => {}
                 Err(e) => return Err(op(&node)(e)),
@@ -298,7 +327,7 @@ impl Zk {
         }
         let mut deleted = 0;
         for node in order.iter().rev() {
-            match self.client.delete(node, None).await {
+            match self.client().delete(node, None).await {
                 Ok(()) => deleted += 1,
                 Err(zookeeper_client::Error::NoNode) => {}
                 Err(e) => return Err(op(node)(e)),
@@ -308,33 +337,34 @@ impl Zk {
     }
 
     /// Connects without creating anything (for tools).
-    pub async fn connect_only(hosts: &str, session_timeout: Duration) -> Result<Zk, ZkError> {
-        let timeout = session_timeout.min(Duration::from_secs(10));
-        let client = tokio::time::timeout(
-            timeout,
-            Client::connector()
-                .with_session_timeout(session_timeout)
-                .with_connection_timeout(timeout)
-                .connect(hosts),
-        )
-        .await
-        .map_err(|_| ZkError::Connect {
-            hosts: hosts.to_owned(),
-            timeout,
-            source: zookeeper_client::Error::Timeout,
-        })?
-        .map_err(|source| ZkError::Connect {
-            hosts: hosts.to_owned(),
-            timeout,
-            source,
-        })?;
+    pub async fn connect_only(config: &ZkConfig) -> Result<Zk, ZkError> {
         Ok(Zk {
-            client,
+            client: std::sync::Mutex::new(Self::session(config).await?),
+            config: config.clone(),
             root: String::new(),
             lock_dir: String::new(),
             reads: Latency::default(),
             writes: Latency::default(),
         })
+    }
+
+    async fn session(config: &ZkConfig) -> Result<Client, ZkError> {
+        let timeout = config.session_timeout.min(Duration::from_secs(10));
+        let failed = |source| ZkError::Connect {
+            hosts: config.hosts.clone(),
+            timeout,
+            source,
+        };
+        let mut connector = Client::connector()
+            .with_session_timeout(config.session_timeout)
+            .with_connection_timeout(timeout);
+        if let Some(digest) = &config.digest {
+            connector = connector.with_auth("digest", digest.as_bytes());
+        }
+        tokio::time::timeout(timeout, connector.connect(&config.hosts))
+            .await
+            .map_err(|_| failed(zookeeper_client::Error::Timeout))?
+            .map_err(failed)
     }
 
     /// Writes one partition.

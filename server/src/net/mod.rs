@@ -134,6 +134,8 @@ pub struct Reply {
     received: Instant,
     /// Counted and timed (from `received`) when it goes, if the service asked.
     stats: Option<OpStats>,
+    /// Who sent it.
+    peer: SocketAddr,
 }
 
 impl Reply {
@@ -169,6 +171,11 @@ impl Reply {
     /// The RPC name of the request.
     pub fn rpc_name(&self) -> &str {
         &self.name
+    }
+
+    /// The address the request came from.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 }
 
@@ -412,6 +419,7 @@ async fn connection<S: Service>(
                         _permit: permit,
                         received: last_read,
                         stats: None,
+                        peer,
                     };
                     batch.push((request, reply));
                 }

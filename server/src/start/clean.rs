@@ -56,7 +56,7 @@ pub fn clean(args: &[String]) -> Result<(), StartError> {
             .build()
             .map_err(StartError::Runtime)?;
         runtime.block_on(async {
-            let zk = crate::meta::zk::Zk::connect_only(&server.zk_hosts, server.zk_timeout)
+            let zk = crate::meta::zk::Zk::connect_only(&server.zk_config())
                 .await
                 .map_err(crate::meta::MetaError::from)?;
             let n = zk

@@ -38,8 +38,8 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
     if let Some(role) = server.roles.iter().find(|r| r.name == "meta") {
         let options = MetaOptions {
             me: server.advertised(role),
-            zk_hosts: server.zk_hosts.clone(),
-            zk_timeout: server.zk_timeout,
+            zk: server.zk_config(),
+            admin_allowed: server.admin_allowed.clone(),
             cluster_root: server.cluster_root.clone(),
             lock_root: server.lock_root.clone(),
             cluster_name: server.cluster_name.clone(),

@@ -218,16 +218,29 @@ pub fn zookeeper_ok(port: u16) -> bool {
     s.write_all(b"ruok").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"imok"
 }
 
-/// `text` (an ini file) with `extra`'s keys added, each to its section's top, or in a new section
-/// at the end.
+/// `text` (an ini file) with `extra`'s keys set: in place of the key where its section has it,
+/// else at the section's top, or in a new section at the end.
 fn with_extra(text: &str, extra: &[(String, String, String)]) -> String {
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     for (section, key, value) in extra {
         let header = format!("[{section}]");
         let line = format!("  {key} = {value}");
-        match lines.iter().position(|l| l.trim() == header) {
-            Some(at) => lines.insert(at + 1, line),
-            None => lines.extend([String::new(), header, line]),
+        let Some(at) = lines.iter().position(|l| l.trim() == header) else {
+            lines.extend([String::new(), header, line]);
+            continue;
+        };
+        let end = lines[at + 1..]
+            .iter()
+            .position(|l| l.trim_start().starts_with('['))
+            .map_or(lines.len(), |n| at + 1 + n);
+        let existing = (at + 1..end).find(|&i| {
+            lines[i]
+                .split_once('=')
+                .is_some_and(|(k, _)| k.trim() == key)
+        });
+        match existing {
+            Some(i) => lines[i] = line,
+            None => lines.insert(at + 1, line),
         }
     }
     lines.join("\n") + "\n"
@@ -274,11 +287,50 @@ impl Onebox {
         if zookeeper_ok(port) {
             return Ok(());
         }
+        self.spawn_zookeeper("zookeeper", port, "")?;
+        self.wait_zookeeper("zookeeper", port)
+    }
+
+    /// Starts member `i` of a ZooKeeper ensemble (folder `zookeeper<i>`, from 1) whose members
+    /// listen on `members[k] = (client, peer, election)` ports; `wait`: until it answers (once
+    /// a quorum runs).
+    pub fn start_zookeeper_member(
+        &self,
+        i: usize,
+        members: &[(u16, u16, u16)],
+        wait: bool,
+    ) -> Result<(), OneboxError> {
+        let name = format!("zookeeper{i}");
+        let dir = self.dir(&name);
+        fs::create_dir_all(dir.join("data")).map_err(io("cannot create", &dir))?;
+        fs::write(dir.join("data").join("myid"), i.to_string())
+            .map_err(io("cannot write", &dir.join("data")))?;
+        let servers: String = members
+            .iter()
+            .enumerate()
+            .map(|(k, (_, peer, election))| {
+                format!("server.{}=127.0.0.1:{peer}:{election}\n", k + 1)
+            })
+            .collect();
+        let port = members[i - 1].0;
+        self.spawn_zookeeper(&name, port, &servers)?;
+        if wait {
+            self.wait_zookeeper(&name, port)?;
+        }
+        Ok(())
+    }
+
+    /// Kills member `i` of the ensemble (SIGKILL).
+    pub fn kill_zookeeper_member(&self, i: usize) -> Result<(), OneboxError> {
+        self.stop_pid_file(&self.dir(&format!("zookeeper{i}")).join("pid"), true)
+    }
+
+    fn spawn_zookeeper(&self, name: &str, port: u16, servers: &str) -> Result<(), OneboxError> {
         let classpath = zookeeper_classpath()?;
-        let dir = self.dir("zookeeper");
+        let dir = self.dir(name);
         fs::create_dir_all(dir.join("data")).map_err(io("cannot create", &dir))?;
         let config = format!(
-            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n",
+            "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n{servers}",
             dir.join("data").display()
         );
         fs::write(dir.join("zoo.cfg"), config).map_err(io("cannot write", &dir.join("zoo.cfg")))?;
@@ -306,8 +358,11 @@ impl Onebox {
                 }
             }
         })?;
-        fs::write(dir.join("pid"), child.to_string())
-            .map_err(io("cannot write", &dir.join("pid")))?;
+        fs::write(dir.join("pid"), child.to_string()).map_err(io("cannot write", &dir.join("pid")))
+    }
+
+    fn wait_zookeeper(&self, name: &str, port: u16) -> Result<(), OneboxError> {
+        let dir = self.dir(name);
         wait_for(
             Duration::from_secs(30),
             || zookeeper_ok(port),
@@ -458,6 +513,12 @@ impl Onebox {
         read_pid(&self.dir(&node.name()).join("pid")).filter(|p| alive(*p))
     }
 
+    /// Stops ZooKeeper (SIGKILL: its clients see the connection drop, as when its host dies);
+    /// [`Onebox::start_zookeeper`] brings it back with its data.
+    pub fn kill_zookeeper(&self) -> Result<(), OneboxError> {
+        self.stop_pid_file(&self.dir("zookeeper").join("pid"), true)
+    }
+
     /// Lets a paused node run again (SIGCONT).
     pub fn resume_node(&self, node: Node) {
         if let Some(pid) = read_pid(&self.dir(&node.name()).join("pid")) {
@@ -507,6 +568,13 @@ impl Onebox {
     pub fn stop(&self) -> Result<(), OneboxError> {
         for (node, _) in self.list() {
             self.stop_node(node)?;
+        }
+        // An ensemble's members too (`zookeeper1`, ...), when a test started one.
+        for i in 1..=9 {
+            let pid = self.dir(&format!("zookeeper{i}")).join("pid");
+            if pid.exists() {
+                self.stop_pid_file(&pid, false)?;
+            }
         }
         self.stop_pid_file(&self.dir("zookeeper").join("pid"), false)
     }
