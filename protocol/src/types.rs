@@ -599,6 +599,9 @@ thrift_struct! {
         /// Replicas of dropped tables it closed and keeps on disk (for a recall; deleted once
         /// the meta says they are gone).
         7: closed: Vec<Gpid>,
+        /// The id made when the node's data dirs were first used (0: unknown): another one
+        /// than before means its disks were replaced or wiped.
+        8: disk_id: i64,
     }
 }
 
@@ -1123,6 +1126,7 @@ mod tests {
             compacted: vec![1_700_000_000, 0],
             ballots: vec![3, 1],
             closed: vec![Gpid::new(5, 2)],
+            disk_id: 0x1234_5678_9abc,
         };
         let mut bytes = Vec::new();
         encode(&b, &mut bytes).unwrap();

@@ -140,6 +140,10 @@ pub struct ServerConfig {
     pub detect_timeout: Duration,
 }
 
+/// Threads running the partitions' drivers when `[threadpool.THREAD_POOL_REPLICATION]
+/// worker_count` is not set: enough that a few partitions' fsyncs overlap, whatever the cores.
+const DRIVER_THREADS: usize = 8;
+
 /// The ZooKeeper credentials: `[zookeeper] auth_digest = user:password`, or the first line of
 /// the file `auth_digest_file` names (which should be readable by its owner only: configcheck's
 /// PC100; the server says so in its log, and goes on).
@@ -290,6 +294,14 @@ impl ServerConfig {
             },
             learn_rate: config.parse_or::<u64>("nfs", "max_copy_rate_megabytes_per_disk", 500)?
                 << 20,
+            pool: crate::replica::pool::LazyPool::new(
+                config.parse_or(
+                    "threadpool.THREAD_POOL_REPLICATION",
+                    "worker_count",
+                    DRIVER_THREADS,
+                )?,
+                crate::replica::partition::TICK,
+            ),
             ..PartitionOptions::default()
         };
         let cluster_root = match config.str_or("meta_server", "cluster_root", "") {

@@ -49,6 +49,15 @@ const ADMIN_RPCS: &[&str] = &[
     rpc::CONTROL_META,
 ];
 
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What the meta role needs from the config.
 #[derive(Clone, Debug)]
 pub struct MetaOptions {
@@ -161,6 +170,9 @@ pub struct MetaServer {
     view: Mutex<Arc<BTreeMap<i32, App>>>,
     /// The last beacon of each replica server, folded into `state` by [`MetaServer::tend`].
     beats: Mutex<HashMap<SocketAddrV4, Beat>>,
+    /// Each node's disk id as it last beaconed, and its memberships when the id changed (new
+    /// disks: none of them is fresh for it).
+    disks: Mutex<HashMap<SocketAddrV4, (i64, std::collections::HashSet<Gpid>)>>,
     /// Rung by a beacon with news (a node new or back, a change in what it holds).
     news: tokio::sync::Notify,
     /// Announces configuration changes to the replica servers.
@@ -256,6 +268,7 @@ impl MetaServer {
             state: tokio::sync::Mutex::new(Cluster::default()),
             view: Mutex::default(),
             beats: Mutex::default(),
+            disks: Mutex::default(),
             news: tokio::sync::Notify::new(),
             client: pegasus_client::Client::new(pegasus_client::ClientOptions::new(Vec::new())),
             level: std::sync::atomic::AtomicI32::new(options.initial_level),
@@ -281,7 +294,7 @@ impl MetaServer {
     }
 
     /// Whether this meta is the leader: it won the election, and ZooKeeper confirmed it within
-    /// half a session timeout. A meta frozen or cut off past that (whose session another meta
+    /// two thirds of a session timeout. A meta frozen or cut off past that (whose session another meta
     /// may see expire) acts as a follower until ZooKeeper confirms it again, so two metas never
     /// act as leader at once, whatever its clock of events says after it wakes up.
     pub fn is_leader(&self) -> bool {
@@ -302,8 +315,31 @@ impl MetaServer {
 
     /// Runs the election, the failure detector and the session watch until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future) -> Result<(), MetaError> {
+        // The election on its own task: confirming the leadership must not wait behind a cure
+        // that waits for the state lock (held across slow ZooKeeper writes).
+        let election = {
+            let meta = Arc::clone(&self);
+            AbortOnDrop(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = meta.elect().await {
+                        warn!("leader election: {e}");
+                    }
+                }
+            }))
+        };
+        let result = self.watch_and_tend(shutdown).await;
+        drop(election);
+        result
+    }
+
+    /// Follows the ZooKeeper session, and tends the cluster while leading.
+    async fn watch_and_tend(
+        self: &Arc<Self>,
+        shutdown: impl std::future::Future,
+    ) -> Result<(), MetaError> {
         let mut watcher = self.zk.state_watcher();
-        let mut election = tokio::time::interval(Duration::from_secs(1));
         let mut detector = tokio::time::interval(self.options.fd_check);
         tokio::pin!(shutdown);
         loop {
@@ -334,11 +370,6 @@ impl MetaServer {
                             return Err(MetaError::SessionLost(format!("{state:?}")));
                         }
                         _ => {}
-                    }
-                }
-                _ = election.tick() => {
-                    if let Err(e) = self.elect().await {
-                        warn!("leader election: {e}");
                     }
                 }
                 _ = detector.tick() => {
@@ -399,9 +430,10 @@ impl MetaServer {
             return Ok(());
         }
         // ZooKeeper said so as of `asked`: another meta can lead only once this session has
-        // expired, a whole session timeout after ZooKeeper last heard from us.
+        // expired, a whole session timeout after ZooKeeper last heard from us (at `asked` or
+        // later). Two thirds of it leave room for clocks and scheduling.
         *self.leader_until.lock().expect("leader until") =
-            Some(asked + self.options.zk.session_timeout / 2);
+            Some(asked + self.options.zk.session_timeout * 2 / 3);
         if self.is_leader() {
             return Ok(());
         }
@@ -759,6 +791,22 @@ impl MetaServer {
                 for a in configs.iter_mut().filter(|a| a.fresh) {
                     a.fresh = !held.contains(&a.pid);
                 }
+            }
+            // A node back with new disks (another disk id than it beaconed with before) is not
+            // the node its first-ballot memberships were given to, whatever the others have
+            // reported yet: none of those is fresh for it (it asks to be removed instead).
+            let renewed = {
+                let mut disks = self.disks.lock().expect("disks");
+                let (id, before) = disks.entry(node).or_insert((b.disk_id, Default::default()));
+                if b.disk_id != 0 && *id != b.disk_id {
+                    warn!(%node, "a node back with new disks: its copies are gone, none is fresh");
+                    *id = b.disk_id;
+                    *before = configs.iter().map(|a| a.pid).collect();
+                }
+                before.clone()
+            };
+            for a in configs.iter_mut().filter(|a| renewed.contains(&a.pid)) {
+                a.fresh = false;
             }
             // Replicas held open and those closed on disk (a dropped table's): either may be
             // gone by now.

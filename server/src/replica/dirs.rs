@@ -107,6 +107,43 @@ impl DataDirs {
         Ok(DataDirs { dirs })
     }
 
+    /// This node's disk id, made when its first data dir was first used (`<dir>/replica/disk_id`,
+    /// written and fsynced before anything is served). A node back with another id had its disks
+    /// replaced or wiped: the meta must not take it for the node that held its copies.
+    pub fn disk_id(&self) -> std::io::Result<i64> {
+        let Some(first) = self.dirs.first() else {
+            return Ok(0);
+        };
+        let root = first.reps.parent().unwrap_or(&first.reps);
+        let path = root.join("disk_id");
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(id) = text.trim().parse::<i64>()
+        {
+            return Ok(id);
+        }
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        // Positive and never 0 (0: a node that does not say).
+        let id = (h.finish() >> 2) as i64 + 1;
+        std::fs::create_dir_all(root)?;
+        let tmp = root.join("disk_id.tmp");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            writeln!(f, "{id}")?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        super::plog::sync_parent(&path)?;
+        Ok(id)
+    }
+
     /// The dirs.
     pub fn dirs(&self) -> &[DataDir] {
         &self.dirs

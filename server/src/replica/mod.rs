@@ -7,6 +7,7 @@
 //! - [`metrics`]: requests, plog, prepares, learning, stores: `/metrics`
 //! - [`partition`]: one replica: its PacificA driver (write pipeline, prepares), scanners
 //! - [`plog`]: the private log (group commit, replay, GC)
+//! - [`pool`]: the threads that run every partition's driver (a bounded pool, not one each)
 //! - [`storage`]: RocksDB per replica, key/value schema, TTL
 //! - [`write`]: what each write does
 //! - [`read`]: what each read returns
@@ -18,6 +19,7 @@ pub mod link;
 pub mod metrics;
 pub mod partition;
 pub mod plog;
+pub mod pool;
 pub mod read;
 pub mod storage;
 pub mod write;
@@ -123,6 +125,8 @@ pub struct Held {
 /// Every partition replica of this node.
 pub struct ReplicaStub {
     dirs: DataDirs,
+    /// [`DataDirs::disk_id`], told the meta with every beacon.
+    disk_id: i64,
     options: PartitionOptions,
     partitions: RwLock<HashMap<Gpid, Arc<Partition>>>,
     /// `None`: standalone, every open replica is the primary of a group of one (tests, tools).
@@ -171,6 +175,13 @@ impl ReplicaStub {
     ) -> Result<Arc<ReplicaStub>, ReplicaError> {
         let existing = dirs.existing()?;
         let aside = dirs.moved_aside()?;
+        let disk_id = dirs.disk_id().map_err(|source| DirsError::Io {
+            path: dirs
+                .dirs()
+                .first()
+                .map_or(String::new(), |d| d.reps.display().to_string()),
+            source,
+        })?;
         let is_managed = managed.is_some();
         let stub = Arc::new_cyclic(|weak| {
             let link = managed.map(|(metas, runtime)| {
@@ -223,6 +234,7 @@ impl ReplicaStub {
             );
             ReplicaStub {
                 dirs,
+                disk_id,
                 options,
                 partitions: RwLock::new(partitions),
                 link,
@@ -234,6 +246,11 @@ impl ReplicaStub {
             }
         });
         Ok(stub)
+    }
+
+    /// [`DataDirs::disk_id`].
+    pub fn disk_id(&self) -> i64 {
+        self.disk_id
     }
 
     /// The way to the meta and the other replica servers (managed stubs).
@@ -1209,6 +1226,7 @@ mod tests {
         drop(plog);
         let stub = Arc::new(ReplicaStub {
             dirs,
+            disk_id: 1,
             options: PartitionOptions::default(),
             partitions: RwLock::default(),
             link: None,

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,7 @@ use tracing::{error, info, warn};
 use super::envs::{Scenario, TableEnvs};
 use super::metrics::{ReplicaMetrics, TableMetrics};
 use super::plog::{Mutation, Op, Plog, PlogError, sync_parent};
+use super::pool::{Job, LazyPool, Mailbox};
 use super::read::{ReadLimits, ScanContext};
 use super::storage::{RocksOptions, Storage, StorageError};
 use super::write::{View, WriteOp, WriteReply};
@@ -147,6 +148,9 @@ pub struct PartitionOptions {
     pub replication: Options,
     /// Bytes per second a learner copies at most (`[nfs] max_copy_rate_megabytes_per_disk`).
     pub learn_rate: u64,
+    /// The threads that run every partition's driver (`[threadpool.THREAD_POOL_REPLICATION]
+    /// worker_count`).
+    pub pool: Arc<LazyPool>,
 }
 
 impl Default for PartitionOptions {
@@ -163,6 +167,7 @@ impl Default for PartitionOptions {
             replication: Options::default(),
             learn_rate: 500 << 20,
             metrics: Arc::default(),
+            pool: LazyPool::new(2, TICK),
         }
     }
 }
@@ -255,10 +260,11 @@ pub struct Partition {
     dir: PathBuf,
     /// The store; empty only while a learner swaps in the copy it learned.
     storage: Slot,
-    events: SyncSender<Event>,
+    events: Mailbox<Event>,
     /// Client writes queued (bounded by `write_queue`).
     queued: Arc<AtomicUsize>,
-    driver: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Whether the driver still runs (until [`Partition::close`]).
+    driver: Mutex<bool>,
     failed: Arc<OnceLock<String>>,
     status: Arc<Status>,
     scanners: Mutex<Scanners>,
@@ -343,7 +349,10 @@ impl Partition {
         // never logged, so it is primary only in a ballot the meta grants it from now on. A
         // replica just made, or on its own, had no process before.
         replica.set_restarted(!created && peers.is_some());
-        let (tx, rx) = std::sync::mpsc::sync_channel(options.write_queue + MESSAGE_ROOM);
+        let (tx, rx) = options
+            .pool
+            .get()
+            .mailbox(options.write_queue + MESSAGE_ROOM);
         let failed = Arc::new(OnceLock::new());
         let status = Arc::new(Status::default());
         let queued = Arc::new(AtomicUsize::new(0));
@@ -368,18 +377,16 @@ impl Partition {
             prepares: BTreeMap::new(),
             max_replica_count: 1,
         };
-        let handle = {
-            let failed = Arc::clone(&failed);
-            std::thread::Builder::new()
-                .name(format!("replica-{gpid}"))
-                .spawn(move || {
-                    // A bug in the driver costs this replica (reported lost), not the node.
-                    let run = std::panic::AssertUnwindSafe(|| driver.run(rx));
-                    if std::panic::catch_unwind(run).is_err() {
-                        let _ = failed.set("the replica's driver stopped on a bug".into());
-                    }
-                })?
-        };
+        // A bug in the driver costs this replica (reported lost), not the node: see
+        // `DriverJob::finish`.
+        options.pool.get().start(
+            &tx,
+            Box::new(DriverJob {
+                driver,
+                rx,
+                next_tick: Instant::now() + TICK,
+            }),
+        );
         // Named by its id until a configuration names its table.
         let table = (
             gpid.app_id.to_string(),
@@ -391,7 +398,7 @@ impl Partition {
             storage,
             events: tx,
             queued,
-            driver: Mutex::new(Some(handle)),
+            driver: Mutex::new(true),
             failed,
             status,
             scanners: Mutex::new(Scanners {
@@ -717,10 +724,11 @@ impl Partition {
     }
 
     fn stop_driver(&self) {
-        if let Some(driver) = self.driver.lock().expect("driver").take() {
+        let mut running = self.driver.lock().expect("driver");
+        if std::mem::take(&mut *running) {
             // A blocking send: the close must reach the driver even behind a full queue.
             let _ = self.events.send(Event::Close);
-            let _ = driver.join();
+            self.events.task().wait_finished();
         }
     }
 }
@@ -751,7 +759,31 @@ struct Round {
     rejected: Option<u64>,
 }
 
-/// The partition's driver thread: the state machine, the plog, the store.
+/// A partition's driver as the pool runs it.
+struct DriverJob {
+    driver: Driver,
+    rx: Receiver<Event>,
+    next_tick: Instant,
+}
+
+impl Job for DriverJob {
+    fn round(&mut self) -> bool {
+        self.driver.round(&self.rx, &mut self.next_tick)
+    }
+
+    fn finish(&mut self, crashed: bool) {
+        if crashed {
+            // Its state cannot be trusted: the replica is reported lost; what waits is answered.
+            let _ = self
+                .driver
+                .failed
+                .set("the replica's driver stopped on a bug".into());
+        }
+        self.driver.finish(&self.rx);
+    }
+}
+
+/// The partition's driver: the state machine, the plog, the store; run by the pool.
 struct Driver {
     gpid: Gpid,
     me: SocketAddrV4,
@@ -763,7 +795,7 @@ struct Driver {
     replica: Replica<SocketAddrV4, Effects>,
     peers: Option<Arc<dyn Peers>>,
     /// For answers to this partition's own prepares.
-    events: SyncSender<Event>,
+    events: Mailbox<Event>,
     queued: Arc<AtomicUsize>,
     failed: Arc<OnceLock<String>>,
     status: Arc<Status>,
@@ -778,99 +810,94 @@ struct Driver {
 }
 
 impl Driver {
-    fn run(mut self, rx: Receiver<Event>) {
-        let mut next_tick = Instant::now() + TICK;
-        loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            let mut events = Vec::new();
-            match rx.recv_timeout(wait) {
-                Ok(e) => events.push(e),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            while events.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(e) => events.push(e),
-                    Err(_) => break,
+    /// One round: the events waiting (at most a batch), then the tick if it is due; `true`
+    /// once closed.
+    fn round(&mut self, rx: &Receiver<Event>, next_tick: &mut Instant) -> bool {
+        let mut events = Vec::new();
+        while events.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(e) => {
+                    self.events.task().took();
+                    events.push(e);
                 }
-            }
-            let mut round = Round::default();
-            let mut writes = Vec::new();
-            let mut closing = false;
-            for event in events {
-                match event {
-                    Event::Write(op, done) => {
-                        self.queued.fetch_sub(1, Ordering::AcqRel);
-                        writes.push((op, done));
-                    }
-                    Event::Prepare(from, request, done) => {
-                        self.on_prepare(from, request, done, &mut round)
-                    }
-                    Event::Answer(from, r) => {
-                        if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok {
-                            let message = if r.rejected {
-                                Message::Reject {
-                                    ballot: r.ballot as u64,
-                                }
-                            } else {
-                                Message::Ack {
-                                    ballot: r.ballot as u64,
-                                    decree: r.decree as u64,
-                                }
-                            };
-                            self.step(Input::Receive { from, message }, &mut round);
-                        }
-                    }
-                    Event::Config(config, max_replica_count) => {
-                        self.on_config(config, max_replica_count, &mut round)
-                    }
-                    Event::Granted(ballot) => self.step(Input::Granted { ballot }, &mut round),
-                    Event::AddLearner(learner) => {
-                        self.step(Input::AddLearner { learner }, &mut round)
-                    }
-                    Event::Learn(from, r) => {
-                        let wanted = self.options.replication.min_replicas;
-                        self.replica
-                            .set_min_replicas(wanted.min(r.max_replica_count.max(1) as usize));
-                        self.max_replica_count = r.max_replica_count;
-                        let message = Message::Learn {
-                            ballot: r.ballot.max(0) as u64,
-                            prepare_start: r.prepare_start.max(0) as u64,
-                        };
-                        self.step(Input::Receive { from, message }, &mut round);
-                    }
-                    Event::LearnDone(from, r) => {
-                        let message = Message::LearnDone {
-                            ballot: r.ballot.max(0) as u64,
-                            logged_through: r.logged_through.max(0) as u64,
-                        };
-                        self.step(Input::Receive { from, message }, &mut round);
-                    }
-                    Event::Checkpoint(r, done) => {
-                        // Everything committed is applied once the round is carried out.
-                        self.carry_out(&mut round);
-                        done(self.checkpoint(&r));
-                    }
-                    Event::Learned(copy) => self.install(copy, &mut round),
-                    Event::Close => closing = true,
-                }
-            }
-            if !writes.is_empty() {
-                // New writes are computed on the store as every committed mutation left it.
-                self.carry_out(&mut round);
-                self.on_writes(writes, &mut round);
-            }
-            if Instant::now() >= next_tick {
-                self.step(Input::Tick, &mut round);
-                next_tick = Instant::now() + TICK;
-            }
-            self.carry_out(&mut round);
-            self.publish();
-            if closing {
-                break;
+                Err(_) => break,
             }
         }
-        // Whatever still waits gets an answer.
+        let mut round = Round::default();
+        let mut writes = Vec::new();
+        let mut closing = false;
+        for event in events {
+            match event {
+                Event::Write(op, done) => {
+                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                    writes.push((op, done));
+                }
+                Event::Prepare(from, request, done) => {
+                    self.on_prepare(from, request, done, &mut round)
+                }
+                Event::Answer(from, r) => {
+                    if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok {
+                        let message = if r.rejected {
+                            Message::Reject {
+                                ballot: r.ballot as u64,
+                            }
+                        } else {
+                            Message::Ack {
+                                ballot: r.ballot as u64,
+                                decree: r.decree as u64,
+                            }
+                        };
+                        self.step(Input::Receive { from, message }, &mut round);
+                    }
+                }
+                Event::Config(config, max_replica_count) => {
+                    self.on_config(config, max_replica_count, &mut round)
+                }
+                Event::Granted(ballot) => self.step(Input::Granted { ballot }, &mut round),
+                Event::AddLearner(learner) => self.step(Input::AddLearner { learner }, &mut round),
+                Event::Learn(from, r) => {
+                    let wanted = self.options.replication.min_replicas;
+                    self.replica
+                        .set_min_replicas(wanted.min(r.max_replica_count.max(1) as usize));
+                    self.max_replica_count = r.max_replica_count;
+                    let message = Message::Learn {
+                        ballot: r.ballot.max(0) as u64,
+                        prepare_start: r.prepare_start.max(0) as u64,
+                    };
+                    self.step(Input::Receive { from, message }, &mut round);
+                }
+                Event::LearnDone(from, r) => {
+                    let message = Message::LearnDone {
+                        ballot: r.ballot.max(0) as u64,
+                        logged_through: r.logged_through.max(0) as u64,
+                    };
+                    self.step(Input::Receive { from, message }, &mut round);
+                }
+                Event::Checkpoint(r, done) => {
+                    // Everything committed is applied once the round is carried out.
+                    self.carry_out(&mut round);
+                    done(self.checkpoint(&r));
+                }
+                Event::Learned(copy) => self.install(copy, &mut round),
+                Event::Close => closing = true,
+            }
+        }
+        if !writes.is_empty() {
+            // New writes are computed on the store as every committed mutation left it.
+            self.carry_out(&mut round);
+            self.on_writes(writes, &mut round);
+        }
+        if Instant::now() >= *next_tick {
+            self.step(Input::Tick, &mut round);
+            *next_tick = Instant::now() + TICK;
+        }
+        self.carry_out(&mut round);
+        self.publish();
+        closing
+    }
+
+    /// After the last round: whatever still waits gets an answer.
+    fn finish(&mut self, rx: &Receiver<Event>) {
         for (_, answers) in self.waiting.drain() {
             for (done, _) in answers {
                 done(Err(PartitionError::Closed));
@@ -880,6 +907,7 @@ impl Driver {
             done(None);
         }
         while let Ok(event) = rx.try_recv() {
+            self.events.task().took();
             match event {
                 Event::Write(_, done) => done(Err(PartitionError::Closed)),
                 Event::Prepare(_, _, done) => done(None),

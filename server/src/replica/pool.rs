@@ -1,0 +1,422 @@
+//! The driver pool: a fixed number of OS threads (`[threadpool.THREAD_POOL_REPLICATION]
+//! worker_count`, as Pegasus's partitioned replication pool) run every partition's driver, one
+//! round at a time, whenever it has events or its tick is due. A partition's rounds never run on
+//! two threads at once (Pegasus pins a partition to one thread; here it may move between rounds,
+//! never within one), so a node holds thousands of partitions on a bounded number of threads.
+//!
+//! Scheduling cannot lose a wake-up: a sender counts its event (`pending`) before it asks for a
+//! round, a round takes events off that count, and a worker that ends a round with events still
+//! counted schedules the task again after clearing its `scheduled` flag.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SendError, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::Duration;
+
+use tracing::error;
+
+/// What the pool runs: a partition's driver.
+pub trait Job: Send + 'static {
+    /// One round over the events waiting (at most a batch) and the tick if it is due; `true`
+    /// once the job is over (it was closed).
+    fn round(&mut self) -> bool;
+    /// After the last round, or after a round panicked (`crashed`): answers what still waits.
+    fn finish(&mut self, crashed: bool);
+}
+
+/// A partition's place in the pool.
+pub struct Task {
+    job: Mutex<Option<Box<dyn Job>>>,
+    /// In the ready queue or running.
+    scheduled: AtomicBool,
+    /// Events sent and not yet taken by a round.
+    pending: AtomicUsize,
+    finished: Mutex<bool>,
+    finished_cv: Condvar,
+    pool: Weak<Shared>,
+}
+
+impl Task {
+    /// Asks for a round (unless one is queued or running).
+    pub fn notify(self: &Arc<Self>) {
+        if !self.scheduled.swap(true, Ordering::SeqCst)
+            && let Some(pool) = self.pool.upgrade()
+        {
+            pool.ready
+                .lock()
+                .expect("ready")
+                .push_back(Arc::clone(self));
+            pool.wake.notify_one();
+        }
+    }
+
+    /// Counts one event taken off the mailbox by a round.
+    pub fn took(&self) {
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Waits until the job has finished.
+    pub fn wait_finished(&self) {
+        let mut finished = self.finished.lock().expect("finished");
+        while !*finished {
+            finished = self.finished_cv.wait(finished).expect("finished");
+        }
+    }
+
+    /// Runs one round on the calling worker.
+    fn run(self: &Arc<Self>) {
+        let mut slot = self.job.lock().expect("job");
+        let Some(job) = slot.as_mut() else {
+            self.scheduled.store(false, Ordering::SeqCst);
+            return;
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.round()));
+        let over = match outcome {
+            Ok(false) => false,
+            Ok(true) => {
+                job.finish(false);
+                true
+            }
+            Err(_) => {
+                error!("a replica's driver stopped on a bug");
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.finish(true)));
+                true
+            }
+        };
+        if over {
+            // Dropping the job drops its mailbox's receiver: later sends fail at once.
+            *slot = None;
+            drop(slot);
+            *self.finished.lock().expect("finished") = true;
+            self.finished_cv.notify_all();
+            return;
+        }
+        drop(slot);
+        self.scheduled.store(false, Ordering::SeqCst);
+        if self.pending.load(Ordering::SeqCst) > 0 {
+            self.notify();
+        }
+    }
+}
+
+/// The sending side of a partition's mailbox: every send asks for a round.
+pub struct Mailbox<E> {
+    tx: SyncSender<E>,
+    task: Arc<Task>,
+}
+
+impl<E> Clone for Mailbox<E> {
+    fn clone(&self) -> Self {
+        Mailbox {
+            tx: self.tx.clone(),
+            task: Arc::clone(&self.task),
+        }
+    }
+}
+
+impl<E> Mailbox<E> {
+    /// Sends unless the mailbox is full or closed.
+    pub fn try_send(&self, event: E) -> Result<(), TrySendError<E>> {
+        self.task.pending.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                self.task.notify();
+                Ok(())
+            }
+            Err(e) => {
+                self.task.pending.fetch_sub(1, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends, waiting for room.
+    pub fn send(&self, event: E) -> Result<(), SendError<E>> {
+        self.task.pending.fetch_add(1, Ordering::SeqCst);
+        // Room is made by rounds: make sure one comes while we wait.
+        self.task.notify();
+        match self.tx.send(event) {
+            Ok(()) => {
+                self.task.notify();
+                Ok(())
+            }
+            Err(e) => {
+                self.task.pending.fetch_sub(1, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// The task the mailbox wakes.
+    pub fn task(&self) -> &Arc<Task> {
+        &self.task
+    }
+}
+
+/// A [`DriverPool`] made on first use (a process that opens no replica starts no thread).
+#[derive(Debug)]
+pub struct LazyPool {
+    workers: usize,
+    tick: Duration,
+    pool: std::sync::OnceLock<Arc<DriverPool>>,
+}
+
+impl LazyPool {
+    /// A pool of `workers` threads ticking every `tick`, once asked for.
+    pub fn new(workers: usize, tick: Duration) -> Arc<LazyPool> {
+        Arc::new(LazyPool {
+            workers,
+            tick,
+            pool: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The pool, started now if it was not.
+    pub fn get(&self) -> &Arc<DriverPool> {
+        self.pool.get_or_init(|| {
+            DriverPool::new(self.workers, self.tick).expect("cannot start the driver threads")
+        })
+    }
+}
+
+struct Shared {
+    ready: Mutex<VecDeque<Arc<Task>>>,
+    wake: Condvar,
+    /// Every task, for the ticks.
+    tasks: Mutex<Vec<Weak<Task>>>,
+    stop: AtomicBool,
+}
+
+/// The pool.
+pub struct DriverPool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for DriverPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DriverPool")
+            .field("threads", &self.threads.lock().map_or(0, |t| t.len()))
+            .finish()
+    }
+}
+
+impl DriverPool {
+    /// `workers` threads, and one that wakes every task each `tick`.
+    pub fn new(workers: usize, tick: Duration) -> std::io::Result<Arc<DriverPool>> {
+        let shared = Arc::new(Shared {
+            ready: Mutex::default(),
+            wake: Condvar::new(),
+            tasks: Mutex::default(),
+            stop: AtomicBool::new(false),
+        });
+        let mut threads = Vec::new();
+        for i in 0..workers.max(1) {
+            let shared = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("replica-{i}"))
+                    .spawn(move || worker(&shared))?,
+            );
+        }
+        let ticking = Arc::clone(&shared);
+        threads.push(
+            std::thread::Builder::new()
+                .name("replica-tick".into())
+                .spawn(move || ticker(&ticking, tick))?,
+        );
+        Ok(Arc::new(DriverPool {
+            shared,
+            threads: Mutex::new(threads),
+        }))
+    }
+
+    /// A mailbox of `capacity` events and its receiver, for a job to be started with
+    /// [`DriverPool::start`].
+    pub fn mailbox<E>(&self, capacity: usize) -> (Mailbox<E>, Receiver<E>) {
+        let task = Arc::new(Task {
+            job: Mutex::new(None),
+            scheduled: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+            finished: Mutex::new(false),
+            finished_cv: Condvar::new(),
+            pool: Arc::downgrade(&self.shared),
+        });
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        (Mailbox { tx, task }, rx)
+    }
+
+    /// Starts `job` on the task of `mailbox`: its first round runs at once.
+    pub fn start<E>(&self, mailbox: &Mailbox<E>, job: Box<dyn Job>) {
+        *mailbox.task.job.lock().expect("job") = Some(job);
+        let mut tasks = self.shared.tasks.lock().expect("tasks");
+        tasks.retain(|t| t.strong_count() > 0);
+        tasks.push(Arc::downgrade(&mailbox.task));
+        drop(tasks);
+        mailbox.task.notify();
+    }
+
+    /// The worker threads.
+    pub fn workers(&self) -> usize {
+        self.threads.lock().map_or(1, |t| t.len()) - 1
+    }
+}
+
+impl Drop for DriverPool {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_all();
+        for t in self.threads.lock().expect("threads").drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn worker(shared: &Shared) {
+    loop {
+        let task = {
+            let mut ready = shared.ready.lock().expect("ready");
+            loop {
+                if shared.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Some(t) = ready.pop_front() {
+                    break t;
+                }
+                ready = shared.wake.wait(ready).expect("ready");
+            }
+        };
+        task.run();
+    }
+}
+
+fn ticker(shared: &Shared, tick: Duration) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(tick);
+        let tasks: Vec<Arc<Task>> = shared
+            .tasks
+            .lock()
+            .expect("tasks")
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for t in tasks {
+            t.notify();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts what it receives; finishes on `None`.
+    struct Counter {
+        rx: Receiver<Option<u32>>,
+        task: Arc<Task>,
+        sum: Arc<AtomicUsize>,
+        rounds: Arc<AtomicUsize>,
+    }
+
+    impl Job for Counter {
+        fn round(&mut self) -> bool {
+            self.rounds.fetch_add(1, Ordering::SeqCst);
+            for _ in 0..64 {
+                match self.rx.try_recv() {
+                    Ok(Some(n)) => {
+                        self.task.took();
+                        self.sum.fetch_add(n as usize, Ordering::SeqCst);
+                    }
+                    Ok(None) => {
+                        self.task.took();
+                        return true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            false
+        }
+        fn finish(&mut self, _crashed: bool) {}
+    }
+
+    #[test]
+    fn many_tasks_on_few_threads_see_every_event_once() {
+        let pool = DriverPool::new(3, Duration::from_millis(50)).unwrap();
+        let sum = Arc::new(AtomicUsize::new(0));
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let mailboxes: Vec<Mailbox<Option<u32>>> = (0..500)
+            .map(|_| {
+                let (mailbox, rx) = pool.mailbox(16);
+                let job = Counter {
+                    rx,
+                    task: Arc::clone(mailbox.task()),
+                    sum: Arc::clone(&sum),
+                    rounds: Arc::clone(&rounds),
+                };
+                pool.start(&mailbox, Box::new(job));
+                mailbox
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for chunk in mailboxes.chunks(125) {
+                s.spawn(move || {
+                    for _ in 0..100 {
+                        for m in chunk {
+                            m.send(Some(1)).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        for m in &mailboxes {
+            m.send(None).unwrap();
+        }
+        for m in &mailboxes {
+            m.task().wait_finished();
+        }
+        assert_eq!(sum.load(Ordering::SeqCst), 500 * 100);
+        assert!(m_closed(&mailboxes[0]));
+        assert_eq!(pool.workers(), 3);
+    }
+
+    fn m_closed(m: &Mailbox<Option<u32>>) -> bool {
+        m.try_send(Some(1)).is_err()
+    }
+
+    /// A job that panics: its task finishes (crashed), the pool goes on.
+    struct Crasher(Arc<AtomicBool>);
+
+    impl Job for Crasher {
+        fn round(&mut self) -> bool {
+            panic!("a bug")
+        }
+        fn finish(&mut self, crashed: bool) {
+            self.0.store(crashed, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_job_that_panics_finishes_crashed_and_the_pool_goes_on() {
+        let pool = DriverPool::new(1, Duration::from_millis(50)).unwrap();
+        let crashed = Arc::new(AtomicBool::new(false));
+        let (m, _rx) = pool.mailbox::<u32>(4);
+        pool.start(&m, Box::new(Crasher(Arc::clone(&crashed))));
+        m.task().wait_finished();
+        assert!(crashed.load(Ordering::SeqCst));
+        // Another job still runs on the one worker.
+        let sum = Arc::new(AtomicUsize::new(0));
+        let (m2, rx) = pool.mailbox(4);
+        let job = Counter {
+            rx,
+            task: Arc::clone(m2.task()),
+            sum: Arc::clone(&sum),
+            rounds: Arc::default(),
+        };
+        pool.start(&m2, Box::new(job));
+        m2.send(Some(5)).unwrap();
+        m2.send(None).unwrap();
+        m2.task().wait_finished();
+        assert_eq!(sum.load(Ordering::SeqCst), 5);
+    }
+}
