@@ -726,7 +726,7 @@ impl Partition {
     fn stop_driver(&self) {
         let mut running = self.driver.lock().expect("driver");
         if std::mem::take(&mut *running) {
-            // A blocking send: the close must reach the driver even behind a full queue.
+            // The close gets through even a full queue.
             let _ = self.events.send(Event::Close);
             self.events.task().wait_finished();
         }

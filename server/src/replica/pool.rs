@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SendError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SendError, Sender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -100,10 +100,13 @@ impl Task {
     }
 }
 
-/// The sending side of a partition's mailbox: every send asks for a round.
+/// The sending side of a partition's mailbox: every send asks for a round. Its bound is
+/// counted, not allocated (a channel that reserves its capacity up front would hold megabytes
+/// per partition idle, gigabytes per node of thousands).
 pub struct Mailbox<E> {
-    tx: SyncSender<E>,
+    tx: Sender<E>,
     task: Arc<Task>,
+    capacity: usize,
 }
 
 impl<E> Clone for Mailbox<E> {
@@ -111,31 +114,33 @@ impl<E> Clone for Mailbox<E> {
         Mailbox {
             tx: self.tx.clone(),
             task: Arc::clone(&self.task),
+            capacity: self.capacity,
         }
     }
 }
 
 impl<E> Mailbox<E> {
-    /// Sends unless the mailbox is full or closed.
+    /// Sends unless the mailbox holds `capacity` events already, or is closed.
     pub fn try_send(&self, event: E) -> Result<(), TrySendError<E>> {
-        self.task.pending.fetch_add(1, Ordering::SeqCst);
-        match self.tx.try_send(event) {
+        if self.task.pending.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.task.pending.fetch_sub(1, Ordering::SeqCst);
+            return Err(TrySendError::Full(event));
+        }
+        match self.tx.send(event) {
             Ok(()) => {
                 self.task.notify();
                 Ok(())
             }
-            Err(e) => {
+            Err(SendError(e)) => {
                 self.task.pending.fetch_sub(1, Ordering::SeqCst);
-                Err(e)
+                Err(TrySendError::Disconnected(e))
             }
         }
     }
 
-    /// Sends, waiting for room.
+    /// Sends whatever the mailbox holds (the close, which must get through).
     pub fn send(&self, event: E) -> Result<(), SendError<E>> {
         self.task.pending.fetch_add(1, Ordering::SeqCst);
-        // Room is made by rounds: make sure one comes while we wait.
-        self.task.notify();
         match self.tx.send(event) {
             Ok(()) => {
                 self.task.notify();
@@ -243,8 +248,8 @@ impl DriverPool {
             finished_cv: Condvar::new(),
             pool: Arc::downgrade(&self.shared),
         });
-        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
-        (Mailbox { tx, task }, rx)
+        let (tx, rx) = std::sync::mpsc::channel();
+        (Mailbox { tx, task, capacity }, rx)
     }
 
     /// Starts `job` on the task of `mailbox`: its first round runs at once.

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::StartError;
 use super::logging::init_logging;
@@ -20,6 +20,12 @@ use crate::replica::dirs::DataDirs;
 /// Binds, connects, then starts every role; returns at SIGINT or SIGTERM (or when a meta loses
 /// its ZooKeeper session).
 pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> {
+    // Each replica holds about 7 files open (its RocksDB's log, manifest, WAL, lock, tables,
+    // folder; its plog): the soft bound on open files goes up to the hard one, as servers do.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => info!(open_files = n, "bound on open files"),
+        Err(e) => warn!("cannot raise the bound on open files: {e}"),
+    }
     // Bind first: a port in use ends start-up before anything is written.
     let mut listeners = Vec::new();
     for role in &server.roles {
