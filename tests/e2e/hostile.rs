@@ -167,6 +167,7 @@ fn attack(addr: SocketAddr, node: Node, app_id: i32, seed: u64, healthy: &dyn Fn
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bytes_on_every_port_leave_every_role_serving() {
+    let _alone = pegasus_tests::cluster::HEAVY.lock().await;
     let cluster = TestCluster::start_tweaked(1, 1, 4, &|o| {
         o.collector = true;
         for (k, v) in [

@@ -197,7 +197,7 @@ async fn pypegasus3_performs_every_operation_and_its_frames_are_ours_byte_for_by
 }
 
 /// pypegasus3's suites hard-code the metas' ports (127.0.0.1:34601-34603): one at a time.
-static HARD_CODED_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use pegasus_tests::cluster::HEAVY as HARD_CODED_PORTS;
 
 /// pypegasus3's unpacked source distribution (it carries its tests).
 fn pypegasus_src() -> PathBuf {

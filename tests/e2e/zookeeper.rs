@@ -83,6 +83,7 @@ fn meta_pids(cluster: &TestCluster) -> Vec<Option<i32>> {
 /// back a meta leads again (in the same process), writes resume, nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_down_past_the_session_timeout_then_back_the_cluster_resumes() {
+    let _alone = pegasus_tests::cluster::HEAVY.lock().await;
     let cluster = TestCluster::start_tweaked(2, 3, 4, &with_session_timeout);
     cluster.healthy().await;
     let pids = meta_pids(&cluster);
@@ -140,6 +141,7 @@ async fn zookeeper_down_past_the_session_timeout_then_back_the_cluster_resumes()
 /// same process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_whose_session_expired_never_leads_beside_the_new_one() {
+    let _alone = pegasus_tests::cluster::HEAVY.lock().await;
     let cluster = TestCluster::start_tweaked(2, 3, 4, &with_session_timeout);
     cluster.healthy().await;
     let pids = meta_pids(&cluster);
@@ -208,6 +210,7 @@ async fn a_frozen_leader_whose_session_expired_never_leads_beside_the_new_one() 
 /// the metas follow to a live member, tables are still created, writes go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zookeeper_ensemble_losing_one_member_keeps_the_cluster_working() {
+    let _alone = pegasus_tests::cluster::HEAVY.lock().await;
     let members: Vec<(u16, u16, u16)> = (0..3)
         .map(|_| {
             let p = free_port_block(2);

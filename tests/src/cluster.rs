@@ -318,6 +318,12 @@ impl TestCluster {
     }
 }
 
+/// Held by the tests that must not overlap: pypegasus3's suites (they hard-code the onebox's
+/// ports, and its fault suite waits without end for a cluster that a loaded machine keeps from
+/// settling) and the tests that load the machine most (hostile clients, a ZooKeeper ensemble,
+/// ZooKeeper outages).
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The bytes of `s`.
 pub fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())

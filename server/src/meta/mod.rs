@@ -294,9 +294,9 @@ impl MetaServer {
     }
 
     /// Whether this meta is the leader: it won the election, and ZooKeeper confirmed it within
-    /// two thirds of a session timeout. A meta frozen or cut off past that (whose session another meta
-    /// may see expire) acts as a follower until ZooKeeper confirms it again, so two metas never
-    /// act as leader at once, whatever its clock of events says after it wakes up.
+    /// two thirds of a session timeout. A meta frozen or cut off past that (whose session
+    /// another meta may see expire) acts as a follower until ZooKeeper confirms it again, so two
+    /// metas never act as leader at once, whatever it believed when it froze.
     pub fn is_leader(&self) -> bool {
         self.leader.load(Ordering::Acquire)
             && self
