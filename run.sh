@@ -223,6 +223,11 @@ case "$cmd" in
   start_onebox|stop_onebox|clear_onebox|list_onebox|start_onebox_instance|stop_onebox_instance|restart_onebox_instance)
     setup build onebox
     cargo_build -p pegasus-server -p pegasus-tools --bins
+    # Pegasus's onebox ports lie in the kernel's range for outgoing connections: where we may,
+    # keep the kernel from lending them to a client (one held makes a node's start fail).
+    if [[ -w /proc/sys/net/ipv4/ip_local_reserved_ports ]]; then
+      echo "22181,34101,34601-34609,34801-34809" >/proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || true
+    fi
     exec "$CARGO_TARGET_DIR/release/pegasus_onebox" --root "$ROOT/onebox" "$cmd" "$@"
     ;;
   shell)
