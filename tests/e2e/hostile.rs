@@ -182,15 +182,7 @@ async fn hostile_bytes_on_every_port_leave_every_role_serving() {
     let app_id = table.app_id();
     // A steady client: two writers, a write each every 5 ms.
     let writers = Writers::paced(&table, 2, "calm", Duration::from_millis(5));
-    let addr = |node: Node| -> SocketAddr {
-        let o = &cluster.onebox.options;
-        let port = match node {
-            Node::Meta(i) => o.meta_base_port + i as u16,
-            Node::Replica(j) => o.replica_base_port + j as u16,
-            Node::Collector => o.collector_port,
-        };
-        SocketAddr::from(([127, 0, 0, 1], port))
-    };
+    let addr = |node: Node| SocketAddr::from(([127, 0, 0, 1], cluster.onebox.port(node)));
     let nodes = [Node::Replica(1), Node::Meta(1), Node::Collector];
     let pids: Vec<i32> = nodes
         .iter()

@@ -72,6 +72,20 @@ impl LeaderWatch {
     }
 }
 
+/// A create request for table `name`: `partitions` partitions of `replicas` copies.
+fn create(name: &str, partitions: i32, replicas: i32) -> CreateAppRequest {
+    CreateAppRequest {
+        app_name: name.into(),
+        options: CreateAppOptions {
+            partition_count: partitions,
+            replica_count: replicas,
+            app_type: "pegasus".into(),
+            is_stateful: true,
+            ..CreateAppOptions::default()
+        },
+    }
+}
+
 fn meta_pids(cluster: &TestCluster) -> Vec<Option<i32>> {
     (1..=cluster.onebox.options.metas)
         .map(|i| cluster.onebox.pid(Node::Meta(i)))
@@ -177,19 +191,7 @@ async fn a_frozen_leader_whose_session_expired_never_leads_beside_the_new_one() 
     .await;
     // Tables still change: through the new leader.
     let created: CreateAppResponse = cluster
-        .admin(
-            rpc::CREATE_APP,
-            CreateAppRequest {
-                app_name: "after_freeze".into(),
-                options: CreateAppOptions {
-                    partition_count: 2,
-                    replica_count: 3,
-                    app_type: "pegasus".into(),
-                    is_stateful: true,
-                    ..CreateAppOptions::default()
-                },
-            },
-        )
+        .admin(rpc::CREATE_APP, create("after_freeze", 2, 3))
         .await;
     assert_eq!(created.err.0, "ERR_OK");
     let acked = writers.stop().await;
@@ -248,16 +250,7 @@ async fn a_zookeeper_ensemble_losing_one_member_keeps_the_cluster_working() {
         cluster.onebox.kill_zookeeper_member(lose).unwrap();
         let killed = Instant::now();
         let name = format!("after_member_{lose}");
-        let request = CreateAppRequest {
-            app_name: name.clone(),
-            options: CreateAppOptions {
-                partition_count: 2,
-                replica_count: 3,
-                app_type: "pegasus".into(),
-                is_stateful: true,
-                ..CreateAppOptions::default()
-            },
-        };
+        let request = create(&name, 2, 3);
         // The meta may be between members for a moment: ask until it answers.
         let mut answered = None;
         while killed.elapsed() < Duration::from_secs(60) && answered.is_none() {
@@ -397,16 +390,6 @@ async fn admin_rpcs_from_outside_the_allow_list_get_acl_deny() {
     });
     cluster.healthy().await;
     let meta = cluster.onebox.options.meta_addrs()[0];
-    let create = |name: &str| CreateAppRequest {
-        app_name: name.into(),
-        options: CreateAppOptions {
-            partition_count: 2,
-            replica_count: 1,
-            app_type: "pegasus".into(),
-            is_stateful: true,
-            ..CreateAppOptions::default()
-        },
-    };
     // From 127.0.0.1 (the client's and the shell's address): refused, whatever the request.
     let refused = cluster
         .client()
@@ -414,7 +397,7 @@ async fn admin_rpcs_from_outside_the_allow_list_get_acl_deny() {
             meta,
             RequestMeta::default(),
             rpc::CREATE_APP,
-            &Args(create("denied")),
+            &Args(create("denied", 2, 1)),
             Duration::from_secs(10),
         )
         .await;
@@ -454,7 +437,7 @@ async fn admin_rpcs_from_outside_the_allow_list_get_acl_deny() {
     assert!(said.contains("ERR_ACL_DENY"), "the shell said: {said}");
     // From a listed address: done.
     assert_eq!(
-        admin_from("127.0.0.2", meta, rpc::CREATE_APP, &create("allowed")),
+        admin_from("127.0.0.2", meta, rpc::CREATE_APP, &create("allowed", 2, 1)),
         "ERR_OK"
     );
     // Reads and client traffic from anywhere.

@@ -420,7 +420,7 @@ impl Onebox {
     }
 
     /// The port `node` listens on.
-    fn port(&self, node: Node) -> u16 {
+    pub fn port(&self, node: Node) -> u16 {
         let o = &self.options;
         match node {
             Node::Meta(i) => o.meta_base_port + i as u16,
