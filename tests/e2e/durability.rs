@@ -339,3 +339,67 @@ async fn a_full_disk_refuses_the_write_reports_the_replica_and_loses_nothing() {
     assert!(http_status(port, "/health").starts_with("HTTP/1.1 200"));
     drop(cluster);
 }
+
+/// Each injected disk fault — a private-log write failing with EIO, one failing with ENOSPC
+/// (half of it landing, as a failing disk may), an fsync failing with EIO — refuses the write it
+/// hits and never acknowledges it; the replica stops at once (the next write is refused too, even
+/// with the fault gone: after a failed fsync the file cannot be trusted) and reports itself lost,
+/// to the meta with its beacons and to `/health`. Reopened on a sound disk, it has every
+/// acknowledged write, and a write cut in half is not taken for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injected_disk_fault_refuses_the_write_reports_the_replica_and_loses_nothing() {
+    use pegasus_server::replica::faults::Faults;
+    use pegasus_server::replica::partition::PartitionOptions;
+    use pegasus_tests::harness::Harness;
+
+    for (fault, said) in [
+        ("plog.write = eio", "Input/output error"),
+        ("plog.write = enospc", "No space left on device"),
+        ("plog.sync = eio", "Input/output error"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(Faults::default());
+        let options = PartitionOptions {
+            faults: Arc::clone(&faults),
+            ..PartitionOptions::default()
+        };
+        let h = Harness::start_with(dir.path(), 1, (0, 0), options).await;
+        let mut quick = ClientOptions::new(vec![std::net::SocketAddr::V4(h.meta)]);
+        quick.timeout = Duration::from_secs(1);
+        let table = Client::new(quick).open_table("temp").await.unwrap();
+        for i in 0..100 {
+            let k = format!("k{i}");
+            table.set(k.as_bytes(), b"s", b"v", None).await.unwrap();
+        }
+        assert!(http_status(h.replica.port(), "/health").starts_with("HTTP/1.1 200"));
+        faults.apply(fault).unwrap();
+        let refused = table.set(b"refused", b"s", b"v", None).await;
+        assert!(refused.is_err(), "{fault}: the write was acknowledged");
+        let lost = h.stub.lost();
+        let why = lost
+            .get(&pegasus_protocol::types::Gpid::new(1, 0))
+            .unwrap_or_else(|| panic!("{fault}: not reported lost: {lost:?}"));
+        assert!(why.contains(said), "{fault}: {why}");
+        let health = http_status(h.replica.port(), "/health");
+        assert!(health.starts_with("HTTP/1.1 503"), "{fault}: {health}");
+        assert!(health.contains(said), "{fault}: {health}");
+        faults.apply("").unwrap();
+        let after = table.set(b"after", b"s", b"v", None).await;
+        assert!(after.is_err(), "{fault}: a stopped replica took a write");
+        h.stop().await;
+
+        let h = Harness::start(dir.path(), 1).await;
+        let table = h.client().open_table("temp").await.unwrap();
+        for i in 0..100 {
+            let k = format!("k{i}");
+            let got = table.get(k.as_bytes(), b"s").await.unwrap();
+            assert_eq!(got.as_deref(), Some(&b"v"[..]), "{fault}: {k} lost");
+        }
+        if fault.starts_with("plog.write") {
+            let got = table.get(b"refused", b"s").await.unwrap();
+            assert_eq!(got, None, "{fault}: a torn write was replayed");
+        }
+        table.set(b"again", b"s", b"v", None).await.unwrap();
+        h.stop().await;
+    }
+}

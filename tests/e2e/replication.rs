@@ -676,3 +676,107 @@ async fn a_node_back_with_empty_disks_within_the_grace_serves_nothing_empty() {
         "the node asked to leave"
     );
 }
+
+/// A full disk under a primary (its log's writes and fsyncs, and copies learned onto it, fail
+/// with ENOSPC, injected): the write it hits is refused, the node reports its copies lost, the
+/// meta moves every primary it had to another member, and writes go on with two copies. Once
+/// space returns the node's copies are learned again, without a restart, and alone they serve
+/// every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_on_a_full_disk_is_moved_away_and_its_copies_learned_again() {
+    let cluster = TestCluster::start_tweaked(1, 3, 4, &|o| o.faults = true);
+    cluster.healthy().await;
+    fully_healthy(
+        &cluster,
+        Duration::from_secs(30),
+        "every partition fully healthy",
+    )
+    .await;
+    let table = Arc::new(cluster.client().open_table("temp").await.unwrap());
+    let writers = Writers::start(&table, 4, "w");
+    eventually(Duration::from_secs(20), "writes", || async {
+        writers.count() > 200
+    })
+    .await;
+    let full = Node::Replica(1);
+    let addr = RpcAddress::new(cluster.replica_addr(1));
+    assert!(primaries(&cluster).await[0] > 0, "replica1 leads none");
+    cluster
+        .onebox
+        .inject_faults(
+            full,
+            "plog.write = enospc\nplog.sync = enospc\nlearn.write = enospc\n",
+        )
+        .unwrap();
+    let filled = Instant::now();
+    eventually(
+        Duration::from_secs(30),
+        "every primary off the full disk",
+        || async {
+            routing(&cluster, "temp").await.partitions.iter().all(|p| {
+                p.primary != addr
+                    && p.primary.socket_addr().is_some()
+                    && !p.secondaries.contains(&addr)
+            })
+        },
+    )
+    .await;
+    let moved = filled.elapsed();
+    let log = cluster.node_log(full);
+    assert!(log.contains("No space left on device"), "the node said why");
+    let before = writers.count();
+    eventually(Duration::from_secs(20), "writes go on", || async {
+        writers.count() > before + 100
+    })
+    .await;
+    cluster.onebox.inject_faults(full, "").unwrap();
+    let freed = Instant::now();
+    eventually(
+        Duration::from_secs(90),
+        "the node holds a copy of every partition again",
+        || async {
+            let r = routing(&cluster, "temp").await;
+            r.partitions
+                .iter()
+                .all(|p| p.secondaries.contains(&addr) || p.primary == addr)
+                && Health::of(&r.partitions, MIN_WRITE_MEMBERS).fully_healthy == 4
+        },
+    )
+    .await;
+    let relearned = freed.elapsed();
+    let acked = writers.stop().await;
+    assert!(
+        lost(&table, &acked).await.is_empty(),
+        "an acknowledged write lost"
+    );
+    // The relearned copies alone: the two other nodes go.
+    cluster.onebox.kill_node(Node::Replica(2)).unwrap();
+    cluster.onebox.kill_node(Node::Replica(3)).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the relearned copies are primaries",
+        || async {
+            routing(&cluster, "temp")
+                .await
+                .partitions
+                .iter()
+                .all(|p| p.primary == addr)
+        },
+    )
+    .await;
+    let table = cluster.client().open_table("temp").await.unwrap();
+    let missing = lost(&table, &acked).await;
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes not on the relearned copies: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(5)]
+    );
+    println!(
+        "full disk under a primary: every primary moved off it {moved:?} after it filled; \
+         every copy learned again {relearned:?} after space returned; {} writes acknowledged, \
+         none lost, all served by the relearned copies alone",
+        acked.len()
+    );
+}

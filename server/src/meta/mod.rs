@@ -774,7 +774,9 @@ impl MetaServer {
         let now = Instant::now();
         let (configs, dropped, gone) = {
             let view = self.view();
-            let mut configs: Vec<Assignment> = state::configs_for(&view, node, &b.replicas)
+            // Copies it holds or lost: either must hear what became of them.
+            let known: Vec<Gpid> = b.replicas.iter().chain(&b.errors).copied().collect();
+            let mut configs: Vec<Assignment> = state::configs_for(&view, node, &known)
                 .into_iter()
                 .map(|(gpid, app)| assignment(app, gpid.partition_index))
                 .collect();

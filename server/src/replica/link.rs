@@ -20,6 +20,7 @@ use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
 
 use super::ReplicaStub;
+use super::faults::{Faults, Point};
 use super::metrics::ReplicaMetrics;
 use super::partition::{Copy, CopyDone, Effects, Peers, PrepareDone};
 use super::plog::CRC32C;
@@ -43,6 +44,7 @@ pub struct Link {
     /// Bytes per second a learner copies at most (`[nfs] max_copy_rate_megabytes_per_disk`).
     learn_rate: u64,
     metrics: Arc<ReplicaMetrics>,
+    faults: Arc<Faults>,
 }
 
 impl Link {
@@ -53,6 +55,7 @@ impl Link {
         stub: Weak<ReplicaStub>,
         learn_rate: u64,
         metrics: Arc<ReplicaMetrics>,
+        faults: Arc<Faults>,
     ) -> Self {
         Link {
             client: Client::new(ClientOptions::new(metas.clone())),
@@ -62,6 +65,7 @@ impl Link {
             stub,
             learn_rate: learn_rate.max(1),
             metrics,
+            faults,
         }
     }
 
@@ -119,6 +123,7 @@ async fn fetch(
     dest: &std::path::Path,
     rate: u64,
     metrics: &ReplicaMetrics,
+    faults: &Faults,
 ) -> Copy {
     let pid = request.pid;
     let meta = RequestMeta {
@@ -195,6 +200,9 @@ async fn fetch(
                 return Err(format!("`{}` at {offset}: checksum mismatch", f.name));
             }
             digest.update(data);
+            faults
+                .check(Point::LearnWrite)
+                .map_err(|e| format!("writing `{}`: {e}", f.name))?;
             tokio::io::AsyncWriteExt::write_all(&mut file, data)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -238,8 +246,9 @@ impl Peers for Link {
         let client = self.client.clone();
         let rate = self.learn_rate;
         let metrics = Arc::clone(&self.metrics);
+        let faults = Arc::clone(&self.faults);
         self.runtime.spawn(async move {
-            done(fetch(&client, from, request, &dest, rate, &metrics).await);
+            done(fetch(&client, from, request, &dest, rate, &metrics, &faults).await);
         });
     }
 

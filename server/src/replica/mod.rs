@@ -15,6 +15,7 @@
 pub mod beacon;
 pub mod dirs;
 pub mod envs;
+pub mod faults;
 pub mod link;
 pub mod metrics;
 pub mod partition;
@@ -36,7 +37,7 @@ use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::Request;
 use pegasus_protocol::key;
 use pegasus_protocol::types::*;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use self::dirs::{DataDirs, DirsError};
 use self::envs::Admission;
@@ -191,6 +192,7 @@ impl ReplicaStub {
                     weak.clone(),
                     options.learn_rate,
                     Arc::clone(&options.metrics),
+                    Arc::clone(&options.faults),
                 ))
             });
             let peers = link.clone().map(|l| l as Arc<dyn Peers>);
@@ -358,6 +360,12 @@ impl ReplicaStub {
                     .filter_map(|s| s.socket_addr())
                     .collect(),
             };
+            if !config.has_member(&self.options.me)
+                && config.primary.is_some()
+                && self.forget_lost(a.pid)
+            {
+                continue;
+            }
             let on_disk =
                 || self.partition(a.pid).is_some() || !self.dirs.folders(a.pid).is_empty();
             let partition = if config.has_member(&self.options.me) && !a.fresh && !on_disk() {
@@ -398,6 +406,33 @@ impl ReplicaStub {
                 }
             }
         }
+    }
+
+    /// Forgets a copy this node lost (stopped by a failed write, or damaged) once the meta has
+    /// replaced it: another node is primary and this one no member, so every committed write
+    /// is on the members. The failed copy's files are deleted (a damaged one's stay aside, as
+    /// evidence); this node no longer reports it, and the meta may have a new copy learned here
+    /// once the disk serves again. Whether there was such a copy.
+    fn forget_lost(&self, gpid: Gpid) -> bool {
+        let failed = self.partition(gpid).filter(|p| p.failure().is_some());
+        let lost = self.lost.read().expect("lost").contains_key(&gpid);
+        if failed.is_none() && !lost {
+            return false;
+        }
+        if let Some(p) = failed {
+            self.partitions.write().expect("partitions").remove(&gpid);
+            if let Err(e) = p.close() {
+                debug!(%gpid, "closing a failed copy: {e}");
+            }
+            for folder in self.dirs.folders(gpid) {
+                if let Err(e) = std::fs::remove_dir_all(&folder) {
+                    warn!(%gpid, folder = %folder.display(), "deleting a failed copy: {e}");
+                }
+            }
+        }
+        self.lost.write().expect("lost").remove(&gpid);
+        info!(%gpid, "a lost copy the meta replaced is forgotten: a new one may be learned here");
+        true
     }
 
     /// Retires replicas the meta no longer wants here: those of `dropped` tables close, their

@@ -38,6 +38,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::envs::{Scenario, TableEnvs};
+use super::faults::Faults;
 use super::metrics::{ReplicaMetrics, TableMetrics};
 use super::plog::{Mutation, Op, Plog, PlogError, sync_parent};
 use super::pool::{Job, LazyPool, Mailbox};
@@ -151,6 +152,8 @@ pub struct PartitionOptions {
     /// The threads that run every partition's driver (`[threadpool.THREAD_POOL_REPLICATION]
     /// worker_count`).
     pub pool: Arc<LazyPool>,
+    /// Injected disk faults (tests: [`super::faults`]); none unless set.
+    pub faults: Arc<Faults>,
 }
 
 impl Default for PartitionOptions {
@@ -168,6 +171,7 @@ impl Default for PartitionOptions {
             learn_rate: 500 << 20,
             metrics: Arc::default(),
             pool: LazyPool::new(2, TICK),
+            faults: Arc::default(),
         }
     }
 }
@@ -342,6 +346,7 @@ impl Partition {
         })?;
         plog.set_sync(options.plog_force_flush);
         plog.set_metrics(options.metrics.plog.clone());
+        plog.set_faults(Arc::clone(&options.faults));
         let highest_ballot = logged.iter().map(|m| m.ballot).max().unwrap_or(0);
         info!(%gpid, applied, logged = logged.len(), "replica opened");
         let mut replica = Replica::recover(options.me, options.replication, applied, logged);

@@ -104,6 +104,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                 let opened = {
                     let mut options = server.partition.clone();
                     options.me = me;
+                    options.faults.watch_env();
                     let metas = server.meta_servers.clone();
                     let runtime = tokio::runtime::Handle::current();
                     tokio::task::spawn_blocking(move || {

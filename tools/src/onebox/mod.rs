@@ -22,6 +22,10 @@ use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
 use pegasus_client::{Client, ClientOptions};
 use pegasus_protocol::types::app_status;
 
+/// The environment variable naming a replica server's faults file (the server's
+/// `replica::faults`; the tools do not link the server).
+const FAULTS_FILE_ENV: &str = "PEGASUS_FAULTS_FILE";
+
 /// The node template.
 pub const TEMPLATE: &str = include_str!("config.min.ini");
 
@@ -105,6 +109,9 @@ pub struct OneboxOptions {
     /// More keys for every node's `config.ini`: `(section, key, value)`, added to the section
     /// (which is made when the template has none).
     pub extra_config: Vec<(String, String, String)>,
+    /// Replica servers follow a faults file, `<node dir>/faults` (`PEGASUS_FAULTS_FILE`: disk
+    /// faults injected by tests, see [`Onebox::inject_faults`]).
+    pub faults: bool,
 }
 
 impl OneboxOptions {
@@ -127,6 +134,7 @@ impl OneboxOptions {
             plog_force_flush: true,
             plog_file_mb: 32,
             extra_config: Vec::new(),
+            faults: false,
         }
     }
 
@@ -476,18 +484,29 @@ impl Onebox {
         }
         let config = self.write_config(node)?;
         let (result, err) = output_file(&dir.join("result"))?;
-        let pid = spawn_detached(
-            Command::new(&self.options.server)
-                .arg(&config)
-                .args(["-app_list", node.role()])
-                .current_dir(&dir)
-                .stdout(result)
-                .stderr(err),
-        )
-        .map_err(io("cannot start", &self.options.server))?;
+        let mut command = Command::new(&self.options.server);
+        command
+            .arg(&config)
+            .args(["-app_list", node.role()])
+            .current_dir(&dir)
+            .stdout(result)
+            .stderr(err);
+        if self.options.faults && matches!(node, Node::Replica(_)) {
+            command.env(FAULTS_FILE_ENV, dir.join("faults"));
+        }
+        let pid = spawn_detached(&mut command).map_err(io("cannot start", &self.options.server))?;
         fs::write(dir.join("pid"), pid.to_string())
             .map_err(io("cannot write", &dir.join("pid")))?;
         Ok(())
+    }
+
+    /// Sets the disk faults a replica server injects from now on (with
+    /// [`OneboxOptions::faults`]): `point = fault` lines, e.g. `plog.sync = eio`; empty for none.
+    pub fn inject_faults(&self, node: Node, faults: &str) -> Result<(), OneboxError> {
+        let dir = self.dir(&node.name());
+        let (tmp, file) = (dir.join("faults.tmp"), dir.join("faults"));
+        fs::write(&tmp, faults).map_err(io("cannot write", &tmp))?;
+        fs::rename(&tmp, &file).map_err(io("cannot write", &file))
     }
 
     /// Stops a node: SIGTERM, then SIGKILL after 10 s.
