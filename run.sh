@@ -23,12 +23,14 @@ declare -A WHY=(
   [nix-bin]="the tests parse and evaluate the Nix flake"
   [prometheus]="the tests check every role's /metrics with promtool"
   [chromium]="the tests load the status page in a real (headless) browser"
+  [iproute2]="the network test builds three hosts in network namespaces (ip netns)"
+  [iptables]="the network test cuts links between those hosts"
   [hyperfine]="the benchmarks time whole processes with it"
   [redis-server]="the onebox benchmark runs beside Redis"
 )
 PACKAGES_build=(libclang-dev g++ ccache)
 PACKAGES_onebox=(zookeeper default-jre-headless)
-PACKAGES_test=(python3-venv thrift-compiler docker.io docker-compose debootstrap nix-bin prometheus chromium)
+PACKAGES_test=(python3-venv thrift-compiler docker.io docker-compose debootstrap nix-bin prometheus chromium iproute2 iptables)
 PACKAGES_bench=(hyperfine redis-server etcd-server etcd-client)
 # Other systems: what to look for there (Fedora names), and the alternative.
 OTHER_SYSTEMS="clang-devel gcc-c++ ccache java-17-openjdk-headless zookeeper python3 (Fedora),

@@ -155,6 +155,8 @@ pub struct Client {
 struct Inner {
     options: ClientOptions,
     sessions: Mutex<HashMap<SocketAddr, Arc<Session>>>,
+    /// The meta that answered the last routing query: asked first next time.
+    leader: Mutex<Option<SocketAddr>>,
 }
 
 impl Client {
@@ -164,6 +166,7 @@ impl Client {
             inner: Arc::new(Inner {
                 options,
                 sessions: Mutex::default(),
+                leader: Mutex::default(),
             }),
         }
     }
@@ -237,8 +240,16 @@ impl Client {
             app_name: table.to_owned(),
             partition_indices: Vec::new(),
         });
-        let timeout = self.inner.options.timeout;
-        let mut candidates: Vec<SocketAddr> = self.inner.options.metas.clone();
+        let metas = &self.inner.options.metas;
+        // Each meta gets a share of the timeout: one that went silent must not take it all.
+        let timeout = (self.inner.options.timeout / metas.len().max(1) as u32)
+            .max(Duration::from_secs(1))
+            .min(self.inner.options.timeout);
+        let leader = *self.inner.leader.lock().expect("leader");
+        let mut candidates: Vec<SocketAddr> = leader
+            .into_iter()
+            .chain(metas.iter().copied().filter(|m| Some(*m) != leader))
+            .collect();
         let mut last = String::from("no meta server configured");
         let mut tried = 0;
         while let Some(addr) = candidates.first().copied() {
@@ -253,7 +264,10 @@ impl Client {
                 .await
             {
                 Ok(resp) => match ErrorCode::from_name(&resp.err.0) {
-                    ErrorCode::Ok => return Ok(resp),
+                    ErrorCode::Ok => {
+                        *self.inner.leader.lock().expect("leader") = Some(addr);
+                        return Ok(resp);
+                    }
                     ErrorCode::ObjectNotFound | ErrorCode::AppNotExist => {
                         return Err(ClientError::NoTable(table.to_owned()));
                     }
@@ -270,7 +284,13 @@ impl Client {
                     }
                     other => last = format!("{addr}: {other}"),
                 },
-                Err(e) => last = format!("{addr}: {e}"),
+                Err(e) => {
+                    let mut leader = self.inner.leader.lock().expect("leader");
+                    if *leader == Some(addr) {
+                        *leader = None;
+                    }
+                    last = format!("{addr}: {e}");
+                }
             }
         }
         Err(ClientError::NoMeta(last))

@@ -166,6 +166,16 @@ impl Table {
         Ok(())
     }
 
+    /// Forgets `addr` as the primary of `partition` (if it still is in the routing).
+    fn forget(&self, partition: i32, addr: SocketAddr) {
+        let mut r = self.routing.write().expect("routing");
+        if let Some(slot) = r.primaries.get_mut(partition as usize)
+            && *slot == Some(addr)
+        {
+            *slot = None;
+        }
+    }
+
     /// The table's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -203,13 +213,19 @@ impl Table {
         let once = [rpc::INCR, rpc::CHECK_AND_SET, rpc::CHECK_AND_MUTATE].contains(&name);
         let mut attempt = 0u32;
         loop {
-            let (app_id, primary) = {
+            let route = || {
                 let r = self.routing.read().expect("routing");
                 (
                     r.app_id,
                     r.primaries.get(partition as usize).copied().flatten(),
                 )
             };
+            let (mut app_id, mut primary) = route();
+            if primary.is_none() {
+                // Forgotten after a failure (or none known): ask the meta before sending.
+                let _ = self.refresh().await;
+                (app_id, primary) = route();
+            }
             let result = match primary {
                 Some(addr) => {
                     let meta = RequestMeta {
@@ -228,6 +244,14 @@ impl Table {
                     pegasus_protocol::codes::ErrorCode::NoPrimary,
                 )),
             };
+            if let (Err(e), Some(addr)) = (&result, primary)
+                && e.needs_new_route()
+            {
+                // Whether or not it is sent again, the next attempt (or the caller's next call,
+                // once this one's time is up) asks the meta first: a primary that went silent
+                // must not take every later call's whole timeout too.
+                self.forget(partition, addr);
+            }
             match result {
                 Err(e)
                     if e.needs_new_route()
@@ -235,7 +259,6 @@ impl Table {
                         && Instant::now() < deadline =>
                 {
                     attempt += 1;
-                    let _ = self.refresh().await;
                     let pause = Duration::from_millis((50 * attempt as u64).min(500));
                     tokio::time::sleep(
                         pause.min(deadline.saturating_duration_since(Instant::now())),

@@ -8,6 +8,8 @@ mod durability;
 /// Hostile bytes on every port: random, cut, oversized, lying frames, mistyped Thrift, HTTP
 /// junk, slowloris and churn.
 mod hostile;
+/// Three hosts in network namespaces, cut apart and healed, from the release tarball.
+mod network;
 /// What operators watch: `/metrics` of every role, Pegasus's HTTP API, the status page.
 mod observe;
 /// Every rrdb operation through the Rust client, against a real replica and real RocksDB.

@@ -3,14 +3,14 @@
 //! is killed the meta promotes a secondary that holds every acknowledged write.
 
 use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
 use pegasus_protocol::codes::rpc;
 use pegasus_protocol::types::*;
 use pegasus_tests::cluster::{TestCluster, Writers, b, check_all, eventually, lost, write_all};
+use pegasus_tests::history::History;
 use pegasus_tools::onebox::Node;
 
 /// The table's health, counted from its routing as Pegasus's shell counts it.
@@ -353,59 +353,12 @@ async fn every_copy_down_then_back_in_reverse_order_loses_nothing() {
     );
 }
 
-/// What the history check records: per key, every acknowledged version with when its answer
-/// came, and every read with when it was sent and what it returned.
-#[derive(Default)]
-struct History {
-    acks: Vec<Vec<(u64, Instant)>>,
-    reads: Vec<(usize, Option<u64>, Instant)>,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_under_kill_9_and_sigstop_has_no_lost_or_stale_version() {
     let cluster = TestCluster::start(1, 3, 4);
     cluster.healthy().await;
     let table = Arc::new(cluster.client().open_table("temp").await.unwrap());
-    let writers = 16;
-    let history = Arc::new(Mutex::new(History {
-        acks: vec![Vec::new(); writers],
-        reads: Vec::new(),
-    }));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    // Writers: each owns one key and writes increasing versions.
-    for w in 0..writers {
-        let (table, history, stop) = (Arc::clone(&table), Arc::clone(&history), Arc::clone(&stop));
-        tasks.push(tokio::spawn(async move {
-            let mut version = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                version += 1;
-                let key = format!("writer{w}");
-                if table
-                    .set(key.as_bytes(), b"v", version.to_string().as_bytes(), None)
-                    .await
-                    .is_ok()
-                {
-                    history.lock().unwrap().acks[w].push((version, Instant::now()));
-                }
-            }
-        }));
-    }
-    // Readers: record every answer with when the read began.
-    for r in 0..4 {
-        let (table, history, stop) = (Arc::clone(&table), Arc::clone(&history), Arc::clone(&stop));
-        tasks.push(tokio::spawn(async move {
-            let mut i = r;
-            while !stop.load(Ordering::Acquire) {
-                i = (i + 7) % writers;
-                let sent = Instant::now();
-                if let Ok(v) = table.get(format!("writer{i}").as_bytes(), b"v").await {
-                    let version = v.map(|v| std::str::from_utf8(&v).unwrap().parse().unwrap());
-                    history.lock().unwrap().reads.push((i, version, sent));
-                }
-            }
-        }));
-    }
+    let history = History::start(&table, 16, 4);
     let base = cluster.onebox.options.replica_base_port;
     let c = &cluster;
     let primary_of = |p: usize| async move {
@@ -443,59 +396,23 @@ async fn a_history_under_kill_9_and_sigstop_has_no_lost_or_stale_version() {
     pause(8).await;
     cluster.onebox.resume_node(Node::Replica(frozen));
     pause(4).await;
-    stop.store(true, Ordering::Release);
-    for t in tasks {
-        t.await.unwrap();
-    }
-
-    let history = std::mem::take(&mut *history.lock().unwrap());
-    // Every acknowledged version is there: each key holds at least its last acknowledged one.
-    let mut lost = Vec::new();
-    for (w, acks) in history.acks.iter().enumerate() {
-        let stored: Option<u64> = table
-            .get(format!("writer{w}").as_bytes(), b"v")
-            .await
-            .unwrap()
-            .map(|v| std::str::from_utf8(&v).unwrap().parse().unwrap());
-        if let Some(&(last, _)) = acks.last()
-            && stored.is_none_or(|s| s < last)
-        {
-            lost.push((w, last, stored));
-        }
-    }
-    // No read returns a version older than one acknowledged before the read began.
-    let mut stale = Vec::new();
-    for &(w, version, sent) in &history.reads {
-        let acked_before = history.acks[w]
-            .iter()
-            .take_while(|(_, at)| *at < sent)
-            .last()
-            .map(|(v, _)| *v);
-        if acked_before.is_some_and(|a| version.is_none_or(|v| v < a)) {
-            stale.push((w, version, acked_before));
-        }
-    }
-    // The longest time one writer waited between two acknowledgements: a failover's stall.
-    let gap = history
-        .acks
-        .iter()
-        .flat_map(|acks| acks.windows(2).map(|p| p[1].1 - p[0].1))
-        .max()
-        .unwrap_or_default();
-    let acked: usize = history.acks.iter().map(Vec::len).sum();
+    let v = history.finish(&table).await;
     println!(
-        "history: {acked} acknowledged writes, {} reads; lost {}, stale {}; longest write gap \
-         of one writer {gap:?} (lease 3 s, grace 4 s, a primary frozen 8 s)",
-        history.reads.len(),
-        lost.len(),
-        stale.len()
+        "history: {} acknowledged writes, {} reads; lost {}, stale {}; longest write gap \
+         of one writer {:?} (lease 3 s, grace 4 s, a primary frozen 8 s)",
+        v.acked,
+        v.reads,
+        v.lost.len(),
+        v.stale.len(),
+        v.gap
     );
-    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(v.lost.is_empty(), "lost: {:?}", v.lost);
     assert!(
-        stale.is_empty(),
+        v.stale.is_empty(),
         "stale reads: {:?}",
-        &stale[..stale.len().min(10)]
+        &v.stale[..v.stale.len().min(10)]
     );
+    let gap = v.gap;
     assert!(gap < Duration::from_secs(15), "writes stopped for {gap:?}");
 }
 

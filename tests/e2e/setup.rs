@@ -69,6 +69,8 @@ const MISSING: &[&str] = &[
     "debootstrap",
     "prometheus",
     "chromium",
+    "iproute2",
+    "iptables",
 ];
 
 #[test]

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pegasus_client::ClientError;
@@ -12,6 +11,7 @@ use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::{RequestMeta, decode_response, encode_request_v0};
 use pegasus_protocol::types::*;
 use pegasus_tests::cluster::{TestCluster, Writers, eventually, free_port_block, lost};
+use pegasus_tests::history::LeaderWatch;
 use pegasus_tools::onebox::{Node, Onebox, OneboxOptions};
 
 /// `[zookeeper] timeout_ms` in these tests: short, so that sessions expire within a test.
@@ -23,53 +23,6 @@ fn with_session_timeout(o: &mut OneboxOptions) {
         "timeout_ms".into(),
         SESSION_TIMEOUT_MS.to_string(),
     ));
-}
-
-/// Samples every meta's `pegasus_meta_leader` until dropped; the most metas seen leading at once.
-struct LeaderWatch {
-    stop: Arc<AtomicBool>,
-    most: Arc<AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl LeaderWatch {
-    fn start(metas: Vec<SocketAddr>) -> LeaderWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let most = Arc::new(AtomicUsize::new(0));
-        let (s, m) = (Arc::clone(&stop), Arc::clone(&most));
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Acquire) {
-                let leading = metas
-                    .iter()
-                    .filter(|a| {
-                        // A frozen meta does not answer: it acts as nothing.
-                        pegasus_tools::scrape::get(**a, "/metrics", Duration::from_millis(300))
-                            .ok()
-                            .and_then(|r| {
-                                pegasus_tests::http::metric(&r.body, "pegasus_meta_leader", &[])
-                            })
-                            == Some(1.0)
-                    })
-                    .count();
-                m.fetch_max(leading, Ordering::AcqRel);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
-        LeaderWatch {
-            stop,
-            most,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops sampling; the most metas seen leading at once.
-    fn most(mut self) -> usize {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.most.load(Ordering::Acquire)
-    }
 }
 
 /// A create request for table `name`: `partitions` partitions of `replicas` copies.

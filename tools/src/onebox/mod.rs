@@ -191,7 +191,7 @@ pub struct Onebox {
 }
 
 /// The ZooKeeper jars: `$ZOOKEEPER_HOME/lib/*` or Debian's.
-fn zookeeper_classpath() -> Result<String, OneboxError> {
+pub fn zookeeper_classpath() -> Result<String, OneboxError> {
     if let Some(home) = std::env::var_os("ZOOKEEPER_HOME") {
         let home = PathBuf::from(home);
         let mut jars: Vec<String> = fs::read_dir(home.join("lib"))
