@@ -110,8 +110,8 @@ pub struct Replica<N, W> {
     /// ([`Input::Granted`]: at least `granted`); when it last asked for one.
     restarted: bool,
     granted: Option<u64>,
-    /// The ballot it last asked to raise, and when.
-    raise_asked: Option<(u64, u64)>,
+    /// When it last asked for a ballot to be raised.
+    raise_asked: Option<u64>,
 }
 
 impl<N, W> Replica<N, W>
@@ -662,13 +662,16 @@ where
         }
         if self.restarted && config.primary == Some(self.me) {
             if self.granted.is_none_or(|g| config.ballot < g) {
-                // A ballot its process before may have used: it asks for the next one (at once
-                // for a ballot not asked about yet; the same one again after a while).
-                let due = self.raise_asked.is_none_or(|(asked, at)| {
-                    asked != config.ballot || self.now - at >= self.options.prepare_timeout
-                });
+                // A ballot its process before may have used: it asks for the next one, one ask
+                // at a time. A later configuration arriving while an ask is out is most likely
+                // that ask's new ballot, told before the grant: asking again for it would
+                // raise the ballot once more, and again (thousands of restarted primaries
+                // climbed to ballot 28). Unanswered, it asks again after a prepare timeout.
+                let due = self
+                    .raise_asked
+                    .is_none_or(|at| self.now - at >= self.options.prepare_timeout);
                 if due {
-                    self.raise_asked = Some((config.ballot, self.now));
+                    self.raise_asked = Some(self.now);
                     out.push(Output::RaiseBallot {
                         ballot: config.ballot,
                     });

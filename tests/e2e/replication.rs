@@ -592,6 +592,34 @@ async fn a_node_back_with_empty_disks_within_the_grace_serves_nothing_empty() {
             .contains("a member without its copy"),
         "the node asked to leave"
     );
+    // The meta keeps the node's new disk id in ZooKeeper, so that a leader after it fences the
+    // node as it did.
+    let o = &cluster.onebox.options;
+    let disk_id = std::fs::read_to_string(o.root.join("replica1/data/replica/disk_id")).unwrap();
+    let zk = zookeeper_client::Client::connector()
+        .connect(&format!("127.0.0.1:{}", o.zk_port))
+        .await
+        .unwrap();
+    let kept = format!(
+        "/pegasus/onebox/{}/disks/{}",
+        o.meta_base_port,
+        cluster.replica_addr(1)
+    );
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        if let Ok((data, _)) = zk.get_data(&kept).await {
+            found = data;
+            if found == disk_id.trim().as_bytes() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&found),
+        disk_id.trim(),
+        "the disk id kept at {kept}"
+    );
 }
 
 /// A full disk under a primary (its log's writes and fsyncs, and copies learned onto it, fail

@@ -35,7 +35,7 @@ use pegasus_protocol::frame::{Request, RequestMeta};
 use pegasus_protocol::types::*;
 use tracing::{error, info, warn};
 
-use self::state::{App, Changed, Cluster};
+use self::state::{App, Changed, Cluster, PartitionConfig};
 use self::zk::{Zk, ZkConfig, ZkError};
 use crate::net::{Reply, Service};
 
@@ -173,6 +173,8 @@ pub struct MetaServer {
     /// Each node's disk id as it last beaconed, and its memberships when the id changed (new
     /// disks: none of them is fresh for it).
     disks: Mutex<HashMap<SocketAddrV4, (i64, std::collections::HashSet<Gpid>)>>,
+    /// Disk ids beaconed that are not in ZooKeeper yet (`tend` writes them).
+    disks_unsaved: Mutex<Vec<(SocketAddrV4, i64)>>,
     /// Rung by a beacon with news (a node new or back, a change in what it holds).
     news: tokio::sync::Notify,
     /// Announces configuration changes to the replica servers.
@@ -182,6 +184,14 @@ pub struct MetaServer {
     /// Copies the balancer took off nodes, for beacon answers to say they are gone (as last
     /// cured; read without the state lock).
     retired: Mutex<std::collections::HashSet<(SocketAddrV4, Gpid)>>,
+    /// Configuration changes asked by members, waiting for the state lock: whoever takes it
+    /// first applies every one waiting, persists them together and cures once (group commit).
+    changes: Mutex<
+        Vec<(
+            UpdateConfigRequest,
+            tokio::sync::oneshot::Sender<UpdateConfigResponse>,
+        )>,
+    >,
     metrics: metrics::MetaMetrics,
     /// When this process started (`/recentStartTime`).
     started: SystemTime,
@@ -269,10 +279,12 @@ impl MetaServer {
             view: Mutex::default(),
             beats: Mutex::default(),
             disks: Mutex::default(),
+            disks_unsaved: Mutex::default(),
             news: tokio::sync::Notify::new(),
             client: pegasus_client::Client::new(pegasus_client::ClientOptions::new(Vec::new())),
             level: std::sync::atomic::AtomicI32::new(options.initial_level),
             retired: Mutex::default(),
+            changes: Mutex::default(),
             metrics,
             started: SystemTime::now(),
             availability: Mutex::default(),
@@ -484,6 +496,12 @@ impl MetaServer {
                 None => warn!(level, "unknown meta level in ZooKeeper, ignored"),
             }
         }
+        // Disk ids as the leaders before knew them.
+        let disks = self.zk.load_disks().await?;
+        *self.disks.lock().expect("disks") = disks
+            .into_iter()
+            .map(|(node, id)| (node, (id, Default::default())))
+            .collect();
         let mut state = self.lock().await;
         *state = cluster;
         self.leader.store(true, Ordering::Release);
@@ -524,6 +542,13 @@ impl MetaServer {
             state.note_ballots(node, &beat.replicas, &beat.ballots);
             if revived {
                 info!(%node, "replica server alive");
+            }
+        }
+        let unsaved = std::mem::take(&mut *self.disks_unsaved.lock().expect("disks"));
+        for (node, id) in unsaved.into_iter().filter(|(_, id)| *id != 0) {
+            if let Err(e) = self.zk.save_disk(node, id).await {
+                warn!(%node, "keeping its disk id: {e}");
+                self.disks_unsaved.lock().expect("disks").push((node, id));
             }
         }
         let dead = state.expire(Instant::now(), self.options.fd_grace);
@@ -635,14 +660,24 @@ impl MetaServer {
     /// that was or is a member (beacon answers repeat it). One that cannot be persisted is
     /// undone.
     async fn publish(&self, state: &mut Cluster, changed: Vec<Changed>) {
-        for c in changed {
+        let saved = {
+            let configs: Vec<(i32, i32, &PartitionConfig)> = changed
+                .iter()
+                .map(|c| {
+                    let config = &state.apps[&c.app_id].partitions[c.pidx as usize];
+                    (c.app_id, c.pidx, config)
+                })
+                .collect();
+            self.zk.save_partitions(&configs).await
+        };
+        for (c, saved) in changed.into_iter().zip(saved) {
             let gpid = Gpid::new(c.app_id, c.pidx);
-            let config = state.apps[&c.app_id].partitions[c.pidx as usize].clone();
-            if let Err(e) = self.zk.save_partition(c.app_id, c.pidx, &config).await {
+            if let Err(e) = saved {
                 error!(%gpid, "persisting the configuration failed, change undone: {e}");
                 state.apps.get_mut(&c.app_id).expect("app").partitions[c.pidx as usize] = c.before;
                 continue;
             }
+            let config = state.apps[&c.app_id].partitions[c.pidx as usize].clone();
             info!(%gpid, ballot = config.ballot, primary = config.primary, secondaries = ?config.secondaries, last_drops = ?config.last_drops, "configuration changed");
             self.metrics.changed(&state.apps[&c.app_id].info.app_name);
             let proposal = assignment(&state.apps[&c.app_id], c.pidx);
@@ -662,51 +697,110 @@ impl MetaServer {
         }
     }
 
-    /// `RPC_CM_UPDATE_PARTITION_CONFIGURATION`: a member asks to remove a node, or a restarted
-    /// primary for the next ballot.
+    /// `RPC_CM_UPDATE_PARTITION_CONFIGURATION`: a member asks to remove a node, to upgrade a
+    /// learner, or (a restarted primary) for the next ballot. Changes asked meanwhile are
+    /// applied together: a restarted node with thousands of primaries asks for thousands of
+    /// ballots at once, and one ZooKeeper write and one cure each made them time out and be
+    /// asked again.
     async fn update_config(&self, r: UpdateConfigRequest) -> UpdateConfigResponse {
-        let answer = |code: ErrorCode, config: Assignment| UpdateConfigResponse {
-            err: err(code),
-            config,
-        };
         if !self.is_leader() {
-            return answer(ErrorCode::ForwardToOthers, Assignment::default());
+            return update_answer(ErrorCode::ForwardToOthers, Assignment::default());
         }
-        let Some(node) = r.node.socket_addr() else {
-            return answer(ErrorCode::InvalidParameters, Assignment::default());
-        };
-        let mut state = self.lock().await;
-        if self.level() < meta_function_level::STEADY {
-            return answer(ErrorCode::StateFreezed, Assignment::default());
+        if r.node.socket_addr().is_none() {
+            return update_answer(ErrorCode::InvalidParameters, Assignment::default());
         }
-        // A dropped table's configurations stay as they were, for a recall.
-        if !state
-            .apps
-            .get(&r.pid.app_id)
-            .is_some_and(|a| a.info.available())
+        let (done, answer) = tokio::sync::oneshot::channel();
         {
-            return answer(ErrorCode::ObjectNotFound, Assignment::default());
-        }
-        let result = match r.config_type {
-            config_type::DOWNGRADE_TO_INACTIVE => state.remove_member(r.pid, r.ballot, node),
-            config_type::PRIMARY_FORCE_UPDATE_BALLOT => state.raise_ballot(r.pid, r.ballot, node),
-            config_type::UPGRADE_TO_SECONDARY => state.upgrade(r.pid, r.ballot, node),
-            _ => return answer(ErrorCode::NotImplemented, Assignment::default()),
-        };
-        let code = match result {
-            Ok(changed) => {
-                if let Some(c) = changed {
-                    info!(gpid = %r.pid, %node, ballot = r.ballot, config_type = r.config_type, "configuration change asked by a member");
-                    self.publish(&mut state, vec![c]).await;
-                    self.cure(&mut state).await;
-                }
-                ErrorCode::Ok
+            let mut changes = self.changes.lock().expect("changes");
+            if changes.len() >= MAX_PENDING_CHANGES {
+                return update_answer(ErrorCode::Busy, Assignment::default());
             }
-            Err(_) if state.partition(r.pid).is_some() => ErrorCode::InvalidVersion,
-            Err(_) => return answer(ErrorCode::ObjectNotFound, Assignment::default()),
-        };
-        let app = &state.apps[&r.pid.app_id];
-        answer(code, assignment(app, r.pid.partition_index))
+            changes.push((r, done));
+        }
+        {
+            let mut state = self.lock().await;
+            let batch = std::mem::take(&mut *self.changes.lock().expect("changes"));
+            if !batch.is_empty() {
+                self.apply_changes(&mut state, batch).await;
+            }
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| update_answer(ErrorCode::ForwardToOthers, Assignment::default()))
+    }
+
+    /// Applies members' configuration changes, each a compare-and-swap on its ballot, persists
+    /// those made in one go, cures once, and answers each with its partition's configuration.
+    async fn apply_changes(
+        &self,
+        state: &mut StateGuard<'_>,
+        batch: Vec<(
+            UpdateConfigRequest,
+            tokio::sync::oneshot::Sender<UpdateConfigResponse>,
+        )>,
+    ) {
+        let mut changed = Vec::new();
+        let mut answers = Vec::with_capacity(batch.len());
+        for (r, done) in batch {
+            let refused = if !self.is_leader() {
+                Some(ErrorCode::ForwardToOthers)
+            } else if self.level() < meta_function_level::STEADY {
+                Some(ErrorCode::StateFreezed)
+            } else if !state
+                .apps
+                .get(&r.pid.app_id)
+                .is_some_and(|a| a.info.available())
+            {
+                // A dropped table's configurations stay as they were, for a recall.
+                Some(ErrorCode::ObjectNotFound)
+            } else {
+                None
+            };
+            if let Some(code) = refused {
+                let _ = done.send(update_answer(code, Assignment::default()));
+                continue;
+            }
+            let node = r.node.socket_addr().expect("checked on arrival");
+            let result = match r.config_type {
+                config_type::DOWNGRADE_TO_INACTIVE => state.remove_member(r.pid, r.ballot, node),
+                config_type::PRIMARY_FORCE_UPDATE_BALLOT => {
+                    state.raise_ballot(r.pid, r.ballot, node)
+                }
+                config_type::UPGRADE_TO_SECONDARY => state.upgrade(r.pid, r.ballot, node),
+                _ => {
+                    let _ = done.send(update_answer(
+                        ErrorCode::NotImplemented,
+                        Assignment::default(),
+                    ));
+                    continue;
+                }
+            };
+            let code = match result {
+                Ok(Some(c)) => {
+                    info!(gpid = %r.pid, %node, ballot = r.ballot, config_type = r.config_type, "configuration change asked by a member");
+                    changed.push(c);
+                    ErrorCode::Ok
+                }
+                Ok(None) => ErrorCode::Ok,
+                Err(_) if state.partition(r.pid).is_some() => ErrorCode::InvalidVersion,
+                Err(_) => {
+                    let _ = done.send(update_answer(
+                        ErrorCode::ObjectNotFound,
+                        Assignment::default(),
+                    ));
+                    continue;
+                }
+            };
+            answers.push((r.pid, code, done));
+        }
+        if !changed.is_empty() {
+            self.publish(state, changed).await;
+            self.cure(state).await;
+        }
+        for (pid, code, done) in answers {
+            let app = &state.apps[&pid.app_id];
+            let _ = done.send(update_answer(code, assignment(app, pid.partition_index)));
+        }
     }
 
     async fn query_config(&self, q: QueryCfgRequest) -> QueryCfgResponse {
@@ -799,8 +893,18 @@ impl MetaServer {
             // reported yet: none of those is fresh for it (it asks to be removed instead).
             let renewed = {
                 let mut disks = self.disks.lock().expect("disks");
-                let (id, before) = disks.entry(node).or_insert((b.disk_id, Default::default()));
+                let (id, before) = disks.entry(node).or_insert_with(|| {
+                    self.disks_unsaved
+                        .lock()
+                        .expect("disks")
+                        .push((node, b.disk_id));
+                    (b.disk_id, Default::default())
+                });
                 if b.disk_id != 0 && *id != b.disk_id {
+                    self.disks_unsaved
+                        .lock()
+                        .expect("disks")
+                        .push((node, b.disk_id));
                     warn!(%node, "a node back with new disks: its copies are gone, none is fresh");
                     *id = b.disk_id;
                     *before = configs.iter().map(|a| a.pid).collect();
@@ -1340,6 +1444,16 @@ impl MetaServer {
 }
 
 /// Partition `pidx` of `app` as replica servers are told it.
+/// Members' configuration changes waiting at most for the state lock; past it `ERR_BUSY`.
+const MAX_PENDING_CHANGES: usize = 20_000;
+
+fn update_answer(code: ErrorCode, config: Assignment) -> UpdateConfigResponse {
+    UpdateConfigResponse {
+        err: err(code),
+        config,
+    }
+}
+
 fn assignment(app: &App, pidx: i32) -> Assignment {
     let p = &app.partitions[pidx as usize];
     Assignment {

@@ -10,6 +10,8 @@
 //!
 //! The meta with the smallest `LOCKNODE` sequence is the leader.
 
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use zookeeper_client::{Acls, Client, CreateMode, SessionState, StateWatcher};
@@ -187,6 +189,50 @@ impl Zk {
 
     fn apps_path(&self) -> String {
         format!("{}/apps", self.root)
+    }
+
+    fn disks_path(&self) -> String {
+        format!("{}/disks", self.root)
+    }
+
+    /// The disk id each replica server last beaconed with: kept, so that a new leader fences a
+    /// node back with new disks as the old one would have.
+    pub async fn load_disks(&self) -> Result<HashMap<SocketAddrV4, i64>, ZkError> {
+        let path = self.disks_path();
+        let nodes = match self.client().list_children(&path).await {
+            Ok(nodes) => nodes,
+            Err(zookeeper_client::Error::NoNode) => return Ok(HashMap::new()),
+            Err(e) => return Err(op(&path)(e)),
+        };
+        let mut disks = HashMap::new();
+        for name in nodes {
+            let Ok(node) = name.parse::<SocketAddrV4>() else {
+                continue;
+            };
+            let child = format!("{path}/{name}");
+            match self.client().get_data(&child).await {
+                Ok((data, _)) => {
+                    if let Some(id) = std::str::from_utf8(&data).ok().and_then(|t| t.parse().ok()) {
+                        disks.insert(node, id);
+                    }
+                }
+                Err(zookeeper_client::Error::NoNode) => {}
+                Err(e) => return Err(op(&child)(e)),
+            }
+        }
+        Ok(disks)
+    }
+
+    /// Keeps the disk id `node` beacons with.
+    pub async fn save_disk(&self, node: SocketAddrV4, id: i64) -> Result<(), ZkError> {
+        let path = self.disks_path();
+        let create = CreateMode::Persistent.with_acls(self.config.acls());
+        match self.client().create(&path, b"", &create).await {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(e) => return Err(op(&path)(e)),
+        }
+        self.write(&format!("{path}/{node}"), id.to_string().as_bytes())
+            .await
     }
 
     /// Loads every table; `None` when the cluster was never bootstrapped.
@@ -397,17 +443,41 @@ impl Zk {
             .map_err(failed)
     }
 
-    /// Writes one partition.
-    pub async fn save_partition(
+    /// Writes partitions in ZooKeeper transactions of up to [`MULTI_OPS`] nodes (a restarted
+    /// node's thousands of ballot changes must not take one round trip each); a transaction
+    /// that fails is written again node by node. How each write went, in order.
+    pub async fn save_partitions(
         &self,
-        app_id: i32,
-        pidx: i32,
-        config: &PartitionConfig,
-    ) -> Result<(), ZkError> {
-        self.write(
-            &format!("{}/{app_id}/{pidx}", self.apps_path()),
-            &serde_json::to_vec(config).expect("serializable"),
-        )
-        .await
+        configs: &[(i32, i32, &PartitionConfig)],
+    ) -> Vec<Result<(), ZkError>> {
+        let nodes: Vec<(String, Vec<u8>)> = configs
+            .iter()
+            .map(|(app_id, pidx, config)| {
+                (
+                    format!("{}/{app_id}/{pidx}", self.apps_path()),
+                    serde_json::to_vec(config).expect("serializable"),
+                )
+            })
+            .collect();
+        let mut saved = Vec::with_capacity(nodes.len());
+        for batch in nodes.chunks(MULTI_OPS) {
+            if batch.len() > 1 {
+                let started = std::time::Instant::now();
+                let client = self.client();
+                let mut multi = client.new_multi_writer();
+                let added = batch
+                    .iter()
+                    .all(|(p, data)| multi.add_set_data(p, data, None).is_ok());
+                if added && multi.commit().await.is_ok() {
+                    self.writes.observe(started.elapsed());
+                    saved.extend(batch.iter().map(|_| Ok(())));
+                    continue;
+                }
+            }
+            for (p, data) in batch {
+                saved.push(self.write(p, data).await);
+            }
+        }
+        saved
     }
 }
