@@ -209,6 +209,23 @@ where
         self.role
     }
 
+    /// Whether a tick now would only advance its clock: nothing waits on a timeout (no
+    /// prepare in flight or commit point to push, no learner, no removal or ballot asked for).
+    /// A driver may then tick it seldom: idle time needs no measuring.
+    pub fn idle(&self) -> bool {
+        match self.role {
+            Role::Learner => false,
+            Role::Secondary => true,
+            Role::Inactive => !self.restarted || self.raise_asked.is_none(),
+            Role::Primary => {
+                self.prepared.is_empty()
+                    && self.learners.is_empty()
+                    && self.removing.is_none()
+                    && self.known_committed >= self.last_write_committed
+            }
+        }
+    }
+
     /// The ballot of the configuration it knows.
     pub fn ballot(&self) -> u64 {
         self.config.ballot

@@ -62,6 +62,10 @@ impl Rng {
 type Node = u32;
 type Write = u64;
 
+/// An idle replica is ticked once in this many steps (the server: once a second, not every
+/// 100 ms).
+const IDLE_TICK_EVERY: u64 = 10;
+
 /// What travels: a member's message, the meta's configuration or its proposal of a learner
 /// (to the primary), or a learner's copy (asked of the primary, or on its way back).
 #[derive(Clone, Debug)]
@@ -687,7 +691,16 @@ impl Sim {
             }
         }
         for &node in &nodes {
-            self.input(node, Input::Tick, faulty)?;
+            // As the server's driver pool does: a replica with nothing waiting on a timeout is
+            // ticked once in IDLE_TICK_EVERY steps only.
+            let idle = self
+                .copies
+                .get(&node)
+                .and_then(|c| c.replica.as_ref())
+                .is_some_and(|r| r.idle());
+            if !idle || self.now.is_multiple_of(IDLE_TICK_EVERY) {
+                self.input(node, Input::Tick, faulty)?;
+            }
         }
         self.meta_step(10, faulty);
         Ok(())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A replica server with thousands of partition copies (`COPIES`, default 3000): one meta, one
 # replica server, a table of that many partitions with one copy each. Prints the replica
-# server's threads, resident memory and open files idle with the bootstrap tables only (5
+# server's threads, resident memory, open files and CPU idle with the bootstrap tables only (5
 # copies) and with the big table, the time until every copy is primary after the create, and
 # after a restart of the replica server (its start-up: every RocksDB opened, every log replayed).
 #
@@ -17,6 +17,14 @@ report() {
   local pid=$1 what=$2
   printf '%-44s threads %4s  RSS %5s MiB  open files %5s\n' "$what" "$(status "$pid" Threads)" \
     "$(($(status "$pid" VmRSS) / 1024))" "$(ls "/proc/$pid/fd" | wc -l)"
+}
+# The share of one core a process (pid file) uses over 10 s.
+idle_cpu() {
+  local before after
+  before=$(process_ticks "$1")
+  sleep 10
+  after=$(process_ticks "$1")
+  echo "$(((after - before) * 100 / (10 * hz))) % of a core"
 }
 # Primaries the replica server reports (its /metrics).
 primaries() {
@@ -40,6 +48,7 @@ ulimit -Sn "$(ulimit -Hn)"
 "$bin/pegasus_onebox" start_onebox -m 1 -r 1 -p 1 -w >/dev/null
 sleep 3
 report "$(cat onebox/replica1/pid)" "replica server, 5 copies, idle:"
+echo "replica server, 5 copies, idle: $(idle_cpu onebox/replica1/pid)"
 report "$(cat onebox/meta1/pid)" "meta server, 5 copies, idle:"
 base=$(primaries)
 
@@ -49,6 +58,7 @@ took=$(wait_primaries $((base + copies)) "$started")
 echo "create of $copies copies: every one primary after ${took} s"
 sleep 5
 report "$(cat onebox/replica1/pid)" "replica server, $((base + copies)) copies, idle:"
+echo "replica server, $((base + copies)) copies, idle: $(idle_cpu onebox/replica1/pid)"
 report "$(cat onebox/meta1/pid)" "meta server, $((base + copies)) copies, idle:"
 
 "$bin/pegasus_onebox" stop_onebox_instance -r 1 >/dev/null

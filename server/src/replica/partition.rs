@@ -898,6 +898,8 @@ impl Driver {
         }
         self.carry_out(&mut round);
         self.publish();
+        // Writes waiting for their commit keep the primary busy anyway (a prepare in flight).
+        self.events.task().set_idle(self.replica.idle());
         closing
     }
 

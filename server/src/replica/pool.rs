@@ -32,6 +32,8 @@ pub struct Task {
     scheduled: AtomicBool,
     /// Events sent and not yet taken by a round.
     pending: AtomicUsize,
+    /// Its job said nothing waits on a timeout: ticked once in [`IDLE_TICK_EVERY`] only.
+    idle: AtomicBool,
     finished: Mutex<bool>,
     finished_cv: Condvar,
     pool: Weak<Shared>,
@@ -49,6 +51,13 @@ impl Task {
                 .push_back(Arc::clone(self));
             pool.wake.notify_one();
         }
+    }
+
+    /// Whether its job has nothing waiting on a timeout (set after each round): the ticker
+    /// then wakes it once in [`IDLE_TICK_EVERY`] ticks, not every one. Thousands of idle
+    /// replicas woken ten times a second kept most of a core busy.
+    pub fn set_idle(&self, idle: bool) {
+        self.idle.store(idle, Ordering::Relaxed);
     }
 
     /// Counts one event taken off the mailbox by a round.
@@ -244,6 +253,7 @@ impl DriverPool {
             job: Mutex::new(None),
             scheduled: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
+            idle: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
             pool: Arc::downgrade(&self.shared),
@@ -296,9 +306,15 @@ fn worker(shared: &Shared) {
     }
 }
 
+/// An idle task is woken once in this many ticks.
+pub const IDLE_TICK_EVERY: u64 = 10;
+
 fn ticker(shared: &Shared, tick: Duration) {
+    let mut ticks = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
         std::thread::sleep(tick);
+        ticks += 1;
+        let everyone = ticks.is_multiple_of(IDLE_TICK_EVERY);
         let tasks: Vec<Arc<Task>> = shared
             .tasks
             .lock()
@@ -307,7 +323,9 @@ fn ticker(shared: &Shared, tick: Duration) {
             .filter_map(Weak::upgrade)
             .collect();
         for t in tasks {
-            t.notify();
+            if everyone || !t.idle.load(Ordering::Relaxed) {
+                t.notify();
+            }
         }
     }
 }
@@ -383,6 +401,49 @@ mod tests {
         assert_eq!(sum.load(Ordering::SeqCst), 500 * 100);
         assert!(m_closed(&mailboxes[0]));
         assert_eq!(pool.workers(), 3);
+    }
+
+    /// Counts its rounds and says it is idle (or not) after each.
+    struct Ticked {
+        task: Arc<Task>,
+        idle: bool,
+        rounds: Arc<AtomicUsize>,
+    }
+
+    impl Job for Ticked {
+        fn round(&mut self) -> bool {
+            self.rounds.fetch_add(1, Ordering::SeqCst);
+            self.task.set_idle(self.idle);
+            false
+        }
+        fn finish(&mut self, _crashed: bool) {}
+    }
+
+    #[test]
+    fn an_idle_task_is_woken_once_in_ten_ticks() {
+        let pool = DriverPool::new(2, Duration::from_millis(5)).unwrap();
+        let counts: Vec<Arc<AtomicUsize>> = [false, true]
+            .into_iter()
+            .map(|idle| {
+                let rounds = Arc::new(AtomicUsize::new(0));
+                let (m, _rx) = pool.mailbox::<u32>(4);
+                let job = Ticked {
+                    task: Arc::clone(m.task()),
+                    idle,
+                    rounds: Arc::clone(&rounds),
+                };
+                pool.start(&m, Box::new(job));
+                rounds
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(600));
+        let (busy, idle) = (
+            counts[0].load(Ordering::SeqCst),
+            counts[1].load(Ordering::SeqCst),
+        );
+        assert!(busy >= 20, "the busy task was woken {busy} times");
+        assert!(idle >= 1, "the idle task was never woken");
+        assert!(idle * 4 < busy, "idle {idle} rounds, busy {busy}");
     }
 
     fn m_closed(m: &Mailbox<Option<u32>>) -> bool {
