@@ -138,7 +138,19 @@ where
     started.elapsed()
 }
 
-/// Needs root (namespaces, tc, iptables); CI runs as root. Skipped, saying so, elsewhere.
+/// The longest write stall since a fault at `cut`: measured once lease + grace have passed and
+/// every writer had a write acknowledged after that.
+async fn stall_since(history: &History, cut: Instant, what: &str) -> Duration {
+    tokio::time::sleep(Duration::from_secs(LEASE_S + GRACE_S)).await;
+    let writing = Instant::now();
+    wait_for(Duration::from_secs(60), what, || async {
+        history.all_writing_after(writing)
+    })
+    .await;
+    history.stall(cut, Instant::now())
+}
+
+/// Needs root (namespaces, iptables); CI runs as root. Skipped, saying so, elsewhere.
 #[test]
 fn three_hosts_cut_apart_and_healed_lose_nothing_and_never_have_two_leaders() {
     if !Net::available() {
@@ -234,15 +246,7 @@ async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Proc>) {
     })
     .await;
     // Writes go on (or resume) with the new leader.
-    tokio::time::sleep(Duration::from_secs(LEASE_S + GRACE_S)).await;
-    let writing = Instant::now();
-    wait_for(
-        Duration::from_secs(30),
-        "every writer writes again",
-        || async { history.all_writing_after(writing) },
-    )
-    .await;
-    let zk_stall = history.stall(cut, Instant::now());
+    let zk_stall = stall_since(&history, cut, "every writer writes again").await;
     net.unblock_port(l, ZK_PORT);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -258,15 +262,12 @@ async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Proc>) {
         .expect("a primary on a host without ZooKeeper or the leader");
     net.isolate(cut_host);
     let cut = Instant::now();
-    tokio::time::sleep(Duration::from_secs(LEASE_S + GRACE_S)).await;
-    let writing = Instant::now();
-    wait_for(
-        Duration::from_secs(60),
+    let partition_stall = stall_since(
+        &history,
+        cut,
         "every writer writes again without the cut host",
-        || async { history.all_writing_after(writing) },
     )
     .await;
-    let partition_stall = history.stall(cut, Instant::now());
 
     // 3. The network heals: the host's copies come back.
     net.rejoin(cut_host);

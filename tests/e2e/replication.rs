@@ -42,6 +42,23 @@ async fn routing(cluster: &TestCluster, name: &str) -> QueryCfgResponse {
         .await
 }
 
+/// Kills every replica server but `j` (of three) and waits until its copies, promoted, are the
+/// primaries of every partition of `temp`.
+async fn leave_alone(cluster: &TestCluster, j: usize, what: &str) {
+    for n in (1..=3).filter(|n| *n != j) {
+        cluster.onebox.kill_node(Node::Replica(n)).unwrap();
+    }
+    let me = RpcAddress::new(cluster.replica_addr(j));
+    eventually(Duration::from_secs(30), what, || async {
+        routing(cluster, "temp")
+            .await
+            .partitions
+            .iter()
+            .all(|p| p.primary == me)
+    })
+    .await;
+}
+
 /// Waits until every partition of `temp` (4 of them) is fully healthy.
 async fn fully_healthy(cluster: &TestCluster, within: Duration, what: &str) {
     eventually(within, what, || async {
@@ -183,24 +200,7 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
     );
     // Every acknowledged write is on the copies it learned: the other two nodes go, and its
     // copies, promoted, serve them alone.
-    for n in 1..=3 {
-        if n != victim {
-            cluster.onebox.kill_node(Node::Replica(n)).unwrap();
-        }
-    }
-    let me = RpcAddress::new(primary);
-    eventually(
-        Duration::from_secs(30),
-        "the returned node is every primary",
-        || async {
-            routing(&cluster, "temp")
-                .await
-                .partitions
-                .iter()
-                .all(|p| p.primary == me)
-        },
-    )
-    .await;
+    leave_alone(&cluster, victim, "the returned node is every primary").await;
     let table = cluster.client().open_table("temp").await.unwrap();
     for (key, value) in &acked {
         assert_eq!(
@@ -695,20 +695,7 @@ async fn a_primary_on_a_full_disk_is_moved_away_and_its_copies_learned_again() {
         "an acknowledged write lost"
     );
     // The relearned copies alone: the two other nodes go.
-    cluster.onebox.kill_node(Node::Replica(2)).unwrap();
-    cluster.onebox.kill_node(Node::Replica(3)).unwrap();
-    eventually(
-        Duration::from_secs(30),
-        "the relearned copies are primaries",
-        || async {
-            routing(&cluster, "temp")
-                .await
-                .partitions
-                .iter()
-                .all(|p| p.primary == addr)
-        },
-    )
-    .await;
+    leave_alone(&cluster, 1, "the relearned copies are primaries").await;
     let table = cluster.client().open_table("temp").await.unwrap();
     let missing = lost(&table, &acked).await;
     assert!(
