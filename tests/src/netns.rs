@@ -196,13 +196,6 @@ impl Drop for Net {
 /// A process in a namespace, killed (SIGKILL) when dropped.
 pub struct Proc(Child);
 
-impl Proc {
-    /// Its pid.
-    pub fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
