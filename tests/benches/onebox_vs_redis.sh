@@ -7,41 +7,58 @@
 #   - a 3-member etcd cluster on loopback (fsync per write, as etcd always does), under
 #     `pegasus_bench --etcd` (the same workloads, callers and values over etcd's gRPC KV API);
 # plus the onebox's cold start to all-healthy, what a write costs the replica servers in CPU
-# (per write, and per copy), how busy the machine was meanwhile, and the ratios the replication
-# issue asks about.
+# (per write, and per copy) and in plog fsyncs, what it costs etcd's members in CPU, how busy the
+# machine was meanwhile, the ratios the replication issue asks about, and the most 3-copy /
+# 1-copy can be when every process shares this machine's CPUs.
 #
 #   tests/benches/onebox_vs_redis.sh [threads] [num]   (`./run.sh setup bench` installs Redis, etcd)
 set -euo pipefail
 threads=${1:-16}
 num=${2:-100000}
 source "$(dirname "$0")/onebox_bench.sh"
-declare -A ops cpu_us
+declare -A ops cpu_us other_us
 
 # CPU time (clock ticks) the onebox's replica servers used so far.
 replica_ticks() { process_ticks onebox/replica*/pid; }
+# Private-log fsyncs of the onebox's replica servers so far (their /metrics, on the port of
+# `[apps.replica] ports`).
+replica_fsyncs() {
+  local total=0 port n
+  for port in $(awk '/^\[apps.replica\]/ {r = 1} r && /ports =/ {print $3; r = 0}' onebox/replica*/config.ini); do
+    n=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^pegasus_plog_fsync_latency_seconds_count/ {print $2}')
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
 # The machine's busy and total clock ticks so far (every CPU).
 machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8; all = 0; for (i = 2; i <= NF; i++) all += $i; print busy, all; exit}' /proc/stat; }
 
 # onebox COPIES FSYNC: fills then reads `temp`, keeps the ops/s.
 onebox() {
-  local copies=$1 fsync=$2 flags=() start end out r0 r1 b0 t0 b1 t1 cpu
+  local copies=$1 fsync=$2 flags=() start end out r0 r1 b0 t0 b1 t1 cpu f0 f1
   [[ $fsync == no ]] && flags=(--no_fsync)
   start=$(date +%s.%N)
   ./run.sh start_onebox -m 1 -r "$copies" -w "${flags[@]}" >/dev/null
   end=$(date +%s.%N)
   echo "== onebox, $copies cop$([[ $copies == 1 ]] && echo y || echo ies), fsync $fsync (cold start to healthy $(echo "$end - $start" | bc) s)"
   r0=$(replica_ticks)
+  f0=$(replica_fsyncs)
   read -r b0 t0 < <(machine_ticks)
   out=$("$bin/pegasus_bench" --threads "$threads" --num "$num" --value-size 100 --benchmarks fillrandom)
   r1=$(replica_ticks)
+  f1=$(replica_fsyncs)
   read -r b1 t1 < <(machine_ticks)
   cpu=$(echo "scale=1; ($r1 - $r0) * 1000000 / $hz / $num" | bc)
   out+=$'\n'"replica servers' CPU per write: $cpu us, $(echo "scale=1; $cpu / $copies" | bc) us per copy; machine busy $(echo "scale=0; 100 * ($b1 - $b0) / ($t1 - $t0)" | bc) % during the writes"
+  out+=$'\n'"plog fsyncs per write: $(echo "scale=2; ($f1 - $f0) / $num" | bc), $(echo "scale=2; ($f1 - $f0) / $num / $copies" | bc) per copy"
   out+=$'\n'$("$bin/pegasus_bench" --threads "$threads" --num "$num" --value-size 100 --benchmarks readrandom)
   echo "$out"
   ops[write,$copies,$fsync]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
   ops[read,$copies,$fsync]=$(awk '/^readrandom/ {print $2}' <<<"$out")
   cpu_us[$copies,$fsync]=$cpu
+  # Everything else the machine did per write: the client, the meta, ZooKeeper, the kernel's
+  # threads.
+  other_us[$copies,$fsync]=$(echo "scale=1; (($b1 - $b0) - ($r1 - $r0)) * 1000000 / $hz / $num" | bc)
   ./run.sh stop_onebox >/dev/null
   ./run.sh clear_onebox >/dev/null
 }
@@ -101,7 +118,12 @@ for _ in $(seq 1 100); do
 done
 [[ -n $etcd_ok ]] || { echo "etcd did not start: see $etcd_dir" >&2; exit 1; }
 echo "== etcd, 3 members on loopback (fsync per write): pegasus_bench --etcd, $threads callers, $num requests, 100 B values"
-out=$("$bin/pegasus_bench" --etcd "127.0.0.1:${client_ports[1]}" --threads "$threads" --num "$num" --value-size 100 --benchmarks fillrandom,readrandom)
+etcd_ticks() { local total=0 pid stat; for pid in "${etcd_pids[@]}"; do read -r -a stat <"/proc/$pid/stat"; total=$((total + stat[13] + stat[14])); done; echo "$total"; }
+e0=$(etcd_ticks)
+out=$("$bin/pegasus_bench" --etcd "127.0.0.1:${client_ports[1]}" --threads "$threads" --num "$num" --value-size 100 --benchmarks fillrandom)
+e1=$(etcd_ticks)
+out+=$'\n'"etcd members' CPU per write: $(echo "scale=1; ($e1 - $e0) * 1000000 / $hz / $num" | bc) us"
+out+=$'\n'$("$bin/pegasus_bench" --etcd "127.0.0.1:${client_ports[1]}" --threads "$threads" --num "$num" --value-size 100 --benchmarks readrandom)
 echo "$out"
 ops[write,etcd]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
 ops[read,etcd]=$(awk '/^readrandom/ {print $2}' <<<"$out")
@@ -116,3 +138,8 @@ echo "3-copy fsynced writes / etcd (3 members):  $(ratio "${ops[write,3,yes]}" "
 echo "3-copy reads / etcd reads:                 $(ratio "${ops[read,3,yes]}" "${ops[read,etcd]}")"
 echo "3-copy reads / Redis GET (everysec):      $(ratio "${ops[read,3,yes]}" "${ops[get,redis,everysec]}")"
 echo "replica CPU per write, 3 copies / 1 copy:  $(ratio "${cpu_us[3,yes]}" "${cpu_us[1,yes]}") fsync, $(ratio "${cpu_us[3,no]}" "${cpu_us[1,no]}") no fsync"
+# On one machine three copies do three copies' work on the same CPUs: even if each copy cost no
+# more than a single copy does alone, and the rest (client, meta, kernel) no more per write,
+# 3-copy / 1-copy could not pass (rest + one copy) / (rest + three copies).
+bound() { echo "scale=2; (${other_us[1,$1]} + ${cpu_us[1,$1]}) / (${other_us[1,$1]} + 3 * ${cpu_us[1,$1]})" | bc; }
+echo "3-copy / 1-copy at most, on one machine:   $(bound yes) fsync, $(bound no) no fsync (the rest ${other_us[1,yes]} and ${other_us[1,no]} us per write)"

@@ -226,13 +226,22 @@ impl Zk {
     /// Keeps the disk id `node` beacons with.
     pub async fn save_disk(&self, node: SocketAddrV4, id: i64) -> Result<(), ZkError> {
         let path = self.disks_path();
+        let data = id.to_string();
+        let written = self.write(&format!("{path}/{node}"), data.as_bytes()).await;
+        let Err(ZkError::Op {
+            source: zookeeper_client::Error::NoNode,
+            ..
+        }) = written
+        else {
+            return written;
+        };
+        // The first disk id saved: the parent node is made once, not before every save.
         let create = CreateMode::Persistent.with_acls(self.config.acls());
         match self.client().create(&path, b"", &create).await {
             Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
             Err(e) => return Err(op(&path)(e)),
         }
-        self.write(&format!("{path}/{node}"), id.to_string().as_bytes())
-            .await
+        self.write(&format!("{path}/{node}"), data.as_bytes()).await
     }
 
     /// Loads every table; `None` when the cluster was never bootstrapped.
