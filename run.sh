@@ -27,6 +27,8 @@ declare -A WHY=(
   [iptables]="the network test cuts links between those hosts"
   [hyperfine]="the benchmarks time whole processes with it"
   [redis-server]="the onebox benchmark runs beside Redis"
+  [etcd-server]="the onebox benchmark runs beside a 3-member etcd cluster"
+  [etcd-client]="the onebox benchmark checks the etcd cluster is up with etcdctl"
 )
 PACKAGES_build=(libclang-dev g++ ccache)
 PACKAGES_onebox=(zookeeper default-jre-headless)

@@ -3,7 +3,8 @@
 # replica server, a table of that many partitions with one copy each. Prints the replica
 # server's threads, resident memory, open files and CPU idle with the bootstrap tables only (5
 # copies) and with the big table, the time until every copy is primary after the create, and
-# after a restart of the replica server (its start-up: every RocksDB opened, every log replayed).
+# after a restart of the replica server (its start-up: every RocksDB opened, every log replayed),
+# and the time a restarted meta takes to load every partition's configuration from ZooKeeper.
 #
 #   tests/benches/scale.sh            (or COPIES=1000 tests/benches/scale.sh)
 set -euo pipefail
@@ -67,4 +68,14 @@ started=$(date +%s.%N)
 took=$(wait_primaries $((base + copies)) "$started")
 echo "restart with $((base + copies)) copies: every one primary again after ${took} s"
 report "$(cat onebox/replica1/pid)" "replica server after the restart:"
+
+# A meta taking over reads every partition's configuration from ZooKeeper (pipelined reads).
+loads() { cat onebox/meta1/data/log/meta.log.* 2>/dev/null | grep -a "loaded the cluster's state from ZooKeeper" || true; }
+before=$(loads | wc -l)
+"$bin/pegasus_onebox" restart_onebox_instance -m 1 >/dev/null
+for _ in $(seq 600); do
+  (($(loads | wc -l) > before)) && break
+  sleep 0.1
+done
+echo "meta restart: state of $((base + copies)) partitions loaded from ZooKeeper in $(loads | tail -1 | sed -n 's/.* ms=\([0-9]*\).*/\1/p') ms"
 ./run.sh stop_onebox >/dev/null

@@ -59,6 +59,19 @@ fn is_root(test: &str) -> bool {
     root
 }
 
+/// An apt-get that only records its arguments, one call a line, in the returned log.
+fn apt_recorder(dir: &Path) -> (PathBuf, PathBuf) {
+    let log = dir.join("apt.log");
+    let apt = dir.join("apt-get");
+    std::fs::write(
+        &apt,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&apt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (apt, log)
+}
+
 const INSTALLED: &[&str] = &["g++", "ccache", "python3-venv", "zookeeper", "nix-bin"];
 const MISSING: &[&str] = &[
     "libclang-dev",
@@ -148,14 +161,7 @@ fn as_root_it_installs_the_missing_packages_with_apt_get_saying_why() {
     let dir = tempfile::tempdir().unwrap();
     let admin = fake_dpkg(dir.path(), INSTALLED);
     // apt-get itself is replaced by a recorder: the test must not change this machine.
-    let log = dir.path().join("apt.log");
-    let apt = dir.path().join("apt-get");
-    std::fs::write(
-        &apt,
-        format!("#!/bin/sh\necho \"$*\" >> '{}'\n", log.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&apt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (apt, log) = apt_recorder(dir.path());
     let mut command = Command::new(workspace_root().join("run.sh"));
     command
         .args(["setup", "build", "onebox", "test"])
@@ -174,4 +180,38 @@ fn as_root_it_installs_the_missing_packages_with_apt_get_saying_why() {
         .collect();
     assert_eq!(said.len(), MISSING.len(), "{stderr}");
     assert!(said[0].starts_with("run.sh: installing libclang-dev (bindgen"));
+}
+
+#[test]
+fn plain_setup_installs_every_group_each_with_its_reason() {
+    if !is_root("the install path") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing installed: every package of every group is missing.
+    let admin = fake_dpkg(dir.path(), &[]);
+    let mut command = Command::new(workspace_root().join("run.sh"));
+    command.args(["setup", "--check"]);
+    let listed = String::from_utf8(run(command, &admin).stdout).unwrap();
+    let listed: Vec<_> = listed.lines().collect();
+    assert!(listed.contains(&"etcd-server"), "{listed:?}");
+
+    let (apt, log) = apt_recorder(dir.path());
+    let mut command = Command::new(workspace_root().join("run.sh"));
+    command.arg("setup").env("PEGASUS_APT_GET", &apt);
+    let out = run(command, &admin);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for p in &listed {
+        let said = format!("run.sh: installing {p} (");
+        let line = stderr.lines().find(|l| l.starts_with(&said));
+        assert!(
+            line.is_some_and(|l| l.len() > said.len() + 1),
+            "{p} is installed without a reason: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("update -q\ninstall -y -q {}\n", listed.join(" "))
+    );
 }

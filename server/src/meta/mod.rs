@@ -450,8 +450,17 @@ impl MetaServer {
             return Ok(());
         }
         // Take over: load everything from ZooKeeper, or bootstrap the default tables.
+        let loading = Instant::now();
         let mut cluster = match self.zk.load().await? {
-            Some(c) => c,
+            Some(c) => {
+                info!(
+                    tables = c.apps.len(),
+                    partitions = c.apps.values().map(|a| a.partitions.len()).sum::<usize>(),
+                    ms = loading.elapsed().as_millis() as u64,
+                    "loaded the cluster's state from ZooKeeper"
+                );
+                c
+            }
             None => {
                 self.zk.init_apps().await?;
                 let mut c = Cluster::default();

@@ -57,6 +57,17 @@ pub enum ZkError {
     },
 }
 
+/// Partitions read at once when a meta loads a table (each a request of its own, pipelined).
+const LOAD_WINDOW: usize = 500;
+
+/// A node's data as this server writes it.
+fn parse_json<T: serde::de::DeserializeOwned>(path: &str, data: &[u8]) -> Result<T, ZkError> {
+    serde_json::from_slice(data).map_err(|e| ZkError::Data {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
 fn op(path: &str) -> impl Fn(zookeeper_client::Error) -> ZkError + '_ {
     move |source| ZkError::Op {
         path: path.to_owned(),
@@ -263,11 +274,21 @@ impl Zk {
                 info.partition_count
             };
             let mut partitions = Vec::with_capacity(count.max(0) as usize);
-            for p in 0..count {
-                partitions.push(
-                    self.read_json::<PartitionConfig>(&format!("{path}/{p}"))
-                        .await?,
-                );
+            let client = self.client();
+            for start in (0..count).step_by(LOAD_WINDOW) {
+                let paths: Vec<String> = (start..count.min(start + LOAD_WINDOW as i32))
+                    .map(|p| format!("{path}/{p}"))
+                    .collect();
+                let started = std::time::Instant::now();
+                // Each read is sent as it is made (the client pipelines them): one round trip
+                // for the window, not one per partition.
+                let reads: Vec<_> = paths.iter().map(|p| client.get_data(p)).collect();
+                for (p, read) in paths.iter().zip(reads) {
+                    let (data, _) = read.await.map_err(op(p))?;
+                    partitions.push(parse_json::<PartitionConfig>(p, &data)?);
+                }
+                // One round trip, timed as one (as a transaction of writes is).
+                self.reads.observe(started.elapsed());
             }
             cluster.apps.insert(info.app_id, App { info, partitions });
         }
@@ -285,10 +306,7 @@ impl Zk {
         let read = self.client().get_data(path).await;
         self.reads.observe(started.elapsed());
         let (data, _) = read.map_err(op(path))?;
-        serde_json::from_slice(&data).map_err(|e| ZkError::Data {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        parse_json(path, &data)
     }
 
     async fn write(&self, path: &str, data: &[u8]) -> Result<(), ZkError> {
