@@ -30,12 +30,20 @@ replica_fsyncs() {
   done
   echo "$total"
 }
+# Context switches (voluntary and not) of the onebox's replica servers' threads so far: each is a
+# thread put to sleep or woken, which a write pays for on every hop between threads.
+replica_switches() {
+  local f
+  for f in onebox/replica*/pid; do
+    cat /proc/"$(cat "$f")"/task/*/status 2>/dev/null
+  done | awk '/ctxt_switches:/ {n += $2} END {print n + 0}'
+}
 # The machine's busy and total clock ticks so far (every CPU).
 machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8; all = 0; for (i = 2; i <= NF; i++) all += $i; print busy, all; exit}' /proc/stat; }
 
 # onebox COPIES FSYNC: fills then reads `temp`, keeps the ops/s.
 onebox() {
-  local copies=$1 fsync=$2 flags=() start end out r0 r1 b0 t0 b1 t1 cpu f0 f1
+  local copies=$1 fsync=$2 flags=() start end out r0 r1 b0 t0 b1 t1 cpu f0 f1 s0 s1
   [[ $fsync == no ]] && flags=(--no_fsync)
   start=$(date +%s.%N)
   ./run.sh start_onebox -m 1 -r "$copies" -w "${flags[@]}" >/dev/null
@@ -43,14 +51,17 @@ onebox() {
   echo "== onebox, $copies cop$([[ $copies == 1 ]] && echo y || echo ies), fsync $fsync (cold start to healthy $(echo "$end - $start" | bc) s)"
   r0=$(replica_ticks)
   f0=$(replica_fsyncs)
+  s0=$(replica_switches)
   read -r b0 t0 < <(machine_ticks)
   out=$("$bin/pegasus_bench" --threads "$threads" --num "$num" --value-size 100 --benchmarks fillrandom)
   r1=$(replica_ticks)
   f1=$(replica_fsyncs)
+  s1=$(replica_switches)
   read -r b1 t1 < <(machine_ticks)
   cpu=$(echo "scale=1; ($r1 - $r0) * 1000000 / $hz / $num" | bc)
   out+=$'\n'"replica servers' CPU per write: $cpu us, $(echo "scale=1; $cpu / $copies" | bc) us per copy; machine busy $(echo "scale=0; 100 * ($b1 - $b0) / ($t1 - $t0)" | bc) % during the writes"
   out+=$'\n'"plog fsyncs per write: $(echo "scale=2; ($f1 - $f0) / $num" | bc), $(echo "scale=2; ($f1 - $f0) / $num / $copies" | bc) per copy"
+  out+=$'\n'"replica servers' context switches per write: $(echo "scale=1; ($s1 - $s0) / $num" | bc), $(echo "scale=1; ($s1 - $s0) / $num / $copies" | bc) per copy"
   out+=$'\n'$("$bin/pegasus_bench" --threads "$threads" --num "$num" --value-size 100 --benchmarks readrandom)
   echo "$out"
   ops[write,$copies,$fsync]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
@@ -129,7 +140,8 @@ ops[write,etcd]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
 ops[read,etcd]=$(awk '/^readrandom/ {print $2}' <<<"$out")
 stop_etcd
 
-ratio() { echo "scale=2; $1 / $2" | bc; }
+# Two decimals, rounded (bc alone truncates: 0.1998 would print .19).
+ratio() { LC_ALL=C printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"; }
 echo "== ratios ($threads callers, 100 B values)"
 echo "3-copy / 1-copy writes, fsync:            $(ratio "${ops[write,3,yes]}" "${ops[write,1,yes]}")"
 echo "3-copy / 1-copy writes, no fsync:         $(ratio "${ops[write,3,no]}" "${ops[write,1,no]}")"
@@ -141,5 +153,5 @@ echo "replica CPU per write, 3 copies / 1 copy:  $(ratio "${cpu_us[3,yes]}" "${c
 # On one machine three copies do three copies' work on the same CPUs: even if each copy cost no
 # more than a single copy does alone, and the rest (client, meta, kernel) no more per write,
 # 3-copy / 1-copy could not pass (rest + one copy) / (rest + three copies).
-bound() { echo "scale=2; (${other_us[1,$1]} + ${cpu_us[1,$1]}) / (${other_us[1,$1]} + 3 * ${cpu_us[1,$1]})" | bc; }
+bound() { ratio "(${other_us[1,$1]} + ${cpu_us[1,$1]})" "(${other_us[1,$1]} + 3 * ${cpu_us[1,$1]})"; }
 echo "3-copy / 1-copy at most, on one machine:   $(bound yes) fsync, $(bound no) no fsync (the rest ${other_us[1,yes]} and ${other_us[1,no]} us per write)"
