@@ -9,12 +9,18 @@ cd "$root"
 bin=${CARGO_TARGET_DIR:-$HOME/.cache/pegasus-target}/release
 hz=$(getconf CLK_TCK)
 
-# CPU time (user + system, clock ticks of `$hz`) the processes of these pid files used so far.
-process_ticks() {
-  local total=0 f stat
-  for f in "$@"; do
-    read -r -a stat <"/proc/$(cat "$f")/stat"
+# CPU time (user + system, clock ticks of `$hz`) these processes used so far.
+pid_ticks() {
+  local total=0 pid stat
+  for pid in "$@"; do
+    read -r -a stat <"/proc/$pid/stat"
     total=$((total + stat[13] + stat[14]))
   done
   echo "$total"
+}
+# The same for the processes of these pid files.
+process_ticks() {
+  local f pids=()
+  for f in "$@"; do pids+=("$(cat "$f")"); done
+  pid_ticks "${pids[@]}"
 }

@@ -129,10 +129,9 @@ for _ in $(seq 1 100); do
 done
 [[ -n $etcd_ok ]] || { echo "etcd did not start: see $etcd_dir" >&2; exit 1; }
 echo "== etcd, 3 members on loopback (fsync per write): pegasus_bench --etcd, $threads callers, $num requests, 100 B values"
-etcd_ticks() { local total=0 pid stat; for pid in "${etcd_pids[@]}"; do read -r -a stat <"/proc/$pid/stat"; total=$((total + stat[13] + stat[14])); done; echo "$total"; }
-e0=$(etcd_ticks)
+e0=$(pid_ticks "${etcd_pids[@]}")
 out=$("$bin/pegasus_bench" --etcd "127.0.0.1:${client_ports[1]}" --threads "$threads" --num "$num" --value-size 100 --benchmarks fillrandom)
-e1=$(etcd_ticks)
+e1=$(pid_ticks "${etcd_pids[@]}")
 out+=$'\n'"etcd members' CPU per write: $(echo "scale=1; ($e1 - $e0) * 1000000 / $hz / $num" | bc) us"
 out+=$'\n'$("$bin/pegasus_bench" --etcd "127.0.0.1:${client_ports[1]}" --threads "$threads" --num "$num" --value-size 100 --benchmarks readrandom)
 echo "$out"

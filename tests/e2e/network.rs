@@ -139,11 +139,11 @@ where
 }
 
 /// The longest write stall since a fault at `cut`: measured once lease + grace have passed and
-/// every writer had a write acknowledged after that.
-async fn stall_since(history: &History, cut: Instant, what: &str) -> Duration {
+/// every writer had a write acknowledged after that (within `within`).
+async fn stall_since(history: &History, cut: Instant, within: Duration, what: &str) -> Duration {
     tokio::time::sleep(Duration::from_secs(LEASE_S + GRACE_S)).await;
     let writing = Instant::now();
-    wait_for(Duration::from_secs(60), what, || async {
+    wait_for(within, what, || async {
         history.all_writing_after(writing)
     })
     .await;
@@ -246,7 +246,13 @@ async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Proc>) {
     })
     .await;
     // Writes go on (or resume) with the new leader.
-    let zk_stall = stall_since(&history, cut, "every writer writes again").await;
+    let zk_stall = stall_since(
+        &history,
+        cut,
+        Duration::from_secs(30),
+        "every writer writes again",
+    )
+    .await;
     net.unblock_port(l, ZK_PORT);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -265,6 +271,7 @@ async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Proc>) {
     let partition_stall = stall_since(
         &history,
         cut,
+        Duration::from_secs(60),
         "every writer writes again without the cut host",
     )
     .await;
