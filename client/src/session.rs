@@ -29,29 +29,72 @@ const SWEEP: Duration = Duration::from_millis(5);
 
 type Waiter = oneshot::Sender<Result<Response, ClientError>>;
 
-/// Calls waiting for their answer, by sequence id, with their deadlines.
+/// Calls waiting for their answer, by sequence id, with their deadlines and whether their
+/// frame was handed to the socket.
 #[derive(Default)]
 struct Pending {
-    calls: Mutex<HashMap<i32, (Waiter, Instant)>>,
+    calls: Mutex<Calls>,
     /// Rung when a call is added to an empty map, and when the session closes.
     added: Notify,
 }
 
+#[derive(Default)]
+struct Calls {
+    map: HashMap<i32, Call>,
+    /// The connection broke: nothing more is written, and new calls are not sent.
+    broken: bool,
+}
+
+struct Call {
+    waiter: Waiter,
+    deadline: Instant,
+    /// Its frame was taken by the writer: it may have reached the server.
+    sent: bool,
+}
+
 impl Pending {
-    fn insert(&self, seqid: i32, waiter: Waiter, deadline: Instant) {
+    /// Adds a call; its waiter back when the connection broke already (the call is not sent).
+    fn insert(&self, seqid: i32, waiter: Waiter, deadline: Instant) -> Result<(), Waiter> {
         let first = {
             let mut calls = self.calls.lock().expect("pending");
-            calls.insert(seqid, (waiter, deadline));
-            calls.len() == 1
+            if calls.broken {
+                return Err(waiter);
+            }
+            calls.map.insert(
+                seqid,
+                Call {
+                    waiter,
+                    deadline,
+                    sent: false,
+                },
+            );
+            calls.map.len() == 1
         };
         if first {
             self.added.notify_one();
         }
+        Ok(())
     }
 
     fn remove(&self, seqid: i32) -> Option<Waiter> {
         let mut calls = self.calls.lock().expect("pending");
-        calls.remove(&seqid).map(|(waiter, _)| waiter)
+        calls.map.remove(&seqid).map(|c| c.waiter)
+    }
+
+    /// The writer is about to write the frames of `seqids`: they count as sent from now on.
+    /// `false` when the connection broke: the writer must write nothing more (those calls were
+    /// answered "not sent").
+    fn mark_sent(&self, seqids: &[i32]) -> bool {
+        let mut calls = self.calls.lock().expect("pending");
+        if calls.broken {
+            return false;
+        }
+        for id in seqids {
+            if let Some(c) = calls.map.get_mut(id) {
+                c.sent = true;
+            }
+        }
+        true
     }
 
     /// Fails the calls whose deadline is past; false once none are pending.
@@ -59,10 +102,11 @@ impl Pending {
         let (expired, more): (Vec<Waiter>, bool) = {
             let mut calls = self.calls.lock().expect("pending");
             let expired = calls
-                .extract_if(|_, (_, deadline)| *deadline <= now)
-                .map(|(_, (waiter, _))| waiter)
+                .map
+                .extract_if(|_, c| c.deadline <= now)
+                .map(|(_, c)| c.waiter)
                 .collect();
-            (expired, !calls.is_empty())
+            (expired, !calls.map.is_empty())
         };
         for waiter in expired {
             let _ = waiter.send(Err(ClientError::Timeout));
@@ -70,14 +114,21 @@ impl Pending {
         more
     }
 
-    /// Fails every pending call.
+    /// The connection broke: fails every pending call, `Disconnected` (it may have been
+    /// applied) when its frame was handed to the socket, `NotSent` when it never was.
     fn fail_all(&self, reason: &str) {
-        let calls: Vec<Waiter> = {
+        let calls: Vec<Call> = {
             let mut calls = self.calls.lock().expect("pending");
-            calls.drain().map(|(_, (waiter, _))| waiter).collect()
+            calls.broken = true;
+            calls.map.drain().map(|(_, c)| c).collect()
         };
-        for waiter in calls {
-            let _ = waiter.send(Err(ClientError::Disconnected(reason.to_owned())));
+        for c in calls {
+            let error = if c.sent {
+                ClientError::Disconnected(reason.to_owned())
+            } else {
+                ClientError::NotSent(reason.to_owned())
+            };
+            let _ = c.waiter.send(Err(error));
         }
     }
 }
@@ -115,15 +166,26 @@ impl Session {
         let closed = Arc::new(AtomicBool::new(false));
 
         let (writer_outbox, writer_closed) = (Arc::clone(&outbox), Arc::clone(&closed));
-        let writer_alive = Arc::clone(&alive);
+        let (writer_alive, writer_pending) = (Arc::clone(&alive), Arc::clone(&pending));
         tokio::spawn(async move {
             let mut out = Vec::with_capacity(64 << 10);
+            let mut seqids = Vec::new();
             while !writer_closed.load(Ordering::Acquire) {
                 writer_outbox.rung().await;
                 // Let the other callers that are ready to run add their frames first: one write
                 // then carries the whole burst.
                 tokio::task::yield_now().await;
-                if writer_outbox.take(&mut out) && writer.write_all(&out).await.is_err() {
+                if !writer_outbox.take_tagged(&mut out, &mut seqids) {
+                    continue;
+                }
+                // Once the connection broke, what was not handed over is never written: its
+                // callers were told "not sent", and may send it elsewhere.
+                if !writer_pending.mark_sent(&seqids) {
+                    break;
+                }
+                if let Err(e) = writer.write_all(&out).await {
+                    writer_alive.store(false, Ordering::Release);
+                    writer_pending.fail_all(&format!("writing to {addr}: {e}"));
                     break;
                 }
             }
@@ -200,7 +262,9 @@ impl Session {
         let deadline = now
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
-        self.pending.insert(seqid, done, deadline);
+        if self.pending.insert(seqid, done, deadline).is_err() {
+            return Err(ClientError::NotSent(format!("{} is closed", self.addr)));
+        }
         if let Err(e) = self.queue(&meta, name, seqid, args) {
             self.pending.remove(seqid);
             return Err(e);
@@ -223,8 +287,9 @@ impl Session {
             // Nothing was written: safe to send again elsewhere, whatever the request.
             return Err(ClientError::NotSent(format!("{} is closed", self.addr)));
         }
-        self.outbox
-            .append(|frames| frame::append_request_v0(frames, meta, name, seqid, args))?;
+        self.outbox.append_tagged(seqid, |frames| {
+            frame::append_request_v0(frames, meta, name, seqid, args)
+        })?;
         Ok(())
     }
 
@@ -251,6 +316,33 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression guard: a call whose frame never reached the socket was failed
+    /// `Disconnected` ("may have been applied") when the connection broke, so a caller could
+    /// not send it elsewhere safely.
+    #[test]
+    fn a_broken_connection_fails_unsent_calls_not_sent_and_sent_ones_disconnected() {
+        let pending = Pending::default();
+        let far = Instant::now() + Duration::from_secs(60);
+        let (sent, sent_answer) = oneshot::channel();
+        let (queued, queued_answer) = oneshot::channel();
+        assert!(pending.insert(1, sent, far).is_ok());
+        assert!(pending.insert(2, queued, far).is_ok());
+        assert!(pending.mark_sent(&[1]));
+        pending.fail_all("gone");
+        assert!(matches!(
+            sent_answer.blocking_recv().unwrap(),
+            Err(ClientError::Disconnected(_))
+        ));
+        assert!(matches!(
+            queued_answer.blocking_recv().unwrap(),
+            Err(ClientError::NotSent(_))
+        ));
+        // Nothing more is written, and a new call is not sent.
+        assert!(!pending.mark_sent(&[2]));
+        let (late, _) = oneshot::channel();
+        assert!(pending.insert(3, late, far).is_err());
+    }
 
     #[tokio::test]
     async fn a_call_without_an_answer_times_out_at_its_deadline_and_is_forgotten() {
@@ -290,7 +382,15 @@ mod tests {
                 && waited < Duration::from_millis(300) + 20 * SWEEP,
             "{waited:?}"
         );
-        assert!(session.pending.calls.lock().expect("pending").is_empty());
+        assert!(
+            session
+                .pending
+                .calls
+                .lock()
+                .expect("pending")
+                .map
+                .is_empty()
+        );
         assert!(session.is_alive());
     }
 }

@@ -112,6 +112,16 @@ pub struct Replica<N, W> {
     granted: Option<u64>,
     /// When it last asked for a ballot to be raised.
     raise_asked: Option<u64>,
+    /// Recovered from a log that may have lost appends it reported logged (fsync off, and the
+    /// machine restarted): it may have acknowledged decrees it no longer holds, so it takes no
+    /// part in a group until it learned again from the primary, unless it is the group's only
+    /// member. See [`Replica::set_lossy`].
+    lossy: bool,
+    /// When it last asked the meta to remove it (lossy).
+    leave_asked: Option<u64>,
+    /// Learner: since when it has held a gap below what the primary committed (a prepare it
+    /// missed, which the primary sends once).
+    gap_since: Option<u64>,
 }
 
 impl<N, W> Replica<N, W>
@@ -172,7 +182,27 @@ where
             restarted: true,
             granted: None,
             raise_asked: None,
+            lossy: false,
+            leave_asked: None,
+            gap_since: None,
         }
+    }
+
+    /// Whether its log may have lost appends it reported logged: with fsync off
+    /// (`plog_force_flush = false`) an append is reported once written to the operating
+    /// system, so after the machine restarted (a power loss) the log may end before what this
+    /// copy acknowledged, and its store is back at its last flush. Such a copy must not serve,
+    /// acknowledge or reconcile as the copy it was: named a member of a group with others, it
+    /// asks the meta to remove it ([`Output::Remove`] naming itself; a primary's place goes to
+    /// a live secondary, which holds what it lost) and learns again when proposed; only as the
+    /// one member of its group does it go on with what it holds.
+    pub fn set_lossy(&mut self, lossy: bool) {
+        self.lossy = lossy;
+    }
+
+    /// Whether it waits to be removed and learn again (see [`Replica::set_lossy`]).
+    pub fn lossy(&self) -> bool {
+        self.lossy
     }
 
     /// Whether it may have had a process before this one: one that did not (its folder was
@@ -407,6 +437,7 @@ where
         self.role = Role::Learner;
         self.serving = false;
         self.installed = false;
+        self.gap_since = None;
         // Whatever it held past its store may differ from the primary's history (an old
         // ballot's): the copy and the primary's prepares replace all of it. A prepare sent
         // before this message was refused (not yet a learner) and comes again.
@@ -452,6 +483,8 @@ where
             out.push(Output::Append(e.mutation.clone()));
         }
         self.installed = true;
+        // Its store and log are now the primary's: nothing it may have lost matters any more.
+        self.lossy = false;
         self.apply_committed(out);
         self.report(out);
     }
@@ -677,6 +710,32 @@ where
         {
             return;
         }
+        if self.lossy && config.has_member(&self.me) {
+            let alone = config.primary == Some(self.me) && config.secondaries.is_empty();
+            if !alone {
+                let due = self
+                    .leave_asked
+                    .is_none_or(|at| self.now - at >= self.options.prepare_timeout)
+                    || config.ballot > self.config.ballot;
+                if self.role == Role::Primary {
+                    self.answer_waiting(out);
+                }
+                self.config = config;
+                self.role = Role::Inactive;
+                self.serving = false;
+                self.learners.clear();
+                if due {
+                    self.leave_asked = Some(self.now);
+                    out.push(Output::Remove {
+                        member: self.me,
+                        ballot: self.config.ballot,
+                    });
+                }
+                return;
+            }
+            // The group's one copy: what it holds is the partition's history from now on.
+            self.lossy = false;
+        }
         if self.restarted && config.primary == Some(self.me) {
             if self.granted.is_none_or(|g| config.ballot < g) {
                 // A ballot its process before may have used: it asks for the next one, one ask
@@ -762,11 +821,29 @@ where
 
     fn on_tick(&mut self, out: &mut Vec<Output<N, W>>) {
         self.now += 1;
-        if self.role == Role::Learner
-            && self.installed
-            && self.now - self.last_report >= self.options.empty_write_after
-        {
-            self.report(out);
+        if self.role == Role::Learner && self.installed {
+            // A prepare it missed (lost, timed out, refused from a full mailbox) does not come
+            // again: the primary committed past the gap without it, and its reports would stop
+            // there for the whole ballot. After a prepare timeout it copies again.
+            if self.logged_through() < self.known_committed {
+                let since = *self.gap_since.get_or_insert(self.now);
+                if self.now - since >= self.options.prepare_timeout
+                    && let Some(from) = self.config.primary
+                {
+                    self.gap_since = None;
+                    self.installed = false;
+                    out.push(Output::StartLearning {
+                        from,
+                        ballot: self.config.ballot,
+                    });
+                    return;
+                }
+            } else {
+                self.gap_since = None;
+            }
+            if self.now - self.last_report >= self.options.empty_write_after {
+                self.report(out);
+            }
         }
         if self.role != Role::Primary {
             return;
@@ -1255,6 +1332,80 @@ mod tests {
                 }
             )]
         );
+    }
+
+    /// Regression guard (simulation seeds 165, 521, 1304): a copy back from a power loss with
+    /// fsync off, still a member, took part as the copy it was, without the tail it had
+    /// acknowledged.
+    #[test]
+    fn a_lossy_copy_leaves_its_group_and_counts_again_once_it_learned() {
+        let held = vec![Mutation {
+            ballot: 1,
+            decree: 1,
+            write: Some("a"),
+        }];
+        let mut r = R::recover(2, Options::default(), 0, held);
+        r.set_lossy(true);
+        // Named a secondary: it asks to leave, acknowledges nothing.
+        let out = r.handle(Input::Config(config(1, 1, &[2, 3])));
+        assert_eq!(
+            out,
+            [Output::Remove {
+                member: 2,
+                ballot: 1
+            }]
+        );
+        assert_eq!(r.role(), Role::Inactive);
+        let prepare = Input::Receive {
+            from: 1,
+            message: Message::Prepare {
+                ballot: 1,
+                ballot_start: 0,
+                mutation: Mutation {
+                    ballot: 1,
+                    decree: 2,
+                    write: Some("b"),
+                },
+                committed: 1,
+            },
+        };
+        assert!(r.handle(prepare).is_empty());
+        // The same configuration again (a beacon's answer) does not ask again at once.
+        assert!(r.handle(Input::Config(config(1, 1, &[2, 3]))).is_empty());
+        // Named primary of a group with others: it does not take the place either.
+        let out = r.handle(Input::Config(config(2, 2, &[3])));
+        assert_eq!(
+            out,
+            [Output::Remove {
+                member: 2,
+                ballot: 2
+            }]
+        );
+        assert_eq!(r.role(), Role::Inactive);
+        assert!(!r.readable());
+        // Removed, then proposed as a learner: once its copy is in place it counts again.
+        r.handle(Input::Config(config(3, 3, &[1])));
+        r.handle(Input::Receive {
+            from: 3,
+            message: Message::Learn {
+                ballot: 3,
+                prepare_start: 5,
+            },
+        });
+        assert!(r.lossy());
+        r.handle(Input::Learned {
+            checkpoint: 4,
+            tail: Vec::new(),
+        });
+        assert!(!r.lossy());
+        // The one member of its group goes on with what it holds (as a restarted primary).
+        let mut alone = R::recover(2, Options::default(), 0, Vec::new());
+        alone.set_lossy(true);
+        assert_eq!(
+            alone.handle(Input::Config(config(4, 2, &[]))),
+            [Output::RaiseBallot { ballot: 4 }]
+        );
+        assert!(!alone.lossy());
     }
 
     #[test]

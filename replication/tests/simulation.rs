@@ -1,10 +1,15 @@
 //! A seeded, deterministic simulation of one partition's group: 3 to 5 [`Replica`]s and a meta
 //! that owns the configuration, on a network that delays, drops, duplicates and reorders, with
-//! disks whose appends become durable late, and crashes at any step that lose what was not yet
-//! durable, and a meta that deposes live primaries (as after lost beacons or a network
-//! partition). A restarted replica recovers from its store and its durable log, and the meta drops
-//! it from the group (it asks to be, as Pegasus's does); a crashed primary is replaced by a live
-//! secondary after a failure-detector delay. A group short of copies gets a learner: the meta
+//! disks whose appends become durable late, and crashes at any step, and a meta that deposes
+//! live primaries (as after lost beacons or a network partition). Half the seeds run with
+//! fsync off (`plog_force_flush = false`): an append is reported logged once written and
+//! becomes durable only after a writeback delay. A crash is a process crash (with fsync off the
+//! page cache keeps what was written) or a power loss (what was not durable is lost); either
+//! way the store, RocksDB without its WAL, falls back to its last flush. A restarted replica
+//! recovers from its store and its durable log; back within the failure detector's grace it is
+//! still a member, as in the server (with fsync off after a power loss it is lossy, and must
+//! leave and learn again); a crashed primary is replaced by a live secondary after the
+//! failure-detector delay. A group short of copies gets a learner: the meta
 //! proposes a live non-member to the primary, which tells it to learn; it copies either the
 //! primary's store (a checkpoint) or, when the primary's log holds every decree past its own
 //! store, those decrees; then it catches up and the primary asks the meta to make it a secondary.
@@ -20,7 +25,9 @@
 //!
 //! `cargo test -p pegasus-replication --test simulation` runs `PEGASUS_SIM_SEEDS` seeds (10,000
 //! by default) after the kept regression seeds; `PEGASUS_SIM_SEED=n` replays one seed. A failing
-//! seed is printed; add it to `REGRESSIONS`.
+//! seed is printed; add it to `REGRESSIONS`. Then it plants a bug (the meta deposes a primary
+//! under the same ballot, as an unfenced write of a deposed meta would) and fails unless the
+//! check of one committing primary per ballot catches it within 1,000 seeds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
@@ -37,7 +44,13 @@ use pegasus_replication::{Config, Input, Message, Mutation, Options, Output, Rep
 /// without it; the meta made it a secondary all the same, and then primary, missing a decree.
 /// 66030: a learner's log, started afresh with its checkpoint, lost the prepares it had
 /// logged while copying.
-const REGRESSIONS: &[u64] = &[3857, 117, 397, 10765, 66030];
+/// 165, 521, 1304 (fsync off): a copy whose machine lost power came back within the failure
+/// detector's grace, still a member, without the tail it had acknowledged; as primary (after
+/// raising its ballot) it proposed new writes at decrees its secondaries had committed, which
+/// they acknowledged unchecked: acknowledged writes gone, copies diverged.
+/// 192, 3046: a learner that missed one prepare (sent once) reported the decree before it for
+/// the rest of the ballot: never upgraded, its group a copy short for good.
+const REGRESSIONS: &[u64] = &[3857, 117, 397, 10765, 66030, 165, 521, 1304, 192, 3046];
 
 /// splitmix64: small, fast, and the same everywhere.
 struct Rng(u64);
@@ -65,6 +78,9 @@ type Write = u64;
 /// An idle replica is ticked once in this many steps (the server: once a second, not every
 /// 100 ms).
 const IDLE_TICK_EVERY: u64 = 10;
+
+/// Steps a group short of copies may take to be whole again once the faults stopped.
+const HEAL_WITHIN: u64 = 2000;
 
 /// What travels: a member's message, the meta's configuration or its proposal of a learner
 /// (to the primary), or a learner's copy (asked of the primary, or on its way back).
@@ -101,11 +117,16 @@ enum Ask {
 
 struct Copy {
     replica: Option<Replica<Node, Write>>,
-    /// The store: every applied mutation, in order (it survives a crash).
+    /// The store: every applied mutation, in order. Only its first `flushed` survive a crash
+    /// (RocksDB runs without its WAL: what was not flushed is lost with the process).
     store: Vec<Mutation<Write>>,
+    flushed: usize,
+    /// It crashed with a power loss and fsync off: its log may have lost what it reported.
+    lost_power: bool,
     /// The private log's durable part.
     log: Vec<Mutation<Write>>,
-    /// Appends not yet durable: (due step, mutation).
+    /// Appends not yet durable: (due step, mutation). With fsync off they were reported
+    /// logged at once: a process crash keeps them (the page cache), a power loss does not.
     appending: Vec<(u64, Mutation<Write>)>,
     crashed_at: Option<u64>,
 }
@@ -116,8 +137,23 @@ struct Faults {
     drop: u64,
     duplicate: u64,
     crash: u64,
+    /// Steps a crashed node stays down: from 1 (back within the failure detector's grace, so
+    /// still a member) to past it.
     restart: u64,
     max_delay: u64,
+    /// `plog_force_flush = false`: an append is reported logged once written, durable only
+    /// after the operating system's writeback (up to `writeback` steps later).
+    fsync_off: bool,
+    writeback: u64,
+    /// Per mille of crashes that are a power loss (what was not durable is lost) rather than
+    /// a process crash. With fsync off, at most one machine loses power in a run, and only
+    /// while another member of its group runs (`server/DEPLOY.md`: one machine's power loss
+    /// loses nothing with 3 copies; every machine's may).
+    power_loss: u64,
+    /// A power loss happened (fsync off).
+    lost_power: bool,
+    /// Per mille per step that a node's store flushes.
+    flush: u64,
 }
 
 #[derive(Default)]
@@ -134,6 +170,8 @@ struct Totals {
     upgraded: u64,
     healed: u64,
     raised: u64,
+    /// Members that left because they lost what they acknowledged (a power loss, fsync off).
+    left: u64,
 }
 
 struct Sim {
@@ -163,6 +201,11 @@ struct Sim {
     totals: Totals,
     /// `PEGASUS_SIM_TRACE` set: every step's events printed (for replaying one seed).
     trace: bool,
+    /// Fsync off: appends written this step, told logged at the end of it.
+    logged_now: Vec<(Node, u64, u64)>,
+    /// A planted bug: the meta deposes a primary without raising the ballot, to show the
+    /// checks catch it (the suite requires they do).
+    plant_ballot_reuse: bool,
 }
 
 macro_rules! trace {
@@ -184,13 +227,19 @@ impl Sim {
             prepare_timeout: 20 + rng.below(20),
             empty_write_after: 5,
         };
+        let fsync_off = rng.below(2) == 0;
         let faults = Faults {
             suspect: rng.below(10),
             drop: rng.below(60),
             duplicate: rng.below(60),
             crash: rng.below(8),
-            restart: 20 + rng.below(80),
+            restart: 1 + rng.below(100),
             max_delay: 1 + rng.below(8),
+            fsync_off,
+            writeback: 1 + rng.below(40),
+            power_loss: rng.below(1001),
+            lost_power: false,
+            flush: 10 + rng.below(200),
         };
         let copies = (1..=n)
             .map(|id| {
@@ -199,6 +248,8 @@ impl Sim {
                     Copy {
                         replica: Some(Replica::new(id, options)),
                         store: Vec::new(),
+                        flushed: 0,
+                        lost_power: false,
                         log: Vec::new(),
                         appending: Vec::new(),
                         crashed_at: None,
@@ -229,6 +280,8 @@ impl Sim {
             faults,
             totals: Totals::default(),
             trace: std::env::var_os("PEGASUS_SIM_TRACE").is_some(),
+            logged_now: Vec::new(),
+            plant_ballot_reuse: false,
         };
         sim.broadcast_config();
         sim
@@ -280,9 +333,18 @@ impl Sim {
                 }
                 Output::Append(m) => {
                     trace!(self, "{node} ({role:?} b{ballot}) appends {m:?}");
-                    let due = self.now + self.delay();
-                    let copy = self.copies.get_mut(&node).expect("node");
-                    copy.appending.push((due, m));
+                    if self.faults.fsync_off {
+                        // Written: reported logged now, durable after the writeback.
+                        let due = self.now + 1 + self.rng.below(self.faults.writeback);
+                        let (b, d) = (m.ballot, m.decree);
+                        let copy = self.copies.get_mut(&node).expect("node");
+                        copy.appending.push((due, m));
+                        self.logged_now.push((node, b, d));
+                    } else {
+                        let due = self.now + self.delay();
+                        let copy = self.copies.get_mut(&node).expect("node");
+                        copy.appending.push((due, m));
+                    }
                 }
                 Output::Apply(m) => {
                     trace!(self, "{node} ({role:?} b{ballot}) applies {m:?}");
@@ -379,7 +441,13 @@ impl Sim {
         let uncommitted: Vec<Mutation<Write>> = replica.uncommitted().cloned().collect();
         let own = self.copies[&learner].store.last().map_or(0, |m| m.decree);
         let mut logged = BTreeMap::new();
-        for m in &self.copies[&at].log {
+        // What the process reads back: with fsync off, also what is written but not durable.
+        let written = self.copies[&at]
+            .appending
+            .iter()
+            .map(|(_, m)| m)
+            .filter(|_| self.faults.fsync_off);
+        for m in self.copies[&at].log.iter().chain(written) {
             // A decree logged twice: the higher ballot's (appends reach this disk in any order).
             let newer = logged
                 .get(&m.decree)
@@ -442,6 +510,8 @@ impl Sim {
             Some(store) => {
                 // The log of another history goes with the old store (as the driver's does).
                 copy.store = store;
+                // A learner's copied files are synced before they are used.
+                copy.flushed = copy.store.len();
                 copy.log.clear();
                 copy.appending.clear();
                 self.totals.learned_checkpoint += 1;
@@ -487,15 +557,31 @@ impl Sim {
         }
         let heir = live[self.rng.below(live.len() as u64) as usize];
         let mut next = self.config.clone();
-        next.ballot += 1;
+        // The planted bug: a meta whose write is not fenced reuses the ballot (as a deposed
+        // leader's late write of the same ballot would); the check of one committing primary
+        // per ballot must catch it.
+        if !self.plant_ballot_reuse {
+            next.ballot += 1;
+        }
         next.primary = Some(heir);
         next.secondaries.retain(|s| *s != heir);
         self.totals.deposed += 1;
         self.reconfigure(next);
     }
 
+    /// Fsync off: a member lost power and has not yet learned again or left. Until then no
+    /// second failure is injected: `server/DEPLOY.md`'s promise is for one machine's power loss.
+    fn power_loss_pending(&self, except: Option<Node>) -> bool {
+        self.faults.fsync_off
+            && self.copies.iter().any(|(n, c)| {
+                Some(*n) != except
+                    && self.config.has_member(n)
+                    && c.replica.as_ref().map_or(c.lost_power, |r| r.lossy())
+            })
+    }
+
     fn meta_step(&mut self, fd_delay: u64, faulty: bool) {
-        if faulty && self.rng.chance(self.faults.suspect) {
+        if faulty && !self.power_loss_pending(None) && self.rng.chance(self.faults.suspect) {
             self.depose();
         }
         // Removal requests from the primary of the current ballot.
@@ -504,7 +590,34 @@ impl Sim {
             .partition(|r| r.0 <= self.now);
         self.meta_inbox = later;
         for (_, from, what, member, ballot) in due {
-            if ballot != self.config.ballot || self.config.primary != Some(from) {
+            if ballot != self.config.ballot {
+                continue;
+            }
+            if what == Ask::Remove && member == from && self.config.has_member(&from) {
+                // A member that lost what it acknowledged leaves; a primary's place goes to a
+                // live secondary, or waits for one (it holds what this one lost).
+                let mut next = self.config.clone();
+                next.ballot += 1;
+                next.secondaries.retain(|s| *s != from);
+                if next.primary == Some(from) {
+                    next.primary = None;
+                    let live: Vec<Node> = next
+                        .secondaries
+                        .iter()
+                        .copied()
+                        .filter(|s| self.alive(*s))
+                        .collect();
+                    if let Some(&heir) = live.get(self.rng.below(live.len().max(1) as u64) as usize)
+                    {
+                        next.primary = Some(heir);
+                        next.secondaries.retain(|s| *s != heir);
+                    }
+                }
+                self.totals.left += 1;
+                self.reconfigure(next);
+                continue;
+            }
+            if self.config.primary != Some(from) {
                 continue;
             }
             match what {
@@ -550,12 +663,31 @@ impl Sim {
                 self.send(primary, Envelope::AddLearner(learner), faulty);
             }
         }
+        // A group whose primary left with no live secondary to take over: the first secondary
+        // back is made primary (Pegasus's last_drops: never a copy outside the group).
+        if self.config.primary.is_none() {
+            let live: Vec<Node> = self
+                .config
+                .secondaries
+                .iter()
+                .copied()
+                .filter(|s| self.alive(*s))
+                .collect();
+            if let Some(&heir) = live.first() {
+                let mut next = self.config.clone();
+                next.ballot += 1;
+                next.primary = Some(heir);
+                next.secondaries.retain(|s| *s != heir);
+                self.reconfigure(next);
+            }
+        }
         // The failure detector: a member down for `fd_delay` steps leaves the group; a dead
         // primary's place goes to a live secondary (never to a copy outside the group).
         let down: Vec<Node> = self
             .copies
             .iter()
             .filter(|(_, c)| c.crashed_at.is_some_and(|t| self.now - t >= fd_delay))
+            .filter(|_| self.config.primary.is_some())
             .map(|(n, _)| *n)
             .filter(|n| self.config.has_member(n))
             .collect();
@@ -588,12 +720,48 @@ impl Sim {
     }
 
     fn crash(&mut self, node: Node) {
-        trace!(self, "{node} crashes");
+        // With fsync off, one machine loses power in a run, while another member runs.
+        let others_up = self
+            .config
+            .primary
+            .iter()
+            .chain(&self.config.secondaries)
+            .any(|m| *m != node && self.alive(*m));
+        let power = if self.faults.fsync_off {
+            !self.faults.lost_power
+                && others_up
+                && self.config.has_member(&node)
+                && self.rng.chance(self.faults.power_loss)
+        } else {
+            self.rng.chance(self.faults.power_loss)
+        };
+        trace!(
+            self,
+            "{node} crashes ({})",
+            if power { "power loss" } else { "process" }
+        );
         let now = self.now;
         let copy = self.copies.get_mut(&node).expect("node");
+        // A copy that had not learned again since its power loss still may lack what it
+        // acknowledged (the server keeps that mark in the copy's folder).
+        copy.lost_power = copy.replica.as_ref().is_some_and(|r| r.lossy());
         copy.replica = None;
-        copy.appending.clear(); // not durable: lost
+        if power || !self.faults.fsync_off {
+            // Not durable: lost (with fsync on, not yet reported logged either).
+            copy.appending.clear();
+        } else {
+            // Written to the operating system: the page cache keeps it.
+            let pending = std::mem::take(&mut copy.appending);
+            copy.log.extend(pending.into_iter().map(|(_, m)| m));
+        }
+        if power && self.faults.fsync_off {
+            self.faults.lost_power = true;
+            copy.lost_power = true;
+        }
+        // RocksDB without its WAL: back at its last flush, whatever the crash.
+        copy.store.truncate(copy.flushed);
         copy.crashed_at = Some(now);
+        self.logged_now.retain(|(n, _, _)| *n != node);
         self.fetching.remove(&node);
         self.totals.crashes += 1;
     }
@@ -603,17 +771,13 @@ impl Sim {
         let options = self.options;
         let copy = self.copies.get_mut(&node).expect("node");
         let applied = copy.store.last().map_or(0, |m| m.decree);
-        copy.replica = Some(Replica::recover(node, options, applied, copy.log.clone()));
-        // It beacons again: not down any more. A restarted secondary asks to leave the group at
-        // once, rather than wait for the detector; a restarted primary asks for a new ballot.
-        let was_member = self.config.has_member(&node);
+        let mut replica = Replica::recover(node, options, applied, copy.log.clone());
+        // With fsync off, after a power loss its log may end before what it acknowledged.
+        replica.set_lossy(copy.lost_power);
+        copy.replica = Some(replica);
+        // It beacons again: not down any more. Back within the failure detector's grace, it is
+        // still a member, as the server's replicas are: the meta hears of it again as it was.
         self.copies.get_mut(&node).expect("node").crashed_at = None;
-        if was_member && self.config.primary != Some(node) {
-            let mut next = self.config.clone();
-            next.ballot += 1;
-            next.secondaries.retain(|s| *s != node);
-            self.reconfigure(next);
-        }
     }
 
     fn step(&mut self, faulty: bool) -> Result<(), String> {
@@ -621,7 +785,8 @@ impl Sim {
         let nodes: Vec<Node> = self.copies.keys().copied().collect();
         if faulty {
             for &node in &nodes {
-                if self.alive(node) && self.rng.chance(self.faults.crash) {
+                let second = self.power_loss_pending(Some(node));
+                if self.alive(node) && !second && self.rng.chance(self.faults.crash) {
                     self.crash(node);
                 } else if self.copies[&node]
                     .crashed_at
@@ -687,6 +852,19 @@ impl Sim {
             for (_, m) in done {
                 let (ballot, decree) = (m.ballot, m.decree);
                 self.copies.get_mut(&node).expect("node").log.push(m);
+                if !self.faults.fsync_off {
+                    self.input(node, Input::Logged { ballot, decree }, faulty)?;
+                }
+            }
+            // RocksDB flushes now and then: what it holds then survives a crash.
+            if faulty && self.rng.chance(self.faults.flush) || !faulty && now.is_multiple_of(50) {
+                let copy = self.copies.get_mut(&node).expect("node");
+                copy.flushed = copy.store.len();
+            }
+        }
+        // Fsync off: what was written is reported logged at once.
+        while !self.logged_now.is_empty() {
+            for (node, ballot, decree) in std::mem::take(&mut self.logged_now) {
                 self.input(node, Input::Logged { ballot, decree }, faulty)?;
             }
         }
@@ -776,6 +954,28 @@ impl Sim {
                 ));
             }
         }
+        // Liveness: with the faults stopped, a group short of copies with a live node to learn
+        // on is whole again within a bound (a learner that missed a prepare must not stay a
+        // copy short for the rest of the ballot).
+        let spare = self
+            .copies
+            .keys()
+            .any(|n| self.alive(*n) && !self.config.has_member(n));
+        if self.config.members() < self.copies_wanted && spare {
+            for _ in 0..HEAL_WITHIN {
+                self.step(false)?;
+                if self.config.members() == self.copies_wanted {
+                    break;
+                }
+            }
+            if self.config.members() < self.copies_wanted {
+                return Err(format!(
+                    "the group does not heal: {:?} of {} copies {HEAL_WITHIN} steps after the \
+                     writes resumed, with a live node to learn on",
+                    self.config, self.copies_wanted
+                ));
+            }
+        }
         if self.config.members() == self.copies_wanted {
             self.totals.healed += 1;
         }
@@ -801,9 +1001,21 @@ impl Sim {
 }
 
 fn run_seed(seed: u64, totals: &mut Totals) -> Result<(), String> {
+    run_seed_planted(seed, totals, false)
+}
+
+fn run_seed_planted(seed: u64, totals: &mut Totals, plant: bool) -> Result<(), String> {
     let mut sim = Sim::new(seed);
+    sim.plant_ballot_reuse = plant;
     let steps = 200 + sim.rng.below(300);
-    let result = sim.run(steps);
+    let result = sim.run(steps).map_err(|e| {
+        let mode = if sim.faults.fsync_off {
+            "fsync off"
+        } else {
+            "fsync on"
+        };
+        format!("{e} ({mode}, {} copies)", sim.copies.len())
+    });
     totals.seeds += 1;
     totals.acknowledged += sim.totals.acknowledged;
     totals.refused += sim.totals.refused;
@@ -816,6 +1028,7 @@ fn run_seed(seed: u64, totals: &mut Totals) -> Result<(), String> {
     totals.upgraded += sim.totals.upgraded;
     totals.healed += sim.totals.healed;
     totals.raised += sim.totals.raised;
+    totals.left += sim.totals.left;
     result
 }
 
@@ -843,12 +1056,14 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "simulation: {} seeds in {:.1} s: {} writes acknowledged, {} refused, {} crashes, {} live \
+        "simulation: {} seeds in {:.1} s ({:.0} seeds/s): {} writes acknowledged, {} refused, {} crashes, {} live \
          primaries deposed, {} configurations, {} runs ending with every copy down; learners: {} \
          copies from a checkpoint, {} from the log, {} made secondaries, {} groups whole again \
-         at the end; {} ballots raised (restarted primaries, silent learners)",
+         at the end; {} ballots raised (restarted primaries, silent learners); {} members left \
+         after losing power with fsync off",
         totals.seeds,
         started.elapsed().as_secs_f64(),
+        totals.seeds as f64 / started.elapsed().as_secs_f64().max(1e-9),
         totals.acknowledged,
         totals.refused,
         totals.crashes,
@@ -859,13 +1074,38 @@ fn main() -> ExitCode {
         totals.learned_log,
         totals.upgraded,
         totals.healed,
-        totals.raised
+        totals.raised,
+        totals.left
     );
     println!(
         "simulation: invariants: agreement at every decree, one committing primary per ballot, \
-         in-order apply, no acknowledged write lost, writes resume"
+         in-order apply, no acknowledged write lost, writes resume, groups heal"
     );
-    if failed.is_empty() {
+    // The planted bug must be caught: the check of one committing primary per ballot can fail.
+    let planted = if std::env::var_os("PEGASUS_SIM_SEED").is_some() {
+        None
+    } else {
+        let caught = (0..1000).find_map(|seed| {
+            run_seed_planted(seed, &mut Totals::default(), true)
+                .err()
+                .filter(|e| e.contains("two primaries committed"))
+                .map(|e| (seed, e))
+        });
+        match &caught {
+            Some((seed, e)) => println!(
+                "simulation: the planted bug (a primary deposed under the same ballot) is caught \
+                 at seed {seed}: {e}"
+            ),
+            None => println!(
+                "simulation: the planted bug (a primary deposed under the same ballot) went \
+                 unnoticed in 1,000 seeds"
+            ),
+        }
+        Some(caught.is_some())
+    };
+    if planted == Some(false) {
+        ExitCode::FAILURE
+    } else if failed.is_empty() {
         println!("simulation: {} passed, 0 failed", totals.seeds);
         ExitCode::SUCCESS
     } else {

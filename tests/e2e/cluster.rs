@@ -797,3 +797,228 @@ async fn a_node_whose_port_is_held_for_a_moment_starts_once_it_is_free() {
         "the first start found the port in use"
     );
 }
+
+/// Regression guard (issue "Replication correctness", defect 2): beacons were answered from
+/// the tables as last republished, which happened only when the state lock was released, after
+/// the ZooKeeper writes of a change: a primary back from past its grace while the meta was
+/// persisting its replacement got a fresh lease, and "primary of b", from the view before the
+/// decision; its lease outlived the persisting, so it served reads while its replacement took
+/// writes. Here three replica servers are played by the test (beacons only), ZooKeeper is slow
+/// (2 s each way: a write takes 4 s; the lease is 3 s), and the primary falls silent until the
+/// meta finds it past its grace, then beacons every 100 ms: no answer may give it a lease that
+/// lasts past the moment ZooKeeper holds its replacement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_primary_gets_no_lease_that_outlives_its_replacement() {
+    use pegasus_tests::cluster::{eventually, free_port_block};
+    use pegasus_tests::proxy::SlowProxy;
+    const LEASE: Duration = Duration::from_secs(3);
+    let zk_port = free_port_block(0);
+    let proxy = SlowProxy::start(free_port_block(0), zk_port).await;
+    let proxy_port = proxy.port;
+    let cluster = tokio::task::spawn_blocking(move || {
+        TestCluster::start_tweaked(1, 0, 1, &|o| {
+            o.zk_port = zk_port;
+            o.meta_zk_port = Some(proxy_port);
+            o.fd_lease_seconds = LEASE.as_secs() as u32;
+            // A session that a slow ZooKeeper (4 s a round trip) keeps.
+            o.extra_config
+                .push(("zookeeper".into(), "timeout_ms".into(), "30000".into()));
+        })
+    })
+    .await
+    .unwrap();
+    let meta = cluster.onebox.options.meta_addrs()[0];
+    let client = cluster.client();
+    let nodes: Vec<std::net::SocketAddrV4> = (0..3)
+        .map(|_| std::net::SocketAddrV4::new([127, 0, 0, 1].into(), free_port_block(0)))
+        .collect();
+    let beacon = |node: std::net::SocketAddrV4, held: Option<(Gpid, i64)>| {
+        let client = client.clone();
+        async move {
+            let request = BeaconRequest {
+                node: RpcAddress::new(node),
+                replicas: held.iter().map(|h| h.0).collect(),
+                committed: held.iter().map(|_| 0).collect(),
+                compacted: held.iter().map(|_| 0).collect(),
+                ballots: held.iter().map(|h| h.1).collect(),
+                ..Default::default()
+            };
+            let sent = Instant::now();
+            let r = client
+                .call::<_, BeaconResponse>(
+                    meta,
+                    RequestMeta::default(),
+                    rpc::BEACON,
+                    &Args(request),
+                    Duration::from_secs(10),
+                )
+                .await;
+            (sent, r.ok())
+        }
+    };
+    // The three nodes alive, then a table of one partition with a copy on each.
+    eventually(
+        Duration::from_secs(60),
+        "the meta answers beacons",
+        || async {
+            let mut ok = true;
+            for n in &nodes {
+                ok &= beacon(*n, None)
+                    .await
+                    .1
+                    .is_some_and(|r| r.err.0 == "ERR_OK");
+            }
+            ok
+        },
+    )
+    .await;
+    // Refused until the meta counts the three alive.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        for n in &nodes {
+            beacon(*n, None).await;
+        }
+        let created: CreateAppResponse = cluster
+            .admin(
+                rpc::CREATE_APP,
+                CreateAppRequest {
+                    app_name: "lease".into(),
+                    options: CreateAppOptions {
+                        partition_count: 1,
+                        replica_count: 3,
+                        app_type: "pegasus".into(),
+                        is_stateful: true,
+                        ..CreateAppOptions::default()
+                    },
+                },
+            )
+            .await;
+        if created.err.0 == "ERR_OK" {
+            break created;
+        }
+        assert!(Instant::now() < deadline, "create: {}", created.err.0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let gpid = Gpid::new(created.appid, 0);
+    let config = || async {
+        let r: QueryCfgResponse = cluster
+            .admin(
+                rpc::QUERY_CONFIG,
+                QueryCfgRequest {
+                    app_name: "lease".into(),
+                    partition_indices: Vec::new(),
+                },
+            )
+            .await;
+        r.partitions.first().cloned().unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        for n in &nodes {
+            beacon(*n, Some((gpid, 1))).await;
+        }
+        let c = config().await;
+        if c.ballot >= 1 && c.primary.socket_addr().is_some() {
+            break c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the partition was not placed: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let old = first.primary.socket_addr().unwrap();
+    let ballot = first.ballot;
+    let others: Vec<std::net::SocketAddrV4> = nodes.iter().copied().filter(|n| *n != old).collect();
+    // Slow ZooKeeper from now on; the primary falls silent, the others beacon on, until the
+    // meta finds it past its grace (and decides to replace it).
+    let graced = |log: &str| {
+        log.matches("replica servers past their grace period")
+            .count()
+    };
+    let graced_before = graced(&cluster.node_log(Node::Meta(1)));
+    proxy.set_delay(Duration::from_secs(2));
+    let silent = Instant::now();
+    while graced(&cluster.node_log(Node::Meta(1))) == graced_before {
+        assert!(
+            silent.elapsed() < Duration::from_secs(30),
+            "the meta never found the silent primary past its grace"
+        );
+        for n in &others {
+            beacon(*n, Some((gpid, ballot))).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let found = silent.elapsed();
+    // ZooKeeper itself (not through the proxy): when it holds the replacement.
+    let zk = zookeeper_client::Client::connector()
+        .connect(&format!("127.0.0.1:{zk_port}"))
+        .await
+        .unwrap();
+    let path = format!(
+        "/pegasus/onebox/{}/apps/{}/0",
+        cluster.onebox.options.meta_base_port, created.appid
+    );
+    let mut persisted: Option<Instant> = None;
+    let mut answers: Vec<(Instant, BeaconResponse)> = Vec::new();
+    let until = silent + Duration::from_secs(40);
+    while Instant::now() < until {
+        for n in &others {
+            beacon(*n, Some((gpid, ballot))).await;
+        }
+        // The old primary is back, beaconing as primary of `ballot`, 10 times a second, while
+        // its replacement is written to ZooKeeper (4 s) and after.
+        for _ in 0..3 {
+            let (sent, r) = beacon(old, Some((gpid, ballot))).await;
+            if let Some(r) = r {
+                answers.push((sent, r));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if persisted.is_none()
+            && let Ok((data, _)) = zk.get_data(&path).await
+        {
+            let now: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            if now["ballot"].as_i64().unwrap_or(0) > ballot {
+                persisted = Some(Instant::now());
+            }
+        }
+        if persisted.is_some_and(|p| p.elapsed() > LEASE) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let persisted = persisted.expect("the meta replaced the silent primary");
+    let new = config().await;
+    assert_ne!(new.primary.socket_addr(), Some(old), "the primary moved");
+    let leased_as_primary = |r: &BeaconResponse| {
+        r.err.0 == "ERR_OK"
+            && r.configs.iter().any(|a| {
+                a.pid == gpid && a.primary.socket_addr() == Some(old) && a.ballot <= ballot
+            })
+    };
+    let bad: Vec<Duration> = answers
+        .iter()
+        .filter(|(sent, r)| leased_as_primary(r) && *sent + LEASE > persisted)
+        .map(|(sent, _)| persisted.saturating_duration_since(*sent))
+        .collect();
+    let busy = answers
+        .iter()
+        .filter(|(_, r)| r.err.0 == "ERR_BUSY")
+        .count();
+    println!(
+        "deposed primary: found past its grace {found:?} after it fell silent, its replacement \
+         persisted {:?} after; {} beacons answered ({busy} busy) meanwhile and after; leases \
+         that outlived the replacement's write: {}",
+        persisted - silent - found,
+        answers.len(),
+        bad.len()
+    );
+    assert!(
+        bad.is_empty(),
+        "{} beacons of the replaced primary got a lease lasting past the write of its \
+         replacement (sent that long before it: {bad:?})",
+        bad.len()
+    );
+    drop(proxy);
+}

@@ -712,3 +712,76 @@ async fn a_primary_on_a_full_disk_is_moved_away_and_its_copies_learned_again() {
         acked.len()
     );
 }
+
+/// Regression guard (issue "Replication correctness", defect 4): a copy that failed to open
+/// while the server ran (a failing disk, too many open files) was only logged, never reported,
+/// so the meta kept a live node that served nothing as the partition's primary and writes to
+/// it stalled for good. Here every open on replica 1 fails (injected EIO) as a new table is
+/// created with a copy on each node: each copy there is reported lost, every partition gets a
+/// primary elsewhere and takes writes; once opens work again, replica 1 learns its copies back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_fails_to_open_is_reported_and_its_partition_served_elsewhere() {
+    let cluster = TestCluster::start_tweaked(1, 3, 4, &|o| o.faults = true);
+    cluster.healthy().await;
+    let broken = Node::Replica(1);
+    let addr = RpcAddress::new(cluster.replica_addr(1));
+    cluster
+        .onebox
+        .inject_faults(broken, "replica.open = eio\n")
+        .unwrap();
+    // The faults file is read ten times a second.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let created: CreateAppResponse = cluster
+        .admin(
+            rpc::CREATE_APP,
+            CreateAppRequest {
+                app_name: "fresh".into(),
+                options: CreateAppOptions {
+                    partition_count: 4,
+                    replica_count: 3,
+                    app_type: "pegasus".into(),
+                    is_stateful: true,
+                    ..CreateAppOptions::default()
+                },
+            },
+        )
+        .await;
+    assert_eq!(created.err.0, "ERR_OK");
+    let started = Instant::now();
+    eventually(
+        Duration::from_secs(60),
+        "every partition of the new table served off the broken node",
+        || async {
+            routing(&cluster, "fresh").await.partitions.iter().all(|p| {
+                p.primary != addr
+                    && p.primary.socket_addr().is_some()
+                    && !p.secondaries.contains(&addr)
+            })
+        },
+    )
+    .await;
+    let moved = started.elapsed();
+    let table = cluster.client().open_table("fresh").await.unwrap();
+    write_all(&table, "fresh", 100).await;
+    assert!(
+        cluster
+            .node_log(broken)
+            .contains("replica cannot open, reported lost"),
+        "the node reported its copies"
+    );
+    cluster.onebox.inject_faults(broken, "").unwrap();
+    eventually(
+        Duration::from_secs(90),
+        "the node holds a copy of every partition again",
+        || async {
+            let r = routing(&cluster, "fresh").await;
+            r.partitions
+                .iter()
+                .all(|p| p.secondaries.contains(&addr) || p.primary == addr)
+                && Health::of(&r.partitions, MIN_WRITE_MEMBERS).fully_healthy == 4
+        },
+    )
+    .await;
+    check_all(&table, "fresh", 100).await;
+    println!("copies failing to open: every partition served elsewhere {moved:?} after the create");
+}

@@ -406,3 +406,95 @@ async fn admin_rpcs_from_outside_the_allow_list_get_acl_deny() {
     pegasus_tests::cluster::write_all(&table, "acl", 10).await;
     pegasus_tests::cluster::check_all(&table, "acl", 10).await;
 }
+
+/// Regression guard (issue "Replication correctness", defect 5): the meta wrote ZooKeeper with
+/// no version and no check that it still led, so a handler queued behind a slow write, or
+/// running across a renewed session, could write after another meta took over (overwritten
+/// tables, regressed ballots). Every write of the cluster's state is now a transaction that
+/// first checks this meta's lock node: two metas' sessions on a real ZooKeeper, the first
+/// deposed (its lock node gone, as its session's expiry removes it), then renewed: each of its
+/// late writes is refused and changes nothing; the new leader's land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_late_writes_are_refused_by_zookeeper() {
+    use pegasus_server::meta::state::Cluster;
+    use pegasus_server::meta::zk::{Zk, ZkConfig, ZkError};
+    let cluster = TestCluster::start(1, 1, 1);
+    cluster.healthy().await;
+    let config = ZkConfig {
+        hosts: format!("127.0.0.1:{}", cluster.onebox.options.zk_port),
+        session_timeout: Duration::from_millis(SESSION_TIMEOUT_MS),
+        digest: None,
+    };
+    let (root, lock_root) = ("/fence_test/cluster", "/fence_test/lock");
+    let old = Zk::connect(&config, root, lock_root).await.unwrap();
+    let new = Zk::connect(&config, root, lock_root).await.unwrap();
+    let fenced = |r: Result<(), ZkError>, what: &str| match r {
+        Err(ZkError::Fenced { .. }) => {}
+        other => panic!("{what}: {other:?}, expected a refusal"),
+    };
+    // Not leading yet: a meta writes nothing.
+    fenced(old.save_level("freezed").await, "before the election");
+    let old_lock = old.join_election("old").await.unwrap();
+    let new_lock = new.join_election("new").await.unwrap();
+    assert_eq!(old.leader().await.unwrap().unwrap().0, old_lock);
+    old.lead_with(Some(&old_lock));
+    old.init_apps().await.unwrap();
+    old.save_level("steady").await.unwrap();
+    // The old leader's session ends as far as ZooKeeper is concerned (its ephemeral lock node
+    // goes, as at expiry); the new one takes over and writes.
+    let raw = zookeeper_client::Client::connector()
+        .connect(&config.hosts)
+        .await
+        .unwrap();
+    raw.delete(
+        &format!("{lock_root}/dsn.meta.server.leader/{old_lock}"),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(new.leader().await.unwrap().unwrap().0, new_lock);
+    new.lead_with(Some(&new_lock));
+    new.save_level("lively").await.unwrap();
+    let tables = Cluster::default();
+    let app = tables.new_app("fenced", 4, 3, 0);
+    // The old one, still believing it leads: a level, a table (a transaction of creates), a
+    // table's partitions (a transaction of set_data) and a deletion, each refused.
+    fenced(old.save_level("freezed").await, "a late level");
+    fenced(old.save_app(&app).await, "a late table");
+    let partitions: Vec<(i32, i32, &_)> = app
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(p, c)| (app.info.app_id, p as i32, c))
+        .collect();
+    for saved in old.save_partitions(&partitions).await {
+        fenced(saved, "a late partition");
+    }
+    assert!(matches!(
+        old.delete_tree(&format!("{root}/apps")).await,
+        Err(ZkError::Fenced { .. })
+    ));
+    // Renewed under its running handlers (a new session): still refused.
+    old.renew().await.unwrap();
+    fenced(old.save_level("freezed").await, "a late level after renew");
+    assert_eq!(new.load_level().await.unwrap().as_deref(), Some("lively"));
+    assert!(
+        raw.get_data(&format!("{root}/apps/{}", app.info.app_id))
+            .await
+            .is_err(),
+        "the deposed leader's table must not exist"
+    );
+    // The leader's writes of the same land.
+    new.save_app(&app).await.unwrap();
+    for saved in new.save_partitions(&partitions).await {
+        saved.unwrap();
+    }
+    assert!(
+        new.load()
+            .await
+            .unwrap()
+            .unwrap()
+            .apps
+            .contains_key(&app.info.app_id)
+    );
+}

@@ -239,6 +239,66 @@ impl TestCluster {
         }
     }
 
+    /// Emulates a power loss of a replica server's machine started with `plog_force_flush =
+    /// false` and `faults` (which makes it read its boot id from `<node dir>/boot_id`): the
+    /// process is killed (RocksDB, without its WAL, is back at its last flush), every byte its
+    /// private logs held past their last fsync is gone, and the machine comes back in a new
+    /// boot. With fsync off a log is fsynced only when it is opened, so for a node that started
+    /// once with empty logs that is every byte: each log file keeps its length (its creation
+    /// was synced) but reads as zeros. Returns the log files emptied.
+    pub fn power_loss(&self, node: pegasus_tools::onebox::Node) -> usize {
+        self.onebox.kill_node(node).unwrap();
+        let dir = self.onebox.options.root.join(node.name());
+        let mut emptied = 0;
+        let mut stack = vec![dir.join("data")];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap().flatten() {
+                let path = entry.path();
+                if !path.is_dir() {
+                    continue;
+                }
+                if entry.file_name() != "plog" {
+                    stack.push(path);
+                    continue;
+                }
+                for log in std::fs::read_dir(&path).unwrap().flatten() {
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(log.path())
+                        .unwrap();
+                    let len = file.metadata().unwrap().len();
+                    file.set_len(0).unwrap();
+                    file.set_len(len).unwrap();
+                    emptied += 1;
+                }
+            }
+        }
+        let boot = dir.join("boot_id");
+        let before = std::fs::read_to_string(&boot).unwrap_or_default();
+        std::fs::write(&boot, format!("{}-rebooted\n", before.trim())).unwrap();
+        emptied
+    }
+
+    /// The digest of replica `gpid` (`app_id.partition_index`) on replica server `n` (from 1):
+    /// `(decree, keys, crc64)` from its `/replica/digest`.
+    pub async fn digest(&self, n: usize, gpid: &str) -> (u64, u64, String) {
+        let addr = self.replica_addr(n).into();
+        let path = format!("/replica/digest?gpid={gpid}");
+        let answer = tokio::task::spawn_blocking(move || crate::http::get(addr, &path))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("digest of {gpid} on replica {n}: no answer"));
+        let body = answer.body;
+        let json: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("digest of {gpid} on replica {n}: {e}: {body}"));
+        let field = |k: &str| json[k].as_str().unwrap_or_default().to_owned();
+        (
+            field("decree").parse().unwrap(),
+            field("keys").parse().unwrap(),
+            field("crc64"),
+        )
+    }
+
     /// The leader meta, by asking each.
     pub async fn leader(&self) -> usize {
         let client = self.client();

@@ -166,8 +166,11 @@ pub struct MetaServer {
     leader_until: Mutex<Option<Instant>>,
     leader_addr: Mutex<Option<SocketAddrV4>>,
     state: tokio::sync::Mutex<Cluster>,
-    /// The tables as last persisted, republished when a [`StateGuard`] that changed them goes.
+    /// The tables as last persisted, republished when a [`StateGuard`] that changed them goes,
+    /// and by [`MetaServer::publish`] as soon as its changes are persisted.
     view: Mutex<Arc<BTreeMap<i32, App>>>,
+    /// Primaries being replaced while their new configurations are persisted.
+    deposing: Mutex<Deposing>,
     /// The last beacon of each replica server, folded into `state` by [`MetaServer::tend`].
     beats: Mutex<HashMap<SocketAddrV4, Beat>>,
     /// Each node's disk id as it last beaconed, and its memberships when the id changed (new
@@ -214,6 +217,52 @@ struct Beat {
     compacted: Vec<i64>,
     /// The configuration ballot each of `replicas` runs.
     ballots: Vec<i64>,
+}
+
+/// Primaries being replaced while [`MetaServer::publish`] persists the change: their beacons
+/// must not renew their lease from a view that still names them (they would serve reads from a
+/// store the new primary's writes no longer reach). `epoch` counts the rounds that marked any.
+#[derive(Debug, Default)]
+struct Deposing {
+    epoch: u64,
+    nodes: HashMap<SocketAddrV4, usize>,
+}
+
+impl Deposing {
+    /// Marks `nodes` until the returned guard goes.
+    fn mark(this: &Mutex<Deposing>, nodes: Vec<SocketAddrV4>) -> DeposingGuard<'_> {
+        let mut d = this.lock().expect("deposing");
+        d.epoch += 1;
+        for n in &nodes {
+            *d.nodes.entry(*n).or_default() += 1;
+        }
+        DeposingGuard { this, nodes }
+    }
+
+    /// The epoch, if `node` is not marked now.
+    fn clear_for(this: &Mutex<Deposing>, node: SocketAddrV4) -> Option<u64> {
+        let d = this.lock().expect("deposing");
+        (!d.nodes.contains_key(&node)).then_some(d.epoch)
+    }
+}
+
+struct DeposingGuard<'a> {
+    this: &'a Mutex<Deposing>,
+    nodes: Vec<SocketAddrV4>,
+}
+
+impl Drop for DeposingGuard<'_> {
+    fn drop(&mut self) {
+        let mut d = self.this.lock().expect("deposing");
+        for n in &self.nodes {
+            if let Some(count) = d.nodes.get_mut(n) {
+                *count -= 1;
+                if *count == 0 {
+                    d.nodes.remove(n);
+                }
+            }
+        }
+    }
 }
 
 /// The state lock; a guard that lent the state out mutably republishes the tables on its way
@@ -285,6 +334,7 @@ impl MetaServer {
             level: std::sync::atomic::AtomicI32::new(options.initial_level),
             retired: Mutex::default(),
             changes: Mutex::default(),
+            deposing: Mutex::default(),
             metrics,
             started: SystemTime::now(),
             availability: Mutex::default(),
@@ -369,6 +419,7 @@ impl MetaServer {
                             // Everything the meta knows is in ZooKeeper: a new session and a
                             // new place in the election are a restart without a supervisor.
                             self.leader.store(false, Ordering::Release);
+                            self.zk.lead_with(None);
                             warn!("ZooKeeper session expired: not the leader; opening a new session");
                             tokio::select! {
                                 _ = &mut shutdown => return Ok(()),
@@ -436,6 +487,7 @@ impl MetaServer {
         *self.leader_addr.lock().expect("leader") = addr.parse().ok();
         let mine = self.lock_node.lock().expect("lock node").clone();
         if node != mine {
+            self.zk.lead_with(None);
             if self.leader.swap(false, Ordering::AcqRel) {
                 warn!(leader = addr, "no longer the leader");
             }
@@ -449,7 +501,10 @@ impl MetaServer {
         if self.is_leader() {
             return Ok(());
         }
-        // Take over: load everything from ZooKeeper, or bootstrap the default tables.
+        // Take over: every write from now on is fenced with this lock node, so that none lands
+        // once another meta leads. Then load everything from ZooKeeper, or bootstrap the
+        // default tables.
+        self.zk.lead_with(Some(&mine));
         let loading = Instant::now();
         let mut cluster = match self.zk.load().await? {
             Some(c) => {
@@ -669,6 +724,20 @@ impl MetaServer {
     /// that was or is a member (beacon answers repeat it). One that cannot be persisted is
     /// undone.
     async fn publish(&self, state: &mut Cluster, changed: Vec<Changed>) {
+        if changed.is_empty() {
+            return;
+        }
+        // Primaries this round takes the place of: no beacon of theirs renews their lease
+        // until the view says so (see [`MetaServer::beacon`]). Marked before the first await.
+        let deposed: Vec<SocketAddrV4> = changed
+            .iter()
+            .filter_map(|c| {
+                let old = c.before.primary_addr()?;
+                let now = state.apps[&c.app_id].partitions[c.pidx as usize].primary_addr();
+                (now != Some(old)).then_some(old)
+            })
+            .collect();
+        let _deposing = (!deposed.is_empty()).then(|| Deposing::mark(&self.deposing, deposed));
         let saved = {
             let configs: Vec<(i32, i32, &PartitionConfig)> = changed
                 .iter()
@@ -679,13 +748,20 @@ impl MetaServer {
                 .collect();
             self.zk.save_partitions(&configs).await
         };
+        let mut persisted = Vec::with_capacity(changed.len());
         for (c, saved) in changed.into_iter().zip(saved) {
-            let gpid = Gpid::new(c.app_id, c.pidx);
             if let Err(e) = saved {
+                let gpid = Gpid::new(c.app_id, c.pidx);
                 error!(%gpid, "persisting the configuration failed, change undone: {e}");
                 state.apps.get_mut(&c.app_id).expect("app").partitions[c.pidx as usize] = c.before;
                 continue;
             }
+            persisted.push(c);
+        }
+        // Beacons and routing see the new configurations before any member hears of them.
+        *self.view.lock().expect("view") = Arc::new(state.apps.clone());
+        for c in persisted {
+            let gpid = Gpid::new(c.app_id, c.pidx);
             let config = state.apps[&c.app_id].partitions[c.pidx as usize].clone();
             info!(%gpid, ballot = config.ballot, primary = config.primary, secondaries = ?config.secondaries, last_drops = ?config.last_drops, "configuration changed");
             self.metrics.changed(&state.apps[&c.app_id].info.app_name);
@@ -875,6 +951,17 @@ impl MetaServer {
             };
         };
         let now = Instant::now();
+        // Not while a round replaces it as a primary, nor from a view read across such a
+        // round: the answer renews the node's lease (the view is republished before the mark
+        // goes, so a view read while no mark was set and the epoch stayed is current).
+        let busy = || BeaconResponse {
+            err: err(ErrorCode::Busy),
+            leader: RpcAddress::new(self.options.me),
+            ..Default::default()
+        };
+        let Some(epoch) = Deposing::clear_for(&self.deposing, node) else {
+            return busy();
+        };
         let (configs, dropped, gone) = {
             let view = self.view();
             // Copies it holds or lost: either must hear what became of them.
@@ -939,6 +1026,9 @@ impl MetaServer {
             }));
             (configs, dropped, gone)
         };
+        if Deposing::clear_for(&self.deposing, node) != Some(epoch) {
+            return busy();
+        }
         let news = {
             let mut beats = self.beats.lock().expect("beats");
             let news = beats.get(&node).is_none_or(|last| {

@@ -47,6 +47,15 @@ pub enum ZkError {
         /// Why.
         source: zookeeper_client::Error,
     },
+    /// This meta does not hold the leader lock (any more): a write of the cluster's state is
+    /// refused, by ZooKeeper itself when the lock node it was made under is gone.
+    #[error("not the meta leader (lock node `{lock}`): ZooKeeper `{path}` not written")]
+    Fenced {
+        /// The lock node this meta led with, if any.
+        lock: String,
+        /// The node it would have written.
+        path: String,
+    },
     /// A node holds data that is not what this server writes.
     #[error("ZooKeeper `{path}` holds unreadable data: {message}")]
     Data {
@@ -99,9 +108,25 @@ impl ZkConfig {
     }
 }
 
+/// What a write of the cluster's state must prove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Fence {
+    /// A tool's session: nothing (it writes as the operator asked).
+    None,
+    /// A meta that does not lead: every write refused.
+    NotLeader,
+    /// A meta that leads with this lock node (its path): every write is a ZooKeeper
+    /// transaction that first checks the node exists. It is ephemeral to the session that won
+    /// the election and sequence nodes never come back, so a write from a meta deposed since
+    /// (its session expired, or renewed under running handlers) fails as a whole.
+    Leader(String),
+}
+
 /// A session with the cluster's ZooKeeper.
 pub struct Zk {
     config: ZkConfig,
+    /// Writes of the cluster's state are fenced with the leader lock ([`Zk::lead_with`]).
+    fence: std::sync::Mutex<Fence>,
     /// The session; replaced by [`Zk::renew`] when it expired.
     client: std::sync::Mutex<Client>,
     root: String,
@@ -115,6 +140,7 @@ impl Zk {
     /// Connects and makes sure `root` and the lock dir exist.
     pub async fn connect(config: &ZkConfig, root: &str, lock_root: &str) -> Result<Zk, ZkError> {
         let mut zk = Self::connect_only(config).await?;
+        zk.fence = std::sync::Mutex::new(Fence::NotLeader);
         zk.root = root.trim_end_matches('/').to_owned();
         zk.lock_dir = format!("{}/{LOCK_ID}", lock_root.trim_end_matches('/'));
         zk.mkdir(&zk.root).await?;
@@ -157,6 +183,65 @@ impl Zk {
             self.client().state(),
             SessionState::SyncConnected | SessionState::ConnectedReadOnly
         )
+    }
+
+    /// Fences every later write of the cluster's state with the leader lock `lock_node` (a
+    /// name [`Zk::join_election`] returned, which [`Zk::leader`] named the leader), or, with
+    /// `None`, refuses them: a meta calls it as it takes over and as it steps down.
+    pub fn lead_with(&self, lock_node: Option<&str>) {
+        *self.fence.lock().expect("fence") = match lock_node {
+            Some(name) => Fence::Leader(format!("{}/{name}", self.lock_dir)),
+            None => Fence::NotLeader,
+        };
+    }
+
+    /// Starts a transaction of writes under the fence; `Err` when this meta does not lead.
+    fn fenced<'a>(
+        &self,
+        client: &'a Client,
+        path: &str,
+    ) -> Result<(zookeeper_client::MultiWriter<'a>, Option<String>), ZkError> {
+        let fence = self.fence.lock().expect("fence").clone();
+        let mut multi = client.new_multi_writer();
+        match fence {
+            Fence::None => Ok((multi, None)),
+            Fence::NotLeader => Err(ZkError::Fenced {
+                lock: String::new(),
+                path: path.to_owned(),
+            }),
+            Fence::Leader(lock) => {
+                multi.add_check_version(&lock, -1).map_err(op(&lock))?;
+                Ok((multi, Some(lock)))
+            }
+        }
+    }
+
+    /// Commits a transaction [`Zk::fenced`] began: the fence's check failing is
+    /// [`ZkError::Fenced`]; another operation failing is its error, with its index among the
+    /// caller's operations.
+    async fn commit(
+        mut multi: zookeeper_client::MultiWriter<'_>,
+        lock: Option<String>,
+        path: &str,
+    ) -> Result<(), (Option<usize>, ZkError)> {
+        let checked = usize::from(lock.is_some());
+        match multi.commit().await {
+            Ok(_) => Ok(()),
+            Err(zookeeper_client::MultiWriteError::OperationFailed { index, source }) => {
+                if index < checked {
+                    Err((
+                        None,
+                        ZkError::Fenced {
+                            lock: lock.unwrap_or_default(),
+                            path: path.to_owned(),
+                        },
+                    ))
+                } else {
+                    Err((Some(index - checked), op(path)(source)))
+                }
+            }
+            Err(e) => Err((None, op(path)(e.into()))),
+        }
     }
 
     /// Joins the leader election; returns this meta's lock node name.
@@ -316,21 +401,26 @@ impl Zk {
         written
     }
 
+    /// Sets `path` to `data`, creating it if missing, under the fence.
     async fn write_untimed(&self, path: &str, data: &[u8]) -> Result<(), ZkError> {
-        match self.client().set_data(path, data, None).await {
-            Ok(_) => Ok(()),
-            Err(zookeeper_client::Error::NoNode) => {
-                self.client()
-                    .create(
-                        path,
-                        data,
-                        &CreateMode::Persistent.with_acls(self.config.acls()),
-                    )
-                    .await
-                    .map_err(op(path))?;
-                Ok(())
+        let client = self.client();
+        let (mut multi, lock) = self.fenced(&client, path)?;
+        multi.add_set_data(path, data, None).map_err(op(path))?;
+        match Self::commit(multi, lock, path).await {
+            Ok(()) => Ok(()),
+            Err((
+                Some(0),
+                ZkError::Op {
+                    source: zookeeper_client::Error::NoNode,
+                    ..
+                },
+            )) => {
+                let (mut multi, lock) = self.fenced(&client, path)?;
+                let create = CreateMode::Persistent.with_acls(self.config.acls());
+                multi.add_create(path, data, &create).map_err(op(path))?;
+                Self::commit(multi, lock, path).await.map_err(|(_, e)| e)
             }
-            Err(e) => Err(op(path)(e)),
+            Err((_, e)) => Err(e),
         }
     }
 
@@ -359,21 +449,24 @@ impl Zk {
         let client = self.client();
         let create = CreateMode::Persistent.with_acls(self.config.acls());
         for batch in nodes.chunks(MULTI_OPS) {
-            let mut multi = client.new_multi_writer();
+            let (mut multi, lock) = self.fenced(&client, &batch[0].0)?;
             for (p, data) in batch {
                 multi.add_create(p, data, &create).map_err(op(p))?;
             }
-            match multi.commit().await {
-                Ok(_) => {}
-                Err(zookeeper_client::MultiWriteError::OperationFailed {
-                    source: zookeeper_client::Error::NodeExists,
-                    ..
-                }) => {
+            match Self::commit(multi, lock, &batch[0].0).await {
+                Ok(()) => {}
+                Err((
+                    Some(_),
+                    ZkError::Op {
+                        source: zookeeper_client::Error::NodeExists,
+                        ..
+                    },
+                )) => {
                     for (p, data) in batch {
                         self.write_untimed(p, data).await?;
                     }
                 }
-                Err(e) => return Err(op(&batch[0].0)(e.into())),
+                Err((_, e)) => return Err(e),
             }
         }
         self.writes.observe(started.elapsed());
@@ -429,11 +522,20 @@ impl Zk {
             i += 1;
         }
         let mut deleted = 0;
+        let client = self.client();
         for node in order.iter().rev() {
-            match self.client().delete(node, None).await {
+            let (mut multi, lock) = self.fenced(&client, node)?;
+            multi.add_delete(node, None).map_err(op(node))?;
+            match Self::commit(multi, lock, node).await {
                 Ok(()) => deleted += 1,
-                Err(zookeeper_client::Error::NoNode) => {}
-                Err(e) => return Err(op(node)(e)),
+                Err((
+                    Some(_),
+                    ZkError::Op {
+                        source: zookeeper_client::Error::NoNode,
+                        ..
+                    },
+                )) => {}
+                Err((_, e)) => return Err(e),
             }
         }
         Ok(deleted)
@@ -443,6 +545,7 @@ impl Zk {
     pub async fn connect_only(config: &ZkConfig) -> Result<Zk, ZkError> {
         Ok(Zk {
             client: std::sync::Mutex::new(Self::session(config).await?),
+            fence: std::sync::Mutex::new(Fence::None),
             config: config.clone(),
             root: String::new(),
             lock_dir: String::new(),
@@ -491,14 +594,42 @@ impl Zk {
             if batch.len() > 1 {
                 let started = std::time::Instant::now();
                 let client = self.client();
-                let mut multi = client.new_multi_writer();
+                let (mut multi, lock) = match self.fenced(&client, &batch[0].0) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        saved.push(Err(e));
+                        saved.extend(batch[1..].iter().map(|(p, _)| {
+                            Err(ZkError::Fenced {
+                                lock: String::new(),
+                                path: p.clone(),
+                            })
+                        }));
+                        continue;
+                    }
+                };
                 let added = batch
                     .iter()
                     .all(|(p, data)| multi.add_set_data(p, data, None).is_ok());
-                if added && multi.commit().await.is_ok() {
-                    self.writes.observe(started.elapsed());
-                    saved.extend(batch.iter().map(|_| Ok(())));
-                    continue;
+                if added {
+                    match Self::commit(multi, lock, &batch[0].0).await {
+                        Ok(()) => {
+                            self.writes.observe(started.elapsed());
+                            saved.extend(batch.iter().map(|_| Ok(())));
+                            continue;
+                        }
+                        Err((None, e @ ZkError::Fenced { .. })) => {
+                            // Deposed: no write of this batch may land, one by one neither.
+                            saved.push(Err(e));
+                            saved.extend(batch[1..].iter().map(|(p, _)| {
+                                Err(ZkError::Fenced {
+                                    lock: String::new(),
+                                    path: p.clone(),
+                                })
+                            }));
+                            continue;
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
             for (p, data) in batch {

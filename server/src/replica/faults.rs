@@ -6,8 +6,8 @@
 //! Off unless the process is started with `PEGASUS_FAULTS_FILE` naming a file; it is read ten
 //! times a second, one `point = fault` per line, so a test can turn faults on and off while
 //! the server runs. A missing or empty file means no fault. Points are `plog.write`,
-//! `plog.sync` and `learn.write`; faults are `enospc`, `eio` and `none`. A line that does not
-//! parse is logged and ignored (the earlier setting stays).
+//! `plog.sync`, `learn.write` and `replica.open`; faults are `enospc`, `eio` and `none`. A line
+//! that does not parse is logged and ignored (the earlier setting stays).
 //!
 //! A check costs one relaxed atomic load when nothing is injected.
 
@@ -34,16 +34,25 @@ pub enum Point {
     PlogSync = 1,
     /// A learner writing a copied checkpoint file.
     LearnWrite = 2,
+    /// Opening (or creating) a copy while the server runs, as a disk that fails or a process
+    /// out of file descriptors makes it fail.
+    ReplicaOpen = 3,
 }
 
 impl Point {
-    const ALL: [Point; 3] = [Point::PlogWrite, Point::PlogSync, Point::LearnWrite];
+    const ALL: [Point; 4] = [
+        Point::PlogWrite,
+        Point::PlogSync,
+        Point::LearnWrite,
+        Point::ReplicaOpen,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Point::PlogWrite => "plog.write",
             Point::PlogSync => "plog.sync",
             Point::LearnWrite => "learn.write",
+            Point::ReplicaOpen => "replica.open",
         }
     }
 }
@@ -77,7 +86,7 @@ impl Fault {
 /// The faults injected now, one per point; shared by every replica of a server.
 #[derive(Debug, Default)]
 pub struct Faults {
-    set: [AtomicU8; 3],
+    set: [AtomicU8; 4],
 }
 
 impl Faults {
@@ -102,7 +111,7 @@ impl Faults {
 
     /// Applies a faults file's text: every point it names is set, the others cleared.
     pub fn apply(&self, text: &str) -> Result<(), String> {
-        let mut wanted = [None; 3];
+        let mut wanted = [None; 4];
         for line in text.lines().map(str::trim) {
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -115,7 +124,9 @@ impl Faults {
                 .into_iter()
                 .find(|p| p.name() == point)
                 .ok_or_else(|| {
-                    format!("`{point}`: no such point (plog.write, plog.sync, learn.write)")
+                    format!(
+                        "`{point}`: no such point (plog.write, plog.sync, learn.write, replica.open)"
+                    )
                 })?;
             wanted[point as usize] = match fault {
                 "enospc" => Some(Fault::NoSpace),

@@ -277,11 +277,14 @@ impl Peers for Link {
                         rtt.observe(sent.elapsed());
                         return done(Some(r));
                     }
-                    // Not configured there yet, or no connection now: again shortly, within
-                    // the prepare's time (the secondary takes a repeat once).
+                    // Not configured there yet, no connection now, or the connection broke
+                    // (the prepare may have arrived: a prepare is idempotent, the secondary
+                    // acknowledges a repeat of one it logged): again shortly, within the
+                    // prepare's time.
                     Ok(_)
                     | Err(ClientError::Server(_))
                     | Err(ClientError::Connect(..))
+                    | Err(ClientError::Disconnected(_))
                     | Err(ClientError::NotSent(_)) => {
                         tokio::time::sleep(PREPARE_RETRY.min(left)).await;
                     }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`beacon`]: beacons to the meta leader, assignments, the lease
+//! - [`boot`]: the boot a copy last ran in; a copy that may lack what it acknowledged
 //! - [`dirs`]: data dirs, the blacklist, placement of new replicas
 //! - [`link`]: prepares to other replica servers, configuration changes to the meta
 //! - [`metrics`]: requests, plog, prepares, learning, stores: `/metrics`
@@ -13,6 +14,7 @@
 //! - [`read`]: what each read returns
 
 pub mod beacon;
+pub mod boot;
 pub mod dirs;
 pub mod envs;
 pub mod faults;
@@ -376,8 +378,19 @@ impl ReplicaStub {
             .collect();
         let dir = self.dirs.place(gpid, &current);
         let peers = self.link.clone().map(|l| l as Arc<dyn Peers>);
-        let p = Partition::open(gpid, &dir, self.options.clone(), peers)
-            .map_err(|source| ReplicaError::Partition { gpid, source })?;
+        let p = match Partition::open(gpid, &dir, self.options.clone(), peers) {
+            Ok(p) => p,
+            Err(source) => {
+                // A copy that cannot open (a full or failing disk, too many open files) is
+                // reported lost with the next beacon, so that the meta moves its role away
+                // instead of waiting on a live node that serves nothing; once the meta has
+                // replaced it, it is forgotten and may be learned here again.
+                let e = ReplicaError::Partition { gpid, source };
+                error!(%gpid, "replica cannot open, reported lost: {e}");
+                self.lost.write().expect("lost").insert(gpid, e.to_string());
+                return Err(e);
+            }
+        };
         self.partitions
             .write()
             .expect("partitions")
@@ -715,6 +728,40 @@ impl ReplicaStub {
     }
 }
 
+impl ReplicaStub {
+    /// `GET /replica/digest?gpid=A.P`: what this node's copy of a partition holds (its applied
+    /// decree, its user keys and a CRC-64 over them, [`storage::Storage::digest`]), to compare
+    /// the copies of a partition: at one decree they must be equal. Reads the whole store.
+    fn digest(&self, req: &HttpRequest) -> HttpResponse {
+        if !req.args_within(&["gpid"]) {
+            return HttpResponse::error(400, "the only argument is `gpid`, e.g. `gpid=1.0`\n");
+        }
+        let gpid = req.arg("gpid").and_then(|g| {
+            let (a, p) = g.split_once('.')?;
+            Some(Gpid::new(a.parse().ok()?, p.parse().ok()?))
+        });
+        let Some(gpid) = gpid else {
+            return HttpResponse::error(
+                400,
+                "`gpid` must be `app_id.partition_index`, e.g. `1.0`\n",
+            );
+        };
+        let Some(store) = self.partition(gpid).and_then(|p| p.storage()) else {
+            return HttpResponse::error(404, format!("no replica {gpid} on this node\n"));
+        };
+        match store.digest() {
+            Ok(d) => HttpResponse::json(
+                &crate::http::Json::obj()
+                    .with("gpid", gpid.to_string())
+                    .with("decree", d.decree.to_string())
+                    .with("keys", d.keys.to_string())
+                    .with("crc64", format!("{:016x}", d.crc64)),
+            ),
+            Err(e) => HttpResponse::error(500, format!("reading replica {gpid}: {e}\n")),
+        }
+    }
+}
+
 impl Service for ReplicaStub {
     fn http(self: &Arc<Self>, req: HttpRequest) -> impl Future<Output = HttpResponse> + Send {
         let this = Arc::clone(self);
@@ -726,6 +773,7 @@ impl Service for ReplicaStub {
                     this.options.metrics.encode(&this.samples()),
                 ),
                 "/" => HttpResponse::ok(content::HTML, this.status_page()),
+                "/replica/digest" => this.digest(&req),
                 _ => crate::http::builtin(&req, this.started)
                     .unwrap_or_else(|| HttpResponse::not_found(&req.path)),
             })

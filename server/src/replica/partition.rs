@@ -154,6 +154,9 @@ pub struct PartitionOptions {
     pub pool: Arc<LazyPool>,
     /// Injected disk faults (tests: [`super::faults`]); none unless set.
     pub faults: Arc<Faults>,
+    /// This boot of the machine ([`super::boot`]): a copy last opened in another one, with
+    /// `plog_force_flush` off, may lack what it acknowledged.
+    pub boot_id: Arc<str>,
 }
 
 impl Default for PartitionOptions {
@@ -172,6 +175,7 @@ impl Default for PartitionOptions {
             metrics: Arc::default(),
             pool: LazyPool::new(2, TICK),
             faults: Arc::default(),
+            boot_id: super::boot::machine_boot_id().into(),
         }
     }
 }
@@ -320,6 +324,7 @@ impl Partition {
         peers: Option<Arc<dyn Peers>>,
     ) -> Result<Arc<Partition>, PartitionError> {
         let created = !dir.exists();
+        options.faults.check(super::faults::Point::ReplicaOpen)?;
         std::fs::create_dir_all(dir.join("data"))?;
         // A copy made or fetched before a restart is of no use.
         let _ = std::fs::remove_dir_all(dir.join("learn"));
@@ -349,7 +354,15 @@ impl Partition {
         plog.set_faults(Arc::clone(&options.faults));
         let highest_ballot = logged.iter().map(|m| m.ballot).max().unwrap_or(0);
         info!(%gpid, applied, logged = logged.len(), "replica opened");
+        // With fsync off, a copy reopened after the machine restarted may lack what it
+        // acknowledged: it asks to leave its group and learns again.
+        let lossy = peers.is_some()
+            && super::boot::open_in_boot(dir, &options.boot_id, !options.plog_force_flush)?;
+        if lossy {
+            warn!(%gpid, applied, logged = logged.len(), "this copy may lack acknowledged writes (reopened after the machine restarted, with plog_force_flush = false): it takes no part in its group until it learned again");
+        }
         let mut replica = Replica::recover(options.me, options.replication, applied, logged);
+        replica.set_lossy(lossy);
         // Opened from disk: the process before may have been its primary and sent prepares it
         // never logged, so it is primary only in a ballot the meta grants it from now on. A
         // replica just made, or on its own, had no process before.
@@ -381,6 +394,7 @@ impl Partition {
             next_id: 1,
             prepares: BTreeMap::new(),
             max_replica_count: 1,
+            lossy,
         };
         // A bug in the driver costs this replica (reported lost), not the node: see
         // `DriverJob::finish`.
@@ -812,6 +826,8 @@ struct Driver {
     prepares: BTreeMap<(u64, u64), PrepareDone>,
     /// The table's copies, as the last configuration said.
     max_replica_count: i32,
+    /// The copy's folder holds the lossy mark ([`super::boot`]).
+    lossy: bool,
 }
 
 impl Driver {
@@ -1228,7 +1244,18 @@ impl Driver {
     /// Feeds the state machine and carries out what it asks, except the appends, applies and
     /// replies, which the round does in order.
     fn step(&mut self, input: Input<SocketAddrV4, Effects>, round: &mut Round) {
-        for output in self.replica.handle(input) {
+        let outputs = self.replica.handle(input);
+        if self.lossy && !self.replica.lossy() {
+            // Learned again (or its group's only copy): the mark goes.
+            match super::boot::clear_lossy(&self.dir) {
+                Ok(()) => {
+                    self.lossy = false;
+                    info!(gpid = %self.gpid, "this copy holds its group's history again");
+                }
+                Err(e) => warn!(gpid = %self.gpid, "clearing the lossy mark: {e}"),
+            }
+        }
+        for output in outputs {
             match output {
                 Output::Send { to, message } => self.send(to, message, round),
                 Output::Append(m) => round.appends.push(to_plog(m)),
@@ -1300,7 +1327,11 @@ impl Driver {
                     }
                 }
                 Output::Remove { member, ballot } => {
-                    warn!(gpid = %self.gpid, %member, ballot, "a secondary did not acknowledge in time: asking the meta to remove it");
+                    if member == self.me {
+                        warn!(gpid = %self.gpid, ballot, "this copy may lack acknowledged writes: asking the meta to remove it");
+                    } else {
+                        warn!(gpid = %self.gpid, %member, ballot, "a secondary did not acknowledge in time: asking the meta to remove it");
+                    }
                     if let Some(peers) = &self.peers {
                         peers.update(
                             self.gpid,

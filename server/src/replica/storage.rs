@@ -19,6 +19,8 @@ use super::plog::{Mutation, Op};
 
 /// The key holding the last applied decree.
 const APPLIED_DECREE_KEY: &[u8] = b"\xff\xffpegasus.applied_decree";
+/// The server's own keys start so; a user key cannot (its hash key would be 65,535 bytes).
+const INTERNAL_PREFIX: &[u8] = b"\xff\xff";
 
 /// The key holding when the last manual compaction finished (unix seconds).
 const MANUAL_COMPACT_KEY: &[u8] = b"\xff\xffpegasus.manual_compact_finish";
@@ -27,6 +29,17 @@ const MANUAL_COMPACT_KEY: &[u8] = b"\xff\xffpegasus.manual_compact_finish";
 #[derive(Debug, thiserror::Error)]
 #[error("rocksdb: {0}")]
 pub struct StorageError(#[from] rocksdb::Error);
+
+/// What a store holds ([`Storage::digest`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreDigest {
+    /// The last decree applied.
+    pub decree: u64,
+    /// User keys.
+    pub keys: u64,
+    /// CRC-64/XZ over every user key and value, in key order.
+    pub crc64: u64,
+}
 
 /// The `[pegasus.server]` RocksDB options this server applies.
 #[derive(Clone)]
@@ -198,6 +211,37 @@ impl Storage {
             .get_pinned(APPLIED_DECREE_KEY)?
             .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(0))
+    }
+
+    /// What the store holds, from one snapshot: its applied decree, its number of user keys and
+    /// a CRC-64 over every user key and value in order (the server's own keys, which differ
+    /// between copies, left out). Two copies at one decree must have equal digests. Reads the
+    /// whole store: an operator's or a test's check, not a request path.
+    pub fn digest(&self) -> Result<StoreDigest, StorageError> {
+        const CRC64: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+        let snapshot = self.db.snapshot();
+        let decree = snapshot
+            .get(APPLIED_DECREE_KEY)?
+            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0);
+        let mut digest = CRC64.digest();
+        let mut keys = 0;
+        for item in snapshot.iterator(IteratorMode::Start) {
+            let (k, v) = item?;
+            if k.starts_with(INTERNAL_PREFIX) {
+                continue;
+            }
+            for part in [&k, &v] {
+                digest.update(&(part.len() as u64).to_be_bytes());
+                digest.update(part);
+            }
+            keys += 1;
+        }
+        Ok(StoreDigest {
+            decree,
+            keys,
+            crc64: digest.finalize(),
+        })
     }
 
     /// Applies mutations in one atomic batch, without the RocksDB WAL.

@@ -25,6 +25,9 @@ use pegasus_protocol::types::app_status;
 /// The environment variable naming a replica server's faults file (the server's
 /// `replica::faults`; the tools do not link the server).
 const FAULTS_FILE_ENV: &str = "PEGASUS_FAULTS_FILE";
+/// The file a replica server reads its machine's boot id from, when it holds one (tests emulate
+/// a reboot by writing a new one).
+const BOOT_ID_FILE_ENV: &str = "PEGASUS_BOOT_ID_FILE";
 
 /// The node template.
 pub const TEMPLATE: &str = include_str!("config.min.ini");
@@ -110,7 +113,9 @@ pub struct OneboxOptions {
     /// (which is made when the template has none).
     pub extra_config: Vec<(String, String, String)>,
     /// Replica servers follow a faults file, `<node dir>/faults` (`PEGASUS_FAULTS_FILE`: disk
-    /// faults injected by tests, see [`Onebox::inject_faults`]).
+    /// faults injected by tests, see [`Onebox::inject_faults`]), and take their machine's boot
+    /// id from `<node dir>/boot_id` when it holds one (`PEGASUS_BOOT_ID_FILE`: a test emulates a
+    /// reboot by writing a new one).
     pub faults: bool,
 }
 
@@ -493,6 +498,7 @@ impl Onebox {
             .stderr(err);
         if self.options.faults && matches!(node, Node::Replica(_)) {
             command.env(FAULTS_FILE_ENV, dir.join("faults"));
+            command.env(BOOT_ID_FILE_ENV, dir.join("boot_id"));
         }
         let pid = spawn_detached(&mut command).map_err(io("cannot start", &self.options.server))?;
         fs::write(dir.join("pid"), pid.to_string())
