@@ -602,6 +602,9 @@ thrift_struct! {
         /// The id made when the node's data dirs were first used (0: unknown): another one
         /// than before means its disks were replaced or wiped.
         8: disk_id: i64,
+        /// Replicas that may lack writes they acknowledged (reopened after the machine
+        /// restarted, with `plog_force_flush = false`) and have not learned again since.
+        9: lossy: Vec<Gpid>,
     }
 }
 
@@ -1127,6 +1130,7 @@ mod tests {
             ballots: vec![3, 1],
             closed: vec![Gpid::new(5, 2)],
             disk_id: 0x1234_5678_9abc,
+            lossy: vec![Gpid::new(2, 7)],
         };
         let mut bytes = Vec::new();
         encode(&b, &mut bytes).unwrap();

@@ -733,8 +733,9 @@ where
                 }
                 return;
             }
-            // The group's one copy: what it holds is the partition's history from now on.
-            self.lossy = false;
+            // The group's one member: as a restarted primary, it goes on only in a ballot the
+            // meta grants it after the restart, which it does only when no copy that holds
+            // more is left (the meta knows this copy is lossy).
         }
         if self.restarted && config.primary == Some(self.me) {
             if self.granted.is_none_or(|g| config.ballot < g) {
@@ -762,6 +763,9 @@ where
         self.config = config;
         self.removing = None;
         if self.config.primary == Some(self.me) {
+            // Lossy, it is primary only as its group's one member, granted by the meta: what
+            // it holds is the partition's history from now on.
+            self.lossy = false;
             self.role = Role::Primary;
             self.serving = true;
             self.reconcile(out);
@@ -1398,13 +1402,18 @@ mod tests {
             tail: Vec::new(),
         });
         assert!(!r.lossy());
-        // The one member of its group goes on with what it holds (as a restarted primary).
+        // The one member of its group asks for a ballot as a restarted primary does, and goes
+        // on with what it holds only once the meta granted one (it does as the last resort).
         let mut alone = R::recover(2, Options::default(), 0, Vec::new());
         alone.set_lossy(true);
         assert_eq!(
             alone.handle(Input::Config(config(4, 2, &[]))),
             [Output::RaiseBallot { ballot: 4 }]
         );
+        assert!(alone.lossy());
+        alone.handle(Input::Granted { ballot: 5 });
+        alone.handle(Input::Config(config(5, 2, &[])));
+        assert_eq!(alone.role(), Role::Primary);
         assert!(!alone.lossy());
     }
 

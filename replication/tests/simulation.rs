@@ -50,7 +50,14 @@ use pegasus_replication::{Config, Input, Message, Mutation, Options, Output, Rep
 /// they acknowledged unchecked: acknowledged writes gone, copies diverged.
 /// 192, 3046: a learner that missed one prepare (sent once) reported the decree before it for
 /// the rest of the ballot: never upgraded, its group a copy short for good.
-const REGRESSIONS: &[u64] = &[3857, 117, 397, 10765, 66030, 165, 521, 1304, 192, 3046];
+/// 148094, 154139, 159161 (fsync off): a copy that re-learned from the log after its power loss
+/// kept its old log, which lacked entries its store held and kept older ones in their place; as
+/// primary it taught a learner those. 67541 (fsync off): a primary that lost power while its one
+/// secondary was being removed came back the group's only member and went on without what the
+/// removed copy held.
+const REGRESSIONS: &[u64] = &[
+    3857, 117, 397, 10765, 66030, 165, 521, 1304, 192, 3046, 148094, 154139, 159161, 67541,
+];
 
 /// splitmix64: small, fast, and the same everywhere.
 struct Rng(u64);
@@ -190,6 +197,9 @@ struct Sim {
     fetching: BTreeMap<Node, u64>,
     /// The group's size the meta keeps.
     copies_wanted: usize,
+    /// Members that left, the last to leave last (Pegasus's `last_drops`): a group left with
+    /// no member waits for the last that left, which holds everything committed.
+    last_drops: Vec<Node>,
     /// Agreement: decree -> what was applied there.
     applied: BTreeMap<u64, Option<Write>>,
     /// Ballot -> the replica that committed as primary in it.
@@ -273,6 +283,7 @@ impl Sim {
             proposed: None,
             fetching: BTreeMap::new(),
             copies_wanted: n as usize,
+            last_drops: Vec::new(),
             applied: BTreeMap::new(),
             primaries: BTreeMap::new(),
             acked: BTreeMap::new(),
@@ -324,8 +335,18 @@ impl Sim {
         let Some(replica) = self.copies.get_mut(&node).and_then(|c| c.replica.as_mut()) else {
             return Ok(());
         };
+        let was_lossy = replica.lossy();
         let out = replica.handle(input);
         let (role, ballot) = (replica.role(), replica.ballot());
+        if was_lossy && !replica.lossy() {
+            // No longer lossy (learned again, or its group's one copy): its log, which may lack
+            // entries its store holds and keep older ones in their place, is started afresh
+            // (as the driver does), so it never teaches from it.
+            let copy = self.copies.get_mut(&node).expect("node");
+            copy.log.clear();
+            copy.appending.clear();
+            self.logged_now.retain(|(n, _, _)| *n != node);
+        }
         for o in out {
             match o {
                 Output::Send { to, message } => {
@@ -537,6 +558,18 @@ impl Sim {
     /// The meta: a new configuration, sent to everyone.
     fn reconfigure(&mut self, config: Config<Node>) {
         trace!(self, "config {config:?}");
+        let members = |c: &Config<Node>| -> Vec<Node> {
+            c.primary.iter().chain(&c.secondaries).copied().collect()
+        };
+        for gone in members(&self.config) {
+            if !config.has_member(&gone) {
+                self.last_drops.retain(|d| *d != gone);
+                self.last_drops.push(gone);
+            }
+        }
+        for joined in members(&config) {
+            self.last_drops.retain(|d| *d != joined);
+        }
         self.config = config;
         self.totals.configurations += 1;
         self.broadcast_config();
@@ -578,6 +611,27 @@ impl Sim {
                     && self.config.has_member(n)
                     && c.replica.as_ref().map_or(c.lost_power, |r| r.lossy())
             })
+    }
+
+    /// Whether `node` runs and reports that its copy may lack what it acknowledged.
+    fn reports_lossy(&self, node: Node) -> bool {
+        self.copies[&node]
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.lossy())
+    }
+
+    /// Whether `node`, reporting its copy lossy, is still the best there is: the group's one
+    /// member, and every other node that left the group is back and lossy too (every machine
+    /// lost power): it goes on with what it holds.
+    fn last_resort(&self, node: Node) -> bool {
+        self.config.primary == Some(node)
+            && self.config.secondaries.is_empty()
+            && self
+                .last_drops
+                .iter()
+                .filter(|d| **d != node)
+                .all(|d| self.alive(*d) && self.reports_lossy(*d))
     }
 
     fn meta_step(&mut self, fd_delay: u64, faulty: bool) {
@@ -627,7 +681,9 @@ impl Sim {
                     next.secondaries.retain(|s| *s != member);
                     self.reconfigure(next);
                 }
-                Ask::Raise => {
+                // A copy that reported it may lack what it acknowledged is granted a ballot
+                // only as the last resort (see `last_resort`).
+                Ask::Raise if !self.reports_lossy(from) || self.last_resort(from) => {
                     let mut next = self.config.clone();
                     next.ballot += 1;
                     self.totals.raised += 1;
@@ -663,21 +719,60 @@ impl Sim {
                 self.send(primary, Envelope::AddLearner(learner), faulty);
             }
         }
+        // A member that reports its copy may lack what it acknowledged leaves, as a dead one
+        // does (its beacon says so; here the meta reads it at once); a primary's place goes to
+        // a live secondary that does not, or the group waits.
+        let lossy: Vec<Node> = self
+            .copies
+            .keys()
+            .copied()
+            .filter(|n| {
+                self.config.has_member(n) && self.reports_lossy(*n) && !self.last_resort(*n)
+            })
+            .collect();
+        for node in lossy {
+            self.totals.left += 1;
+            let mut next = self.config.clone();
+            next.ballot += 1;
+            next.secondaries.retain(|s| *s != node);
+            if next.primary == Some(node) {
+                next.primary = None;
+            }
+            self.reconfigure(next);
+        }
         // A group whose primary left with no live secondary to take over: the first secondary
-        // back is made primary (Pegasus's last_drops: never a copy outside the group).
+        // back is made primary (never a copy outside the group).
         if self.config.primary.is_none() {
             let live: Vec<Node> = self
                 .config
                 .secondaries
                 .iter()
                 .copied()
-                .filter(|s| self.alive(*s))
+                .filter(|s| self.alive(*s) && !self.reports_lossy(*s))
                 .collect();
             if let Some(&heir) = live.first() {
                 let mut next = self.config.clone();
                 next.ballot += 1;
                 next.primary = Some(heir);
                 next.secondaries.retain(|s| *s != heir);
+                self.reconfigure(next);
+            }
+        }
+        // A group without members: the last that left, which holds everything committed, is made
+        // primary once it is back (Pegasus's last_drops); one that reports it may lack what it
+        // acknowledged is passed over for the one that left before it, unless every one is such.
+        if self.config.members() == 0 {
+            let candidate = self
+                .last_drops
+                .iter()
+                .rev()
+                .copied()
+                .find(|n| !(self.alive(*n) && self.reports_lossy(*n)))
+                .or_else(|| self.last_drops.last().copied());
+            if let Some(heir) = candidate.filter(|n| self.alive(*n)) {
+                let mut next = self.config.clone();
+                next.ballot += 1;
+                next.primary = Some(heir);
                 self.reconfigure(next);
             }
         }

@@ -217,6 +217,8 @@ struct Beat {
     compacted: Vec<i64>,
     /// The configuration ballot each of `replicas` runs.
     ballots: Vec<i64>,
+    /// The replicas that may lack what they acknowledged.
+    lossy: Vec<Gpid>,
 }
 
 /// Primaries being replaced while [`MetaServer::publish`] persists the change: their beacons
@@ -552,6 +554,7 @@ impl MetaServer {
                 replicas: Vec::new(),
                 errors: Vec::new(),
                 ballots: HashMap::new(),
+                lossy: Vec::new(),
             });
         }
         if let Some(level) = self.zk.load_level().await? {
@@ -595,6 +598,7 @@ impl MetaServer {
                         committed: beat.committed.clone(),
                         compacted: beat.compacted.clone(),
                         ballots: beat.ballots.clone(),
+                        lossy: beat.lossy.clone(),
                     };
                     (*node, copy)
                 })
@@ -604,6 +608,7 @@ impl MetaServer {
             state.note_committed(node, &beat.replicas, &beat.committed);
             let revived = state.beacon(node, beat.replicas.clone(), beat.errors, beat.at);
             state.note_ballots(node, &beat.replicas, &beat.ballots);
+            state.note_lossy(node, beat.lossy);
             if revived {
                 info!(%node, "replica server alive");
             }
@@ -1034,6 +1039,7 @@ impl MetaServer {
             let news = beats.get(&node).is_none_or(|last| {
                 last.replicas != b.replicas
                     || last.errors != b.errors
+                    || last.lossy != b.lossy
                     || last.ballots != b.ballots
                     || now.duration_since(last.at) > self.options.fd_check
             });
@@ -1041,6 +1047,7 @@ impl MetaServer {
                 at: now,
                 replicas: b.replicas,
                 errors: b.errors,
+                lossy: b.lossy,
                 committed: b.committed,
                 compacted: b.compacted,
                 ballots: b.ballots,

@@ -185,6 +185,9 @@ pub struct Node {
     pub errors: Vec<Gpid>,
     /// The configuration ballot each of its replicas last reported running.
     pub ballots: HashMap<Gpid, i64>,
+    /// Replicas it reported may lack what they acknowledged (a power loss with
+    /// `plog_force_flush = false`): not served from, passed over in `last_drops`, learned again.
+    pub lossy: Vec<Gpid>,
 }
 
 /// The cluster.
@@ -288,6 +291,7 @@ impl Cluster {
             replicas: Vec::new(),
             errors: Vec::new(),
             ballots: HashMap::new(),
+            lossy: Vec::new(),
         });
         let revived = !entry.alive;
         entry.last_beacon = now;
@@ -325,6 +329,36 @@ impl Cluster {
         }
     }
 
+    /// Records the replicas `node` reported lossy (see [`Node::lossy`]).
+    pub fn note_lossy(&mut self, node: SocketAddrV4, lossy: Vec<Gpid>) {
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.lossy = lossy;
+        }
+    }
+
+    /// Whether `addr` runs and reports its copy of `gpid` lossy.
+    fn reports_lossy(&self, addr: &SocketAddrV4, gpid: Gpid) -> bool {
+        self.nodes
+            .get(addr)
+            .is_some_and(|n| n.alive && n.lossy.contains(&gpid))
+    }
+
+    /// Whether `addr`, reporting its copy of `gpid` lossy, is still the best copy there is: the
+    /// partition's one member, and every other node that left it is back and lossy too (every
+    /// machine lost power). It then goes on with what it holds.
+    fn last_resort(&self, addr: &SocketAddrV4, gpid: Gpid) -> bool {
+        let Some(p) = self.partition(gpid) else {
+            return false;
+        };
+        p.primary_addr() == Some(*addr)
+            && p.secondaries.is_empty()
+            && p.last_drops
+                .iter()
+                .filter_map(|d| d.parse::<SocketAddrV4>().ok())
+                .filter(|d| d != addr)
+                .all(|d| self.reports_lossy(&d, gpid))
+    }
+
     /// Whether `node` reported its replica of `gpid` running ballot `ballot` or a later one.
     fn runs(&self, node: &SocketAddrV4, gpid: Gpid, ballot: i64) -> bool {
         self.nodes
@@ -333,8 +367,19 @@ impl Cluster {
             .is_some_and(|b| *b >= ballot)
     }
 
-    /// Whether `addr` serves `gpid`: alive, and it has not reported that copy lost.
+    /// Whether `addr` serves `gpid`: alive, and it has not reported that copy lost, nor lossy
+    /// (unless it is the [`Cluster::last_resort`]).
     fn serves(&self, addr: &SocketAddrV4, gpid: Gpid) -> bool {
+        self.nodes.get(addr).is_some_and(|n| {
+            n.alive
+                && !n.errors.contains(&gpid)
+                && (!n.lossy.contains(&gpid) || self.last_resort(addr, gpid))
+        })
+    }
+
+    /// Whether `addr` may learn a copy of `gpid`: alive, and not holding it as lost (a lossy
+    /// copy learns again).
+    fn may_learn(&self, addr: &SocketAddrV4, gpid: Gpid) -> bool {
         self.nodes
             .get(addr)
             .is_some_and(|n| n.alive && !n.errors.contains(&gpid))
@@ -472,15 +517,27 @@ impl Cluster {
                         }
                     }
                     (None, None) => {
+                        // The last that left holds everything committed; one back that reports
+                        // its copy lossy is passed over for the one that left before it, unless
+                        // every one is such (then the last goes on with what it holds).
+                        let drops: Vec<SocketAddrV4> = after
+                            .last_drops
+                            .iter()
+                            .filter_map(|d| d.parse::<SocketAddrV4>().ok())
+                            .collect();
+                        let candidate = drops
+                            .iter()
+                            .rev()
+                            .find(|d| !self.reports_lossy(d, gpid))
+                            .or(drops.last())
+                            .copied();
                         if after.secondaries.is_empty()
-                            && let Some(last) = after
-                                .last_drops
-                                .last()
-                                .and_then(|d| d.parse::<SocketAddrV4>().ok())
-                            && self.serves(&last, gpid)
-                            && self.nodes[&last].replicas.contains(&gpid)
+                            && let Some(last) = candidate
+                            && self.nodes.get(&last).is_some_and(|n| {
+                                n.alive && !n.errors.contains(&gpid) && n.replicas.contains(&gpid)
+                            })
                         {
-                            after.last_drops.pop();
+                            after.last_drops.retain(|d| *d != last.to_string());
                             after.primary = last.to_string();
                         }
                     }
@@ -858,6 +915,11 @@ impl Cluster {
         ballot: i64,
         node: SocketAddrV4,
     ) -> Result<Option<Changed>, StaleBallot> {
+        // A copy that may lack what it acknowledged is granted a ballot only as the last
+        // resort; otherwise it is replaced (see `assign`).
+        if self.reports_lossy(&node, gpid) && !self.last_resort(&node, gpid) {
+            return Err(StaleBallot);
+        }
         let p = self.at_ballot(gpid, ballot)?;
         if p.primary_addr() != Some(node) {
             return Ok(None);
@@ -945,7 +1007,7 @@ impl Cluster {
             }) {
                 continue;
             }
-            let fit = |a: &SocketAddrV4| self.serves(a, gpid) && !p.has_member(*a);
+            let fit = |a: &SocketAddrV4| self.may_learn(a, gpid) && !p.has_member(*a);
             let returning = p
                 .last_drops
                 .iter()
@@ -1428,5 +1490,57 @@ mod tests {
         assert_eq!(p.primary, "", "no other copy: no primary, not an empty one");
         assert_eq!(p.last_drops, vec![lost.to_string()]);
         assert!(c.assign(1).is_empty(), "and it stays so");
+    }
+
+    /// Regression guard (simulation seed 67541): a primary that lost power with fsync off came
+    /// back its partition's one member (its secondary had just been removed) and went on without
+    /// what the removed copy held. A copy reported lossy serves nothing, is passed over in
+    /// `last_drops` for the copy that left before it, learns again, and is granted a ballot only
+    /// when every other copy that left is lossy too.
+    #[test]
+    fn a_lossy_copy_is_passed_over_for_the_copy_that_left_before_it() {
+        let mut c = cluster(&[1, 2], 1, 2);
+        let gpid = Gpid::new(1, 0);
+        c.assign(1);
+        let p = c.apps[&1].partitions[0].clone();
+        let (primary, secondary) = (p.primary_addr().unwrap(), p.secondary_addrs()[0]);
+        let now = Instant::now();
+        for n in [primary, secondary] {
+            c.beacon(n, all(&c), vec![], now);
+        }
+        // The secondary is removed (its primary asked), then the primary is back lossy.
+        c.remove_member(gpid, p.ballot, secondary).unwrap();
+        c.note_lossy(primary, vec![gpid]);
+        assert!(
+            c.raise_ballot(gpid, c.apps[&1].partitions[0].ballot, primary)
+                .is_err(),
+            "no ballot for a lossy copy while the removed one may take over"
+        );
+        // Dropped (it serves nothing), then the copy that left before it takes over.
+        c.assign(1);
+        assert_eq!(c.apps[&1].partitions[0].primary, "");
+        c.assign(1);
+        let p = &c.apps[&1].partitions[0];
+        assert_eq!(p.primary, secondary.to_string(), "{p:?}");
+        // The lossy copy learns again there.
+        let learners = c.learners(now, Duration::ZERO);
+        assert_eq!(learners, vec![(gpid, secondary, primary)]);
+        // Every copy lossy (every machine lost power): the last goes on with what it holds.
+        let mut c = cluster(&[1, 2], 1, 2);
+        c.assign(1);
+        let p = c.apps[&1].partitions[0].clone();
+        let (primary, secondary) = (p.primary_addr().unwrap(), p.secondary_addrs()[0]);
+        for n in [primary, secondary] {
+            c.beacon(n, all(&c), vec![], now);
+            c.note_lossy(n, vec![gpid]);
+        }
+        c.remove_member(gpid, p.ballot, secondary).unwrap();
+        let ballot = c.apps[&1].partitions[0].ballot;
+        assert!(c.raise_ballot(gpid, ballot, primary).unwrap().is_some());
+        assert!(
+            c.assign(1).is_empty(),
+            "it stays primary: {:?}",
+            c.apps[&1].partitions[0]
+        );
     }
 }

@@ -60,6 +60,7 @@ pub async fn run(
             ballots: held.iter().map(|h| h.ballot as i64).collect(),
             closed: stub.closed(),
             disk_id: stub.disk_id(),
+            lossy: stub.lossy(),
         });
         let timeout = options.interval.max(Duration::from_secs(1));
         // The known leader first, then every meta; a redirect goes to the front.

@@ -303,6 +303,20 @@ impl ReplicaStub {
         self.link.as_ref()
     }
 
+    /// The replicas that may lack writes they acknowledged (see [`boot`]), for the meta.
+    pub fn lossy(&self) -> Vec<Gpid> {
+        let mut lossy: Vec<Gpid> = self
+            .partitions
+            .read()
+            .expect("partitions")
+            .iter()
+            .filter(|(_, p)| p.lossy())
+            .map(|(g, _)| *g)
+            .collect();
+        lossy.sort();
+        lossy
+    }
+
     /// The replicas this node lost (damaged, unable to open, or stopped by a failed write: a
     /// full disk, an I/O error), with why. The meta hears of them with every beacon.
     pub fn lost(&self) -> BTreeMap<Gpid, String> {

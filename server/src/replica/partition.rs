@@ -253,6 +253,8 @@ struct Status {
     /// 0 inactive, 1 primary, 2 secondary.
     role: std::sync::atomic::AtomicU8,
     readable: AtomicBool,
+    /// May lack what it acknowledged ([`super::boot`]): reported to the meta until it learned.
+    lossy: AtomicBool,
     ballot: AtomicU64,
     committed: AtomicU64,
 }
@@ -373,6 +375,7 @@ impl Partition {
             .mailbox(options.write_queue + MESSAGE_ROOM);
         let failed = Arc::new(OnceLock::new());
         let status = Arc::new(Status::default());
+        status.lossy.store(lossy, Ordering::Release);
         let queued = Arc::new(AtomicUsize::new(0));
         let standalone = peers.is_none();
         let storage: Slot = Arc::new(std::sync::RwLock::new(Some(storage)));
@@ -592,6 +595,12 @@ impl Partition {
     /// The ballot of the configuration it knows.
     pub fn ballot(&self) -> u64 {
         self.status.ballot.load(Ordering::Acquire)
+    }
+
+    /// Whether it may lack writes it acknowledged and has not learned again since (see
+    /// [`super::boot`]).
+    pub fn lossy(&self) -> bool {
+        self.status.lossy.load(Ordering::Acquire)
     }
 
     /// Its commit point.
@@ -1246,10 +1255,18 @@ impl Driver {
     fn step(&mut self, input: Input<SocketAddrV4, Effects>, round: &mut Round) {
         let outputs = self.replica.handle(input);
         if self.lossy && !self.replica.lossy() {
-            // Learned again (or its group's only copy): the mark goes.
-            match super::boot::clear_lossy(&self.dir) {
+            // Learned again (or granted its group's primary as the last copy): its log, which
+            // may lack entries its store holds and keep older ones in their place, starts
+            // afresh before anything else is appended (so it never teaches from it), and the
+            // mark goes.
+            let cleared = self
+                .plog
+                .reset()
+                .and_then(|()| super::boot::clear_lossy(&self.dir));
+            match cleared {
                 Ok(()) => {
                     self.lossy = false;
+                    self.status.lossy.store(false, Ordering::Release);
                     info!(gpid = %self.gpid, "this copy holds its group's history again");
                 }
                 Err(e) => warn!(gpid = %self.gpid, "clearing the lossy mark: {e}"),
