@@ -1095,6 +1095,11 @@ impl MetaServer {
             return answer(ErrorCode::InvalidParameters, 0);
         }
         let mut state = self.lock().await;
+        // Leadership may have gone while this waited behind a slow change (ZooKeeper would
+        // refuse the write anyway; this answers the client rightly).
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers, 0);
+        }
         if let Some(existing) = state.app_by_name(&r.app_name) {
             let same = existing.info.partition_count == o.partition_count;
             return if o.success_if_exist && same {
@@ -1147,6 +1152,9 @@ impl MetaServer {
             return answer(ErrorCode::InvalidParameters);
         }
         let mut state = self.lock().await;
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers);
+        }
         let Some(app_id) = state.app_by_name(&r.app_name).map(|a| a.info.app_id) else {
             return answer(if r.options.success_if_not_exist {
                 ErrorCode::Ok
@@ -1182,6 +1190,9 @@ impl MetaServer {
             return answer(ErrorCode::ForwardToOthers);
         }
         let mut state = self.lock().await;
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers);
+        }
         let Some(app) = state.apps.get(&r.app_id).filter(|a| !a.info.expired()) else {
             return answer(ErrorCode::AppNotExist);
         };
@@ -1327,6 +1338,9 @@ impl MetaServer {
             return answer(ErrorCode::ForwardToOthers, String::new());
         }
         let mut state = self.lock().await;
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers, String::new());
+        }
         let Some(app) = state.app_by_name(&r.app_name) else {
             return answer(
                 ErrorCode::AppNotExist,
