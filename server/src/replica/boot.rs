@@ -11,7 +11,8 @@
 //! `/proc/sys/kernel/random/boot_id`, or the file `PEGASUS_BOOT_ID_FILE` names: tests emulate a
 //! reboot with it). A copy opened in another boot with fsync off is marked: `lossy` in its folder,
 //! synced, so that a second restart before it learned again does not forget it; the mark goes
-//! once it holds a copy learned from its primary (or is its group's only member).
+//! once it holds a copy learned from its primary (or is granted its group's primary as the last
+//! copy). A clean stop syncs the log and forgets the boot, so a reboot after it is not a loss.
 
 use std::fs;
 use std::io::{self, Write};
@@ -73,6 +74,18 @@ pub fn open_in_boot(dir: &Path, boot: &str, fsync_off: bool) -> io::Result<bool>
     Ok(lossy)
 }
 
+/// The copy in `dir` stopped cleanly, its log synced: a restart of the machine before it opens
+/// again loses nothing it acknowledged, so the boot it ran in is forgotten (a lossy mark stays).
+/// An operator's reboot of one machine after another then costs no copy a relearning.
+pub fn mark_clean(dir: &Path) -> io::Result<()> {
+    let boot = dir.join(BOOT_FILE);
+    match fs::remove_file(&boot) {
+        Ok(()) => sync_parent(&boot),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The copy in `dir` holds what its group committed again: the mark goes.
 pub fn clear_lossy(dir: &Path) -> io::Result<()> {
     let marker = dir.join(LOSSY_FILE);
@@ -120,5 +133,13 @@ mod tests {
         assert!(!open_in_boot(d, "", true).unwrap());
         // The boot recorded stays the last one known: a later reboot is still seen.
         assert!(open_in_boot(d, "boot-4", true).unwrap());
+        // A clean stop (its log synced) forgets the boot: the next one after a reboot is sound.
+        clear_lossy(d).unwrap();
+        mark_clean(d).unwrap();
+        assert!(!open_in_boot(d, "boot-5", true).unwrap());
+        // But a lossy mark outlives a clean stop.
+        assert!(open_in_boot(d, "boot-6", true).unwrap());
+        mark_clean(d).unwrap();
+        assert!(open_in_boot(d, "boot-7", true).unwrap());
     }
 }

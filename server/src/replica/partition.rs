@@ -949,6 +949,17 @@ impl Driver {
         }
         self.status.readable.store(false, Ordering::Release);
         self.status.role.store(0, Ordering::Release);
+        // A clean stop with appends not fsynced: the log made durable now, a reboot of the
+        // machine before the next open loses nothing, so it is not taken for one that may have.
+        if !self.options.plog_force_flush && self.peers.is_some() {
+            let clean = self
+                .plog
+                .sync_all()
+                .and_then(|()| super::boot::mark_clean(&self.dir));
+            if let Err(e) = clean {
+                warn!(gpid = %self.gpid, "syncing the log at close: {e}");
+            }
+        }
     }
 
     fn publish(&self) {

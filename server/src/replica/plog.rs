@@ -300,6 +300,15 @@ impl Plog {
         self.sync = sync;
     }
 
+    /// Makes every file of the log durable (with appends not fsynced, before a clean stop: see
+    /// [`super::boot::mark_clean`]).
+    pub fn sync_all(&mut self) -> io::Result<()> {
+        for segment in &self.segments {
+            File::open(&segment.path)?.sync_data()?;
+        }
+        sync_dir(&self.dir)
+    }
+
     /// Counts appends, their bytes and fsync times in `metrics`.
     pub fn set_metrics(&mut self, metrics: PlogMetrics) {
         self.metrics = metrics;
