@@ -25,6 +25,11 @@
 //!   before it commits anything new.
 //! - A replica that restarts is inactive: it acknowledges nothing until the meta puts it in a
 //!   configuration again.
+//! - A replica whose log may have lost appends it reported logged (fsync off, and the machine
+//!   restarted: [`Replica::set_lossy`]) takes no part as the copy it was: named a member of a
+//!   group with others, it asks the meta to remove it, and counts again once it has learned.
+//! - A learner holding a gap below the primary's commit point (a prepare it missed: prepares are
+//!   sent once) copies again after a prepare timeout.
 
 pub mod replica;
 

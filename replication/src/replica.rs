@@ -195,7 +195,8 @@ where
     /// acknowledge or reconcile as the copy it was: named a member of a group with others, it
     /// asks the meta to remove it ([`Output::Remove`] naming itself; a primary's place goes to
     /// a live secondary, which holds what it lost) and learns again when proposed; only as the
-    /// one member of its group does it go on with what it holds.
+    /// one member of its group, in a ballot the meta granted it after the restart (which the
+    /// meta does only when no copy that holds more is left), does it go on with what it holds.
     pub fn set_lossy(&mut self, lossy: bool) {
         self.lossy = lossy;
     }
