@@ -78,6 +78,9 @@ pub struct MetaOptions {
     pub meta_servers: Vec<SocketAddr>,
     /// Tables created at first bootstrap (`[meta_server.apps.*]`).
     pub bootstrap_apps: Vec<crate::config::BootstrapApp>,
+    /// `[replication] fd_lease_seconds`: how long a replica server serves after a beacon's
+    /// answer.
+    pub fd_lease: Duration,
     /// `[replication] fd_grace_seconds`.
     pub fd_grace: Duration,
     /// `[replication] fd_check_interval_seconds`.
@@ -171,6 +174,8 @@ pub struct MetaServer {
     view: Mutex<Arc<BTreeMap<i32, App>>>,
     /// Primaries being replaced while their new configurations are persisted.
     deposing: Mutex<Deposing>,
+    /// When each replica server was last answered a beacon (its lease runs from before then).
+    leased: Mutex<HashMap<SocketAddrV4, Instant>>,
     /// The last beacon of each replica server, folded into `state` by [`MetaServer::tend`].
     beats: Mutex<HashMap<SocketAddrV4, Beat>>,
     /// Each node's disk id as it last beaconed, and its memberships when the id changed (new
@@ -337,6 +342,7 @@ impl MetaServer {
             retired: Mutex::default(),
             changes: Mutex::default(),
             deposing: Mutex::default(),
+            leased: Mutex::default(),
             metrics,
             started: SystemTime::now(),
             availability: Mutex::default(),
@@ -742,7 +748,8 @@ impl MetaServer {
                 (now != Some(old)).then_some(old)
             })
             .collect();
-        let _deposing = (!deposed.is_empty()).then(|| Deposing::mark(&self.deposing, deposed));
+        let _deposing =
+            (!deposed.is_empty()).then(|| Deposing::mark(&self.deposing, deposed.clone()));
         let saved = {
             let configs: Vec<(i32, i32, &PartitionConfig)> = changed
                 .iter()
@@ -762,6 +769,25 @@ impl MetaServer {
                 continue;
             }
             persisted.push(c);
+        }
+        // A replaced primary may have been answered a beacon as its replacement was decided
+        // (one read the view just before): nobody learns of the new primary until the lease
+        // that answer gave has run out. Silent past its grace, as a replaced primary usually
+        // is, its last lease ran out long ago and this waits for nothing.
+        // (A primary replaced while alive, as the balancer's step down or its own request,
+        // hears of it and steps down itself: only those taken for dead are waited for.)
+        let leased_until = {
+            let leased = self.leased.lock().expect("leased");
+            deposed
+                .iter()
+                .filter(|n| state.nodes.get(n).is_none_or(|node| !node.alive))
+                .filter_map(|n| leased.get(n))
+                .max()
+                .map(|at| *at + self.options.fd_lease)
+        };
+        if let Some(until) = leased_until.filter(|u| *u > Instant::now()) {
+            warn!(?deposed, wait = ?(until - Instant::now()), "a replaced primary holds a lease given as it was replaced: its successor waits it out");
+            tokio::time::sleep_until(until.into()).await;
         }
         // Beacons and routing see the new configurations before any member hears of them.
         *self.view.lock().expect("view") = Arc::new(state.apps.clone());
@@ -1031,8 +1057,17 @@ impl MetaServer {
             }));
             (configs, dropped, gone)
         };
-        if Deposing::clear_for(&self.deposing, node) != Some(epoch) {
-            return busy();
+        {
+            // The lease this answer gives runs from before now: noted under the same lock as
+            // the marks, so a replacement marked after this waits it out (see `publish`).
+            let d = self.deposing.lock().expect("deposing");
+            if d.epoch != epoch || d.nodes.contains_key(&node) {
+                return busy();
+            }
+            self.leased
+                .lock()
+                .expect("leased")
+                .insert(node, Instant::now());
         }
         let news = {
             let mut beats = self.beats.lock().expect("beats");

@@ -51,6 +51,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             cluster_name: server.cluster_name.clone(),
             meta_servers: server.meta_servers.clone(),
             bootstrap_apps: server.bootstrap_apps.clone(),
+            fd_lease: server.fd_lease,
             fd_grace: server.fd_grace,
             fd_check: server.fd_check_interval,
             min_live_nodes: server.min_live_nodes,
