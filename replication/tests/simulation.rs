@@ -613,6 +613,18 @@ impl Sim {
             })
     }
 
+    /// A live secondary of `config`, chosen at random, to take the primary's place.
+    fn live_heir(&mut self, config: &Config<Node>) -> Option<Node> {
+        let live: Vec<Node> = config
+            .secondaries
+            .iter()
+            .copied()
+            .filter(|s| self.alive(*s))
+            .collect();
+        live.get(self.rng.below(live.len().max(1) as u64) as usize)
+            .copied()
+    }
+
     /// Whether `node` runs and reports that its copy may lack what it acknowledged.
     fn reports_lossy(&self, node: Node) -> bool {
         self.copies[&node]
@@ -655,14 +667,7 @@ impl Sim {
                 next.secondaries.retain(|s| *s != from);
                 if next.primary == Some(from) {
                     next.primary = None;
-                    let live: Vec<Node> = next
-                        .secondaries
-                        .iter()
-                        .copied()
-                        .filter(|s| self.alive(*s))
-                        .collect();
-                    if let Some(&heir) = live.get(self.rng.below(live.len().max(1) as u64) as usize)
-                    {
+                    if let Some(heir) = self.live_heir(&next) {
                         next.primary = Some(heir);
                         next.secondaries.retain(|s| *s != heir);
                     }
@@ -790,14 +795,7 @@ impl Sim {
             let mut next = self.config.clone();
             next.ballot += 1;
             if next.primary == Some(node) {
-                let live: Vec<Node> = next
-                    .secondaries
-                    .iter()
-                    .copied()
-                    .filter(|s| self.alive(*s))
-                    .collect();
-                let Some(&heir) = live.get(self.rng.below(live.len().max(1) as u64) as usize)
-                else {
+                let Some(heir) = self.live_heir(&next) else {
                     // Every copy is down: wait for them (Pegasus's last_drops).
                     continue;
                 };

@@ -881,16 +881,7 @@ async fn a_deposed_primary_gets_no_lease_that_outlives_its_replacement() {
         let created: CreateAppResponse = cluster
             .admin(
                 rpc::CREATE_APP,
-                CreateAppRequest {
-                    app_name: "lease".into(),
-                    options: CreateAppOptions {
-                        partition_count: 1,
-                        replica_count: 3,
-                        app_type: "pegasus".into(),
-                        is_stateful: true,
-                        ..CreateAppOptions::default()
-                    },
-                },
+                pegasus_tests::cluster::create_request("lease", 1, 3),
             )
             .await;
         if created.err.0 == "ERR_OK" {

@@ -13,11 +13,6 @@ use pegasus_tests::cluster::{TestCluster, Writers, b, check_all, eventually, los
 use pegasus_tests::history::History;
 use pegasus_tools::onebox::Node;
 
-/// The table's health, counted from its routing as Pegasus's shell counts it.
-async fn table_health(cluster: &TestCluster, name: &str) -> Health {
-    Health::of(&routing(cluster, name).await.partitions, MIN_WRITE_MEMBERS)
-}
-
 /// The replica servers the meta leader counts alive.
 async fn alive_nodes(cluster: &TestCluster) -> usize {
     let nodes: ListNodesResponse = cluster
@@ -31,15 +26,7 @@ async fn alive_nodes(cluster: &TestCluster) -> usize {
 }
 
 async fn routing(cluster: &TestCluster, name: &str) -> QueryCfgResponse {
-    cluster
-        .admin(
-            rpc::QUERY_CONFIG,
-            QueryCfgRequest {
-                app_name: name.into(),
-                partition_indices: Vec::new(),
-            },
-        )
-        .await
+    cluster.routing(name).await
 }
 
 /// Kills every replica server but `j` (of three) and waits until its copies, promoted, are the
@@ -62,7 +49,7 @@ async fn leave_alone(cluster: &TestCluster, j: usize, what: &str) {
 /// Waits until every partition of `temp` (4 of them) is fully healthy.
 async fn fully_healthy(cluster: &TestCluster, within: Duration, what: &str) {
     eventually(within, what, || async {
-        table_health(cluster, "temp").await.fully_healthy == 4
+        cluster.health("temp").await.fully_healthy == 4
     })
     .await;
 }
@@ -154,7 +141,7 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
     );
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     // Two copies of three: writable and readable, not fully healthy.
-    let health = table_health(&cluster, "temp").await;
+    let health = cluster.health("temp").await;
     assert_eq!((health.write_unhealthy, health.read_unhealthy), (0, 0));
     assert!(health.fully_healthy < 4, "{health:?}");
 
@@ -406,12 +393,7 @@ async fn a_history_under_kill_9_and_sigstop_has_no_lost_or_stale_version() {
         v.stale.len(),
         v.gap
     );
-    assert!(v.lost.is_empty(), "lost: {:?}", v.lost);
-    assert!(
-        v.stale.is_empty(),
-        "stale reads: {:?}",
-        &v.stale[..v.stale.len().min(10)]
-    );
+    v.assert_nothing_lost_or_stale();
     let gap = v.gap;
     assert!(gap < Duration::from_secs(15), "writes stopped for {gap:?}");
 }
@@ -449,8 +431,7 @@ async fn lively_moves_primaries_back_to_a_returning_node_without_losing_a_write(
         Duration::from_secs(30),
         "primaries off the dead node",
         || async {
-            primaries(&cluster).await[0] == 0
-                && table_health(&cluster, "temp").await.read_unhealthy == 0
+            primaries(&cluster).await[0] == 0 && cluster.health("temp").await.read_unhealthy == 0
         },
     )
     .await;
@@ -473,7 +454,7 @@ async fn lively_moves_primaries_back_to_a_returning_node_without_losing_a_write(
     eventually(Duration::from_secs(60), "primaries balanced", || async {
         let counts = primaries(&cluster).await;
         counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1
-            && table_health(&cluster, "temp").await.fully_healthy == 4
+            && cluster.health("temp").await.fully_healthy == 4
     })
     .await;
     let balanced = started.elapsed();
@@ -529,7 +510,7 @@ async fn lively_moves_copies_to_an_empty_node_and_the_old_ones_are_deleted() {
     loop {
         let c = copies().await;
         if c.iter().max().unwrap() - c.iter().min().unwrap() <= 1
-            && table_health(&cluster, "temp").await.fully_healthy == 4
+            && cluster.health("temp").await.fully_healthy == 4
         {
             break;
         }
@@ -734,16 +715,7 @@ async fn a_copy_that_fails_to_open_is_reported_and_its_partition_served_elsewher
     let created: CreateAppResponse = cluster
         .admin(
             rpc::CREATE_APP,
-            CreateAppRequest {
-                app_name: "fresh".into(),
-                options: CreateAppOptions {
-                    partition_count: 4,
-                    replica_count: 3,
-                    app_type: "pegasus".into(),
-                    is_stateful: true,
-                    ..CreateAppOptions::default()
-                },
-            },
+            pegasus_tests::cluster::create_request("fresh", 4, 3),
         )
         .await;
     assert_eq!(created.err.0, "ERR_OK");

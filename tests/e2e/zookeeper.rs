@@ -10,7 +10,9 @@ use pegasus_client::ClientError;
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::{RequestMeta, decode_response, encode_request_v0};
 use pegasus_protocol::types::*;
-use pegasus_tests::cluster::{TestCluster, Writers, eventually, free_port_block, lost};
+use pegasus_tests::cluster::{
+    TestCluster, Writers, create_request as create, eventually, free_port_block, lost,
+};
 use pegasus_tests::history::LeaderWatch;
 use pegasus_tools::onebox::{Node, Onebox, OneboxOptions};
 
@@ -23,20 +25,6 @@ fn with_session_timeout(o: &mut OneboxOptions) {
         "timeout_ms".into(),
         SESSION_TIMEOUT_MS.to_string(),
     ));
-}
-
-/// A create request for table `name`: `partitions` partitions of `replicas` copies.
-fn create(name: &str, partitions: i32, replicas: i32) -> CreateAppRequest {
-    CreateAppRequest {
-        app_name: name.into(),
-        options: CreateAppOptions {
-            partition_count: partitions,
-            replica_count: replicas,
-            app_type: "pegasus".into(),
-            is_stateful: true,
-            ..CreateAppOptions::default()
-        },
-    }
 }
 
 fn meta_pids(cluster: &TestCluster) -> Vec<Option<i32>> {

@@ -18,6 +18,24 @@ pub struct TestCluster {
     _dir: tempfile::TempDir,
 }
 
+/// A create request for table `name`: `partitions` partitions of `replicas` copies.
+pub fn create_request(
+    name: &str,
+    partitions: i32,
+    replicas: i32,
+) -> pegasus_protocol::types::CreateAppRequest {
+    pegasus_protocol::types::CreateAppRequest {
+        app_name: name.into(),
+        options: pegasus_protocol::types::CreateAppOptions {
+            partition_count: partitions,
+            replica_count: replicas,
+            app_type: "pegasus".into(),
+            is_stateful: true,
+            ..Default::default()
+        },
+    }
+}
+
 /// A base port with `n` free ports after it, below the kernel's ephemeral range (32768 and up):
 /// a port there is never handed to an outgoing connection, so a node that is killed and
 /// restarted gets its port back. Blocks are handed out in turn (tests run concurrently), from a
@@ -296,6 +314,26 @@ impl TestCluster {
             field("decree").parse().unwrap(),
             field("keys").parse().unwrap(),
             field("crc64"),
+        )
+    }
+
+    /// Table `name`'s routing, from the meta leader.
+    pub async fn routing(&self, name: &str) -> pegasus_protocol::types::QueryCfgResponse {
+        self.admin(
+            pegasus_protocol::codes::rpc::QUERY_CONFIG,
+            pegasus_protocol::types::QueryCfgRequest {
+                app_name: name.into(),
+                partition_indices: Vec::new(),
+            },
+        )
+        .await
+    }
+
+    /// Table `name`'s health, counted from its routing as Pegasus's shell counts it.
+    pub async fn health(&self, name: &str) -> pegasus_client::admin::Health {
+        pegasus_client::admin::Health::of(
+            &self.routing(name).await.partitions,
+            pegasus_client::admin::MIN_WRITE_MEMBERS,
         )
     }
 

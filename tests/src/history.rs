@@ -41,6 +41,18 @@ pub struct Verdict {
     pub gap: Duration,
 }
 
+impl Verdict {
+    /// Panics, naming them, when an acknowledged write was lost or a read was stale.
+    pub fn assert_nothing_lost_or_stale(&self) {
+        assert!(self.lost.is_empty(), "lost: {:?}", self.lost);
+        assert!(
+            self.stale.is_empty(),
+            "stale reads: {:?}",
+            &self.stale[..self.stale.len().min(10)]
+        );
+    }
+}
+
 impl History {
     /// Starts `writers` writers (keys `writer<i>`, sort key `v`) and `readers` readers.
     pub fn start(table: &Arc<Table>, writers: usize, readers: usize) -> History {

@@ -69,6 +69,17 @@ pub enum ZkError {
 /// Partitions read at once when a meta loads a table (each a request of its own, pipelined).
 const LOAD_WINDOW: usize = 500;
 
+/// A batch refused by the fence: `first` for its first node, the same refusal for the others.
+fn refuse_rest(saved: &mut Vec<Result<(), ZkError>>, first: ZkError, batch: &[(String, Vec<u8>)]) {
+    saved.push(Err(first));
+    saved.extend(batch[1..].iter().map(|(path, _)| {
+        Err(ZkError::Fenced {
+            lock: String::new(),
+            path: path.clone(),
+        })
+    }));
+}
+
 /// A node's data as this server writes it.
 fn parse_json<T: serde::de::DeserializeOwned>(path: &str, data: &[u8]) -> Result<T, ZkError> {
     serde_json::from_slice(data).map_err(|e| ZkError::Data {
@@ -597,13 +608,7 @@ impl Zk {
                 let (mut multi, lock) = match self.fenced(&client, &batch[0].0) {
                     Ok(m) => m,
                     Err(e) => {
-                        saved.push(Err(e));
-                        saved.extend(batch[1..].iter().map(|(p, _)| {
-                            Err(ZkError::Fenced {
-                                lock: String::new(),
-                                path: p.clone(),
-                            })
-                        }));
+                        refuse_rest(&mut saved, e, batch);
                         continue;
                     }
                 };
@@ -619,13 +624,7 @@ impl Zk {
                         }
                         Err((None, e @ ZkError::Fenced { .. })) => {
                             // Deposed: no write of this batch may land, one by one neither.
-                            saved.push(Err(e));
-                            saved.extend(batch[1..].iter().map(|(p, _)| {
-                                Err(ZkError::Fenced {
-                                    lock: String::new(),
-                                    path: p.clone(),
-                                })
-                            }));
+                            refuse_rest(&mut saved, e, batch);
                             continue;
                         }
                         Err(_) => {}
