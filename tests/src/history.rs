@@ -41,6 +41,22 @@ pub struct Verdict {
     pub gap: Duration,
 }
 
+impl std::fmt::Display for Verdict {
+    /// `12 acknowledged writes, 30 reads; lost 0, stale 0; longest write gap of one writer 1s`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} acknowledged writes, {} reads; lost {}, stale {}; longest write gap of one \
+             writer {:?}",
+            self.acked,
+            self.reads,
+            self.lost.len(),
+            self.stale.len(),
+            self.gap
+        )
+    }
+}
+
 impl Verdict {
     /// Panics, naming them, when an acknowledged write was lost or a read was stale.
     pub fn assert_nothing_lost_or_stale(&self) {

@@ -78,19 +78,18 @@ pub fn open_in_boot(dir: &Path, boot: &str, fsync_off: bool) -> io::Result<bool>
 /// again loses nothing it acknowledged, so the boot it ran in is forgotten (a lossy mark stays).
 /// An operator's reboot of one machine after another then costs no copy a relearning.
 pub fn mark_clean(dir: &Path) -> io::Result<()> {
-    let boot = dir.join(BOOT_FILE);
-    match fs::remove_file(&boot) {
-        Ok(()) => sync_parent(&boot),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+    remove_synced(&dir.join(BOOT_FILE))
 }
 
 /// The copy in `dir` holds what its group committed again: the mark goes.
 pub fn clear_lossy(dir: &Path) -> io::Result<()> {
-    let marker = dir.join(LOSSY_FILE);
-    match fs::remove_file(&marker) {
-        Ok(()) => sync_parent(&marker),
+    remove_synced(&dir.join(LOSSY_FILE))
+}
+
+/// Removes `path` if it is there, the removal synced with its folder.
+fn remove_synced(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => sync_parent(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
     }
