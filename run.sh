@@ -19,7 +19,9 @@ declare -A WHY=(
   [docker.io]="the tests run the compose cluster on a Docker engine of their own"
   [thrift-compiler]="the admin IDL test generates code from Pegasus's IDL with it"
   [docker-compose]="the tests run docker-compose.yml"
-  [debootstrap]="the compose test builds its base image without a registry"
+  [debootstrap]="the compose test builds its base image, and the deploy test its hosts' tree, without a registry"
+  [systemd-container]="the deploy test boots its hosts with systemd-nspawn (systemd as PID 1, sshd)"
+  [openssh-client]="pegasus_cluster and its test reach hosts with the system's ssh"
   [nix-bin]="the tests parse and evaluate the Nix flake"
   [prometheus]="the tests check every role's /metrics with promtool"
   [chromium]="the tests load the status page in a real (headless) browser"
@@ -32,7 +34,7 @@ declare -A WHY=(
 )
 PACKAGES_build=(libclang-dev g++ ccache)
 PACKAGES_onebox=(zookeeper default-jre-headless)
-PACKAGES_test=(python3-venv thrift-compiler docker.io docker-compose debootstrap nix-bin prometheus chromium iproute2 iptables)
+PACKAGES_test=(python3-venv thrift-compiler docker.io docker-compose debootstrap systemd-container openssh-client nix-bin prometheus chromium iproute2 iptables)
 PACKAGES_bench=(hyperfine redis-server etcd-server etcd-client)
 # Other systems: what to look for there (Fedora names), and the alternative.
 OTHER_SYSTEMS="clang-devel gcc-c++ ccache java-17-openjdk-headless zookeeper python3 (Fedora),

@@ -12,7 +12,7 @@ let
     root = ../.;
     fileset = lib.fileset.unions [
       (craneLib.fileset.commonCargoSources ../.)
-      (lib.fileset.fileFilter (f: f.hasExt "ini" || f.hasExt "snap" || f.hasExt "json" || f.hasExt "vars" || f.hasExt "py" || f.hasExt "md") ../.)
+      (lib.fileset.fileFilter (f: f.hasExt "ini" || f.hasExt "toml" || f.hasExt "snap" || f.hasExt "json" || f.hasExt "vars" || f.hasExt "py" || f.hasExt "md") ../.)
       ../LICENSE
     ];
   };
@@ -56,7 +56,7 @@ let
   # The same layout and name as `./run.sh pack_server`, reproducible.
   pegasus-server-tarball = pkgs.runCommand "${tarballName}.tar.gz" { nativeBuildInputs = [ pkgs.gnutar pkgs.gzip ]; } ''
     mkdir -p stage/${tarballName}/bin
-    for b in pegasus_server pegasus_shell pegasus_bench pegasus_onebox; do
+    for b in pegasus_server pegasus_shell pegasus_bench pegasus_onebox pegasus_cluster; do
       install -m 0755 ${pegasus-server}/bin/$b stage/${tarballName}/bin/$b
     done
     install -m 0755 ${configcheck}/bin/configcheck stage/${tarballName}/bin/configcheck

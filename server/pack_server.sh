@@ -3,7 +3,7 @@
 # pack_server names it, plus a PACKAGE file holding that name.
 #
 # bin/ holds pegasus_server (RocksDB and libstdc++ linked in: no LD_LIBRARY_PATH), pegasus_shell,
-# pegasus_bench, pegasus_onebox, configcheck, config.ini (the production template, %{xxx} to
+# pegasus_bench, pegasus_onebox, pegasus_cluster, configcheck, config.ini (the production template, %{xxx} to
 # fill), config.min.ini (the onebox template) and DEPLOY.md; LICENSE beside bin/.
 #
 # Reproducible: sorted entries, mtimes from the commit time (or $SOURCE_DATE_EPOCH), uid/gid 0,
@@ -21,7 +21,7 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/$name/bin"
-for b in pegasus_server pegasus_shell pegasus_bench pegasus_onebox configcheck; do
+for b in pegasus_server pegasus_shell pegasus_bench pegasus_onebox pegasus_cluster configcheck; do
   install -m 0755 "$bin/$b" "$stage/$name/bin/$b"
 done
 install -m 0644 "$root/configcheck/tests/fixtures/reference/pegasus-config.ini" "$stage/$name/bin/config.ini"

@@ -35,6 +35,15 @@ pub enum RenderError {
     /// A `--set` argument that is not `name=value`.
     #[error("`--set {0}`: expected `name=value`")]
     BadSet(String),
+    /// A key to set that the config does not have (only keys the template has can be set, so a
+    /// typo cannot add a key the server ignores).
+    #[error("no `{key}` in `[{section}]` to set")]
+    NoKey {
+        /// The section.
+        section: String,
+        /// The key.
+        key: String,
+    },
     /// Reading or writing failed.
     #[error("{what} `{path}`: {source}")]
     Io {
@@ -130,6 +139,41 @@ pub fn read_vars(path: &Path) -> Result<BTreeMap<String, String>, RenderError> {
     Ok(vars)
 }
 
+/// Replaces the values of existing keys of a rendered config, `(section, key, value)` each,
+/// keeping every other byte (comments, layout) as it was.
+///
+/// ```
+/// let text = "[apps.meta]\n  ports = 34601 ; the default\n";
+/// let out = configcheck::render::set_values(text, &[("apps.meta", "ports", "34602")]).unwrap();
+/// assert_eq!(out, "[apps.meta]\n  ports = 34602 ; the default\n");
+/// ```
+pub fn set_values(text: &str, sets: &[(&str, &str, &str)]) -> Result<String, RenderError> {
+    let config = crate::config::Config::from_text("rendered", text);
+    let mut edits = Vec::new();
+    for (section, key, value) in sets {
+        let entry = config
+            .section(section)
+            .and_then(|s| s.own(key))
+            .ok_or_else(|| RenderError::NoKey {
+                section: (*section).to_owned(),
+                key: (*key).to_owned(),
+            })?;
+        edits.push((entry.value.span, *value));
+    }
+    edits.sort_by_key(|(span, _)| std::cmp::Reverse(span.offset));
+    let mut out = text.to_owned();
+    for (span, value) in edits {
+        // An empty value sits right after `=`: keep the template's `key = value` spacing.
+        let spaced = if span.len == 0 && text[..span.offset].ends_with('=') {
+            format!(" {value}")
+        } else {
+            value.to_owned()
+        };
+        out.replace_range(span.offset..span.end(), &spaced);
+    }
+    Ok(out)
+}
+
 /// Writes `text` to `path` atomically: a temporary file in the same directory, synced, then
 /// renamed over `path`. A reader sees the old file or the new one, never a part.
 pub fn write_atomically(path: &Path, text: &str) -> Result<(), RenderError> {
@@ -155,6 +199,27 @@ pub fn write_atomically(path: &Path, text: &str) -> Result<(), RenderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_values_fills_empty_values_and_refuses_missing_keys() {
+        let text = "[network]\nprimary_interface =\n[apps.replica]\nports = 34801\n";
+        let out = set_values(
+            text,
+            &[
+                ("network", "primary_interface", "eth1"),
+                ("apps.replica", "ports", "34802"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "[network]\nprimary_interface = eth1\n[apps.replica]\nports = 34802\n"
+        );
+        assert!(matches!(
+            set_values(text, &[("network", "nope", "1")]),
+            Err(RenderError::NoKey { .. })
+        ));
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

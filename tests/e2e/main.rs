@@ -3,6 +3,9 @@
 
 /// Whole clusters (ZooKeeper, metas, replicas) as processes: tables, failover, restarts.
 mod cluster;
+/// `pegasus_cluster` on five hosts booted with systemd and sshd: check, deploy, start, display,
+/// destroy.
+mod deploy;
 /// Acknowledged writes survive `kill -9` of a replica (plog fsynced, and not).
 mod durability;
 /// Hostile bytes on every port: random, cut, oversized, lying frames, mistyped Thrift, HTTP

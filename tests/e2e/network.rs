@@ -27,29 +27,11 @@ const CLIENT_TIMEOUT_S: u64 = 3;
 
 /// The release tarball, packed from the built binaries and unpacked under `work`: its `bin/`.
 fn unpacked_tarball(work: &Path) -> PathBuf {
-    for (package, bin) in [
-        ("pegasus-server", "pegasus_server"),
-        ("pegasus-tools", "pegasus_shell"),
-        ("pegasus-tools", "pegasus_bench"),
-        ("pegasus-tools", "pegasus_onebox"),
-        ("configcheck", "configcheck"),
-    ] {
-        pegasus_tests::bins::built(package, bin);
-    }
-    let root = pegasus_tests::bins::workspace_root();
-    let out = std::process::Command::new(root.join("server/pack_server.sh"))
-        .arg(work)
-        .env("CARGO_TARGET_DIR", pegasus_tests::bins::target_dir())
-        .output()
-        .expect("pack_server.sh");
-    assert!(
-        out.status.success(),
-        "pack: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tarball = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let tarball = pegasus_tests::bins::release_tarball(work);
     let unpacked = std::process::Command::new("tar")
-        .args(["xzf", &tarball, "-C"])
+        .arg("xzf")
+        .arg(&tarball)
+        .arg("-C")
         .arg(work)
         .status()
         .unwrap();

@@ -80,6 +80,8 @@ const MISSING: &[&str] = &[
     "docker.io",
     "docker-compose",
     "debootstrap",
+    "systemd-container",
+    "openssh-client",
     "prometheus",
     "chromium",
     "iproute2",

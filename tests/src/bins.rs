@@ -82,3 +82,29 @@ pub fn built(package: &str, bin: &str) -> PathBuf {
     built.insert(bin.to_owned(), path.clone());
     path
 }
+
+/// The release tarball (`server/pack_server.sh`), packed under `dir` from the built binaries:
+/// its path (`dir/PACKAGE` holds its name).
+pub fn release_tarball(dir: &Path) -> PathBuf {
+    for (package, bin) in [
+        ("pegasus-server", "pegasus_server"),
+        ("pegasus-tools", "pegasus_shell"),
+        ("pegasus-tools", "pegasus_bench"),
+        ("pegasus-tools", "pegasus_onebox"),
+        ("pegasus-tools", "pegasus_cluster"),
+        ("configcheck", "configcheck"),
+    ] {
+        built(package, bin);
+    }
+    let out = Command::new(workspace_root().join("server/pack_server.sh"))
+        .arg(dir)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .expect("pack_server.sh");
+    assert!(
+        out.status.success(),
+        "pack: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).expect("a path").trim())
+}

@@ -3,6 +3,8 @@
 //! replica in process behind real sockets.
 //!
 //! # Layout
+//! - [`bed`]: [`bed::Bed`], hosts booted with systemd and sshd (`systemd-nspawn`) on a
+//!   network of namespaces, for the deploy tool
 //! - [`bins`]: the workspace's binaries, built on first use with the running test's profile
 //! - [`cluster`]: [`cluster::TestCluster`], a onebox (ZooKeeper, metas, replicas) in a temp dir
 //!   on free ports, and helpers that write and check keys
@@ -16,6 +18,7 @@
 //! - [`netns`]: three hosts and a client in network namespaces on a bridge, with cuts
 //! - [`proxy`]: [`proxy::SlowProxy`], a TCP proxy whose latency a test sets (a slow ZooKeeper)
 
+pub mod bed;
 pub mod bins;
 pub mod cluster;
 pub mod harness;

@@ -45,8 +45,13 @@ impl Net {
 
     /// Makes `hosts` hosts (10.77.0.11, .12, …) and the client (10.77.0.100) on one bridge.
     pub fn create(hosts: usize) -> Net {
+        Net::create_named(&format!("pg{}", std::process::id()), hosts)
+    }
+
+    /// As [`Net::create`], with namespaces named after `prefix` (unique per live `Net`).
+    pub fn create_named(prefix: &str, hosts: usize) -> Net {
         let net = Net {
-            prefix: format!("pg{}", std::process::id()),
+            prefix: prefix.to_owned(),
             hosts,
         };
         let switch = net.ns("sw");

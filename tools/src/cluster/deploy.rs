@@ -1,0 +1,197 @@
+//! `pegasus_cluster deploy`: the package, configs and units on every host; nothing started.
+//!
+//! Idempotent: each file is compared with what the host has and written only when it differs
+//! (the tarball by its sha256, verified on the host after the copy), so a second `deploy`
+//! changes nothing and says so.
+
+use super::fleet::{Fleet, Package};
+use super::layout::Layout;
+use super::ssh::{Remote, SshError, quote};
+use super::topology::{Instance, Topology};
+
+/// What `deploy` did on one host.
+#[derive(Debug, Default)]
+pub struct HostChanges {
+    /// What changed, one line each; empty when the host already had it all.
+    pub changes: Vec<String>,
+}
+
+/// Why a deploy stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// A remote step failed.
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    /// A config could not be rendered.
+    #[error(transparent)]
+    Render(#[from] super::layout::RenderError),
+    /// The tarball arrived damaged.
+    #[error("{host}: the package arrived with sha256 {got}, not {want}")]
+    Corrupt {
+        /// The host.
+        host: String,
+        /// What arrived.
+        got: String,
+        /// What was sent.
+        want: String,
+    },
+    /// The package cannot be read.
+    #[error(transparent)]
+    Package(#[from] super::fleet::PackageError),
+    /// The local tarball cannot be read.
+    #[error("cannot read `{0}`: {1}")]
+    Read(String, std::io::Error),
+}
+
+/// Deploys `package` with configs from `template` to every host, in parallel.
+pub fn deploy(
+    fleet: &Fleet,
+    package: &Package,
+    template: &str,
+) -> Vec<(String, Result<HostChanges, DeployError>)> {
+    let tarball = match std::fs::read(&package.path) {
+        Ok(b) => b,
+        Err(e) => {
+            let err = || DeployError::Read(package.path.display().to_string(), clone_io(&e));
+            return fleet
+                .topology
+                .hosts()
+                .into_iter()
+                .map(|h| (h, Err(err())))
+                .collect();
+        }
+    };
+    let layout = Layout {
+        topology: &fleet.topology,
+        package: package.name.clone(),
+    };
+    fleet.each_host(|r| deploy_host(r, &layout, package, &tarball, template))
+}
+
+fn clone_io(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), e.to_string())
+}
+
+fn deploy_host(
+    remote: &Remote<'_>,
+    layout: &Layout<'_>,
+    package: &Package,
+    tarball: &[u8],
+    template: &str,
+) -> Result<HostChanges, DeployError> {
+    let topology = layout.topology;
+    let mut changes = HostChanges::default();
+    let user = &topology.service_user;
+    // The service user, a system account without a login.
+    let made = remote.run(&format!(
+        "if id -u {u} >/dev/null 2>&1; then echo have; else useradd --system --no-create-home --shell /usr/sbin/nologin {u} && echo made; fi",
+        u = quote(user)
+    ))?;
+    if made.trim() == "made" {
+        changes.changes.push(format!("created user `{user}`"));
+    }
+    // The package: pushed when the host lacks it, verified there, unpacked once.
+    let path = layout.tarball();
+    if remote.sha256(&path)?.as_deref() != Some(package.sha256.as_str()) {
+        remote.put(&path, tarball, 0o644)?;
+        let got = remote.sha256(&path)?.unwrap_or_default();
+        if got != package.sha256 {
+            return Err(DeployError::Corrupt {
+                host: remote.host.clone(),
+                got,
+                want: package.sha256.clone(),
+            });
+        }
+        changes.changes.push(format!("copied {}", package.name));
+    }
+    let release = layout.release();
+    let unpacked = remote.run(&format!(
+        "set -e; if [ -x {r}/bin/pegasus_server ]; then echo have; exit 0; fi; \
+         t={r}.unpack; rm -rf \"$t\"; mkdir -p \"$t\"; tar xzf {p} -C \"$t\"; \
+         mv \"$t\"/{name} {r}; rm -rf \"$t\"; echo made",
+        r = quote(&release),
+        p = quote(&path),
+        name = quote(&package.name),
+    ))?;
+    if unpacked.trim() == "made" {
+        changes.changes.push(format!("unpacked {release}"));
+    }
+    let instances: Vec<&Instance> = topology
+        .instances
+        .iter()
+        .filter(|i| i.host == remote.host)
+        .collect();
+    let mut units_changed = false;
+    for i in instances {
+        instance(
+            remote,
+            layout,
+            template,
+            i,
+            &mut changes,
+            &mut units_changed,
+        )?;
+    }
+    if units_changed {
+        remote.run("systemctl daemon-reload")?;
+    }
+    Ok(changes)
+}
+
+fn instance(
+    remote: &Remote<'_>,
+    layout: &Layout<'_>,
+    template: &str,
+    i: &Instance,
+    changes: &mut HostChanges,
+    units_changed: &mut bool,
+) -> Result<(), DeployError> {
+    let topology: &Topology = layout.topology;
+    let dir = Layout::instance_dir(topology, i);
+    let user = quote(&topology.service_user);
+    // Folders, owned by the service user.
+    let dirs: Vec<String> = Layout::writable(topology, i)
+        .iter()
+        .map(|d| quote(d))
+        .collect();
+    let made = remote.run(&format!(
+        "n=0; for d in {dirs}; do if [ ! -d \"$d\" ]; then mkdir -p \"$d\"; n=$((n+1)); fi; \
+         if [ \"$(stat -c %U \"$d\")\" != {user} ]; then chown -R {user}: \"$d\"; n=$((n+1)); fi; done; echo $n",
+        dirs = dirs.join(" "),
+    ))?;
+    if made.trim() != "0" {
+        changes
+            .changes
+            .push(format!("{}: made its folders", i.id()));
+    }
+    // The release it runs.
+    let target = format!("../../releases/{}", layout.package);
+    let linked = remote.run(&format!(
+        "if [ \"$(readlink {l})\" = {t} ]; then echo have; else ln -sfn {t} {l}; echo made; fi",
+        l = quote(&format!("{dir}/release")),
+        t = quote(&target),
+    ))?;
+    if linked.trim() == "made" {
+        changes
+            .changes
+            .push(format!("{}: runs {}", i.id(), layout.package));
+    }
+    let config = Layout::config(topology, template, i)?;
+    let config_path = format!("{dir}/config.ini");
+    if remote.read(&config_path)?.as_deref() != Some(config.as_str()) {
+        remote.put(&config_path, config.as_bytes(), 0o644)?;
+        changes
+            .changes
+            .push(format!("{}: wrote config.ini", i.id()));
+    }
+    let unit = layout.unit_file(i);
+    let unit_path = Layout::unit_path(topology, i);
+    if remote.read(&unit_path)?.as_deref() != Some(unit.as_str()) {
+        remote.put(&unit_path, unit.as_bytes(), 0o644)?;
+        *units_changed = true;
+        changes
+            .changes
+            .push(format!("{}: wrote {}", i.id(), Layout::unit(topology, i)));
+    }
+    Ok(())
+}

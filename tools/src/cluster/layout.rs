@@ -1,0 +1,180 @@
+//! Where everything lives on a host, and the files `deploy` writes there: each instance's
+//! `config.ini` (the template filled for it) and its systemd unit.
+//!
+//! ```text
+//! <deploy_dir>/packages/<package>.tar.gz       the release tarball, as pushed (sha256 checked)
+//! <deploy_dir>/releases/<package>/bin/         unpacked, shared by the host's instances
+//! <deploy_dir>/<cluster>/<role>-<port>/        one instance:
+//!     config.ini   release -> ../../releases/<package>   data/ (app.dir, logs)
+//! /etc/systemd/system/pegasus-<cluster>-<role>-<port>.service
+//! ```
+
+use std::collections::BTreeMap;
+
+use super::topology::{Instance, Role, Topology};
+
+/// A file an instance's template could not be filled into.
+#[derive(Debug, thiserror::Error)]
+#[error("{instance}: {source}")]
+pub struct RenderError {
+    /// The instance (`meta 10.0.0.1:34601`).
+    pub instance: String,
+    /// Why.
+    pub source: configcheck::render::RenderError,
+}
+
+/// Paths of one cluster on its hosts.
+pub struct Layout<'t> {
+    /// The topology.
+    pub topology: &'t Topology,
+    /// The release's name (`pegasus-server-<version>-<sha>-glibc<v>-release`).
+    pub package: String,
+}
+
+impl Layout<'_> {
+    /// Where the tarball is kept on each host.
+    pub fn tarball(&self) -> String {
+        format!(
+            "{}/packages/{}.tar.gz",
+            self.topology.deploy_dir, self.package
+        )
+    }
+
+    /// Where the release is unpacked on each host.
+    pub fn release(&self) -> String {
+        format!("{}/releases/{}", self.topology.deploy_dir, self.package)
+    }
+
+    /// The cluster's folder on each host.
+    pub fn cluster_dir(topology: &Topology) -> String {
+        format!("{}/{}", topology.deploy_dir, topology.name)
+    }
+
+    /// An instance's folder.
+    pub fn instance_dir(topology: &Topology, i: &Instance) -> String {
+        format!("{}/{}", Self::cluster_dir(topology), i.id())
+    }
+
+    /// An instance's unit.
+    pub fn unit(topology: &Topology, i: &Instance) -> String {
+        format!("pegasus-{}-{}.service", topology.name, i.id())
+    }
+
+    /// An instance's unit file.
+    pub fn unit_path(topology: &Topology, i: &Instance) -> String {
+        format!("/etc/systemd/system/{}", Self::unit(topology, i))
+    }
+
+    /// An instance's data directories, as Pegasus's `data_dirs` (`tag:path,…`), each a folder
+    /// of its own under the listed disk (two instances may share a disk).
+    pub fn data_dirs(topology: &Topology, i: &Instance) -> Vec<(String, String)> {
+        i.data_dirs
+            .iter()
+            .enumerate()
+            .map(|(n, d)| {
+                (
+                    format!("data{}", n + 1),
+                    format!("{}/{}/{}", d.trim_end_matches('/'), topology.name, i.id()),
+                )
+            })
+            .collect()
+    }
+
+    /// The folders an instance writes: its own, and its data directories.
+    pub fn writable(topology: &Topology, i: &Instance) -> Vec<String> {
+        let mut dirs = vec![Self::instance_dir(topology, i)];
+        dirs.extend(Self::data_dirs(topology, i).into_iter().map(|(_, d)| d));
+        dirs
+    }
+
+    /// The template's variables for instance `i`.
+    pub fn vars(topology: &Topology, i: &Instance) -> BTreeMap<String, String> {
+        let dir = Self::instance_dir(topology, i);
+        let mut vars = topology.vars.clone();
+        vars.entry("hdfs_service_args".into()).or_default();
+        let data_dirs: Vec<String> = Self::data_dirs(topology, i)
+            .into_iter()
+            .map(|(tag, d)| format!("{tag}:{d}"))
+            .collect();
+        for (k, v) in [
+            ("cluster.name", topology.name.clone()),
+            ("home.dir", dir.clone()),
+            ("app.dir", format!("{dir}/data")),
+            ("data.dirs", data_dirs.join(",")),
+            ("meta.server.list", topology.meta_list()),
+            ("zk.server.list", topology.zookeeper.join(",")),
+        ] {
+            vars.insert(k.into(), v);
+        }
+        vars
+    }
+
+    /// Instance `i`'s `config.ini`: `template` filled, its port set, and its interface.
+    pub fn config(
+        topology: &Topology,
+        template: &str,
+        i: &Instance,
+    ) -> Result<String, RenderError> {
+        let err = |source| RenderError {
+            instance: format!("{} {}", i.role, i.addr()),
+            source,
+        };
+        let rendered =
+            configcheck::render::render(template, &Self::vars(topology, i)).map_err(err)?;
+        let section = format!("apps.{}", i.role);
+        let port = i.port.to_string();
+        let mut sets = vec![(section.as_str(), "ports", port.as_str())];
+        if let Some(nic) = &i.primary_interface {
+            sets.push(("network", "primary_interface", nic));
+        }
+        configcheck::render::set_values(&rendered.text, &sets).map_err(err)
+    }
+
+    /// Instance `i`'s systemd unit: restarted on failure, its config checked before each start,
+    /// and shut in (it writes only its own folders).
+    pub fn unit_file(&self, i: &Instance) -> String {
+        let t = self.topology;
+        let dir = Self::instance_dir(t, i);
+        let bin = format!("{dir}/release/bin");
+        let what = match i.role {
+            Role::Meta => "MetaServer",
+            Role::Replica => "ReplicaServer",
+            Role::Collector => "Collector",
+        };
+        format!(
+            "# Written by pegasus_cluster for cluster `{cluster}`; `pegasus_cluster deploy` rewrites it.\n\
+             [Unit]\n\
+             Description=Pegasus {what} {addr} (cluster {cluster})\n\
+             After=network-online.target\n\
+             Wants=network-online.target\n\
+             \n\
+             [Service]\n\
+             Type=simple\n\
+             User={user}\n\
+             Group={user}\n\
+             WorkingDirectory={dir}\n\
+             ExecStartPre={bin}/configcheck check --quiet {dir}/config.ini\n\
+             ExecStart={bin}/pegasus_server {dir}/config.ini -app_list {role}\n\
+             Restart=on-failure\n\
+             RestartSec=5s\n\
+             TimeoutStopSec=60s\n\
+             LimitNOFILE=65536\n\
+             LimitCORE=infinity\n\
+             NoNewPrivileges=yes\n\
+             PrivateTmp=yes\n\
+             ProtectSystem=strict\n\
+             ProtectHome=yes\n\
+             ProtectKernelTunables=yes\n\
+             ProtectControlGroups=yes\n\
+             ReadWritePaths={rw}\n\
+             \n\
+             [Install]\n\
+             WantedBy=multi-user.target\n",
+            cluster = t.name,
+            addr = i.addr(),
+            user = t.service_user,
+            role = i.role,
+            rw = Self::writable(t, i).join(" "),
+        )
+    }
+}

@@ -1,0 +1,446 @@
+//! `pegasus_cluster`: a Pegasus cluster on real hosts, from a topology file, over SSH, under
+//! systemd — what TiUP's `tiup cluster` is for TiDB.
+//!
+//! ```text
+//! pegasus_cluster template > topology.toml           an annotated example
+//! pegasus_cluster check   topology.toml PACKAGE       every host, before a deploy
+//! pegasus_cluster deploy  topology.toml PACKAGE       package, configs, units; starts nothing
+//! pegasus_cluster start   topology.toml               metas, replica servers, collector
+//! pegasus_cluster display topology.toml               units, health, the meta's view, tables
+//! pegasus_cluster stop    topology.toml               in reverse
+//! pegasus_cluster destroy topology.toml               every host cleaned, then cluster_root
+//! ```
+//!
+//! # Layout
+//! - [`topology`]: the topology file (TOML, spans, every problem reported at once)
+//! - [`ssh`]: remote steps through the system's OpenSSH, one multiplexed connection per host
+//! - [`fleet`]: the hosts in parallel, and the release tarball
+//! - [`layout`]: where things live on a host; each instance's `config.ini` and unit
+//! - [`check`]: the fleet checked before a deploy (findings as data)
+//! - [`deploy`]: the package, configs and units on every host, idempotently
+//! - [`control`]: `start`, `stop`, `display`
+//! - [`destroy`]: the guide's cluster cleaning on every host and in ZooKeeper
+//! - [`zk`]: the cluster root: free, ours or another cluster's; the mark `deploy` leaves
+
+pub mod check;
+pub mod control;
+pub mod deploy;
+pub mod destroy;
+pub mod fleet;
+pub mod layout;
+pub mod ssh;
+pub mod topology;
+pub mod zk;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use self::control::Selection;
+use self::fleet::{Fleet, Package};
+use self::topology::{Role, Topology};
+
+/// Deploys and runs a Pegasus cluster on hosts reached over SSH.
+#[derive(Debug, Parser)]
+#[command(name = "pegasus_cluster", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    verb: Verb,
+    /// Print every remote step (they are always recorded in the step log).
+    #[arg(long, short, global = true)]
+    verbose: bool,
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// For people.
+    Human,
+    /// For scripts.
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The topology file.
+    topology: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct Select {
+    /// Only instances of this role (repeatable).
+    #[arg(short = 'R', long = "role")]
+    roles: Vec<RoleArg>,
+    /// Only this instance, `host:port` (repeatable).
+    #[arg(short = 'N', long = "node")]
+    nodes: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RoleArg {
+    Meta,
+    Replica,
+    Collector,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Meta => Role::Meta,
+            RoleArg::Replica => Role::Replica,
+            RoleArg::Collector => Role::Collector,
+        }
+    }
+}
+
+impl Select {
+    fn selection(&self) -> Selection {
+        Selection {
+            roles: self.roles.iter().map(|r| Role::from(*r)).collect(),
+            nodes: self.nodes.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Print an annotated topology file.
+    Template,
+    /// Check every host (and the configs as one cluster) before a deploy; exit 1 on errors.
+    Check {
+        #[command(flatten)]
+        target: Target,
+        /// The release tarball (`./run.sh pack_server`).
+        package: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Short for `--format json`.
+        #[arg(short = 'j')]
+        json: bool,
+    },
+    /// Put the package, each instance's config and its systemd unit on every host; start nothing.
+    Deploy {
+        #[command(flatten)]
+        target: Target,
+        /// The release tarball.
+        package: PathBuf,
+    },
+    /// Start instances (ZooKeeper checked, then metas, replica servers, collector).
+    Start {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        select: Select,
+    },
+    /// Stop instances (collector, replica servers, metas).
+    Stop {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        select: Select,
+    },
+    /// Every instance (unit, health, role in the cluster, version) and every table's health.
+    Display {
+        #[command(flatten)]
+        target: Target,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Short for `--format json`.
+        #[arg(short = 'j')]
+        json: bool,
+    },
+    /// Remove the cluster from every host and its root from ZooKeeper.
+    Destroy {
+        #[command(flatten)]
+        target: Target,
+        /// Do not ask for the cluster's name.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs the command line; the `pegasus_cluster` binary is just this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(run(cli))
+}
+
+/// Where remote steps of cluster `name` are recorded.
+fn step_log_path(name: &str) -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(state.join("pegasus_cluster").join(format!("{name}.log")))
+}
+
+fn load(path: &Path) -> Result<Topology, u8> {
+    topology::load(path).map_err(|e| {
+        eprintln!("{:?}", miette::Report::new(e));
+        2
+    })
+}
+
+fn open_package(path: &Path) -> Result<Package, u8> {
+    Package::open(path).map_err(|e| {
+        eprintln!("error: {e}");
+        2
+    })
+}
+
+fn fleet(topology: Topology, verbose: bool) -> Result<Fleet, u8> {
+    let log = ssh::StepLog::open(step_log_path(&topology.name).as_deref(), verbose);
+    Fleet::new(topology, log).map_err(|e| {
+        eprintln!("error: {e}");
+        2
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// The template `deploy` fills: the topology's, else the package's `bin/config.ini`.
+fn template(topology: &Topology, package: &Package) -> Result<String, u8> {
+    let text = match &topology.template {
+        Some(path) => std::fs::read(path).map_err(|e| {
+            eprintln!("error: cannot read template `{}`: {e}", path.display());
+            2
+        })?,
+        None => package.file("bin/config.ini").map_err(|e| {
+            eprintln!("error: {e}");
+            2
+        })?,
+    };
+    Ok(String::from_utf8_lossy(&text).into_owned())
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Runs a parsed command line; the exit status (0 done, 1 findings or a failed step, 2 usage,
+/// topology or I/O errors).
+pub fn run(cli: Cli) -> u8 {
+    match run_verb(cli) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn run_verb(cli: Cli) -> Result<u8, u8> {
+    match cli.verb {
+        Verb::Template => {
+            print!("{}", topology::TEMPLATE);
+            Ok(0)
+        }
+        Verb::Check {
+            target,
+            package,
+            format,
+            json,
+        } => {
+            let topology = load(&target.topology)?;
+            let package = open_package(&package)?;
+            let template = template(&topology, &package)?;
+            let fleet = fleet(topology, cli.verbose)?;
+            let findings = check::check(&fleet, &package, &template);
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == check::Severity::Error)
+                .count();
+            if json || matches!(format, Format::Json) {
+                say(&serde_json::to_string_pretty(&findings).expect("serializable"));
+            } else {
+                for f in &findings {
+                    let level = match f.severity {
+                        check::Severity::Error => "error",
+                        check::Severity::Warning => "warning",
+                        check::Severity::Info => "info",
+                    };
+                    say(&format!("{level}[{}] {}: {}", f.check, f.host, f.message));
+                }
+                say(&format!(
+                    "{} host(s) checked: {errors} error(s), {} warning(s)",
+                    fleet.topology.hosts().len(),
+                    findings
+                        .iter()
+                        .filter(|f| f.severity == check::Severity::Warning)
+                        .count()
+                ));
+            }
+            Ok(u8::from(errors > 0))
+        }
+        Verb::Deploy { target, package } => {
+            let topology = load(&target.topology)?;
+            let package = open_package(&package)?;
+            let template = template(&topology, &package)?;
+            // Every config renders before any host is touched.
+            for i in &topology.instances {
+                if let Err(e) = layout::Layout::config(&topology, &template, i) {
+                    eprintln!("error: {e}");
+                    return Err(2);
+                }
+            }
+            let rt = runtime();
+            let zk = rt.block_on(zk::connect(&topology)).map_err(|e| {
+                eprintln!("error: {e}");
+                1
+            })?;
+            if let zk::Root::Foreign(what) = rt.block_on(zk::root(&zk, &topology)).map_err(|e| {
+                eprintln!("error: {e}");
+                1
+            })? {
+                eprintln!(
+                    "error: ZooKeeper `{}` belongs to {what}: not deploying over it",
+                    topology.cluster_root()
+                );
+                return Err(1);
+            }
+            let fleet = fleet(topology, cli.verbose)?;
+            let mut failed = false;
+            let mut changed = false;
+            for (host, result) in deploy::deploy(&fleet, &package, &template) {
+                match result {
+                    Ok(c) if c.changes.is_empty() => say(&format!("{host}: unchanged")),
+                    Ok(c) => {
+                        changed = true;
+                        for line in c.changes {
+                            say(&format!("{host}: {line}"));
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            if failed {
+                return Err(1);
+            }
+            match rt.block_on(zk::claim(&zk, &fleet.topology)) {
+                Ok(true) => {
+                    changed = true;
+                    say(&format!(
+                        "zookeeper: marked {} as this cluster's",
+                        fleet.topology.cluster_root()
+                    ));
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Err(1);
+                }
+            }
+            say(if changed {
+                "deployed; start it with `pegasus_cluster start`"
+            } else {
+                "nothing to change: every host already has this deploy"
+            });
+            Ok(0)
+        }
+        Verb::Start { target, select } => {
+            let fleet = fleet(load(&target.topology)?, cli.verbose)?;
+            let rt = runtime();
+            match control::start(&fleet, &rt, &select.selection(), &mut |l| say(l)) {
+                Ok(()) => Ok(0),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(1)
+                }
+            }
+        }
+        Verb::Stop { target, select } => {
+            let fleet = fleet(load(&target.topology)?, cli.verbose)?;
+            match control::stop(&fleet, &select.selection(), &mut |l| say(l)) {
+                Ok(()) => Ok(0),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(1)
+                }
+            }
+        }
+        Verb::Display {
+            target,
+            format,
+            json,
+        } => {
+            let fleet = fleet(load(&target.topology)?, cli.verbose)?;
+            let rt = runtime();
+            let view = control::display(&fleet, &rt);
+            if json || matches!(format, Format::Json) {
+                say(&serde_json::to_string_pretty(&view).expect("serializable"));
+            } else {
+                print!("{}", control::render_view(&view));
+            }
+            Ok(0)
+        }
+        Verb::Destroy { target, yes } => {
+            let topology = load(&target.topology)?;
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    eprintln!(
+                        "error: destroy asks for the cluster's name on a terminal; pass --yes to skip it"
+                    );
+                    return Err(2);
+                }
+                eprint!(
+                    "This removes cluster `{}` from {} host(s) and its data, and {} from ZooKeeper.\nType the cluster's name to go on: ",
+                    topology.name,
+                    topology.hosts().len(),
+                    topology.cluster_root()
+                );
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                if answer.trim() != topology.name {
+                    eprintln!("not destroyed");
+                    return Err(1);
+                }
+            }
+            let fleet = fleet(topology, cli.verbose)?;
+            let mut failed = false;
+            for (host, result) in destroy::destroy(&fleet) {
+                match result {
+                    Ok(lines) => {
+                        for l in lines {
+                            say(&format!("{host}: {l}"));
+                        }
+                    }
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            if failed {
+                return Err(1);
+            }
+            let rt = runtime();
+            let removed = rt.block_on(async {
+                let zk = zk::connect(&fleet.topology).await?;
+                zk::remove_root(&zk, &fleet.topology).await
+            });
+            match removed {
+                Ok(n) => {
+                    say(&format!(
+                        "zookeeper: removed {} ({n} nodes)",
+                        fleet.topology.cluster_root()
+                    ));
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(1)
+                }
+            }
+        }
+    }
+}

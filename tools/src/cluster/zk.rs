@@ -1,0 +1,156 @@
+//! The cluster's root in ZooKeeper, as the tool sees it: whether it is free, this cluster's, or
+//! another's (a cluster is never deployed over another's root), and the mark `deploy` leaves.
+//!
+//! The mark is `<cluster_root>/pegasus_cluster`: the cluster's name and its metas. A root
+//! without it, or whose metas are none of this topology's, belongs to another cluster.
+
+use std::time::Duration;
+
+use zookeeper_client::{Acls, Client, CreateMode};
+
+use super::topology::Topology;
+
+/// The mark's name under the cluster root.
+pub const MARK: &str = "pegasus_cluster";
+
+/// Who holds the cluster root.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Root {
+    /// Nothing is there.
+    Free,
+    /// This cluster (its mark names one of our metas).
+    Ours,
+    /// Another cluster: what is there.
+    Foreign(String),
+}
+
+/// Connects to the topology's ensemble (10 s at most).
+pub async fn connect(topology: &Topology) -> Result<Client, String> {
+    let hosts = topology.zookeeper.join(",");
+    let connect = Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_connection_timeout(Duration::from_secs(5))
+        .connect(&hosts);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(format!("cannot connect to ZooKeeper `{hosts}`: {e}")),
+        Err(_) => Err(format!("cannot connect to ZooKeeper `{hosts}` within 10s")),
+    }
+}
+
+fn mark_text(topology: &Topology) -> String {
+    format!(
+        "cluster={}\nmetas={}\n",
+        topology.name,
+        topology.meta_list()
+    )
+}
+
+/// Who holds `topology`'s cluster root.
+pub async fn root(zk: &Client, topology: &Topology) -> Result<Root, String> {
+    let root = topology.cluster_root();
+    let children = match zk.list_children(&root).await {
+        Ok(c) => c,
+        Err(zookeeper_client::Error::NoNode) => return Ok(Root::Free),
+        Err(e) => return Err(format!("ZooKeeper `{root}`: {e}")),
+    };
+    let mark = format!("{root}/{MARK}");
+    match zk.get_data(&mark).await {
+        Ok((data, _)) => {
+            let text = String::from_utf8_lossy(&data).into_owned();
+            let ours: Vec<String> = topology
+                .of(super::topology::Role::Meta)
+                .map(|m| m.addr())
+                .collect();
+            let theirs = text
+                .lines()
+                .find_map(|l| l.strip_prefix("metas="))
+                .unwrap_or_default();
+            if theirs.split(',').any(|m| ours.iter().any(|o| o == m)) {
+                Ok(Root::Ours)
+            } else {
+                Ok(Root::Foreign(format!(
+                    "deployed by pegasus_cluster for metas `{theirs}`"
+                )))
+            }
+        }
+        Err(zookeeper_client::Error::NoNode) if children.is_empty() => Ok(Root::Free),
+        Err(zookeeper_client::Error::NoNode) => Ok(Root::Foreign(format!(
+            "a cluster not deployed by pegasus_cluster (holds `{}`)",
+            children.join("`, `")
+        ))),
+        Err(e) => Err(format!("ZooKeeper `{mark}`: {e}")),
+    }
+}
+
+/// Marks the cluster root as this cluster's (creating it); refuses another's.
+pub async fn claim(zk: &Client, topology: &Topology) -> Result<bool, String> {
+    match root(zk, topology).await? {
+        Root::Foreign(what) => {
+            return Err(format!(
+                "ZooKeeper `{}` belongs to {what}: not deploying over it",
+                topology.cluster_root()
+            ));
+        }
+        Root::Ours => {
+            let mark = format!("{}/{MARK}", topology.cluster_root());
+            let (data, _) = zk.get_data(&mark).await.map_err(|e| e.to_string())?;
+            if data == mark_text(topology).as_bytes() {
+                return Ok(false);
+            }
+            zk.set_data(&mark, mark_text(topology).as_bytes(), None)
+                .await
+                .map_err(|e| format!("ZooKeeper `{mark}`: {e}"))?;
+            return Ok(true);
+        }
+        Root::Free => {}
+    }
+    let mode = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    let root = topology.cluster_root();
+    let mut path = String::new();
+    for part in root.trim_start_matches('/').split('/') {
+        path.push('/');
+        path.push_str(part);
+        match zk.create(&path, b"", &mode).await {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(e) => return Err(format!("ZooKeeper `{path}`: {e}")),
+        }
+    }
+    let mark = format!("{root}/{MARK}");
+    zk.create(&mark, mark_text(topology).as_bytes(), &mode)
+        .await
+        .map_err(|e| format!("ZooKeeper `{mark}`: {e}"))?;
+    Ok(true)
+}
+
+/// Whether the cluster root exists.
+pub async fn root_exists(zk: &Client, topology: &Topology) -> Result<bool, String> {
+    match zk.check_stat(&topology.cluster_root()).await {
+        Ok(stat) => Ok(stat.is_some()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Removes the cluster root and everything under it; how many nodes.
+pub async fn remove_root(zk: &Client, topology: &Topology) -> Result<usize, String> {
+    let mut order = vec![topology.cluster_root()];
+    let mut i = 0;
+    while i < order.len() {
+        let node = order[i].clone();
+        match zk.list_children(&node).await {
+            Ok(children) => order.extend(children.into_iter().map(|c| format!("{node}/{c}"))),
+            Err(zookeeper_client::Error::NoNode) => {}
+            Err(e) => return Err(format!("ZooKeeper `{node}`: {e}")),
+        }
+        i += 1;
+    }
+    let mut removed = 0;
+    for node in order.iter().rev() {
+        match zk.delete(node, None).await {
+            Ok(()) => removed += 1,
+            Err(zookeeper_client::Error::NoNode) => {}
+            Err(e) => return Err(format!("ZooKeeper `{node}`: {e}")),
+        }
+    }
+    Ok(removed)
+}
