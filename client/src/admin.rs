@@ -41,6 +41,7 @@ admin_response!(
     ListNodesResponse,
     ClusterInfoResponse,
     MetaControlResponse,
+    BalancerResponse,
     AvailabilityReportResponse
 );
 
@@ -263,6 +264,36 @@ impl Client {
             .admin(rpc::CONTROL_META, MetaControlRequest { level })
             .await?;
         Ok(r.old_level)
+    }
+
+    /// Pegasus shell's `propose --type move_primary`: `gpid`'s primary `from` hands it to its
+    /// secondary `to`.
+    pub async fn move_primary(
+        &self,
+        gpid: Gpid,
+        from: std::net::SocketAddrV4,
+        to: std::net::SocketAddrV4,
+    ) -> Result<(), ClientError> {
+        let action = |node, config_type| ProposalAction {
+            target: RpcAddress::new(node),
+            node: RpcAddress::new(node),
+            config_type,
+        };
+        let _: BalancerResponse = self
+            .admin(
+                rpc::PROPOSE_BALANCER,
+                BalancerRequest {
+                    gpid,
+                    action_list: vec![
+                        action(from, config_type::DOWNGRADE_TO_SECONDARY),
+                        action(to, config_type::UPGRADE_TO_PRIMARY),
+                    ],
+                    force: Some(false),
+                    balance_type: Some(balancer_request_type::MOVE_PRIMARY),
+                },
+            )
+            .await?;
+        Ok(())
     }
 }
 

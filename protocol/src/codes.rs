@@ -177,6 +177,9 @@ pub mod rpc {
     pub const UPDATE_APP_ENV: &str = "RPC_CM_UPDATE_APP_ENV";
     pub const CONTROL_META: &str = "RPC_CM_CONTROL_META";
     pub const QUERY_MANUAL_COMPACT: &str = "RPC_CM_QUERY_MANUAL_COMPACT_STATUS";
+    /// Pegasus shell's `propose`: move a partition's primary (this server takes
+    /// `move_primary` only).
+    pub const PROPOSE_BALANCER: &str = "RPC_CM_PROPOSE_BALANCER";
     /// Primary to secondary: log this mutation (replication; our payload, Pegasus's name).
     pub const PREPARE: &str = "RPC_PREPARE";
     /// A member to the meta: change a partition's configuration (our payload, Pegasus's name).

@@ -605,6 +605,9 @@ thrift_struct! {
         /// Replicas that may lack writes they acknowledged (reopened after the machine
         /// restarted, with `plog_force_flush = false`) and have not learned again since.
         9: lossy: Vec<Gpid>,
+        /// The node's last beacon on a clean stop, sent once it serves nothing any more: the
+        /// meta takes it for dead at once instead of after its grace.
+        10: leaving: bool,
     }
 }
 
@@ -653,6 +656,8 @@ pub mod config_type {
     pub const ASSIGN_PRIMARY: i32 = 1;
     /// A secondary becomes primary.
     pub const UPGRADE_TO_PRIMARY: i32 = 2;
+    /// A primary becomes a secondary (the first action of a `move_primary` proposal).
+    pub const DOWNGRADE_TO_SECONDARY: i32 = 5;
     /// A learner that caught up becomes a secondary.
     pub const UPGRADE_TO_SECONDARY: i32 = 4;
     /// A member leaves the configuration.
@@ -1082,6 +1087,41 @@ thrift_struct! {
 }
 
 thrift_struct! {
+    /// `configuration_proposal_action`: `type` ([`config_type`]) applied to `node` in the
+    /// configuration `target` holds.
+    pub struct ProposalAction {
+        1: target: RpcAddress,
+        2: node: RpcAddress,
+        3: config_type: i32,
+    }
+}
+
+/// `balancer_request_type` (`idl/meta_admin.thrift`).
+pub mod balancer_request_type {
+    /// Hand the primary to a secondary.
+    pub const MOVE_PRIMARY: i32 = 0;
+}
+
+thrift_struct! {
+    /// `RPC_CM_PROPOSE_BALANCER` (`configuration_balancer_request`), as Pegasus shell's
+    /// `propose` sends it; a `move_primary` is `[DOWNGRADE_TO_SECONDARY old, UPGRADE_TO_PRIMARY
+    /// new]`.
+    pub struct BalancerRequest {
+        1: gpid: Gpid,
+        2: action_list: Vec<ProposalAction>,
+        3: force: Option<bool>,
+        4: balance_type: Option<i32>,
+    }
+}
+
+thrift_struct! {
+    /// `configuration_balancer_response`.
+    pub struct BalancerResponse {
+        1: err: ErrorName,
+    }
+}
+
+thrift_struct! {
     /// `configuration_meta_control_response`: the level before the request.
     pub struct MetaControlResponse {
         1: err: ErrorName,
@@ -1131,6 +1171,7 @@ mod tests {
             closed: vec![Gpid::new(5, 2)],
             disk_id: 0x1234_5678_9abc,
             lossy: vec![Gpid::new(2, 7)],
+            leaving: true,
         };
         let mut bytes = Vec::new();
         encode(&b, &mut bytes).unwrap();

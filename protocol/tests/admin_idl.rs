@@ -242,6 +242,29 @@ fn samples() -> BTreeMap<&'static str, Sample> {
             old_level: meta_function_level::STEADY,
         }),
     );
+    let action = |node: &str, config_type| ProposalAction {
+        target: addr(node),
+        node: addr(node),
+        config_type,
+    };
+    s.insert(
+        "balancer_request",
+        sample(BalancerRequest {
+            gpid: Gpid::new(7, 3),
+            action_list: vec![
+                action("10.0.0.1:34801", config_type::DOWNGRADE_TO_SECONDARY),
+                action("10.0.0.2:34801", config_type::UPGRADE_TO_PRIMARY),
+            ],
+            force: Some(false),
+            balance_type: Some(balancer_request_type::MOVE_PRIMARY),
+        }),
+    );
+    s.insert(
+        "balancer_response",
+        sample(BalancerResponse {
+            err: err("ERR_INVALID_PARAMETERS"),
+        }),
+    );
     s.insert(
         "query_manual_compact_request",
         sample(QueryManualCompactRequest {

@@ -6,9 +6,14 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use pegasus_client::{Client, ClientOptions};
+use pegasus_protocol::types::meta_function_level;
 use pegasus_tests::bed::{self, Bed};
+use pegasus_tests::history::{History, Verdict};
 
 /// Hosts of the bed: ZooKeeper and a meta on 1; metas on 2 and 3; replica servers on 2–5; the
 /// collector on 5.
@@ -205,12 +210,7 @@ fn python() -> PathBuf {
 /// Needs root (namespaces, nspawn); CI runs as root. Skipped, saying so, elsewhere.
 #[test]
 fn from_nothing_to_a_healthy_cluster_on_five_hosts_and_back_to_nothing() {
-    if let Some(why) = bed::unavailable() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must be able to boot the bed: {why}"
-        );
-        eprintln!("skipped: {why}");
+    if !bed_or_skip() {
         return;
     }
     let _heavy = pegasus_tests::cluster::HEAVY.blocking_lock();
@@ -372,4 +372,237 @@ fn from_nothing_to_a_healthy_cluster_on_five_hosts_and_back_to_nothing() {
     }
     let roots = in_client(&bed, move || zk_children(zk, "/pegasus")).unwrap();
     assert!(!roots.contains(&"bed".to_owned()), "{roots:?}");
+}
+
+/// Skips (saying why) where the bed cannot be made; CI must make it.
+fn bed_or_skip() -> bool {
+    if let Some(why) = bed::unavailable() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to boot the bed: {why}"
+        );
+        eprintln!("skipped: {why}");
+        return false;
+    }
+    true
+}
+
+/// The bed booted, ZooKeeper up, the cluster deployed and started, every table fully healthy:
+/// the bed, its topology file, ZooKeeper's address, the metas' addresses.
+fn running_cluster(work: &Path) -> (Bed, PathBuf, SocketAddr, Vec<SocketAddr>) {
+    let package = pegasus_tests::bins::release_tarball(work);
+    let bed = Bed::boot(HOSTS);
+    let zk = bed.start_zookeeper(1);
+    let topo = write(&bed, "bed.toml", &topology(&bed, "bed", [DISKS; 4]));
+    let t = topo.to_str().unwrap();
+    assert_eq!(
+        tool(&bed, &["deploy", t, package.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(tool(&bed, &["start", t]).status.code(), Some(0));
+    fully_healthy(&bed, &topo);
+    let metas = (1..=3)
+        .map(|h| SocketAddr::from((bed.addr(h), 34601)))
+        .collect();
+    (bed, topo, zk, metas)
+}
+
+fn fully_healthy(bed: &Bed, topology: &Path) -> serde_json::Value {
+    display_until(
+        bed,
+        topology,
+        Duration::from_secs(180),
+        "every table fully healthy",
+        |v| {
+            v["tables"].as_array().is_some_and(|t| {
+                !t.is_empty() && t.iter().all(|t| t["fully_healthy"] == t["partitions"])
+            }) && v["instances"]
+                .as_array()
+                .is_some_and(|i| i.iter().all(|i| i["health"] == "ok"))
+        },
+    )
+}
+
+/// Sets the meta level (`INVALID`: only asks) from the client's namespace; the level before.
+fn set_meta_level(bed: &Bed, metas: &[SocketAddr], level: i32) -> i32 {
+    let metas = metas.to_vec();
+    in_client(bed, move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(Client::new(ClientOptions::new(metas)).meta_level(level))
+            .unwrap()
+    })
+}
+
+/// The meta level, asked from the client's namespace.
+fn meta_level(bed: &Bed, metas: &[SocketAddr]) -> i32 {
+    set_meta_level(bed, metas, meta_function_level::INVALID)
+}
+
+/// A running history: send it the windows to measure; join it for their stalls and the verdict.
+type Running = (
+    mpsc::Sender<Vec<(Instant, Instant)>>,
+    std::thread::JoinHandle<(Vec<Duration>, Verdict)>,
+);
+
+/// Writers and readers on table `stat`, from the client's namespace, until the returned
+/// sender is given the windows to measure: then the longest write stall in each, and the
+/// verdict.
+fn history(bed: &Bed, metas: &[SocketAddr]) -> Running {
+    let (tx, rx) = mpsc::channel::<Vec<(Instant, Instant)>>();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let ns = bed.net().client();
+    let metas = metas.to_vec();
+    let file = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+    let handle = std::thread::spawn(move || {
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut options = ClientOptions::new(metas);
+            options.timeout = Duration::from_secs(3);
+            let client = Client::new(options);
+            let table = Arc::new(client.open_table("stat").await.unwrap());
+            let history = History::start(&table, 8, 2);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            ready_tx.send(()).unwrap();
+            let windows = tokio::task::spawn_blocking(move || rx.recv().unwrap())
+                .await
+                .unwrap();
+            let stalls = windows
+                .iter()
+                .map(|(from, to)| history.stall(*from, *to))
+                .collect();
+            (stalls, history.finish(&table).await)
+        })
+    });
+    ready_rx.recv().expect("history started");
+    (tx, handle)
+}
+
+/// A replica server holding primaries now, by `display`: its host number in the bed.
+fn host_with_primaries(bed: &Bed, topology: &Path) -> usize {
+    let view = fully_healthy(bed, topology);
+    let addr = view["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["role"] == "replica" && i["copies"][0].as_u64().unwrap_or(0) > 0)
+        .expect("a replica server with primaries")["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (1..=HOSTS)
+        .find(|h| addr == format!("{}:34801", bed.addr(*h)))
+        .unwrap()
+}
+
+/// A rolling restart of every instance under writers and readers: nothing lost or stale, and
+/// no writer waits a second; beside it, a naive restart of a replica server holding primaries
+/// (`systemctl restart`, no hand-over), measured the same way. Then the tool killed in the
+/// middle of a rolling restart: `display` shows the plan, `abort` restores the meta level.
+#[test]
+fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
+    if !bed_or_skip() {
+        return;
+    }
+    let _heavy = pegasus_tests::cluster::HEAVY.blocking_lock();
+    let work = tempfile::tempdir().unwrap();
+    let (bed, topo, _zk, metas) = running_cluster(work.path());
+    let t = topo.to_str().unwrap();
+    // The template starts the metas `steady`; the operator had set `lively`, which the plan
+    // must give back.
+    set_meta_level(&bed, &metas, meta_function_level::LIVELY);
+    // The plan, without acting: replica servers first, the meta leader last.
+    let out = tool(&bed, &["restart", t, "--rolling", "--dry-run"]);
+    let plan = stdout(&out);
+    assert_eq!(plan.matches(". replica ").count(), 4, "{plan}");
+    assert_eq!(plan.matches(". meta ").count(), 3, "{plan}");
+
+    let (windows, history) = history(&bed, &metas);
+    // A naive restart of a replica server holding primaries.
+    let h = host_with_primaries(&bed, &topo);
+    let naive_from = Instant::now();
+    bed.run(h, "systemctl restart pegasus-bed-replica-34801")
+        .unwrap();
+    fully_healthy(&bed, &topo);
+    let naive_to = Instant::now();
+    // The rolling restart of all 8 instances.
+    let rolling_from = Instant::now();
+    let out = tool(&bed, &["restart", t, "--rolling"]);
+    assert_eq!(out.status.code(), Some(0));
+    let rolling_to = Instant::now();
+    assert!(stdout(&out).contains("8 instances restarted"));
+    windows
+        .send(vec![(naive_from, naive_to), (rolling_from, rolling_to)])
+        .unwrap();
+    let (stalls, verdict) = history.join().expect("history thread");
+    eprintln!("history: {verdict}");
+    eprintln!(
+        "longest write stall of one writer: naive restart of a replica server holding primaries {:?}; rolling restart of 8 instances {:?} (took {:?})",
+        stalls[0],
+        stalls[1],
+        rolling_to - rolling_from
+    );
+    verdict.assert_nothing_lost_or_stale();
+    assert!(verdict.acked > 1000, "{verdict}");
+    assert!(
+        stalls[1] < Duration::from_secs(1),
+        "rolling restart stalled a writer {:?}",
+        stalls[1]
+    );
+    assert_eq!(meta_level(&bed, &metas), meta_function_level::LIVELY);
+
+    // The tool killed in the middle: the plan stays, with the level it changed.
+    let bin = pegasus_tests::bins::built("pegasus-tools", "pegasus_cluster");
+    let mut child = bed
+        .client_command(&bin)
+        .args(["restart", t, "--rolling"])
+        .env("XDG_STATE_HOME", bed.dir().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        // Killed once the first step is done.
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            eprintln!("(rolling) {line}");
+            if line.starts_with("[1/8]") {
+                first = line;
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(!first.is_empty(), "the first step never finished");
+    assert_eq!(meta_level(&bed, &metas), meta_function_level::STEADY);
+    let shown = stdout(&tool(&bed, &["display", t]));
+    assert!(
+        shown.contains("maintenance plan in progress: `restart --rolling`"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("1 of 8 steps done; meta level `lively` before it"),
+        "{shown}"
+    );
+    let refused = tool(&bed, &["restart", t, "--rolling"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("a maintenance plan is in progress"));
+    let out = tool(&bed, &["abort", t]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(meta_level(&bed, &metas), meta_function_level::LIVELY);
+    let shown = stdout(&tool(&bed, &["display", t]));
+    assert!(!shown.contains("maintenance plan"), "{shown}");
+    fully_healthy(&bed, &topo);
 }

@@ -166,3 +166,30 @@ struct configuration_meta_control_response {
     1: base.error_code err;
     2: meta_function_level old_level;
 }
+
+enum config_type {
+    CT_INVALID, CT_ASSIGN_PRIMARY, CT_UPGRADE_TO_PRIMARY, CT_ADD_SECONDARY, CT_UPGRADE_TO_SECONDARY,
+    CT_DOWNGRADE_TO_SECONDARY, CT_DOWNGRADE_TO_INACTIVE, CT_REMOVE, CT_ADD_SECONDARY_FOR_LB,
+    CT_PRIMARY_FORCE_UPDATE_BALLOT, CT_REGISTER_CHILD
+}
+
+enum balancer_request_type {
+    move_primary, copy_primary, copy_secondary
+}
+
+struct configuration_proposal_action {
+    1: base.rpc_address target;
+    2: base.rpc_address node;
+    3: config_type type;
+}
+
+struct configuration_balancer_request {
+    1: base.gpid gpid;
+    2: list<configuration_proposal_action> action_list;
+    3: optional bool force = false;
+    4: optional balancer_request_type balance_type;
+}
+
+struct configuration_balancer_response {
+    1: base.error_code err;
+}

@@ -86,6 +86,17 @@ SAMPLES = {
         level=t.meta_function_level.fl_freezed),
     "meta_control_response": t.configuration_meta_control_response(
         err=err("ERR_OK"), old_level=t.meta_function_level.fl_steady),
+    "balancer_request": t.configuration_balancer_request(
+        gpid=gpid((3 << 32) | 7),
+        action_list=[
+            t.configuration_proposal_action(
+                target=addr("10.0.0.1", 34801), node=addr("10.0.0.1", 34801),
+                type=t.config_type.CT_DOWNGRADE_TO_SECONDARY),
+            t.configuration_proposal_action(
+                target=addr("10.0.0.2", 34801), node=addr("10.0.0.2", 34801),
+                type=t.config_type.CT_UPGRADE_TO_PRIMARY)],
+        force=False, balance_type=t.balancer_request_type.move_primary),
+    "balancer_response": t.configuration_balancer_response(err=err("ERR_INVALID_PARAMETERS")),
     "query_manual_compact_request": t.query_app_manual_compact_request(app_name="orders"),
     "query_manual_compact_response": t.query_app_manual_compact_response(
         err=err("ERR_OK"), hint_msg="2 of 3 replicas done", progress=66),

@@ -47,6 +47,7 @@ const ADMIN_RPCS: &[&str] = &[
     rpc::RECALL_APP,
     rpc::UPDATE_APP_ENV,
     rpc::CONTROL_META,
+    rpc::PROPOSE_BALANCER,
 ];
 
 /// A task aborted when this is dropped.
@@ -185,6 +186,8 @@ pub struct MetaServer {
     disks_unsaved: Mutex<Vec<(SocketAddrV4, i64)>>,
     /// Rung by a beacon with news (a node new or back, a change in what it holds).
     news: tokio::sync::Notify,
+    /// Replica servers that said they are leaving (a clean stop), for the next `tend`.
+    leaving: Mutex<Vec<SocketAddrV4>>,
     /// Announces configuration changes to the replica servers.
     client: pegasus_client::Client,
     /// The meta level ([`meta_function_level`]): below `steady`, nothing moves.
@@ -337,6 +340,7 @@ impl MetaServer {
             disks: Mutex::default(),
             disks_unsaved: Mutex::default(),
             news: tokio::sync::Notify::new(),
+            leaving: Mutex::default(),
             client: pegasus_client::Client::new(pegasus_client::ClientOptions::new(Vec::new())),
             level: std::sync::atomic::AtomicI32::new(options.initial_level),
             retired: Mutex::default(),
@@ -624,6 +628,12 @@ impl MetaServer {
             if let Err(e) = self.zk.save_disk(node, id).await {
                 warn!(%node, "keeping its disk id: {e}");
                 self.disks_unsaved.lock().expect("disks").push((node, id));
+            }
+        }
+        let left = std::mem::take(&mut *self.leaving.lock().expect("leaving"));
+        for node in left {
+            if state.leave(node) {
+                warn!(%node, "replica server left (a clean stop): taken for dead now");
             }
         }
         let dead = state.expire(Instant::now(), self.options.fd_grace);
@@ -1102,6 +1112,83 @@ impl MetaServer {
         }
     }
 
+    /// A replica server's last beacon on a clean stop, from `peer`: taken for dead at the next
+    /// `tend` (a leader only; a follower points to the leader).
+    fn leaving_beacon(&self, b: &BeaconRequest, peer: std::net::IpAddr) -> BeaconResponse {
+        if !self.is_leader() {
+            return BeaconResponse {
+                err: err(ErrorCode::ForwardToOthers),
+                leader: self.leader_address(),
+                ..Default::default()
+            };
+        }
+        match b.node.socket_addr() {
+            Some(node) if std::net::IpAddr::V4(*node.ip()) == peer || peer.is_loopback() => {
+                self.leaving.lock().expect("leaving").push(node);
+                self.news.notify_one();
+                BeaconResponse {
+                    err: err(ErrorCode::Ok),
+                    leader: RpcAddress::new(self.options.me),
+                    ..Default::default()
+                }
+            }
+            _ => BeaconResponse {
+                err: err(ErrorCode::InvalidParameters),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// `RPC_CM_PROPOSE_BALANCER` (Pegasus shell's `propose`): a `move_primary`, `[
+    /// DOWNGRADE_TO_SECONDARY old, UPGRADE_TO_PRIMARY new]`, done in the balancer's two steps
+    /// (the old primary steps down; the new one is promoted once every member runs that
+    /// ballot). Other proposals are refused with `ERR_INVALID_PARAMETERS`.
+    async fn propose_balancer(&self, r: BalancerRequest) -> BalancerResponse {
+        let answer = |code: ErrorCode| BalancerResponse { err: err(code) };
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers);
+        }
+        let actions: Vec<(i32, Option<SocketAddrV4>)> = r
+            .action_list
+            .iter()
+            .map(|a| (a.config_type, a.node.socket_addr()))
+            .collect();
+        let (from, to) = match actions.as_slice() {
+            [
+                (config_type::DOWNGRADE_TO_SECONDARY, Some(from)),
+                (config_type::UPGRADE_TO_PRIMARY, Some(to)),
+            ] if r
+                .balance_type
+                .is_none_or(|t| t == balancer_request_type::MOVE_PRIMARY) =>
+            {
+                (*from, *to)
+            }
+            _ => {
+                warn!(gpid = %r.gpid, ?actions, "propose: only move_primary is supported");
+                return answer(ErrorCode::InvalidParameters);
+            }
+        };
+        let mut state = self.lock().await;
+        // Leadership may have moved while this waited for the state.
+        if !self.is_leader() {
+            return answer(ErrorCode::ForwardToOthers);
+        }
+        if self.level() < meta_function_level::STEADY {
+            return answer(ErrorCode::InvalidState);
+        }
+        match state.move_primary(r.gpid, from, to) {
+            Ok(changed) => {
+                info!(gpid = %r.gpid, %from, %to, "propose: the primary steps down to move");
+                self.publish(&mut state, vec![changed]).await;
+                answer(ErrorCode::Ok)
+            }
+            Err(why) => {
+                warn!(gpid = %r.gpid, %from, %to, "propose refused: {why}");
+                answer(ErrorCode::InvalidParameters)
+            }
+        }
+    }
+
     /// `RPC_CM_CREATE_APP`.
     async fn create_app(&self, r: CreateAppRequest) -> CreateAppResponse {
         let answer = |code: ErrorCode, appid: i32| CreateAppResponse {
@@ -1577,7 +1664,23 @@ impl MetaServer {
         }
         match name {
             rpc::QUERY_CONFIG => answer!(QueryCfgRequest, |a| self.query_config(a)),
-            rpc::BEACON => answer!(BeaconRequest, |a| self.beacon(a)),
+            rpc::BEACON => match request.args::<BeaconRequest>() {
+                // Only the node itself may say it leaves (taking a live node for dead would
+                // move its copies for nothing).
+                Ok(b) if b.leaving => {
+                    let r = self.leaving_beacon(&b, reply.peer().ip());
+                    reply.send(ErrorCode::Ok, Some(&r))
+                }
+                Ok(b) => {
+                    let r = self.beacon(b).await;
+                    reply.send(ErrorCode::Ok, Some(&r))
+                }
+                Err(e) => {
+                    warn!(rpc = name, "bad request: {e}");
+                    reply.error(ErrorCode::InvalidParameters)
+                }
+            },
+            rpc::PROPOSE_BALANCER => answer!(BalancerRequest, |a| self.propose_balancer(a)),
             rpc::UPDATE_CONFIG => answer!(UpdateConfigRequest, |a| self.update_config(a)),
             rpc::CREATE_APP => answer!(CreateAppRequest, |a| self.create_app(a)),
             rpc::DROP_APP => answer!(DropAppRequest, |a| self.drop_app(a)),

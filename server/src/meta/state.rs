@@ -385,6 +385,43 @@ impl Cluster {
             .is_some_and(|n| n.alive && !n.errors.contains(&gpid))
     }
 
+    /// A node's clean stop (its last beacon says it is leaving, its replicas closed): dead at
+    /// once, as if its grace had run out. Whether it was alive.
+    pub fn leave(&mut self, node: SocketAddrV4) -> bool {
+        match self.nodes.get_mut(&node) {
+            Some(n) if n.alive => {
+                n.alive = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Pegasus's `move_primary` proposal: `from`, `gpid`'s primary, hands it to `to`, one of its
+    /// serving secondaries, in the balancer's two steps ([`Cluster::balance`]): it steps down
+    /// now, and `to` is promoted once every member runs that ballot.
+    pub fn move_primary(
+        &mut self,
+        gpid: Gpid,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+    ) -> Result<Changed, &'static str> {
+        let p = self.partition(gpid).ok_or("no such partition")?;
+        if p.primary_addr() != Some(from) {
+            return Err("the node to move from is not its primary");
+        }
+        if !p.secondary_addrs().contains(&to) {
+            return Err("the node to move to is not one of its secondaries");
+        }
+        if !self.serves(&to, gpid) {
+            return Err("the node to move to does not serve it (dead, lost or lossy)");
+        }
+        if self.moving.contains_key(&gpid) {
+            return Err("its primary is moving already");
+        }
+        Ok(self.step_down(gpid, to))
+    }
+
     /// Marks nodes without a beacon for `grace` dead; returns them.
     pub fn expire(&mut self, now: Instant, grace: Duration) -> Vec<SocketAddrV4> {
         let mut dead = Vec::new();
@@ -1172,6 +1209,58 @@ mod tests {
         for n in nodes {
             c.beacon(addr(*n), gpids.clone(), vec![], Instant::now());
             c.note_ballots(addr(*n), &gpids, &ballots);
+        }
+    }
+
+    #[test]
+    fn a_move_primary_proposal_goes_to_a_serving_secondary_in_two_steps_or_is_refused() {
+        let mut c = cluster(&[1, 2, 3, 4], 1, 3);
+        c.assign(1);
+        report_all(&mut c, &[1, 2, 3, 4]);
+        let g = Gpid::new(1, 0);
+        let p = c.partition(g).unwrap().clone();
+        let (from, to) = (p.primary_addr().unwrap(), p.secondary_addrs()[0]);
+        let outsider = [1, 2, 3, 4]
+            .map(addr)
+            .into_iter()
+            .find(|a| !p.has_member(*a))
+            .unwrap();
+        // Refused: from a node that is not the primary, to one that is not a secondary, to a
+        // dead secondary.
+        assert!(c.move_primary(g, to, from).is_err());
+        assert!(c.move_primary(g, from, outsider).is_err());
+        c.leave(to);
+        assert!(
+            c.move_primary(g, from, to).is_err(),
+            "a dead secondary serves nothing"
+        );
+        report_all(&mut c, &[1, 2, 3, 4]);
+        let changed = c.move_primary(g, from, to).unwrap();
+        assert_eq!(changed.before.primary_addr(), Some(from));
+        assert!(c.move_primary(g, from, to).is_err(), "it is moving already");
+        let now = c.partition(g).unwrap().clone();
+        assert_eq!(now.primary, "", "the primary steps down first");
+        assert_eq!(now.ballot, p.ballot + 1);
+        // Promoted only once every member runs the primary-less ballot.
+        assert!(c.assign(1).is_empty());
+        report_all(&mut c, &[1, 2, 3, 4]);
+        assert_eq!(c.assign(1).len(), 1);
+        assert_eq!(c.partition(g).unwrap().primary_addr(), Some(to));
+    }
+
+    #[test]
+    fn a_node_that_leaves_is_dead_at_once_and_its_groups_go_on_without_it() {
+        let mut c = cluster(&[1, 2, 3, 4], 2, 3);
+        c.assign(1);
+        report_all(&mut c, &[1, 2, 3, 4]);
+        let leaving = c.partition(Gpid::new(1, 0)).unwrap().secondary_addrs()[0];
+        assert!(c.leave(leaving));
+        assert!(!c.leave(leaving), "once");
+        assert_eq!(c.alive_count(), 3);
+        let changed = c.assign(1);
+        assert!(!changed.is_empty());
+        for g in all(&c) {
+            assert!(!c.partition(g).unwrap().has_member(leaving), "{g}");
         }
     }
 

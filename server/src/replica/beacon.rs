@@ -15,7 +15,7 @@ use pegasus_client::{Client, ClientOptions};
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::RequestMeta;
 use pegasus_protocol::types::{Args, BeaconRequest, BeaconResponse, RpcAddress};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::ReplicaStub;
 
@@ -44,10 +44,16 @@ pub async fn run(
     let started = Instant::now();
     let mut next = Duration::ZERO;
     tokio::pin!(shutdown);
+    let ballot_news = stub.ballot_news();
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(next) => {}
+            // A ballot taken up: the meta hears of it now (briefly later, so that the other
+            // partitions of one configuration round are in the same beacon).
+            _ = ballot_news.notified() => {
+                tokio::time::sleep(BALLOT_NEWS_DELAY).await;
+            }
         }
         let sent = Instant::now();
         let held = stub.held();
@@ -61,6 +67,7 @@ pub async fn run(
             closed: stub.closed(),
             disk_id: stub.disk_id(),
             lossy: stub.lossy(),
+            leaving: false,
         });
         let timeout = options.interval.max(Duration::from_secs(1));
         // The known leader first, then every meta; a redirect goes to the front.
@@ -122,6 +129,59 @@ pub async fn run(
         next = next_beacon(options.interval, answered, assigned, started.elapsed())
             .saturating_sub(sent.elapsed());
     }
+}
+
+/// How long a beacon that reports a new ballot waits for the other changes of its round.
+const BALLOT_NEWS_DELAY: Duration = Duration::from_millis(5);
+
+/// The last beacon of a clean stop, once the node serves nothing any more (its replicas are
+/// closed): the meta takes the node for dead at once, so its groups go on without it instead
+/// of stalling for its grace period. Best effort: each meta is tried once, briefly.
+pub async fn leave(me: SocketAddrV4, metas: &[SocketAddr]) {
+    let client = Client::new(ClientOptions {
+        metas: metas.to_vec(),
+        timeout: Duration::from_secs(1),
+    });
+    let request = Args(BeaconRequest {
+        node: RpcAddress::new(me),
+        leaving: true,
+        ..BeaconRequest::default()
+    });
+    let mut candidates: VecDeque<SocketAddr> = metas.iter().copied().collect();
+    let mut tries = 0;
+    while let Some(meta) = candidates.pop_front() {
+        tries += 1;
+        if tries > metas.len() + 2 {
+            break;
+        }
+        match client
+            .call::<_, BeaconResponse>(
+                meta,
+                RequestMeta::default(),
+                rpc::BEACON,
+                &request,
+                Duration::from_secs(1),
+            )
+            .await
+        {
+            Ok(r) if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok => {
+                info!(%meta, "told the meta leader this node is leaving");
+                return;
+            }
+            Ok(r) => {
+                if let Some(l) = r
+                    .leader
+                    .socket_addr()
+                    .map(SocketAddr::V4)
+                    .filter(|l| *l != meta)
+                {
+                    candidates.push_front(l);
+                }
+            }
+            Err(e) => debug!(%meta, "leaving beacon: {e}"),
+        }
+    }
+    warn!("no meta leader heard that this node is leaving: its groups wait for its grace period");
 }
 
 /// Quick beacons while starting up: until a leader has answered, and while it assigns nothing

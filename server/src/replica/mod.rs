@@ -303,6 +303,12 @@ impl ReplicaStub {
         self.link.as_ref()
     }
 
+    /// Woken when one of its replicas' ballots changes (see
+    /// [`partition::PartitionOptions::ballot_news`]).
+    pub fn ballot_news(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.options.ballot_news)
+    }
+
     /// The replicas that may lack writes they acknowledged (see [`boot`]), for the meta.
     pub fn lossy(&self) -> Vec<Gpid> {
         let mut lossy: Vec<Gpid> = self

@@ -157,6 +157,10 @@ pub struct PartitionOptions {
     /// This boot of the machine ([`super::boot`]): a copy last opened in another one, with
     /// `plog_force_flush` off, may lack what it acknowledged.
     pub boot_id: Arc<str>,
+    /// Woken when a replica's ballot changes: the node's beacon then goes out at once, so
+    /// the meta hears of a configuration taken up (a primary's hand-over waits on it) without
+    /// waiting for the next beacon interval.
+    pub ballot_news: Arc<tokio::sync::Notify>,
 }
 
 impl Default for PartitionOptions {
@@ -176,6 +180,7 @@ impl Default for PartitionOptions {
             pool: LazyPool::new(2, TICK),
             faults: Arc::default(),
             boot_id: super::boot::machine_boot_id().into(),
+            ballot_news: Arc::default(),
         }
     }
 }
@@ -974,9 +979,10 @@ impl Driver {
             self.replica.readable() && self.failed.get().is_none(),
             Ordering::Release,
         );
-        self.status
-            .ballot
-            .store(self.replica.ballot(), Ordering::Release);
+        let ballot = self.replica.ballot();
+        if self.status.ballot.swap(ballot, Ordering::AcqRel) != ballot {
+            self.options.ballot_news.notify_one();
+        }
         self.status
             .committed
             .store(self.replica.committed(), Ordering::Release);

@@ -179,6 +179,11 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             .await
             .expect("close task");
     }
+    // Its replicas closed, a replica server serves nothing any more: the meta hears it is
+    // leaving, so its groups go on without it now rather than after its grace period.
+    for role in server.roles.iter().filter(|r| r.name == "replica") {
+        crate::replica::beacon::leave(server.advertised(role), &server.meta_servers).await;
+    }
     info!("stopped");
     outcome
 }

@@ -289,6 +289,8 @@ pub struct ClusterView {
     pub tables: Vec<TableView>,
     /// Why the metas could not be asked, if they could not.
     pub meta_error: Option<String>,
+    /// A maintenance plan in progress (an interrupted one: `resume` or `abort` it).
+    pub plan: Option<super::rolling::Plan>,
 }
 
 impl Serialize for Role {
@@ -347,6 +349,13 @@ pub fn display(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> ClusterView {
         instances: Vec::new(),
         tables: Vec::new(),
         meta_error: None,
+        plan: rt
+            .block_on(async {
+                let zk = super::zk::connect(topology).await?;
+                super::zk::load_plan(&zk, topology).await
+            })
+            .ok()
+            .flatten(),
     };
     let (leader, nodes, configs) = match meta {
         Ok(m) => m,
@@ -443,6 +452,17 @@ pub fn render_view(view: &ClusterView) -> String {
             i.copies.map_or("-".into(), |(p, s)| format!("{p}/{s}")),
             i.version.as_deref().unwrap_or("-"),
             i.dirs.join(",")
+        ));
+    }
+    if let Some(plan) = &view.plan {
+        out.push_str(&format!(
+            "maintenance plan in progress: `{}` by {} since {} ({} of {} steps done; meta level `{}` before it): `resume` or `abort` it\n",
+            plan.verb,
+            plan.by,
+            plan.started,
+            plan.steps.iter().filter(|s| s.done).count(),
+            plan.steps.len(),
+            plan.meta_level_before
         ));
     }
     match &view.meta_error {

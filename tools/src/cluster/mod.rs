@@ -7,6 +7,9 @@
 //! pegasus_cluster deploy  topology.toml PACKAGE       package, configs, units; starts nothing
 //! pegasus_cluster start   topology.toml               metas, replica servers, collector
 //! pegasus_cluster display topology.toml               units, health, the meta's view, tables
+//! pegasus_cluster restart topology.toml --rolling     one at a time, the cluster serving
+//! pegasus_cluster resume  topology.toml               what is left of an interrupted plan
+//! pegasus_cluster abort   topology.toml               end it: instances up, settings restored
 //! pegasus_cluster stop    topology.toml               in reverse
 //! pegasus_cluster destroy topology.toml               every host cleaned, then cluster_root
 //! ```
@@ -19,6 +22,8 @@
 //! - [`check`]: the fleet checked before a deploy (findings as data)
 //! - [`deploy`]: the package, configs and units on every host, idempotently
 //! - [`control`]: `start`, `stop`, `display`
+//! - [`rolling`]: rolling restarts as maintenance plans kept in ZooKeeper (primaries handed
+//!   over first), `resume` and `abort`
 //! - [`destroy`]: the guide's cluster cleaning on every host and in ZooKeeper
 //! - [`zk`]: the cluster root: free, ours or another cluster's; the mark `deploy` leaves
 
@@ -28,6 +33,7 @@ pub mod deploy;
 pub mod destroy;
 pub mod fleet;
 pub mod layout;
+pub mod rolling;
 pub mod ssh;
 pub mod topology;
 pub mod zk;
@@ -142,6 +148,31 @@ enum Verb {
         #[command(flatten)]
         select: Select,
     },
+    /// Restart instances; `--rolling`: one at a time, primaries handed over first, the cluster
+    /// serving throughout (a maintenance plan kept in ZooKeeper).
+    Restart {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        select: Select,
+        /// One at a time, the cluster serving throughout.
+        #[arg(long)]
+        rolling: bool,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Carry out what is left of an interrupted maintenance plan.
+    Resume {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// End an interrupted maintenance plan: every instance started, the settings it changed
+    /// restored, the plan removed.
+    Abort {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Every instance (unit, health, role in the cluster, version) and every table's health.
     Display {
         #[command(flatten)]
@@ -226,6 +257,50 @@ fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// The maintenance plan in ZooKeeper, if any.
+fn current_plan(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> Result<Option<rolling::Plan>, u8> {
+    rt.block_on(async {
+        let zk = zk::connect(&fleet.topology).await?;
+        zk::load_plan(&zk, &fleet.topology).await
+    })
+    .map_err(|e| {
+        eprintln!("error: {e}");
+        1
+    })
+}
+
+/// Carries out `plan`, then ends it (the meta level restored, the plan removed), also when a
+/// step fails or Ctrl-C stops it; the exit status.
+fn run_plan(fleet: &Fleet, rt: &tokio::runtime::Runtime, plan: &mut rolling::Plan) -> u8 {
+    let interrupted = rolling::interrupt_flag(rt);
+    let began = std::time::Instant::now();
+    let outcome = rolling::carry_out(fleet, rt, plan, &interrupted, &mut |l| say(l));
+    if let Err(e) = &outcome {
+        eprintln!("error: {e}");
+    }
+    match rolling::end(fleet, rt, plan) {
+        Ok(()) => say(&format!(
+            "meta level `{}` restored; plan removed",
+            plan.meta_level_before
+        )),
+        Err(e) => {
+            eprintln!("error: {e}; the plan stays in ZooKeeper: run `pegasus_cluster abort`");
+            return 1;
+        }
+    }
+    match outcome {
+        Ok(()) => {
+            say(&format!(
+                "{} instances restarted in {:.1?}",
+                plan.steps.len(),
+                began.elapsed()
+            ));
+            0
+        }
+        Err(_) => 1,
+    }
 }
 
 /// Runs a parsed command line; the exit status (0 done, 1 findings or a failed step, 2 usage,
@@ -362,6 +437,116 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             let fleet = fleet(load(&target.topology)?, cli.verbose)?;
             match control::stop(&fleet, &select.selection(), &mut |l| say(l)) {
                 Ok(()) => Ok(0),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Err(1)
+                }
+            }
+        }
+        Verb::Restart {
+            target,
+            select,
+            rolling,
+            dry_run,
+        } => {
+            let fleet = fleet(load(&target.topology)?, cli.verbose)?;
+            let selection = select.selection();
+            let selected: Vec<&topology::Instance> = fleet
+                .topology
+                .instances
+                .iter()
+                .filter(|i| selection.has(i))
+                .collect();
+            let rt = runtime();
+            if !rolling {
+                if dry_run {
+                    for i in &selected {
+                        say(&format!("would restart {} {}", i.role, i.addr()));
+                    }
+                    return Ok(0);
+                }
+                return match control::stop(&fleet, &selection, &mut |l| say(l))
+                    .and_then(|()| control::start(&fleet, &rt, &selection, &mut |l| say(l)))
+                {
+                    Ok(()) => Ok(0),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        Err(1)
+                    }
+                };
+            }
+            let client = control::client(&fleet.topology);
+            let leader = rolling::leader(&rt, &client);
+            let steps = rolling::steps(&selected, leader.as_deref());
+            if dry_run {
+                say(
+                    "the meta level is set to `steady` (restored at the end); then, one at a time:",
+                );
+                for (k, s) in steps.iter().enumerate() {
+                    let what = if s.role == "replica" {
+                        "hand its primaries to secondaries, stop, start, wait until every partition is fully healthy"
+                    } else {
+                        "restart, wait until healthy"
+                    };
+                    say(&format!("{:>3}. {} {}: {what}", k + 1, s.role, s.addr));
+                }
+                return Ok(0);
+            }
+            let mut plan =
+                rolling::begin(&fleet, &rt, "restart --rolling", steps).map_err(|e| {
+                    eprintln!("error: {e}");
+                    1
+                })?;
+            say(&format!(
+                "plan recorded in ZooKeeper: {} steps; meta level `{}` → `steady` meanwhile",
+                plan.steps.len(),
+                plan.meta_level_before
+            ));
+            Ok(run_plan(&fleet, &rt, &mut plan))
+        }
+        Verb::Resume { target } => {
+            let fleet = fleet(load(&target.topology)?, cli.verbose)?;
+            let rt = runtime();
+            let Some(mut plan) = current_plan(&fleet, &rt)? else {
+                say("no maintenance plan in progress");
+                return Ok(0);
+            };
+            say(&format!(
+                "resuming `{}` by {}: {} of {} steps done",
+                plan.verb,
+                plan.by,
+                plan.steps.iter().filter(|s| s.done).count(),
+                plan.steps.len()
+            ));
+            Ok(run_plan(&fleet, &rt, &mut plan))
+        }
+        Verb::Abort { target } => {
+            let fleet = fleet(load(&target.topology)?, cli.verbose)?;
+            let rt = runtime();
+            let Some(plan) = current_plan(&fleet, &rt)? else {
+                say("no maintenance plan in progress");
+                return Ok(0);
+            };
+            say(&format!(
+                "aborting `{}` by {} ({} of {} steps done)",
+                plan.verb,
+                plan.by,
+                plan.steps.iter().filter(|s| s.done).count(),
+                plan.steps.len()
+            ));
+            // An instance the plan had stopped runs again.
+            if let Err(e) = control::start(&fleet, &rt, &Selection::default(), &mut |l| say(l)) {
+                eprintln!("error: {e}");
+                return Err(1);
+            }
+            match rolling::end(&fleet, &rt, &plan) {
+                Ok(()) => {
+                    say(&format!(
+                        "meta level `{}` restored; plan removed",
+                        plan.meta_level_before
+                    ));
+                    Ok(0)
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     Err(1)

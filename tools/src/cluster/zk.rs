@@ -13,6 +13,9 @@ use super::topology::Topology;
 /// The mark's name under the cluster root.
 pub const MARK: &str = "pegasus_cluster";
 
+/// A maintenance plan in progress, under the cluster root.
+pub const PLAN: &str = "pegasus_cluster_plan";
+
 /// Who holds the cluster root.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Root {
@@ -153,4 +156,50 @@ pub async fn remove_root(zk: &Client, topology: &Topology) -> Result<usize, Stri
         }
     }
     Ok(removed)
+}
+
+fn plan_path(topology: &Topology) -> String {
+    format!("{}/{PLAN}", topology.cluster_root())
+}
+
+/// The maintenance plan in progress, if any.
+pub async fn load_plan(
+    zk: &Client,
+    topology: &Topology,
+) -> Result<Option<super::rolling::Plan>, String> {
+    let path = plan_path(topology);
+    match zk.get_data(&path).await {
+        Ok((data, _)) => serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|e| format!("ZooKeeper `{path}` is not a plan: {e}")),
+        Err(zookeeper_client::Error::NoNode) => Ok(None),
+        Err(e) => Err(format!("ZooKeeper `{path}`: {e}")),
+    }
+}
+
+/// Writes `plan`: created (refused if one exists) with `new`, else updated.
+pub async fn save_plan(
+    zk: &Client,
+    topology: &Topology,
+    plan: &super::rolling::Plan,
+    new: bool,
+) -> Result<(), String> {
+    let path = plan_path(topology);
+    let data = serde_json::to_vec_pretty(plan).expect("serializable");
+    let done = if new {
+        let mode = CreateMode::Persistent.with_acls(Acls::anyone_all());
+        zk.create(&path, &data, &mode).await.map(drop)
+    } else {
+        zk.set_data(&path, &data, None).await.map(drop)
+    };
+    done.map_err(|e| format!("ZooKeeper `{path}`: {e}"))
+}
+
+/// Removes the plan (done or aborted).
+pub async fn delete_plan(zk: &Client, topology: &Topology) -> Result<(), String> {
+    let path = plan_path(topology);
+    match zk.delete(&path, None).await {
+        Ok(()) | Err(zookeeper_client::Error::NoNode) => Ok(()),
+        Err(e) => Err(format!("ZooKeeper `{path}`: {e}")),
+    }
 }
