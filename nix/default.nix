@@ -65,6 +65,7 @@ let
     install -m 0644 ${../server/DEPLOY.md} stage/${tarballName}/bin/DEPLOY.md
     install -m 0644 ${../LICENSE} stage/${tarballName}/LICENSE
     echo "Pegasus Server ${version} (${shortRev}) glibc${glibc} release" > stage/${tarballName}/VERSION
+    ${pegasus-server}/bin/pegasus_server --format > stage/${tarballName}/FORMAT
     tar --sort=name --mtime=@1 --owner=0 --group=0 --numeric-owner --format=gnu -C stage -cf - ${tarballName} | gzip -9 -n > $out
   '';
 

@@ -266,6 +266,37 @@ impl Client {
         Ok(r.old_level)
     }
 
+    /// Pegasus shell's `propose` of a `copy_secondary`: `to` learns `gpid` from its primary
+    /// and then replaces the secondary `from`.
+    pub async fn copy_secondary(
+        &self,
+        gpid: Gpid,
+        primary: std::net::SocketAddrV4,
+        from: std::net::SocketAddrV4,
+        to: std::net::SocketAddrV4,
+    ) -> Result<(), ClientError> {
+        let action = |node, config_type| ProposalAction {
+            target: RpcAddress::new(primary),
+            node: RpcAddress::new(node),
+            config_type,
+        };
+        let _: BalancerResponse = self
+            .admin(
+                rpc::PROPOSE_BALANCER,
+                BalancerRequest {
+                    gpid,
+                    action_list: vec![
+                        action(to, config_type::ADD_SECONDARY_FOR_LB),
+                        action(from, config_type::REMOVE),
+                    ],
+                    force: Some(false),
+                    balance_type: Some(balancer_request_type::COPY_SECONDARY),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Pegasus shell's `propose --type move_primary`: `gpid`'s primary `from` hands it to its
     /// secondary `to`.
     pub async fn move_primary(

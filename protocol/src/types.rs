@@ -656,12 +656,18 @@ pub mod config_type {
     pub const ASSIGN_PRIMARY: i32 = 1;
     /// A secondary becomes primary.
     pub const UPGRADE_TO_PRIMARY: i32 = 2;
+    /// A new copy learns from the primary (`copy_secondary`'s first action).
+    pub const ADD_SECONDARY: i32 = 3;
     /// A primary becomes a secondary (the first action of a `move_primary` proposal).
     pub const DOWNGRADE_TO_SECONDARY: i32 = 5;
     /// A learner that caught up becomes a secondary.
     pub const UPGRADE_TO_SECONDARY: i32 = 4;
     /// A member leaves the configuration.
     pub const DOWNGRADE_TO_INACTIVE: i32 = 6;
+    /// A member is removed (`copy_secondary`'s second action).
+    pub const REMOVE: i32 = 7;
+    /// A new copy for the balancer (as [`ADD_SECONDARY`]).
+    pub const ADD_SECONDARY_FOR_LB: i32 = 8;
     /// The same members under the next ballot (a restarted primary takes it up).
     pub const PRIMARY_FORCE_UPDATE_BALLOT: i32 = 9;
 }
@@ -1100,6 +1106,8 @@ thrift_struct! {
 pub mod balancer_request_type {
     /// Hand the primary to a secondary.
     pub const MOVE_PRIMARY: i32 = 0;
+    /// Move a secondary's copy to another node.
+    pub const COPY_SECONDARY: i32 = 2;
 }
 
 thrift_struct! {

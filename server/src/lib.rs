@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`start`]: command line (`config.ini -app_list …`), checks, logging, the roles' lifetime
 //! - [`config`]: the typed view of `config.ini` the roles need
+//! - [`format`]: the format of data dirs and the cluster root, and the refusal of a newer one
 //! - [`net`]: the RPC listener: THFT frames, bounded connections and in-flight requests
 //! - [`meta`]: the MetaServer: ZooKeeper, leader election, tables, assignment
 //! - [`replica`]: the ReplicaServer: partitions, write pipeline, plog, RocksDB, reads and scans
@@ -16,6 +17,7 @@
 
 pub mod collector;
 pub mod config;
+pub mod format;
 pub mod http;
 pub mod meta;
 pub mod metrics;

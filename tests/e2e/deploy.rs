@@ -162,6 +162,20 @@ fn zk_plant(zk: SocketAddr, path: &'static str) {
     });
 }
 
+/// Sets ZooKeeper node `path` to `data`.
+fn zk_set(zk: SocketAddr, path: &'static str, data: &'static str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let client = zookeeper_client::Client::connect(&zk.to_string())
+            .await
+            .unwrap();
+        client.set_data(path, data.as_bytes(), None).await.unwrap();
+    });
+}
+
 fn zk_remove(zk: SocketAddr, path: &'static str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -390,7 +404,7 @@ fn bed_or_skip() -> bool {
 /// The bed booted, ZooKeeper up, the cluster deployed and started, every table fully healthy:
 /// the bed, its topology file, ZooKeeper's address, the metas' addresses.
 fn running_cluster(work: &Path) -> (Bed, PathBuf, SocketAddr, Vec<SocketAddr>) {
-    let package = pegasus_tests::bins::release_tarball(work);
+    let package = pegasus_tests::bins::release_tarball(&work.join("first"));
     let bed = Bed::boot(HOSTS);
     let zk = bed.start_zookeeper(1);
     let topo = write(&bed, "bed.toml", &topology(&bed, "bed", [DISKS; 4]));
@@ -487,6 +501,26 @@ fn history(bed: &Bed, metas: &[SocketAddr]) -> Running {
     (tx, handle)
 }
 
+/// The name of the package packed in `dir`.
+fn release_name(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("PACKAGE"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The release each instance runs, by `display`.
+fn releases(bed: &Bed, topology: &Path) -> Vec<String> {
+    let out = tool(bed, &["display", topology.to_str().unwrap(), "-j"]);
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    view["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["release"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
 /// A replica server holding primaries now, by `display`: its host number in the bed.
 fn host_with_primaries(bed: &Bed, topology: &Path) -> usize {
     let view = fully_healthy(bed, topology);
@@ -504,10 +538,12 @@ fn host_with_primaries(bed: &Bed, topology: &Path) -> usize {
         .unwrap()
 }
 
-/// A rolling restart of every instance under writers and readers: nothing lost or stale, and
-/// no writer waits a second; beside it, a naive restart of a replica server holding primaries
-/// (`systemctl restart`, no hand-over), measured the same way. Then the tool killed in the
-/// middle of a rolling restart: `display` shows the plan, `abort` restores the meta level.
+/// A rolling restart of every instance, an upgrade to a second package and a rollback, under
+/// writers and readers: nothing lost or stale, and no writer waits a second; beside them, a
+/// naive restart of a replica server holding primaries (`systemctl restart`, no hand-over),
+/// measured the same way. An upgrade is refused while the cluster's data is of a newer format.
+/// Then the tool killed in the middle of a rolling restart: `display` shows the plan, `abort`
+/// restores the meta level.
 #[test]
 fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     if !bed_or_skip() {
@@ -515,7 +551,7 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     }
     let _heavy = pegasus_tests::cluster::HEAVY.blocking_lock();
     let work = tempfile::tempdir().unwrap();
-    let (bed, topo, _zk, metas) = running_cluster(work.path());
+    let (bed, topo, zk, metas) = running_cluster(work.path());
     let t = topo.to_str().unwrap();
     // The template starts the metas `steady`; the operator had set `lively`, which the plan
     // must give back.
@@ -539,25 +575,124 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     let out = tool(&bed, &["restart", t, "--rolling"]);
     assert_eq!(out.status.code(), Some(0));
     let rolling_to = Instant::now();
-    assert!(stdout(&out).contains("8 instances restarted"));
+    assert!(stdout(&out).contains("restart --rolling done: 8 steps"));
+
+    // An upgrade to a second package (the same binaries under another version string), then
+    // a rollback, each a rolling restart.
+    let first = release_name(&work.path().join("first"));
+    let second_tarball =
+        pegasus_tests::bins::release_tarball_as(&work.path().join("second"), Some("0.1.1-next"));
+    let second = release_name(&work.path().join("second"));
+    assert_ne!(first, second);
+    // Refused, touching nothing, while the cluster's data is of a newer format than it reads.
+    in_client(&bed, move || zk_set(zk, "/pegasus/bed/format", "2"));
+    let refused = tool(&bed, &["upgrade", t, second_tarball.to_str().unwrap()]);
+    in_client(&bed, move || zk_set(zk, "/pegasus/bed/format", "1"));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("the cluster's data is of format 2"),
+        "{refused:?}"
+    );
+    assert!(releases(&bed, &topo).iter().all(|r| *r == first));
+    let upgrade_from = Instant::now();
+    let out = tool(&bed, &["upgrade", t, second_tarball.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let upgrade_to = Instant::now();
+    assert!(
+        releases(&bed, &topo).iter().all(|r| *r == second),
+        "display shows the new release"
+    );
+    let out = tool(&bed, &["rollback", t]);
+    assert_eq!(out.status.code(), Some(0));
+    let rollback_to = Instant::now();
+    assert!(
+        releases(&bed, &topo).iter().all(|r| *r == first),
+        "display shows the old release"
+    );
+
+    // Scale out to five replica servers (host 1 gets one), balanced; then scale that one in:
+    // every copy moved off it before it stops, and it leaves the topology file.
+    let first_tarball = work.path().join("first").join(format!("{first}.tar.gz"));
+    let bigger = write(
+        &bed,
+        "bigger.toml",
+        &format!(
+            "{}\n[[replica]]\nhost = \"{}\"\nport = 34801\ndata_dirs = [\"/data1/pegasus\", \"/data2/pegasus\"]\n",
+            std::fs::read_to_string(&topo).unwrap(),
+            bed.addr(1)
+        ),
+    );
+    let b = bigger.to_str().unwrap();
+    let out = tool(&bed, &["scale-out", b, first_tarball.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let view = fully_healthy(&bed, &bigger);
+    let new_one = format!("{}:34801", bed.addr(1));
+    let copies_on = |view: &serde_json::Value| -> u64 {
+        view["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["addr"] == new_one.as_str() && i["role"] == "replica")
+            .map_or(0, |i| i["copies"][0].as_u64().unwrap() + i["copies"][1].as_u64().unwrap())
+    };
+    // 4 partitions × 3 copies over 5 nodes: at least 2 each.
+    assert!(copies_on(&view) >= 2, "the new node got its share: {view:#}");
+    assert_eq!(meta_level(&bed, &metas), meta_function_level::LIVELY);
+    let scaled_out = Instant::now();
+    let out = tool(&bed, &["scale-in", b, "-N", &new_one]);
+    assert_eq!(out.status.code(), Some(0));
+    let said = stdout(&out);
+    let drained = said
+        .find(&format!("replica {new_one}: 0 copies left"))
+        .expect("drained to 0 copies");
+    let stopped = said.find("stopped, its unit and folders removed").unwrap();
+    assert!(drained < stopped, "0 copies on it before its stop: {said}");
+    let scaled_in = Instant::now();
+    assert!(!std::fs::read_to_string(&bigger).unwrap().contains(&format!("host = \"{}\"\nport = 34801", bed.addr(1))));
+    let left = bed
+        .run(1, "ls /etc/systemd/system/pegasus-bed-replica-* /opt/pegasus/bed/replica-34801 2>/dev/null; true")
+        .unwrap();
+    assert_eq!(left.trim(), "", "host 1 keeps nothing of it");
+    let view = fully_healthy(&bed, &bigger);
+    assert_eq!(view["instances"].as_array().unwrap().len(), 8);
+
     windows
-        .send(vec![(naive_from, naive_to), (rolling_from, rolling_to)])
+        .send(vec![
+            (naive_from, naive_to),
+            (rolling_from, rolling_to),
+            (upgrade_from, upgrade_to),
+            (upgrade_to, rollback_to),
+            (rollback_to, scaled_out),
+            (scaled_out, scaled_in),
+        ])
         .unwrap();
     let (stalls, verdict) = history.join().expect("history thread");
     eprintln!("history: {verdict}");
     eprintln!(
-        "longest write stall of one writer: naive restart of a replica server holding primaries {:?}; rolling restart of 8 instances {:?} (took {:?})",
+        "longest write stall of one writer: naive restart of a replica server holding primaries {:?}; rolling restart of 8 instances {:?} (took {:?}); upgrade {:?} (took {:?}); rollback {:?} (took {:?}); scale-out to 5 replica servers {:?} (took {:?}); scale-in of one {:?} (took {:?})",
         stalls[0],
         stalls[1],
-        rolling_to - rolling_from
+        rolling_to - rolling_from,
+        stalls[2],
+        upgrade_to - upgrade_from,
+        stalls[3],
+        rollback_to - upgrade_to,
+        stalls[4],
+        scaled_out - rollback_to,
+        stalls[5],
+        scaled_in - scaled_out
     );
     verdict.assert_nothing_lost_or_stale();
     assert!(verdict.acked > 1000, "{verdict}");
-    assert!(
-        stalls[1] < Duration::from_secs(1),
-        "rolling restart stalled a writer {:?}",
-        stalls[1]
-    );
+    for (what, stall) in ["rolling restart", "upgrade", "rollback"]
+        .iter()
+        .zip(&stalls[1..])
+    {
+        assert!(
+            *stall < Duration::from_secs(1),
+            "{what} stalled a writer {stall:?}"
+        );
+    }
     assert_eq!(meta_level(&bed, &metas), meta_function_level::LIVELY);
 
     // The tool killed in the middle: the plan stays, with the level it changed.

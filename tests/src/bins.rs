@@ -86,6 +86,12 @@ pub fn built(package: &str, bin: &str) -> PathBuf {
 /// The release tarball (`server/pack_server.sh`), packed under `dir` from the built binaries:
 /// its path (`dir/PACKAGE` holds its name).
 pub fn release_tarball(dir: &Path) -> PathBuf {
+    release_tarball_as(dir, None)
+}
+
+/// As [`release_tarball`], named with `version` instead of the workspace's (a second package of
+/// the same binaries, for an upgrade).
+pub fn release_tarball_as(dir: &Path, version: Option<&str>) -> PathBuf {
     for (package, bin) in [
         ("pegasus-server", "pegasus_server"),
         ("pegasus-tools", "pegasus_shell"),
@@ -96,11 +102,13 @@ pub fn release_tarball(dir: &Path) -> PathBuf {
     ] {
         built(package, bin);
     }
-    let out = Command::new(workspace_root().join("server/pack_server.sh"))
-        .arg(dir)
-        .env("CARGO_TARGET_DIR", target_dir())
-        .output()
-        .expect("pack_server.sh");
+    std::fs::create_dir_all(dir).expect("package dir");
+    let mut pack = Command::new(workspace_root().join("server/pack_server.sh"));
+    pack.arg(dir).env("CARGO_TARGET_DIR", target_dir());
+    if let Some(v) = version {
+        pack.env("PEGASUS_PACKAGE_VERSION", v);
+    }
+    let out = pack.output().expect("pack_server.sh");
     assert!(
         out.status.success(),
         "pack: {}",

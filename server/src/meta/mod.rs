@@ -157,6 +157,9 @@ pub enum MetaError {
     /// The ZooKeeper session was closed or refused our credentials: this meta stops.
     #[error("ZooKeeper session {0}: this meta stops")]
     SessionLost(String),
+    /// The cluster root holds data of a newer format.
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
 }
 
 /// The meta role.
@@ -319,6 +322,7 @@ impl MetaServer {
     /// Connects to ZooKeeper and joins the leader election.
     pub async fn start(options: MetaOptions) -> Result<Arc<MetaServer>, MetaError> {
         let mut zk = Zk::connect(&options.zk, &options.cluster_root, &options.lock_root).await?;
+        zk.check_format().await?;
         let metrics = metrics::MetaMetrics::new(&options.cluster_name);
         let (reads, writes) = metrics.zookeeper();
         zk.set_metrics(reads, writes);
@@ -699,6 +703,15 @@ impl MetaServer {
             let mut proposal = assignment(&state.apps[&gpid.app_id], gpid.partition_index);
             proposal.learner = RpcAddress::new(learner);
             self.propose(gpid, primary, proposal);
+        }
+        if self.level() < meta_function_level::LIVELY {
+            // An operator's copy moves (`propose copy_secondary`) go on without the balancer.
+            for (gpid, primary, learner) in state.moves_in_flight(Instant::now()) {
+                info!(%gpid, %primary, %learner, "proposed copy to learn (ADD_SECONDARY)");
+                let mut proposal = assignment(&state.apps[&gpid.app_id], gpid.partition_index);
+                proposal.learner = RpcAddress::new(learner);
+                self.propose(gpid, primary, proposal);
+            }
         }
         if self.level() >= meta_function_level::LIVELY {
             let round = state.balance(self.options.balance_moves, Instant::now());
@@ -1153,18 +1166,18 @@ impl MetaServer {
             .iter()
             .map(|a| (a.config_type, a.node.socket_addr()))
             .collect();
-        let (from, to) = match actions.as_slice() {
+        let is = |t: i32| r.balance_type.is_none_or(|b| b == t);
+        let (copy, from, to) = match actions.as_slice() {
             [
                 (config_type::DOWNGRADE_TO_SECONDARY, Some(from)),
                 (config_type::UPGRADE_TO_PRIMARY, Some(to)),
-            ] if r
-                .balance_type
-                .is_none_or(|t| t == balancer_request_type::MOVE_PRIMARY) =>
-            {
-                (*from, *to)
-            }
+            ] if is(balancer_request_type::MOVE_PRIMARY) => (false, *from, *to),
+            [
+                (config_type::ADD_SECONDARY | config_type::ADD_SECONDARY_FOR_LB, Some(to)),
+                (config_type::DOWNGRADE_TO_INACTIVE | config_type::REMOVE, Some(from)),
+            ] if is(balancer_request_type::COPY_SECONDARY) => (true, *from, *to),
             _ => {
-                warn!(gpid = %r.gpid, ?actions, "propose: only move_primary is supported");
+                warn!(gpid = %r.gpid, ?actions, "propose: only move_primary and copy_secondary are supported");
                 return answer(ErrorCode::InvalidParameters);
             }
         };
@@ -1175,6 +1188,22 @@ impl MetaServer {
         }
         if self.level() < meta_function_level::STEADY {
             return answer(ErrorCode::InvalidState);
+        }
+        if copy {
+            return match state.copy_secondary(r.gpid, from, to, Instant::now()) {
+                Ok(primary) => {
+                    info!(gpid = %r.gpid, %from, %to, %primary, "propose: a copy moves (ADD_SECONDARY)");
+                    let mut proposal =
+                        assignment(&state.apps[&r.gpid.app_id], r.gpid.partition_index);
+                    proposal.learner = RpcAddress::new(to);
+                    self.propose(r.gpid, primary, proposal);
+                    answer(ErrorCode::Ok)
+                }
+                Err(why) => {
+                    warn!(gpid = %r.gpid, %from, %to, "propose refused: {why}");
+                    answer(ErrorCode::InvalidParameters)
+                }
+            };
         }
         match state.move_primary(r.gpid, from, to) {
             Ok(changed) => {

@@ -615,21 +615,11 @@ impl Cluster {
         (stddev(&primaries), stddev(&totals))
     }
 
-    /// The balancer (meta level `lively`): when every partition is fully healthy and no move
-    /// is under way, it evens out, per table, first the primaries, then the copies, over the
-    /// alive nodes, until counts differ by at most one, at most `max_moves` at a time
-    /// (`balance_op_count_per_round`).
-    ///
-    /// - A primary moves in two steps, as Pegasus's `move_primary`: here it steps down (the
-    ///   partition keeps every member, without a primary, under the next ballot);
-    ///   [`Cluster::assign`] promotes the chosen secondary once every member runs that ballot,
-    ///   so the old primary serves no read after the new one took a write.
-    /// - A copy moves as Pegasus's `copy_secondary`: the node with the fewest copies learns the
-    ///   partition from its primary; its upgrade replaces the secondary on the node with the
-    ///   most in one change ([`Cluster::upgrade`]), so the partition never has fewer copies than
-    ///   wanted; that node then deletes its copy.
-    pub fn balance(&mut self, max_moves: usize, now: Instant) -> Balance {
-        let mut out = Balance::default();
+    /// Moves under way (the balancer's or an operator's proposals): those done or given up are
+    /// forgotten; copies still learning are proposed again now and then (`(partition, primary,
+    /// learner)`, as ADD_SECONDARY proposals).
+    pub fn moves_in_flight(&mut self, now: Instant) -> Vec<(Gpid, SocketAddrV4, SocketAddrV4)> {
+        let mut out = Vec::new();
         let done: Vec<Gpid> = self
             .moving
             .keys()
@@ -652,7 +642,6 @@ impl Cluster {
         for g in copied {
             self.copying.remove(&g);
         }
-        // Copies still learning are proposed again now and then.
         for (gpid, (_, to, _, proposed)) in &mut self.copying {
             let primary = self
                 .apps
@@ -663,9 +652,58 @@ impl Cluster {
                 && now.duration_since(*proposed) >= COPY_REPROPOSE
             {
                 *proposed = now;
-                out.copies.push((*gpid, primary, *to));
+                out.push((*gpid, primary, *to));
             }
         }
+        out
+    }
+
+    /// Pegasus's `copy_secondary` proposal: `to` learns `gpid` from its primary, and its upgrade
+    /// replaces the secondary `from` in one change (as the balancer moves a copy), so the
+    /// partition never has fewer copies than wanted. The primary, to propose the learner to.
+    pub fn copy_secondary(
+        &mut self,
+        gpid: Gpid,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        now: Instant,
+    ) -> Result<SocketAddrV4, &'static str> {
+        let p = self.partition(gpid).ok_or("no such partition")?;
+        let primary = p.primary_addr().ok_or("it has no primary")?;
+        if !p.secondary_addrs().contains(&from) {
+            return Err("the node to copy from is not one of its secondaries");
+        }
+        if p.has_member(to) {
+            return Err("the node to copy to is a member already");
+        }
+        if !self.may_learn(&to, gpid) {
+            return Err("the node to copy to cannot learn it (dead, or it lost it)");
+        }
+        if self.copying.contains_key(&gpid) || self.moving.contains_key(&gpid) {
+            return Err("it is moving already");
+        }
+        self.copying.insert(gpid, (from, to, now, now));
+        Ok(primary)
+    }
+
+    /// The balancer (meta level `lively`): when every partition is fully healthy and no move
+    /// is under way, it evens out, per table, first the primaries, then the copies, over the
+    /// alive nodes, until counts differ by at most one, at most `max_moves` at a time
+    /// (`balance_op_count_per_round`).
+    ///
+    /// - A primary moves in two steps, as Pegasus's `move_primary`: here it steps down (the
+    ///   partition keeps every member, without a primary, under the next ballot);
+    ///   [`Cluster::assign`] promotes the chosen secondary once every member runs that ballot,
+    ///   so the old primary serves no read after the new one took a write.
+    /// - A copy moves as Pegasus's `copy_secondary`: the node with the fewest copies learns the
+    ///   partition from its primary; its upgrade replaces the secondary on the node with the
+    ///   most in one change ([`Cluster::upgrade`]), so the partition never has fewer copies than
+    ///   wanted; that node then deletes its copy.
+    pub fn balance(&mut self, max_moves: usize, now: Instant) -> Balance {
+        let mut out = Balance {
+            copies: self.moves_in_flight(now),
+            ..Balance::default()
+        };
         if !self.moving.is_empty() || !self.copying.is_empty() {
             return out;
         }
@@ -1246,6 +1284,37 @@ mod tests {
         report_all(&mut c, &[1, 2, 3, 4]);
         assert_eq!(c.assign(1).len(), 1);
         assert_eq!(c.partition(g).unwrap().primary_addr(), Some(to));
+    }
+
+    #[test]
+    fn a_copy_secondary_proposal_replaces_the_secondary_once_the_copy_learned() {
+        let mut c = cluster(&[1, 2, 3, 4], 1, 3);
+        c.assign(1);
+        report_all(&mut c, &[1, 2, 3, 4]);
+        c.learning.clear();
+        let g = Gpid::new(1, 0);
+        let p = c.partition(g).unwrap().clone();
+        let from = p.secondary_addrs()[0];
+        let to = [1, 2, 3, 4]
+            .map(addr)
+            .into_iter()
+            .find(|a| !p.has_member(*a))
+            .unwrap();
+        assert!(c.copy_secondary(g, p.primary_addr().unwrap(), to, Instant::now()).is_err());
+        assert!(c.copy_secondary(g, from, p.secondary_addrs()[1], Instant::now()).is_err());
+        let primary = c.copy_secondary(g, from, to, Instant::now()).unwrap();
+        assert_eq!(Some(primary), p.primary_addr());
+        assert!(c.copy_secondary(g, from, to, Instant::now()).is_err(), "moving already");
+        // Proposed again while it learns.
+        let later = Instant::now() + COPY_REPROPOSE;
+        assert_eq!(c.moves_in_flight(later), vec![(g, primary, to)]);
+        // Its upgrade replaces `from`: three copies throughout.
+        let changed = c.upgrade(g, p.ballot, to).unwrap().unwrap();
+        assert_eq!(changed.before.secondaries.len(), 2);
+        let now = c.partition(g).unwrap();
+        assert!(now.has_member(to) && !now.has_member(from));
+        assert_eq!(now.secondaries.len(), 2);
+        assert!(c.moves_in_flight(later).is_empty());
     }
 
     #[test]

@@ -584,6 +584,27 @@ impl Zk {
             .map_err(failed)
     }
 
+    /// The cluster root's format mark (`<root>/format`): written when absent; a newer one than
+    /// this build's ends start-up (see [`crate::format`]).
+    pub async fn check_format(&self) -> Result<(), super::MetaError> {
+        let path = format!("{}/format", self.root);
+        let text = match self.client().get_data(&path).await {
+            Ok((data, _)) => Some(String::from_utf8_lossy(&data).into_owned()),
+            Err(zookeeper_client::Error::NoNode) => None,
+            Err(e) => return Err(op(&path)(e).into()),
+        };
+        let place = format!("ZooKeeper `{path}`");
+        if crate::format::check_mark(&place, text.as_deref())? {
+            let create = CreateMode::Persistent.with_acls(self.config.acls());
+            let mark = crate::format::FORMAT.to_string();
+            match self.client().create(&path, mark.as_bytes(), &create).await {
+                Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+                Err(e) => return Err(op(&path)(e).into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Writes partitions in ZooKeeper transactions of up to [`MULTI_OPS`] nodes (a restarted
     /// node's thousands of ballot changes must not take one round trip each); a transaction
     /// that fails is written again node by node. How each write went, in order.

@@ -92,6 +92,10 @@ pub enum StartError {
         "this build runs the `replica` role; the meta and collector roles are being built"
     ))]
     Unavailable(String),
+    /// A data dir holds data of a newer format.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Format(#[from] crate::format::FormatError),
     /// The async runtime could not start.
     #[error("runtime: {0}")]
     Runtime(std::io::Error),
@@ -139,6 +143,10 @@ pub fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("--version" | "-V") => {
             println!("pegasus_server {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Some("--format") => {
+            println!("{}", crate::format::FORMAT);
             return ExitCode::SUCCESS;
         }
         Some("healthcheck") => match args.get(1) {

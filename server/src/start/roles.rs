@@ -101,6 +101,10 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                     server.data_dirs_black_list_file.as_deref(),
                 )
                 .map_err(crate::replica::ReplicaError::from)?;
+                // Nothing is read from a data dir of a newer format than this build's.
+                for d in dirs.dirs() {
+                    crate::format::check_dir(d.reps.parent().unwrap_or(&d.reps))?;
+                }
                 let me = server.advertised(&role);
                 let opened = {
                     let mut options = server.partition.clone();

@@ -106,3 +106,25 @@ fn an_unreachable_zookeeper_stops_a_meta_before_anything_is_written() {
     assert!(started.elapsed() < Duration::from_secs(20));
     assert!(!root.path().join("data").exists(), "nothing may be written");
 }
+
+#[test]
+fn a_data_dir_of_a_newer_format_stops_a_replica_server_with_its_reason() {
+    let root = tempfile::tempdir().unwrap();
+    let config = write_config(root.path(), free_port(), "127.0.0.1:34601");
+    // What a newer release left behind, then a rollback to this one.
+    let replica = root.path().join("data/replica");
+    std::fs::create_dir_all(replica.join("reps")).unwrap();
+    std::fs::write(replica.join("format"), "99\n").unwrap();
+    let (code, stderr) = run_to_exit(&config);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("holds data of format 99")
+            && stderr.contains(&format!("knows formats up to {}", pegasus_server::format::FORMAT)),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(replica.join("format")).unwrap(),
+        "99\n",
+        "the mark is left as it was"
+    );
+}

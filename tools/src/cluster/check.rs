@@ -322,6 +322,23 @@ fn host_findings(
     }
 }
 
+/// Hosts whose glibc is older than `package`'s (`host: found`): its binaries would not start
+/// there.
+pub fn glibc_too_old(fleet: &Fleet, package: &Package) -> Vec<String> {
+    let Some(need) = &package.glibc else {
+        return Vec::new();
+    };
+    fleet
+        .each_host(|r| r.run("ldd --version 2>&1 | head -1 | awk '{print $NF}'"))
+        .into_iter()
+        .filter_map(|(host, found)| match found {
+            Ok(v) if !version_lt(v.trim(), need) => None,
+            Ok(v) => Some(format!("{host}: glibc {} < {need}", v.trim())),
+            Err(e) => Some(e.to_string()),
+        })
+        .collect()
+}
+
 /// `a < b` for dotted versions.
 fn version_lt(a: &str, b: &str) -> bool {
     let parse = |v: &str| -> Vec<u32> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };

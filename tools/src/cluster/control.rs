@@ -251,6 +251,8 @@ pub struct InstanceView {
     pub addr: String,
     /// Its unit's state (`active`, `inactive`, `failed`, …).
     pub unit: String,
+    /// The release it runs (its `release` link), `-` before a deploy.
+    pub release: String,
     /// `/health`: `ok` or why not.
     pub health: String,
     /// Its version (`/version`), when it answers.
@@ -299,33 +301,54 @@ impl Serialize for Role {
     }
 }
 
+/// Per instance (`ip:port`): its unit's state (`active`, `inactive`, …, or why its host is
+/// unreachable) and the release its `release` link points at (`-` before a deploy).
+pub fn unit_states(fleet: &Fleet) -> BTreeMap<String, (String, String)> {
+    let topology = &fleet.topology;
+    fleet
+        .each_host(|r| {
+            let mine: Vec<&Instance> = topology
+                .instances
+                .iter()
+                .filter(|i| i.host == r.host)
+                .collect();
+            let script: String = mine
+                .iter()
+                .map(|i| {
+                    format!(
+                        "echo \"$(systemctl is-active {u} 2>/dev/null) $(basename \"$(readlink {d}/release)\" 2>/dev/null)\"\n",
+                        u = Layout::unit(topology, i),
+                        d = super::ssh::quote(&Layout::instance_dir(topology, i)),
+                    )
+                })
+                .collect();
+            let states: Vec<(String, String)> = match r.run(&script) {
+                Ok(out) => out
+                    .lines()
+                    .map(|l| {
+                        let mut cols = l.split_whitespace();
+                        let state = cols.next().unwrap_or("unknown").to_owned();
+                        let release = cols.next().unwrap_or("-").to_owned();
+                        (state, release)
+                    })
+                    .collect(),
+                Err(e) => vec![(format!("unreachable: {e}"), "-".to_owned()); mine.len()],
+            };
+            mine.iter()
+                .map(|i| i.addr())
+                .zip(states)
+                .collect::<Vec<_>>()
+        })
+        .into_iter()
+        .flat_map(|(_, v)| v)
+        .collect()
+}
+
 /// Gathers [`ClusterView`]: units over SSH, health and version over HTTP, the rest from the
 /// meta leader.
 pub fn display(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> ClusterView {
     let topology = &fleet.topology;
-    let units: BTreeMap<String, String> = fleet
-        .each_host(|r| {
-            let units: Vec<String> = topology
-                .instances
-                .iter()
-                .filter(|i| i.host == r.host)
-                .map(|i| Layout::unit(topology, i))
-                .collect();
-            r.run(&format!(
-                "for u in {}; do echo \"$u $(systemctl is-active $u 2>/dev/null)\"; done",
-                units.join(" ")
-            ))
-        })
-        .into_iter()
-        .flat_map(|(host, r)| match r {
-            Ok(out) => out
-                .lines()
-                .filter_map(|l| l.split_once(' '))
-                .map(|(u, s)| (format!("{host} {u}"), s.to_owned()))
-                .collect::<Vec<_>>(),
-            Err(e) => vec![(format!("{host} *"), format!("unreachable: {e}"))],
-        })
-        .collect();
+    let units = unit_states(fleet);
     let client = client(topology);
     let meta = rt.block_on(async {
         let info = client.cluster_info().await.map_err(|e| e.to_string())?;
@@ -380,11 +403,10 @@ pub fn display(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> ClusterView {
         });
     }
     for i in &topology.instances {
-        let unit = units
-            .get(&format!("{} {}", i.host, Layout::unit(topology, i)))
-            .or_else(|| units.get(&format!("{} *", i.host)))
+        let (unit, release) = units
+            .get(&i.addr())
             .cloned()
-            .unwrap_or_else(|| "unknown".into());
+            .unwrap_or_else(|| ("unknown".into(), "-".into()));
         let version = scrape::get(
             SocketAddr::new(i.ip, i.port),
             "/version",
@@ -420,6 +442,7 @@ pub fn display(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> ClusterView {
             role: i.role,
             addr: i.addr(),
             unit,
+            release,
             health: health(i).map_or_else(|e| e, |()| "ok".into()),
             version,
             status,
@@ -435,7 +458,7 @@ pub fn render_view(view: &ClusterView) -> String {
     let mut out = format!("cluster {}\n", view.name);
     out.push_str(&format!(
         "{:<10} {:<22} {:<9} {:<8} {:<12} {:<10} {:<8} {}\n",
-        "ROLE", "ADDRESS", "UNIT", "HEALTH", "STATUS", "PRI/SEC", "VERSION", "DIRS"
+        "ROLE", "ADDRESS", "UNIT", "HEALTH", "STATUS", "PRI/SEC", "VERSION", "RELEASE"
     ));
     for i in &view.instances {
         out.push_str(&format!(
@@ -451,7 +474,7 @@ pub fn render_view(view: &ClusterView) -> String {
             i.status,
             i.copies.map_or("-".into(), |(p, s)| format!("{p}/{s}")),
             i.version.as_deref().unwrap_or("-"),
-            i.dirs.join(",")
+            i.release
         ));
     }
     if let Some(plan) = &view.plan {

@@ -43,41 +43,63 @@ pub enum DeployError {
     Read(String, std::io::Error),
 }
 
+/// Puts `package` on every host (for an upgrade): the release only, no instance switched to it.
+pub fn push(fleet: &Fleet, package: &Package) -> Vec<(String, Result<HostChanges, DeployError>)> {
+    let layout = Layout {
+        topology: &fleet.topology,
+        package: package.name.clone(),
+    };
+    with_tarball(fleet, package, |r, tarball| {
+        push_release(r, &layout, package, tarball)
+    })
+}
+
 /// Deploys `package` with configs from `template` to every host, in parallel.
 pub fn deploy(
     fleet: &Fleet,
     package: &Package,
     template: &str,
 ) -> Vec<(String, Result<HostChanges, DeployError>)> {
-    let tarball = match std::fs::read(&package.path) {
-        Ok(b) => b,
-        Err(e) => {
-            let err = || DeployError::Read(package.path.display().to_string(), clone_io(&e));
-            return fleet
-                .topology
-                .hosts()
-                .into_iter()
-                .map(|h| (h, Err(err())))
-                .collect();
-        }
-    };
     let layout = Layout {
         topology: &fleet.topology,
         package: package.name.clone(),
     };
-    fleet.each_host(|r| deploy_host(r, &layout, package, &tarball, template))
+    with_tarball(fleet, package, |r, tarball| {
+        deploy_host(r, &layout, package, tarball, template)
+    })
+}
+
+/// Runs `f` on every host in parallel with the package's bytes (read once).
+fn with_tarball(
+    fleet: &Fleet,
+    package: &Package,
+    f: impl Fn(&Remote<'_>, &[u8]) -> Result<HostChanges, DeployError> + Sync,
+) -> Vec<(String, Result<HostChanges, DeployError>)> {
+    match std::fs::read(&package.path) {
+        Ok(tarball) => fleet.each_host(|r| f(r, &tarball)),
+        Err(e) => fleet
+            .topology
+            .hosts()
+            .into_iter()
+            .map(|h| {
+                let err = DeployError::Read(package.path.display().to_string(), clone_io(&e));
+                (h, Err(err))
+            })
+            .collect(),
+    }
 }
 
 fn clone_io(e: &std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), e.to_string())
 }
 
-fn deploy_host(
+/// The service user and the release on one host: the tarball pushed when the host lacks it
+/// (verified there), unpacked once. Instances are left as they are.
+fn push_release(
     remote: &Remote<'_>,
     layout: &Layout<'_>,
     package: &Package,
     tarball: &[u8],
-    template: &str,
 ) -> Result<HostChanges, DeployError> {
     let topology = layout.topology;
     let mut changes = HostChanges::default();
@@ -116,6 +138,18 @@ fn deploy_host(
     if unpacked.trim() == "made" {
         changes.changes.push(format!("unpacked {release}"));
     }
+    Ok(changes)
+}
+
+fn deploy_host(
+    remote: &Remote<'_>,
+    layout: &Layout<'_>,
+    package: &Package,
+    tarball: &[u8],
+    template: &str,
+) -> Result<HostChanges, DeployError> {
+    let topology = layout.topology;
+    let mut changes = push_release(remote, layout, package, tarball)?;
     let instances: Vec<&Instance> = topology
         .instances
         .iter()

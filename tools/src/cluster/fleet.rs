@@ -19,6 +19,9 @@ pub struct Package {
     pub glibc: Option<String>,
     /// Its `VERSION` line.
     pub version: String,
+    /// The data format its server writes and the newest it reads (`FORMAT`; 1 for packages
+    /// made before it was recorded).
+    pub format: u32,
 }
 
 /// Why a package cannot be used.
@@ -85,6 +88,10 @@ impl Package {
         let version = String::from_utf8_lossy(&extract(path, &name, "VERSION")?)
             .trim()
             .to_owned();
+        let format = extract(path, &name, "FORMAT")
+            .ok()
+            .and_then(|f| String::from_utf8_lossy(&f).trim().parse().ok())
+            .unwrap_or(1);
         let glibc = name
             .split('-')
             .find_map(|p| p.strip_prefix("glibc"))
@@ -95,6 +102,7 @@ impl Package {
             sha256,
             glibc,
             version,
+            format,
         })
     }
 

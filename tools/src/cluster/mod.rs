@@ -8,6 +8,10 @@
 //! pegasus_cluster start   topology.toml               metas, replica servers, collector
 //! pegasus_cluster display topology.toml               units, health, the meta's view, tables
 //! pegasus_cluster restart topology.toml --rolling     one at a time, the cluster serving
+//! pegasus_cluster upgrade topology.toml NEW_PACKAGE   a rolling restart onto new binaries
+//! pegasus_cluster rollback topology.toml              back to the release before, rolling
+//! pegasus_cluster scale-out bigger.toml PACKAGE       new replica servers started, balanced
+//! pegasus_cluster scale-in topology.toml -N host:port drained, stopped, removed
 //! pegasus_cluster resume  topology.toml               what is left of an interrupted plan
 //! pegasus_cluster abort   topology.toml               end it: instances up, settings restored
 //! pegasus_cluster stop    topology.toml               in reverse
@@ -24,6 +28,7 @@
 //! - [`control`]: `start`, `stop`, `display`
 //! - [`rolling`]: rolling restarts as maintenance plans kept in ZooKeeper (primaries handed
 //!   over first), `resume` and `abort`
+//! - [`scale`]: replica servers added and balanced, or drained and removed
 //! - [`destroy`]: the guide's cluster cleaning on every host and in ZooKeeper
 //! - [`zk`]: the cluster root: free, ours or another cluster's; the mark `deploy` leaves
 
@@ -34,6 +39,7 @@ pub mod destroy;
 pub mod fleet;
 pub mod layout;
 pub mod rolling;
+pub mod scale;
 pub mod ssh;
 pub mod topology;
 pub mod zk;
@@ -162,6 +168,47 @@ enum Verb {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Move every instance to a new release, one at a time as `restart --rolling` (the old one
+    /// is kept for `rollback`); refused when the cluster's data is of a newer format than the
+    /// package reads, or a host's glibc is older than the package's.
+    Upgrade {
+        #[command(flatten)]
+        target: Target,
+        /// The new release tarball.
+        package: PathBuf,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Move every instance back to the release it ran before its last upgrade, one at a time;
+    /// refused when the cluster's data is of a newer format than that release reads.
+    Rollback {
+        #[command(flatten)]
+        target: Target,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Add the replica servers of a larger topology: deploy and start them, then balance copies
+    /// and primaries over every replica server (the meta level `lively` meanwhile).
+    ScaleOut {
+        /// The topology with the new replica servers added.
+        topology: PathBuf,
+        /// The release tarball the cluster runs.
+        package: PathBuf,
+    },
+    /// Remove a replica server: every copy moved off it first (no partition ever short of a
+    /// copy), then stopped, its unit and folders removed, and taken out of the topology file.
+    ScaleIn {
+        #[command(flatten)]
+        target: Target,
+        /// The replica server, `host:port`.
+        #[arg(short = 'N', long = "node")]
+        node: String,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Carry out what is left of an interrupted maintenance plan.
     Resume {
         #[command(flatten)]
@@ -259,6 +306,78 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
+/// Refuses (exit 1) a release that reads formats only up to `format` when the cluster's data
+/// is newer: its servers would refuse to start.
+fn refuse_older_format(
+    fleet: &Fleet,
+    rt: &tokio::runtime::Runtime,
+    release: &str,
+    format: u32,
+) -> Result<(), u8> {
+    let found = rt
+        .block_on(async {
+            let zk = zk::connect(&fleet.topology).await?;
+            zk::cluster_format(&zk, &fleet.topology).await
+        })
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            1
+        })?;
+    match found {
+        Some(f) if f > format => {
+            eprintln!(
+                "error: the cluster's data is of format {f}; {release} reads formats up to {format}: its servers would refuse to start, so nothing was changed"
+            );
+            Err(1)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A rolling restart in which each instance moves to its release: planned (or printed with
+/// `dry_run`) and carried out.
+fn release_plan(
+    fleet: &Fleet,
+    rt: &tokio::runtime::Runtime,
+    verb: &str,
+    releases: &[(&topology::Instance, String)],
+    dry_run: bool,
+) -> Result<u8, u8> {
+    let client = control::client(&fleet.topology);
+    let leader = rolling::leader(rt, &client);
+    let instances: Vec<&topology::Instance> = releases.iter().map(|(i, _)| *i).collect();
+    let mut steps = rolling::steps(&instances, leader.as_deref());
+    for s in &mut steps {
+        s.release = releases
+            .iter()
+            .find(|(i, _)| i.addr() == s.addr)
+            .map(|(_, r)| r.clone());
+    }
+    if dry_run {
+        say(&format!("{verb}: the meta level is set to `steady` (restored at the end); then, one at a time:"));
+        for (k, s) in steps.iter().enumerate() {
+            say(&format!(
+                "{:>3}. {} {}: switch to {}, restart, wait until healthy",
+                k + 1,
+                s.role,
+                s.addr,
+                s.release.as_deref().unwrap_or("-")
+            ));
+        }
+        return Ok(0);
+    }
+    let mut plan = rolling::begin(fleet, rt, verb, steps).map_err(|e| {
+        eprintln!("error: {e}");
+        1
+    })?;
+    say(&format!(
+        "plan recorded in ZooKeeper: {verb}, {} steps; meta level `{}` → `steady` meanwhile",
+        plan.steps.len(),
+        plan.meta_level_before
+    ));
+    Ok(run_plan(fleet, rt, &mut plan))
+}
+
 /// The maintenance plan in ZooKeeper, if any.
 fn current_plan(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> Result<Option<rolling::Plan>, u8> {
     rt.block_on(async {
@@ -293,7 +412,8 @@ fn run_plan(fleet: &Fleet, rt: &tokio::runtime::Runtime, plan: &mut rolling::Pla
     match outcome {
         Ok(()) => {
             say(&format!(
-                "{} instances restarted in {:.1?}",
+                "{} done: {} steps in {:.1?}",
+                plan.verb,
                 plan.steps.len(),
                 began.elapsed()
             ));
@@ -503,6 +623,220 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
                 plan.meta_level_before
             ));
             Ok(run_plan(&fleet, &rt, &mut plan))
+        }
+        Verb::Upgrade {
+            target,
+            package,
+            dry_run,
+        } => {
+            let fleet = fleet(load(&target.topology)?, cli.verbose)?;
+            let package = open_package(&package)?;
+            let rt = runtime();
+            refuse_older_format(&fleet, &rt, &package.name, package.format)?;
+            let old = check::glibc_too_old(&fleet, &package);
+            if !old.is_empty() {
+                eprintln!(
+                    "error: {} needs glibc {}: {}",
+                    package.name,
+                    package.glibc.as_deref().unwrap_or("?"),
+                    old.join("; ")
+                );
+                return Err(1);
+            }
+            let all: Vec<(&topology::Instance, String)> = fleet
+                .topology
+                .instances
+                .iter()
+                .map(|i| (i, package.name.clone()))
+                .collect();
+            if !dry_run {
+                let mut failed = false;
+                for (host, result) in deploy::push(&fleet, &package) {
+                    match result {
+                        Ok(c) => c.changes.iter().for_each(|l| say(&format!("{host}: {l}"))),
+                        Err(e) => {
+                            failed = true;
+                            eprintln!("error: {e}");
+                        }
+                    }
+                }
+                if failed {
+                    return Err(1);
+                }
+            }
+            release_plan(&fleet, &rt, &format!("upgrade to {}", package.name), &all, dry_run)
+        }
+        Verb::Rollback { target, dry_run } => {
+            let fleet = fleet(load(&target.topology)?, cli.verbose)?;
+            let rt = runtime();
+            let mut all = Vec::new();
+            for i in &fleet.topology.instances {
+                match rolling::previous_release(&fleet, i) {
+                    Ok(Some(previous)) => all.push((i, previous)),
+                    Ok(None) => {
+                        eprintln!(
+                            "error: {} {} has no release to go back to (it was never upgraded)",
+                            i.role,
+                            i.addr()
+                        );
+                        return Err(1);
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Err(1);
+                    }
+                }
+            }
+            let mut checked = std::collections::BTreeSet::new();
+            for (i, previous) in &all {
+                if checked.insert((i.host.clone(), previous.clone())) {
+                    let format = rolling::release_format(&fleet, &i.host, previous).map_err(|e| {
+                        eprintln!("error: {e}");
+                        1
+                    })?;
+                    refuse_older_format(&fleet, &rt, previous, format)?;
+                }
+            }
+            release_plan(&fleet, &rt, "rollback", &all, dry_run)
+        }
+        Verb::ScaleOut { topology, package } => {
+            let path = topology;
+            let package = open_package(&package)?;
+            let fleet = fleet(load(&path)?, cli.verbose)?;
+            let template = template(&fleet.topology, &package)?;
+            let rt = runtime();
+            let states = control::unit_states(&fleet);
+            let new: Vec<&topology::Instance> = fleet
+                .topology
+                .instances
+                .iter()
+                .filter(|i| states.get(&i.addr()).is_none_or(|(s, _)| s != "active"))
+                .collect();
+            if let Some(i) = new.iter().find(|i| i.role != Role::Replica) {
+                eprintln!(
+                    "error: {} {} is not running: scale-out adds replica servers only (a new meta changes every config's meta list)",
+                    i.role,
+                    i.addr()
+                );
+                return Err(1);
+            }
+            if let Some((addr, (_, release))) = states
+                .iter()
+                .find(|(_, (s, r))| s == "active" && *r != package.name)
+            {
+                eprintln!(
+                    "error: {addr} runs {release}: scale out with the release the cluster runs, or upgrade first"
+                );
+                return Err(1);
+            }
+            if new.is_empty() {
+                say("every instance of the topology runs already: nothing to add");
+                return Ok(0);
+            }
+            for (host, result) in deploy::deploy(&fleet, &package, &template) {
+                match result {
+                    Ok(c) => c.changes.iter().for_each(|l| say(&format!("{host}: {l}"))),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return Err(1);
+                    }
+                }
+            }
+            let selection = Selection {
+                roles: Vec::new(),
+                nodes: new.iter().map(|i| i.addr()).collect(),
+            };
+            if let Err(e) = control::start(&fleet, &rt, &selection, &mut |l| say(l)) {
+                eprintln!("error: {e}");
+                return Err(1);
+            }
+            let mut plan = rolling::begin(&fleet, &rt, "scale-out", Vec::new()).map_err(|e| {
+                eprintln!("error: {e}");
+                1
+            })?;
+            let client = control::client(&fleet.topology);
+            let interrupted = rolling::interrupt_flag(&rt);
+            let balanced = scale::replica_addrs(&fleet).and_then(|nodes| {
+                rt.block_on(client.meta_level(pegasus_protocol::types::meta_function_level::LIVELY))
+                    .map_err(|e| rolling::RollingError::Failed(e.to_string()))?;
+                scale::wait_balanced(&rt, &client, &nodes, &interrupted, &mut |l| say(l))
+            });
+            if let Err(e) = &balanced {
+                eprintln!("error: {e}");
+            }
+            plan.steps.clear();
+            match rolling::end(&fleet, &rt, &plan) {
+                Ok(()) => say(&format!(
+                    "meta level `{}` restored; plan removed",
+                    plan.meta_level_before
+                )),
+                Err(e) => {
+                    eprintln!("error: {e}; run `pegasus_cluster abort`");
+                    return Err(1);
+                }
+            }
+            Ok(u8::from(balanced.is_err()))
+        }
+        Verb::ScaleIn {
+            target,
+            node,
+            dry_run,
+        } => {
+            let topology = load(&target.topology)?;
+            let Some(instance) = topology.find(&node).filter(|i| i.role == Role::Replica) else {
+                eprintln!("error: `{node}` is not a replica server of the topology");
+                return Err(2);
+            };
+            let remaining = topology.of(Role::Replica).count() - 1;
+            if remaining < topology.copies {
+                eprintln!(
+                    "error: {remaining} replica server(s) would remain for {} copies of each partition: not scaling in",
+                    topology.copies
+                );
+                return Err(1);
+            }
+            let text = std::fs::read_to_string(&target.topology).map_err(|e| {
+                eprintln!("error: {e}");
+                2
+            })?;
+            let Some(smaller) = scale::without_replica(&text, &topology, &node) else {
+                eprintln!("error: `{node}` cannot be taken out of the topology file");
+                return Err(2);
+            };
+            let step = rolling::Step {
+                role: "replica".into(),
+                addr: instance.addr(),
+                done: false,
+                release: None,
+                action: rolling::Action::Remove,
+            };
+            if dry_run {
+                say(&format!(
+                    "the meta level is set to `steady` (restored at the end); replica {}: every primary handed over and every copy learned elsewhere, then stopped, its unit and folders removed, and taken out of {}",
+                    step.addr,
+                    target.topology.display()
+                ));
+                return Ok(0);
+            }
+            let fleet = fleet(topology, cli.verbose)?;
+            let rt = runtime();
+            let mut plan = rolling::begin(&fleet, &rt, &format!("scale-in {}", step.addr), vec![step])
+                .map_err(|e| {
+                    eprintln!("error: {e}");
+                    1
+                })?;
+            let code = run_plan(&fleet, &rt, &mut plan);
+            if code == 0 {
+                if let Err(e) = configcheck::render::write_atomically(&target.topology, &smaller) {
+                    eprintln!("error: {e}");
+                    return Err(1);
+                }
+                say(&format!(
+                    "{node} taken out of {}",
+                    target.topology.display()
+                ));
+            }
+            Ok(code)
         }
         Verb::Resume { target } => {
             let fleet = fleet(load(&target.topology)?, cli.verbose)?;

@@ -52,6 +52,23 @@ pub struct Step {
     pub addr: String,
     /// Whether it is done.
     pub done: bool,
+    /// The release it runs from this step on (an upgrade or rollback), if it changes.
+    #[serde(default)]
+    pub release: Option<String>,
+    /// What the step does to it.
+    #[serde(default)]
+    pub action: Action,
+}
+
+/// What a step does to its instance.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Restarted (a replica server's primaries handed over first).
+    #[default]
+    Restart,
+    /// Drained of every copy, stopped and removed (scale-in).
+    Remove,
 }
 
 /// Why a rolling restart stopped.
@@ -98,6 +115,8 @@ pub fn steps(selected: &[&Instance], leader: Option<&str>) -> Vec<Step> {
         role: i.role.name().into(),
         addr: i.addr(),
         done: false,
+        release: None,
+        action: Action::Restart,
     };
     let mut out: Vec<Step> = selected
         .iter()
@@ -219,7 +238,20 @@ pub fn carry_out(
                 RollingError::Failed(format!("{} is not in the topology any more", step.addr))
             })?;
         let began = Instant::now();
+        if let Some(release) = &step.release
+            && switch_release(fleet, instance, release)?
+        {
+            progress(&format!("{} {}: now runs {release}", step.role, step.addr));
+        }
         match instance.role {
+            _ if step.action == Action::Remove => super::scale::remove_replica(
+                fleet,
+                rt,
+                &client,
+                instance,
+                interrupted,
+                progress,
+            )?,
             Role::Replica => restart_replica(fleet, rt, &client, instance, interrupted, progress)?,
             _ => {
                 control::systemctl(fleet, "restart", &[instance])?;
@@ -239,15 +271,56 @@ pub fn carry_out(
         rt.block_on(super::zk::save_plan(&zk, topology, plan, false))
             .map_err(RollingError::Failed)?;
         progress(&format!(
-            "[{}/{}] {} {} restarted in {:.1?}",
+            "[{}/{}] {} {} {} in {:.1?}",
             k + 1,
             plan.steps.len(),
             step.role,
             step.addr,
+            match step.action {
+                Action::Restart => "restarted",
+                Action::Remove => "removed",
+            },
             began.elapsed()
         ));
     }
     Ok(())
+}
+
+/// Points instance `i`'s `release` link at `release` (under the deploy dir's `releases/`),
+/// keeping the one it replaces as `release.previous`; whether it changed. The running process
+/// keeps its binary; the restart that follows runs the new one.
+pub fn switch_release(fleet: &Fleet, i: &Instance, release: &str) -> Result<bool, RollingError> {
+    let topology = &fleet.topology;
+    let dir = super::layout::Layout::instance_dir(topology, i);
+    let want = format!("../../releases/{release}");
+    let out = fleet.remote(&i.host).run(&format!(
+        "set -e; cd {dir};          [ -x {want}/bin/pegasus_server ] || {{ echo \"no release {release} on this host\" >&2; exit 3; }};          cur=$(readlink release);          if [ \"$cur\" = {want} ]; then echo same; exit 0; fi;          ln -sfn \"$cur\" release.previous; ln -sfn {want} release.next; mv -Tf release.next release; echo switched",
+        dir = super::ssh::quote(&dir),
+        want = super::ssh::quote(&want),
+    ))?;
+    Ok(out.trim() == "switched")
+}
+
+/// The release instance `i` ran before its last switch, if any.
+pub fn previous_release(fleet: &Fleet, i: &Instance) -> Result<Option<String>, RollingError> {
+    let dir = super::layout::Layout::instance_dir(&fleet.topology, i);
+    let out = fleet.remote(&i.host).run(&format!(
+        "readlink {}/release.previous || true",
+        super::ssh::quote(&dir)
+    ))?;
+    Ok(out
+        .trim()
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned))
+}
+
+/// The data format release `release` on `host` writes (its `FORMAT`; 1 when it has none).
+pub fn release_format(fleet: &Fleet, host: &str, release: &str) -> Result<u32, RollingError> {
+    let path = format!("{}/releases/{release}/FORMAT", fleet.topology.deploy_dir);
+    let text = fleet.remote(host).read(&path)?;
+    Ok(text.and_then(|t| t.trim().parse().ok()).unwrap_or(1))
 }
 
 /// A wait that ran out or was interrupted.
@@ -286,7 +359,7 @@ fn wait(
 }
 
 /// Every available table's routing.
-fn routing(rt: &tokio::runtime::Runtime, client: &Client) -> Result<Vec<QueryCfgResponse>, String> {
+pub(super) fn routing(rt: &tokio::runtime::Runtime, client: &Client) -> Result<Vec<QueryCfgResponse>, String> {
     rt.block_on(async {
         let apps = client.list_apps(0).await.map_err(|e| e.to_string())?;
         let mut out = Vec::new();

@@ -203,3 +203,14 @@ pub async fn delete_plan(zk: &Client, topology: &Topology) -> Result<(), String>
         Err(e) => Err(format!("ZooKeeper `{path}`: {e}")),
     }
 }
+
+/// The data format the cluster root records (`<cluster_root>/format`, written by the metas), if
+/// any.
+pub async fn cluster_format(zk: &Client, topology: &Topology) -> Result<Option<u32>, String> {
+    let path = format!("{}/format", topology.cluster_root());
+    match zk.get_data(&path).await {
+        Ok((data, _)) => Ok(String::from_utf8_lossy(&data).trim().parse().ok()),
+        Err(zookeeper_client::Error::NoNode) => Ok(None),
+        Err(e) => Err(format!("ZooKeeper `{path}`: {e}")),
+    }
+}
