@@ -116,12 +116,18 @@ mod tests {
         check_dir(dir.path()).unwrap();
         std::fs::write(dir.path().join("format"), format!("{}\n", FORMAT + 1)).unwrap();
         let e = check_dir(dir.path()).unwrap_err().to_string();
-        assert!(e.contains(&format!("holds data of format {}", FORMAT + 1)), "{e}");
+        assert!(
+            e.contains(&format!("holds data of format {}", FORMAT + 1)),
+            "{e}"
+        );
         std::fs::write(dir.path().join("format"), "x").unwrap();
         assert!(matches!(
             check_dir(dir.path()),
             Err(FormatError::Unreadable { .. })
         ));
-        assert!(!check_mark("z", Some("0")).unwrap(), "older formats are read");
+        assert!(
+            !check_mark("z", Some("0")).unwrap(),
+            "older formats are read"
+        );
     }
 }

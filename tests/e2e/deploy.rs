@@ -633,10 +633,15 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
             .unwrap()
             .iter()
             .find(|i| i["addr"] == new_one.as_str() && i["role"] == "replica")
-            .map_or(0, |i| i["copies"][0].as_u64().unwrap() + i["copies"][1].as_u64().unwrap())
+            .map_or(0, |i| {
+                i["copies"][0].as_u64().unwrap() + i["copies"][1].as_u64().unwrap()
+            })
     };
     // 4 partitions × 3 copies over 5 nodes: at least 2 each.
-    assert!(copies_on(&view) >= 2, "the new node got its share: {view:#}");
+    assert!(
+        copies_on(&view) >= 2,
+        "the new node got its share: {view:#}"
+    );
     assert_eq!(meta_level(&bed, &metas), meta_function_level::LIVELY);
     let scaled_out = Instant::now();
     let out = tool(&bed, &["scale-in", b, "-N", &new_one]);
@@ -648,7 +653,11 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     let stopped = said.find("stopped, its unit and folders removed").unwrap();
     assert!(drained < stopped, "0 copies on it before its stop: {said}");
     let scaled_in = Instant::now();
-    assert!(!std::fs::read_to_string(&bigger).unwrap().contains(&format!("host = \"{}\"\nport = 34801", bed.addr(1))));
+    assert!(
+        !std::fs::read_to_string(&bigger)
+            .unwrap()
+            .contains(&format!("host = \"{}\"\nport = 34801", bed.addr(1)))
+    );
     let left = bed
         .run(1, "ls /etc/systemd/system/pegasus-bed-replica-* /opt/pegasus/bed/replica-34801 2>/dev/null; true")
         .unwrap();

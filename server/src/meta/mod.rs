@@ -409,6 +409,14 @@ impl MetaServer {
         };
         let result = self.watch_and_tend(shutdown).await;
         drop(election);
+        if result.is_ok() {
+            // A clean stop: nothing more is written, and the next meta leads at once.
+            self.leader.store(false, Ordering::Release);
+            self.zk.lead_with(None);
+            let lock_node = self.lock_node.lock().expect("lock node").clone();
+            self.zk.resign(&lock_node).await;
+            info!(lock_node, "left the leader election");
+        }
         result
     }
 

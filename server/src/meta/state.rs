@@ -1300,11 +1300,20 @@ mod tests {
             .into_iter()
             .find(|a| !p.has_member(*a))
             .unwrap();
-        assert!(c.copy_secondary(g, p.primary_addr().unwrap(), to, Instant::now()).is_err());
-        assert!(c.copy_secondary(g, from, p.secondary_addrs()[1], Instant::now()).is_err());
+        assert!(
+            c.copy_secondary(g, p.primary_addr().unwrap(), to, Instant::now())
+                .is_err()
+        );
+        assert!(
+            c.copy_secondary(g, from, p.secondary_addrs()[1], Instant::now())
+                .is_err()
+        );
         let primary = c.copy_secondary(g, from, to, Instant::now()).unwrap();
         assert_eq!(Some(primary), p.primary_addr());
-        assert!(c.copy_secondary(g, from, to, Instant::now()).is_err(), "moving already");
+        assert!(
+            c.copy_secondary(g, from, to, Instant::now()).is_err(),
+            "moving already"
+        );
         // Proposed again while it learns.
         let later = Instant::now() + COPY_REPROPOSE;
         assert_eq!(c.moves_in_flight(later), vec![(g, primary, to)]);

@@ -380,6 +380,8 @@ async fn connection<S: Service>(
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     // When the unfinished request in `buf` began (its first byte came).
     let mut partial_since = (!buf.is_empty()).then_some(last_read);
+    // Whether the server is stopping (not the client closing).
+    let mut stopping = false;
     'read: loop {
         let mut batch = Vec::new();
         loop {
@@ -403,7 +405,10 @@ async fn connection<S: Service>(
                                     Ok(p) => p,
                                     Err(_) => break 'read,
                                 },
-                                _ = stop.recv() => break 'read,
+                                _ = stop.recv() => {
+                                    stopping = true;
+                                    break 'read;
+                                }
                             };
                             // Not reading meanwhile was our doing, not the client's.
                             last_read = Instant::now();
@@ -468,18 +473,41 @@ async fn connection<S: Service>(
                 debug!(%peer, partial = buf.len(), "closing connection: idle or trickling");
                 break;
             }
-            _ = stop.recv() => break,
+            _ = stop.recv() => {
+                stopping = true;
+                break;
+            }
         }
     }
-    // Answers still being computed are written as they come, until the last reply is gone.
-    while answers.pending.load(Ordering::Acquire) > 0 {
-        if !flush(outbox, &mut out, &mut writer, limits.write_timeout).await {
-            return;
+    // Answers still being computed are written as they come, until the last reply is gone; on
+    // a stop, for a moment only (a long answer — a checkpoint chunk to a learner — must not hold
+    // the stop until systemd kills the server: its client asks again elsewhere).
+    let drain = async {
+        while answers.pending.load(Ordering::Acquire) > 0 {
+            if !flush(outbox, &mut out, &mut writer, limits.write_timeout).await {
+                return false;
+            }
+            outbox.rung().await;
         }
-        outbox.rung().await;
+        true
+    };
+    let drained = if stopping {
+        tokio::time::timeout(STOP_GRACE, drain)
+            .await
+            .unwrap_or_else(|_| {
+                debug!(%peer, "closing connection at stop with answers unsent");
+                false
+            })
+    } else {
+        drain.await
+    };
+    if drained {
+        flush(outbox, &mut out, &mut writer, limits.write_timeout).await;
     }
-    flush(outbox, &mut out, &mut writer, limits.write_timeout).await;
 }
+
+/// How long a connection may still write answers once the server stops.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Sleeps until `deadline`, or forever.
 async fn sleep_until(deadline: Option<Instant>) {

@@ -119,7 +119,10 @@ fn a_data_dir_of_a_newer_format_stops_a_replica_server_with_its_reason() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("holds data of format 99")
-            && stderr.contains(&format!("knows formats up to {}", pegasus_server::format::FORMAT)),
+            && stderr.contains(&format!(
+                "knows formats up to {}",
+                pegasus_server::format::FORMAT
+            )),
         "{stderr}"
     );
     assert_eq!(

@@ -354,7 +354,9 @@ fn release_plan(
             .map(|(_, r)| r.clone());
     }
     if dry_run {
-        say(&format!("{verb}: the meta level is set to `steady` (restored at the end); then, one at a time:"));
+        say(&format!(
+            "{verb}: the meta level is set to `steady` (restored at the end); then, one at a time:"
+        ));
         for (k, s) in steps.iter().enumerate() {
             say(&format!(
                 "{:>3}. {} {}: switch to {}, restart, wait until healthy",
@@ -664,7 +666,13 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
                     return Err(1);
                 }
             }
-            release_plan(&fleet, &rt, &format!("upgrade to {}", package.name), &all, dry_run)
+            release_plan(
+                &fleet,
+                &rt,
+                &format!("upgrade to {}", package.name),
+                &all,
+                dry_run,
+            )
         }
         Verb::Rollback { target, dry_run } => {
             let fleet = fleet(load(&target.topology)?, cli.verbose)?;
@@ -690,10 +698,11 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             let mut checked = std::collections::BTreeSet::new();
             for (i, previous) in &all {
                 if checked.insert((i.host.clone(), previous.clone())) {
-                    let format = rolling::release_format(&fleet, &i.host, previous).map_err(|e| {
-                        eprintln!("error: {e}");
-                        1
-                    })?;
+                    let format =
+                        rolling::release_format(&fleet, &i.host, previous).map_err(|e| {
+                            eprintln!("error: {e}");
+                            1
+                        })?;
                     refuse_older_format(&fleet, &rt, previous, format)?;
                 }
             }
@@ -757,8 +766,10 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             let client = control::client(&fleet.topology);
             let interrupted = rolling::interrupt_flag(&rt);
             let balanced = scale::replica_addrs(&fleet).and_then(|nodes| {
-                rt.block_on(client.meta_level(pegasus_protocol::types::meta_function_level::LIVELY))
-                    .map_err(|e| rolling::RollingError::Failed(e.to_string()))?;
+                rt.block_on(
+                    client.meta_level(pegasus_protocol::types::meta_function_level::LIVELY),
+                )
+                .map_err(|e| rolling::RollingError::Failed(e.to_string()))?;
                 scale::wait_balanced(&rt, &client, &nodes, &interrupted, &mut |l| say(l))
             });
             if let Err(e) = &balanced {
@@ -820,11 +831,12 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             }
             let fleet = fleet(topology, cli.verbose)?;
             let rt = runtime();
-            let mut plan = rolling::begin(&fleet, &rt, &format!("scale-in {}", step.addr), vec![step])
-                .map_err(|e| {
-                    eprintln!("error: {e}");
-                    1
-                })?;
+            let mut plan =
+                rolling::begin(&fleet, &rt, &format!("scale-in {}", step.addr), vec![step])
+                    .map_err(|e| {
+                        eprintln!("error: {e}");
+                        1
+                    })?;
             let code = run_plan(&fleet, &rt, &mut plan);
             if code == 0 {
                 if let Err(e) = configcheck::render::write_atomically(&target.topology, &smaller) {

@@ -203,8 +203,20 @@ pub fn end(fleet: &Fleet, rt: &tokio::runtime::Runtime, plan: &Plan) -> Result<(
     let client = control::client(topology);
     let level =
         meta_function_level::parse(&plan.meta_level_before).unwrap_or(meta_function_level::LIVELY);
-    rt.block_on(client.meta_level(level))
-        .map_err(|e| format!("restoring the meta level `{}`: {e}", plan.meta_level_before))?;
+    // A meta leader may be being elected (the last step restarted it): retried meanwhile.
+    let start = Instant::now();
+    loop {
+        match rt.block_on(client.meta_level(level)) {
+            Ok(_) => break,
+            Err(e) if start.elapsed() > HEALTHY_WITHIN => {
+                return Err(format!(
+                    "restoring the meta level `{}`: {e}",
+                    plan.meta_level_before
+                ));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
     let zk = rt.block_on(super::zk::connect(topology))?;
     rt.block_on(super::zk::delete_plan(&zk, topology))
 }
@@ -244,14 +256,9 @@ pub fn carry_out(
             progress(&format!("{} {}: now runs {release}", step.role, step.addr));
         }
         match instance.role {
-            _ if step.action == Action::Remove => super::scale::remove_replica(
-                fleet,
-                rt,
-                &client,
-                instance,
-                interrupted,
-                progress,
-            )?,
+            _ if step.action == Action::Remove => {
+                super::scale::remove_replica(fleet, rt, &client, instance, interrupted, progress)?
+            }
             Role::Replica => restart_replica(fleet, rt, &client, instance, interrupted, progress)?,
             _ => {
                 control::systemctl(fleet, "restart", &[instance])?;
@@ -260,8 +267,10 @@ pub fn carry_out(
                 })
                 .map_err(|e| e.context(&format!("{} {} healthy", instance.role, step.addr)))?;
                 if instance.role == Role::Meta {
+                    // A leader answers admin requests (a follower still answers `cluster_info`).
                     wait(HEALTHY_WITHIN, interrupted, || {
-                        leader(rt, &client).is_some()
+                        rt.block_on(client.meta_level(meta_function_level::INVALID))
+                            .is_ok()
                     })
                     .map_err(|e| e.context("a meta leader"))?;
                 }
@@ -359,7 +368,10 @@ fn wait(
 }
 
 /// Every available table's routing.
-pub(super) fn routing(rt: &tokio::runtime::Runtime, client: &Client) -> Result<Vec<QueryCfgResponse>, String> {
+pub(super) fn routing(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+) -> Result<Vec<QueryCfgResponse>, String> {
     rt.block_on(async {
         let apps = client.list_apps(0).await.map_err(|e| e.to_string())?;
         let mut out = Vec::new();

@@ -27,7 +27,9 @@ pub const MOVES_WITHIN: Duration = Duration::from_secs(600);
 const REPROPOSE: Duration = Duration::from_secs(10);
 
 /// Copies (primaries + secondaries) per node over `tables`, and primaries per node.
-fn loads(tables: &[QueryCfgResponse]) -> (HashMap<SocketAddrV4, usize>, HashMap<SocketAddrV4, usize>) {
+fn loads(
+    tables: &[QueryCfgResponse],
+) -> (HashMap<SocketAddrV4, usize>, HashMap<SocketAddrV4, usize>) {
     let mut copies = HashMap::new();
     let mut primaries = HashMap::new();
     for p in tables.iter().flat_map(|t| &t.partitions) {
@@ -67,11 +69,17 @@ pub fn drain(
         }
         for p in tables.iter().flat_map(|t| &t.partitions) {
             let key = (p.pid.app_id, p.pid.partition_index);
-            if proposed.get(&key).is_some_and(|at| at.elapsed() < REPROPOSE) {
+            if proposed
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < REPROPOSE)
+            {
                 continue;
             }
-            let secondaries: Vec<SocketAddrV4> =
-                p.secondaries.iter().filter_map(|s| s.socket_addr()).collect();
+            let secondaries: Vec<SocketAddrV4> = p
+                .secondaries
+                .iter()
+                .filter_map(|s| s.socket_addr())
+                .collect();
             let Some(primary) = p.primary.socket_addr() else {
                 continue;
             };
@@ -128,7 +136,10 @@ pub fn wait_balanced(
         for t in &tables {
             let (copies, primaries) = loads(std::slice::from_ref(t));
             let spread = |m: &HashMap<SocketAddrV4, usize>| {
-                let counts: Vec<usize> = nodes.iter().map(|n| m.get(n).copied().unwrap_or(0)).collect();
+                let counts: Vec<usize> = nodes
+                    .iter()
+                    .map(|n| m.get(n).copied().unwrap_or(0))
+                    .collect();
                 (
                     counts.iter().min().copied().unwrap_or(0),
                     counts.iter().max().copied().unwrap_or(0),
@@ -136,12 +147,14 @@ pub fn wait_balanced(
             };
             let (cmin, cmax) = spread(&copies);
             let (pmin, pmax) = spread(&primaries);
-            let healthy = t
-                .partitions
-                .iter()
-                .all(|p| p.primary.socket_addr().is_some() && p.secondaries.len() + 1 >= p.max_replica_count as usize);
+            let healthy = t.partitions.iter().all(|p| {
+                p.primary.socket_addr().is_some()
+                    && p.secondaries.len() + 1 >= p.max_replica_count as usize
+            });
             even &= cmax - cmin <= 1 && pmax - pmin <= 1 && healthy;
-            summary.push(format!("copies {cmin}..{cmax} primaries {pmin}..{pmax} per node"));
+            summary.push(format!(
+                "copies {cmin}..{cmax} primaries {pmin}..{pmax} per node"
+            ));
         }
         let said = summary.join("; ");
         if said != last_said {
@@ -188,7 +201,9 @@ pub fn remove_replica(
          systemctl reset-failed >/dev/null 2>&1 || true",
         dirs.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ")
     ))?;
-    progress(&format!("replica {node}: stopped, its unit and folders removed"));
+    progress(&format!(
+        "replica {node}: stopped, its unit and folders removed"
+    ));
     Ok(())
 }
 
@@ -209,7 +224,11 @@ pub fn replica_addrs(fleet: &Fleet) -> Result<Vec<SocketAddrV4>, RollingError> {
 
 /// Removes the `[[replica]]` table of `addr` (`host:port` or `ip:port`) from topology text,
 /// keeping every other byte (comments, layout); `None` if no such instance is there.
-pub fn without_replica(text: &str, topology: &super::topology::Topology, addr: &str) -> Option<String> {
+pub fn without_replica(
+    text: &str,
+    topology: &super::topology::Topology,
+    addr: &str,
+) -> Option<String> {
     let target = topology
         .of(Role::Replica)
         .position(|i| i.addr() == addr || format!("{}:{}", i.host, i.port) == addr)?;
@@ -226,13 +245,19 @@ mod tests {
     #[test]
     fn a_replica_is_taken_out_of_the_topology_and_nothing_else_changes() {
         let resolve = |h: &str| h.parse().ok();
-        let text = super::super::topology::TEMPLATE;
+        let text = &super::super::topology::TEMPLATE.replace("copies = 3", "copies = 2");
         let t = super::super::topology::parse("t.toml", text, &resolve).unwrap();
         let out = without_replica(text, &t, "10.0.0.5:34801").unwrap();
         let after = super::super::topology::parse("t.toml", &out, &resolve).unwrap();
-        assert_eq!(after.of(Role::Replica).count(), t.of(Role::Replica).count() - 1);
+        assert_eq!(
+            after.of(Role::Replica).count(),
+            t.of(Role::Replica).count() - 1
+        );
         assert!(after.find("10.0.0.5:34801").is_none());
-        assert!(out.contains("# A Pegasus cluster for `pegasus_cluster`"), "comments stay");
+        assert!(
+            out.contains("# A Pegasus cluster for `pegasus_cluster`"),
+            "comments stay"
+        );
         assert!(without_replica(text, &t, "10.9.9.9:1").is_none());
     }
 }
