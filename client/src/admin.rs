@@ -275,26 +275,15 @@ impl Client {
         from: std::net::SocketAddrV4,
         to: std::net::SocketAddrV4,
     ) -> Result<(), ClientError> {
-        let action = |node, config_type| ProposalAction {
-            target: RpcAddress::new(primary),
-            node: RpcAddress::new(node),
-            config_type,
-        };
-        let _: BalancerResponse = self
-            .admin(
-                rpc::PROPOSE_BALANCER,
-                BalancerRequest {
-                    gpid,
-                    action_list: vec![
-                        action(to, config_type::ADD_SECONDARY_FOR_LB),
-                        action(from, config_type::REMOVE),
-                    ],
-                    force: Some(false),
-                    balance_type: Some(balancer_request_type::COPY_SECONDARY),
-                },
-            )
-            .await?;
-        Ok(())
+        self.propose(
+            gpid,
+            balancer_request_type::COPY_SECONDARY,
+            [
+                (primary, to, config_type::ADD_SECONDARY_FOR_LB),
+                (primary, from, config_type::REMOVE),
+            ],
+        )
+        .await
     }
 
     /// Pegasus shell's `propose --type move_primary`: `gpid`'s primary `from` hands it to its
@@ -305,22 +294,40 @@ impl Client {
         from: std::net::SocketAddrV4,
         to: std::net::SocketAddrV4,
     ) -> Result<(), ClientError> {
-        let action = |node, config_type| ProposalAction {
-            target: RpcAddress::new(node),
-            node: RpcAddress::new(node),
-            config_type,
-        };
+        self.propose(
+            gpid,
+            balancer_request_type::MOVE_PRIMARY,
+            [
+                (from, from, config_type::DOWNGRADE_TO_SECONDARY),
+                (to, to, config_type::UPGRADE_TO_PRIMARY),
+            ],
+        )
+        .await
+    }
+
+    /// `RPC_CM_PROPOSE_BALANCER` with `(target, node, config_type)` actions.
+    async fn propose(
+        &self,
+        gpid: Gpid,
+        balance_type: i32,
+        actions: [(std::net::SocketAddrV4, std::net::SocketAddrV4, i32); 2],
+    ) -> Result<(), ClientError> {
+        let action_list = actions
+            .into_iter()
+            .map(|(target, node, config_type)| ProposalAction {
+                target: RpcAddress::new(target),
+                node: RpcAddress::new(node),
+                config_type,
+            })
+            .collect();
         let _: BalancerResponse = self
             .admin(
                 rpc::PROPOSE_BALANCER,
                 BalancerRequest {
                     gpid,
-                    action_list: vec![
-                        action(from, config_type::DOWNGRADE_TO_SECONDARY),
-                        action(to, config_type::UPGRADE_TO_PRIMARY),
-                    ],
+                    action_list,
                     force: Some(false),
-                    balance_type: Some(balancer_request_type::MOVE_PRIMARY),
+                    balance_type: Some(balance_type),
                 },
             )
             .await?;

@@ -605,8 +605,8 @@ thrift_struct! {
         /// Replicas that may lack writes they acknowledged (reopened after the machine
         /// restarted, with `plog_force_flush = false`) and have not learned again since.
         9: lossy: Vec<Gpid>,
-        /// The node's last beacon on a clean stop, sent once it serves nothing any more: the
-        /// meta takes it for dead at once instead of after its grace.
+        /// The node's last beacon on a clean stop, sent before it stops serving (its beacons
+        /// stopped): the meta takes it for dead at once instead of after its grace.
         10: leaving: bool,
     }
 }

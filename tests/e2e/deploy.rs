@@ -123,34 +123,33 @@ fn in_client<T: Send + 'static>(bed: &Bed, f: impl FnOnce() -> T + Send + 'stati
     .expect("client thread")
 }
 
-/// ZooKeeper paths under `/pegasus` (in the bed's ensemble).
-fn zk_children(zk: SocketAddr, path: &'static str) -> Result<Vec<String>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// Runs `f` with a ZooKeeper session to the bed's ensemble (from a thread in the client's
+/// namespace, see [`in_client`]).
+fn with_zk<T>(zk: SocketAddr, f: impl AsyncFnOnce(zookeeper_client::Client) -> T) -> T {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async move {
-        let client = zookeeper_client::Client::connect(&zk.to_string())
-            .await
-            .map_err(|e| e.to_string())?;
-        match client.list_children(path).await {
-            Ok(c) => Ok(c),
-            Err(zookeeper_client::Error::NoNode) => Ok(vec![]),
-            Err(e) => Err(e.to_string()),
-        }
+        .unwrap()
+        .block_on(async move {
+            let client = zookeeper_client::Client::connect(&zk.to_string())
+                .await
+                .expect("ZooKeeper");
+            f(client).await
+        })
+}
+
+/// ZooKeeper's children of `path` (none when it does not exist).
+fn zk_children(zk: SocketAddr, path: &'static str) -> Result<Vec<String>, String> {
+    with_zk(zk, async |client| match client.list_children(path).await {
+        Ok(c) => Ok(c),
+        Err(zookeeper_client::Error::NoNode) => Ok(vec![]),
+        Err(e) => Err(e.to_string()),
     })
 }
 
 /// Creates `path` (and its parents) in ZooKeeper with a child `apps`, as another cluster's root.
 fn zk_plant(zk: SocketAddr, path: &'static str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let client = zookeeper_client::Client::connect(&zk.to_string())
-            .await
-            .unwrap();
+    with_zk(zk, async |client| {
         let mode = zookeeper_client::CreateMode::Persistent
             .with_acls(zookeeper_client::Acls::anyone_all());
         let mut p = String::new();
@@ -159,35 +158,22 @@ fn zk_plant(zk: SocketAddr, path: &'static str) {
             p.push_str(part);
             let _ = client.create(&p, b"", &mode).await;
         }
-    });
+    })
 }
 
 /// Sets ZooKeeper node `path` to `data`.
 fn zk_set(zk: SocketAddr, path: &'static str, data: &'static str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let client = zookeeper_client::Client::connect(&zk.to_string())
-            .await
-            .unwrap();
+    with_zk(zk, async |client| {
         client.set_data(path, data.as_bytes(), None).await.unwrap();
-    });
+    })
 }
 
+/// Removes what [`zk_plant`] made under `path`.
 fn zk_remove(zk: SocketAddr, path: &'static str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let client = zookeeper_client::Client::connect(&zk.to_string())
-            .await
-            .unwrap();
+    with_zk(zk, async |client| {
         let _ = client.delete(&format!("{path}/apps"), None).await;
         let _ = client.delete(path, None).await;
-    });
+    })
 }
 
 /// Polls `display -j` until `ok` holds for it (or panics after `within`).

@@ -189,8 +189,9 @@ pub struct MetaServer {
     disks_unsaved: Mutex<Vec<(SocketAddrV4, i64)>>,
     /// Rung by a beacon with news (a node new or back, a change in what it holds).
     news: tokio::sync::Notify,
-    /// Replica servers that said they are leaving (a clean stop), for the next `tend`.
-    leaving: Mutex<Vec<SocketAddrV4>>,
+    /// Replica servers that said they are leaving (a clean stop), and when, for the next
+    /// `tend`.
+    leaving: Mutex<Vec<(SocketAddrV4, Instant)>>,
     /// Announces configuration changes to the replica servers.
     client: pegasus_client::Client,
     /// The meta level ([`meta_function_level`]): below `steady`, nothing moves.
@@ -642,9 +643,12 @@ impl MetaServer {
                 self.disks_unsaved.lock().expect("disks").push((node, id));
             }
         }
+        // A node's leaving counts unless a beacon of it came later (it is back already); an
+        // older beacon folded just now does not undo it.
         let left = std::mem::take(&mut *self.leaving.lock().expect("leaving"));
-        for node in left {
-            if state.leave(node) {
+        for (node, at) in left {
+            let back = state.nodes.get(&node).is_some_and(|n| n.last_beacon > at);
+            if !back && state.leave(node) {
                 warn!(%node, "replica server left (a clean stop): taken for dead now");
             }
         }
@@ -1145,7 +1149,10 @@ impl MetaServer {
         }
         match b.node.socket_addr() {
             Some(node) if std::net::IpAddr::V4(*node.ip()) == peer || peer.is_loopback() => {
-                self.leaving.lock().expect("leaving").push(node);
+                self.leaving
+                    .lock()
+                    .expect("leaving")
+                    .push((node, Instant::now()));
                 self.news.notify_one();
                 BeaconResponse {
                     err: err(ErrorCode::Ok),
@@ -1163,7 +1170,9 @@ impl MetaServer {
     /// `RPC_CM_PROPOSE_BALANCER` (Pegasus shell's `propose`): a `move_primary`, `[
     /// DOWNGRADE_TO_SECONDARY old, UPGRADE_TO_PRIMARY new]`, done in the balancer's two steps
     /// (the old primary steps down; the new one is promoted once every member runs that
-    /// ballot). Other proposals are refused with `ERR_INVALID_PARAMETERS`.
+    /// ballot), or a `copy_secondary`, `[ADD_SECONDARY(_FOR_LB) new, REMOVE or
+    /// DOWNGRADE_TO_INACTIVE old]` (the new copy learns, then replaces the old in one change).
+    /// Other proposals are refused with `ERR_INVALID_PARAMETERS`.
     async fn propose_balancer(&self, r: BalancerRequest) -> BalancerResponse {
         let answer = |code: ErrorCode| BalancerResponse { err: err(code) };
         if !self.is_leader() {

@@ -134,8 +134,8 @@ pub async fn run(
 /// How long a beacon that reports a new ballot waits for the other changes of its round.
 const BALLOT_NEWS_DELAY: Duration = Duration::from_millis(5);
 
-/// The last beacon of a clean stop, once the node serves nothing any more (its replicas are
-/// closed): the meta takes the node for dead at once, so its groups go on without it instead
+/// The last beacon of a clean stop, sent once the beacons stopped and before the node stops
+/// serving: the meta takes the node for dead at once, so its groups go on without it instead
 /// of stalling for its grace period. Best effort: each meta is tried once, briefly.
 pub async fn leave(me: SocketAddrV4, metas: &[SocketAddr]) {
     let client = Client::new(ClientOptions {

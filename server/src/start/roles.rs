@@ -77,6 +77,9 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
         }
     };
     let mut tasks = Vec::new();
+    // Beacons stop first, on their own signal (see the shutdown below).
+    let (beacon_stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut beacon_tasks = Vec::new();
     let mut stubs = Vec::new();
     let mut meta_run = None;
     for (role, listener) in listeners {
@@ -125,12 +128,12 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                     interval: server.fd_beacon_interval,
                     lease: server.fd_lease,
                 };
-                tasks.push(tokio::spawn(beacon::run(
+                beacon_tasks.push(tokio::spawn(beacon::run(
                     Arc::clone(&stub),
                     me,
                     server.meta_servers.clone(),
                     beacons,
-                    stopper(&stop_tx),
+                    stopper(&beacon_stop_tx),
                 )));
                 tasks.push(tokio::spawn(net::serve(
                     listener,
@@ -174,6 +177,18 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
         }
     };
     info!("shutting down");
+    // A replica server tells the meta it leaves before it stops serving, so its groups go on
+    // without it at once instead of waiting, write by write, for a member that went quiet. Its
+    // beacons stop first: none renews its lease or takes it back afterwards. (What it still
+    // answers meanwhile is harmless: a secondary's acknowledgement of a prepare, or a
+    // primary's reads under a lease its successor waits out.)
+    let _ = beacon_stop_tx.send(());
+    for t in beacon_tasks {
+        let _ = t.await;
+    }
+    for role in server.roles.iter().filter(|r| r.name == "replica") {
+        crate::replica::beacon::leave(server.advertised(role), &server.meta_servers).await;
+    }
     let _ = stop_tx.send(());
     for t in tasks {
         let _ = t.await;
@@ -182,11 +197,6 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
         tokio::task::spawn_blocking(move || stub.close())
             .await
             .expect("close task");
-    }
-    // Its replicas closed, a replica server serves nothing any more: the meta hears it is
-    // leaving, so its groups go on without it now rather than after its grace period.
-    for role in server.roles.iter().filter(|r| r.name == "replica") {
-        crate::replica::beacon::leave(server.advertised(role), &server.meta_servers).await;
     }
     info!("stopped");
     outcome
