@@ -189,7 +189,7 @@ def check(words):
         sub = [args[0]] if name == "pegasus_onebox" and args else []
         return flags_in(args, help_of(str(BIN / name), *sub, "--help"), f"`{name}`")
     if name == "pegasus_cluster":
-        verbs = {"template", "check", "deploy", "start", "stop", "restart", "resume", "abort", "display", "destroy"}
+        verbs = {"template", "check", "deploy", "start", "stop", "restart", "upgrade", "rollback", "scale-out", "scale-in", "resume", "abort", "display", "destroy"}
         if not args or args[0] not in verbs:
             return [f"pegasus_cluster has no verb `{args[0] if args else ''}`"]
         return flags_in(args[1:], help_of(str(BIN / name), args[0], "--help"), f"`pegasus_cluster {args[0]}`")
