@@ -114,9 +114,8 @@ fn check_errors(bed: &Bed, topology: &Path, package: &Path) -> (i32, Vec<String>
 /// Runs `f` on a thread inside the client's namespace (the bed is not reachable from here).
 fn in_client<T: Send + 'static>(bed: &Bed, f: impl FnOnce() -> T + Send + 'static) -> T {
     let ns = bed.net().client();
-    let file = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
     std::thread::spawn(move || {
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        pegasus_tests::netns::enter(&ns);
         f()
     })
     .join()
@@ -457,9 +456,8 @@ fn history(bed: &Bed, metas: &[SocketAddr]) -> Running {
     let (ready_tx, ready_rx) = mpsc::channel();
     let ns = bed.net().client();
     let metas = metas.to_vec();
-    let file = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
     let handle = std::thread::spawn(move || {
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        pegasus_tests::netns::enter(&ns);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

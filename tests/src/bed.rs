@@ -11,7 +11,7 @@
 //! enabled) and a JRE. Needs root, `systemd-nspawn` (`systemd-container`) and `debootstrap`.
 
 use std::fs::{self, File};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -300,12 +300,6 @@ impl Bed {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.net.client()]).arg(program);
         cmd
-    }
-
-    /// Whether a TCP connection from this process (the machine's own namespace cannot reach
-    /// the bed: only for a thread that [`Net::enter`]ed the client's namespace) succeeds.
-    pub fn reachable(addr: SocketAddr) -> bool {
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
     }
 }
 

@@ -136,8 +136,7 @@ impl Net {
     /// Moves the calling thread into namespace `ns`: its sockets, and the threads it starts
     /// (a runtime's workers), are there from now on.
     pub fn enter(&self, ns: &str) {
-        let file = File::open(format!("/var/run/netns/{ns}")).expect("namespace");
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        enter(ns);
     }
 
     /// Every packet in or out of host `i`'s interface is dropped: it is cut off from every
@@ -196,6 +195,13 @@ impl Drop for Net {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
     }
+}
+
+/// Moves the calling thread into network namespace `ns` (see [`Net::enter`]), for a thread
+/// that cannot borrow its [`Net`].
+pub fn enter(ns: &str) {
+    let file = File::open(format!("/var/run/netns/{ns}")).expect("namespace");
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
 }
 
 /// A process in a namespace, killed (SIGKILL) when dropped.

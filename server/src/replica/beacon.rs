@@ -70,60 +70,26 @@ pub async fn run(
             leaving: false,
         });
         let timeout = options.interval.max(Duration::from_secs(1));
-        // The known leader first, then every meta; a redirect goes to the front.
-        let mut candidates: VecDeque<SocketAddr> =
-            leader.into_iter().chain(metas.iter().copied()).collect();
         let mut answered = false;
         let mut assigned = false;
-        let mut tries = 0;
-        while let Some(meta) = candidates.pop_front() {
-            tries += 1;
-            if tries > metas.len() + 2 {
-                break;
+        if let Some((meta, r)) = to_leader(&client, leader, &metas, &request, timeout).await {
+            leader = Some(meta);
+            if let Some(link) = stub.link() {
+                link.set_leader(meta);
             }
-            match client
-                .call::<_, BeaconResponse>(
-                    meta,
-                    RequestMeta::default(),
-                    rpc::BEACON,
-                    &request,
-                    timeout,
-                )
-                .await
+            assigned = !r.configs.is_empty();
+            // The lease holds from the answer on, whatever opening replicas then takes.
+            stub.grant_lease(sent + options.lease);
+            let opener = Arc::clone(&stub);
+            // Opening replicas touches disks: not on the async workers.
+            match tokio::task::spawn_blocking(move || {
+                opener.retire(&r.dropped, &r.gone);
+                opener.apply_configs(&r.configs)
+            })
+            .await
             {
-                Ok(r) if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok => {
-                    leader = Some(meta);
-                    if let Some(link) = stub.link() {
-                        link.set_leader(meta);
-                    }
-                    assigned = !r.configs.is_empty();
-                    // The lease holds from the answer on, whatever opening replicas then takes.
-                    stub.grant_lease(sent + options.lease);
-                    let opener = Arc::clone(&stub);
-                    // Opening replicas touches disks: not on the async workers.
-                    match tokio::task::spawn_blocking(move || {
-                        opener.retire(&r.dropped, &r.gone);
-                        opener.apply_configs(&r.configs)
-                    })
-                    .await
-                    {
-                        Ok(()) => answered = true,
-                        Err(e) => warn!("applying configurations: {e}"),
-                    }
-                    break;
-                }
-                Ok(r) => {
-                    debug!(%meta, err = r.err.0, "beacon redirected");
-                    if let Some(l) = r
-                        .leader
-                        .socket_addr()
-                        .map(SocketAddr::V4)
-                        .filter(|l| *l != meta)
-                    {
-                        candidates.push_front(l);
-                    }
-                }
-                Err(e) => debug!(%meta, "beacon: {e}"),
+                Ok(()) => answered = true,
+                Err(e) => warn!("applying configurations: {e}"),
             }
         }
         next = next_beacon(options.interval, answered, assigned, started.elapsed())
@@ -147,7 +113,26 @@ pub async fn leave(me: SocketAddrV4, metas: &[SocketAddr]) {
         leaving: true,
         ..BeaconRequest::default()
     });
-    let mut candidates: VecDeque<SocketAddr> = metas.iter().copied().collect();
+    match to_leader(&client, None, metas, &request, Duration::from_secs(1)).await {
+        Some((meta, _)) => info!(%meta, "told the meta leader this node is leaving"),
+        None => warn!(
+            "no meta leader heard that this node is leaving: its groups wait for its grace period"
+        ),
+    }
+}
+
+/// Sends beacon `request` to the meta leader: `known` (the leader last answering) first, then
+/// every meta, a redirect going to the front; at most `metas + 2` tries. The leader and its
+/// answer, if one accepted it.
+async fn to_leader(
+    client: &Client,
+    known: Option<SocketAddr>,
+    metas: &[SocketAddr],
+    request: &Args<BeaconRequest>,
+    timeout: Duration,
+) -> Option<(SocketAddr, BeaconResponse)> {
+    let mut candidates: VecDeque<SocketAddr> =
+        known.into_iter().chain(metas.iter().copied()).collect();
     let mut tries = 0;
     while let Some(meta) = candidates.pop_front() {
         tries += 1;
@@ -155,20 +140,12 @@ pub async fn leave(me: SocketAddrV4, metas: &[SocketAddr]) {
             break;
         }
         match client
-            .call::<_, BeaconResponse>(
-                meta,
-                RequestMeta::default(),
-                rpc::BEACON,
-                &request,
-                Duration::from_secs(1),
-            )
+            .call::<_, BeaconResponse>(meta, RequestMeta::default(), rpc::BEACON, request, timeout)
             .await
         {
-            Ok(r) if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok => {
-                info!(%meta, "told the meta leader this node is leaving");
-                return;
-            }
+            Ok(r) if ErrorCode::from_name(&r.err.0) == ErrorCode::Ok => return Some((meta, r)),
             Ok(r) => {
+                debug!(%meta, err = r.err.0, "beacon redirected");
                 if let Some(l) = r
                     .leader
                     .socket_addr()
@@ -178,10 +155,10 @@ pub async fn leave(me: SocketAddrV4, metas: &[SocketAddr]) {
                     candidates.push_front(l);
                 }
             }
-            Err(e) => debug!(%meta, "leaving beacon: {e}"),
+            Err(e) => debug!(%meta, "beacon: {e}"),
         }
     }
-    warn!("no meta leader heard that this node is leaving: its groups wait for its grace period");
+    None
 }
 
 /// Quick beacons while starting up: until a leader has answered, and while it assigns nothing

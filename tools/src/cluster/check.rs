@@ -111,11 +111,7 @@ fn probe_host(
     package: &Package,
     configcheck: &[u8],
 ) -> Result<HostProbe, String> {
-    let instances: Vec<&Instance> = topology
-        .instances
-        .iter()
-        .filter(|i| i.host == remote.host)
-        .collect();
+    let instances: Vec<&Instance> = topology.on_host(&remote.host).collect();
     let units: Vec<String> = instances
         .iter()
         .map(|i| Layout::unit(topology, i))
@@ -273,7 +269,7 @@ fn host_findings(
             ),
         ));
     }
-    for i in topology.instances.iter().filter(|i| i.host == host) {
+    for i in topology.on_host(host) {
         let own = probe.active.contains(&Layout::unit(topology, i));
         if probe.listening.contains(&i.port) && !own {
             findings.push(finding(

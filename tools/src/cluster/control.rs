@@ -307,11 +307,7 @@ pub fn unit_states(fleet: &Fleet) -> BTreeMap<String, (String, String)> {
     let topology = &fleet.topology;
     fleet
         .each_host(|r| {
-            let mine: Vec<&Instance> = topology
-                .instances
-                .iter()
-                .filter(|i| i.host == r.host)
-                .collect();
+            let mine: Vec<&Instance> = topology.on_host(&r.host).collect();
             let script: String = mine
                 .iter()
                 .map(|i| {

@@ -150,11 +150,7 @@ fn deploy_host(
 ) -> Result<HostChanges, DeployError> {
     let topology = layout.topology;
     let mut changes = push_release(remote, layout, package, tarball)?;
-    let instances: Vec<&Instance> = topology
-        .instances
-        .iter()
-        .filter(|i| i.host == remote.host)
-        .collect();
+    let instances: Vec<&Instance> = topology.on_host(&remote.host).collect();
     let mut units_changed = false;
     for i in instances {
         instance(

@@ -11,11 +11,7 @@ use super::topology::Instance;
 pub fn destroy(fleet: &Fleet) -> Vec<(String, Result<Vec<String>, SshError>)> {
     let topology = &fleet.topology;
     fleet.each_host(|r| {
-        let instances: Vec<&Instance> = topology
-            .instances
-            .iter()
-            .filter(|i| i.host == r.host)
-            .collect();
+        let instances: Vec<&Instance> = topology.on_host(&r.host).collect();
         let units: Vec<String> = instances
             .iter()
             .map(|i| Layout::unit(topology, i))

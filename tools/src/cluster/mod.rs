@@ -263,18 +263,12 @@ fn load(path: &Path) -> Result<Topology, u8> {
 }
 
 fn open_package(path: &Path) -> Result<Package, u8> {
-    Package::open(path).map_err(|e| {
-        eprintln!("error: {e}");
-        2
-    })
+    Package::open(path).map_err(fail(2))
 }
 
 fn fleet(topology: Topology, verbose: bool) -> Result<Fleet, u8> {
     let log = ssh::StepLog::open(step_log_path(&topology.name).as_deref(), verbose);
-    Fleet::new(topology, log).map_err(|e| {
-        eprintln!("error: {e}");
-        2
-    })
+    Fleet::new(topology, log).map_err(fail(2))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -292,10 +286,7 @@ fn template(topology: &Topology, package: &Package) -> Result<String, u8> {
             eprintln!("error: cannot read template `{}`: {e}", path.display());
             2
         })?,
-        None => package.file("bin/config.ini").map_err(|e| {
-            eprintln!("error: {e}");
-            2
-        })?,
+        None => package.file("bin/config.ini").map_err(fail(2))?,
     };
     Ok(String::from_utf8_lossy(&text).into_owned())
 }
@@ -319,10 +310,7 @@ fn refuse_older_format(
             let zk = zk::connect(&fleet.topology).await?;
             zk::cluster_format(&zk, &fleet.topology).await
         })
-        .map_err(|e| {
-            eprintln!("error: {e}");
-            1
-        })?;
+        .map_err(fail(1))?;
     match found {
         Some(f) if f > format => {
             eprintln!(
@@ -368,10 +356,7 @@ fn release_plan(
         }
         return Ok(0);
     }
-    let mut plan = rolling::begin(fleet, rt, verb, steps).map_err(|e| {
-        eprintln!("error: {e}");
-        1
-    })?;
+    let mut plan = rolling::begin(fleet, rt, verb, steps).map_err(fail(1))?;
     say(&format!(
         "plan recorded in ZooKeeper: {verb}, {} steps; meta level `{}` → `steady` meanwhile",
         plan.steps.len(),
@@ -380,16 +365,21 @@ fn release_plan(
     Ok(run_plan(fleet, rt, &mut plan))
 }
 
+/// Prints an error and gives the exit status `code`, for `map_err`.
+fn fail<E: std::fmt::Display>(code: u8) -> impl FnOnce(E) -> u8 {
+    move |e| {
+        eprintln!("error: {e}");
+        code
+    }
+}
+
 /// The maintenance plan in ZooKeeper, if any.
 fn current_plan(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> Result<Option<rolling::Plan>, u8> {
     rt.block_on(async {
         let zk = zk::connect(&fleet.topology).await?;
         zk::load_plan(&zk, &fleet.topology).await
     })
-    .map_err(|e| {
-        eprintln!("error: {e}");
-        1
-    })
+    .map_err(fail(1))
 }
 
 /// Carries out `plan`, then ends it (the meta level restored, the plan removed), also when a
@@ -488,14 +478,10 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
                 }
             }
             let rt = runtime();
-            let zk = rt.block_on(zk::connect(&topology)).map_err(|e| {
-                eprintln!("error: {e}");
-                1
-            })?;
-            if let zk::Root::Foreign(what) = rt.block_on(zk::root(&zk, &topology)).map_err(|e| {
-                eprintln!("error: {e}");
-                1
-            })? {
+            let zk = rt.block_on(zk::connect(&topology)).map_err(fail(1))?;
+            if let zk::Root::Foreign(what) =
+                rt.block_on(zk::root(&zk, &topology)).map_err(fail(1))?
+            {
                 eprintln!(
                     "error: ZooKeeper `{}` belongs to {what}: not deploying over it",
                     topology.cluster_root()
@@ -547,23 +533,15 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
         Verb::Start { target, select } => {
             let fleet = fleet(load(&target.topology)?, cli.verbose)?;
             let rt = runtime();
-            match control::start(&fleet, &rt, &select.selection(), &mut |l| say(l)) {
-                Ok(()) => Ok(0),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Err(1)
-                }
-            }
+            control::start(&fleet, &rt, &select.selection(), &mut |l| say(l))
+                .map(|()| 0)
+                .map_err(fail(1))
         }
         Verb::Stop { target, select } => {
             let fleet = fleet(load(&target.topology)?, cli.verbose)?;
-            match control::stop(&fleet, &select.selection(), &mut |l| say(l)) {
-                Ok(()) => Ok(0),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    Err(1)
-                }
-            }
+            control::stop(&fleet, &select.selection(), &mut |l| say(l))
+                .map(|()| 0)
+                .map_err(fail(1))
         }
         Verb::Restart {
             target,
@@ -587,15 +565,10 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
                     }
                     return Ok(0);
                 }
-                return match control::stop(&fleet, &selection, &mut |l| say(l))
+                return control::stop(&fleet, &selection, &mut |l| say(l))
                     .and_then(|()| control::start(&fleet, &rt, &selection, &mut |l| say(l)))
-                {
-                    Ok(()) => Ok(0),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        Err(1)
-                    }
-                };
+                    .map(|()| 0)
+                    .map_err(fail(1));
             }
             let client = control::client(&fleet.topology);
             let leader = rolling::leader(&rt, &client);
@@ -615,10 +588,7 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
                 return Ok(0);
             }
             let mut plan =
-                rolling::begin(&fleet, &rt, "restart --rolling", steps).map_err(|e| {
-                    eprintln!("error: {e}");
-                    1
-                })?;
+                rolling::begin(&fleet, &rt, "restart --rolling", steps).map_err(fail(1))?;
             say(&format!(
                 "plan recorded in ZooKeeper: {} steps; meta level `{}` → `steady` meanwhile",
                 plan.steps.len(),
@@ -699,10 +669,7 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             for (i, previous) in &all {
                 if checked.insert((i.host.clone(), previous.clone())) {
                     let format =
-                        rolling::release_format(&fleet, &i.host, previous).map_err(|e| {
-                            eprintln!("error: {e}");
-                            1
-                        })?;
+                        rolling::release_format(&fleet, &i.host, previous).map_err(fail(1))?;
                     refuse_older_format(&fleet, &rt, previous, format)?;
                 }
             }
@@ -759,10 +726,7 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
                 eprintln!("error: {e}");
                 return Err(1);
             }
-            let mut plan = rolling::begin(&fleet, &rt, "scale-out", Vec::new()).map_err(|e| {
-                eprintln!("error: {e}");
-                1
-            })?;
+            let mut plan = rolling::begin(&fleet, &rt, "scale-out", Vec::new()).map_err(fail(1))?;
             let client = control::client(&fleet.topology);
             let interrupted = rolling::interrupt_flag(&rt);
             let balanced = scale::replica_addrs(&fleet).and_then(|nodes| {
@@ -806,10 +770,7 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
                 );
                 return Err(1);
             }
-            let text = std::fs::read_to_string(&target.topology).map_err(|e| {
-                eprintln!("error: {e}");
-                2
-            })?;
+            let text = std::fs::read_to_string(&target.topology).map_err(fail(2))?;
             let Some(smaller) = scale::without_replica(&text, &topology, &node) else {
                 eprintln!("error: `{node}` cannot be taken out of the topology file");
                 return Err(2);
@@ -833,10 +794,7 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             let rt = runtime();
             let mut plan =
                 rolling::begin(&fleet, &rt, &format!("scale-in {}", step.addr), vec![step])
-                    .map_err(|e| {
-                        eprintln!("error: {e}");
-                        1
-                    })?;
+                    .map_err(fail(1))?;
             let code = run_plan(&fleet, &rt, &mut plan);
             if code == 0 {
                 if let Err(e) = configcheck::render::write_atomically(&target.topology, &smaller) {

@@ -14,7 +14,6 @@
 //! `display` shows the plan, `resume` carries out what is left of it and `abort` starts every
 //! instance, restores the level and removes it.
 
-use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,12 +98,8 @@ impl From<super::ssh::SshError> for RollingError {
     }
 }
 
-/// How long one replica server's primaries may take to move away.
-const DRAIN_WITHIN: Duration = Duration::from_secs(60);
 /// How long after a restart every partition has to be fully healthy again.
 const HEAL_WITHIN: Duration = Duration::from_secs(300);
-/// A primary not moved after this is proposed again (a proposal can be lost).
-const REPROPOSE: Duration = Duration::from_secs(5);
 
 /// The steps of a rolling restart of the selected instances: replica servers, metas (the
 /// leader, if the metas answer, last), the collector.
@@ -355,14 +350,8 @@ fn wait(
         if ok() {
             return Ok(());
         }
-        if interrupted.load(Ordering::Acquire) {
-            return Err(Waited(RollingError::Interrupted));
-        }
-        if start.elapsed() > within {
-            return Err(Waited(RollingError::Failed(format!(
-                "not within {within:?}"
-            ))));
-        }
+        super::scale::give_up_after(start, within, interrupted, || "not yet".into())
+            .map_err(Waited)?;
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -409,71 +398,6 @@ fn all_healthy(rt: &tokio::runtime::Runtime, client: &Client) -> bool {
     })
 }
 
-/// Hands every primary on `node` to a secondary; returns how many moved.
-pub fn drain_primaries(
-    rt: &tokio::runtime::Runtime,
-    client: &Client,
-    node: SocketAddrV4,
-    interrupted: &AtomicBool,
-) -> Result<usize, RollingError> {
-    let start = Instant::now();
-    let mut proposed: HashMap<(i32, i32), Instant> = HashMap::new();
-    loop {
-        let tables = routing(rt, client).map_err(RollingError::Failed)?;
-        let counts = pegasus_client::admin::role_counts(&tables);
-        let alive = alive(rt, client);
-        let mut left = 0;
-        let mut headless = 0;
-        for p in tables.iter().flat_map(|t| &t.partitions) {
-            if p.primary.socket_addr().is_none() {
-                headless += 1;
-            }
-            if p.primary.socket_addr() != Some(node) {
-                continue;
-            }
-            left += 1;
-            let key = (p.pid.app_id, p.pid.partition_index);
-            if proposed
-                .get(&key)
-                .is_some_and(|at| at.elapsed() < REPROPOSE)
-            {
-                continue;
-            }
-            // To the live secondary with the fewest primaries.
-            let Some(to) = p
-                .secondaries
-                .iter()
-                .filter_map(|s| s.socket_addr())
-                .filter(|s| alive.contains(s))
-                .min_by_key(|s| {
-                    counts
-                        .iter()
-                        .find(|(a, _)| a.socket_addr() == Some(*s))
-                        .map_or(0, |(_, c)| c.0)
-                })
-            else {
-                continue;
-            };
-            proposed.insert(key, Instant::now());
-            if let Err(e) = rt.block_on(client.move_primary(p.pid, node, to)) {
-                eprintln!("move_primary {}.{} to {to}: {e}", key.0, key.1);
-            }
-        }
-        if left == 0 && headless == 0 {
-            return Ok(proposed.len());
-        }
-        if interrupted.load(Ordering::Acquire) {
-            return Err(RollingError::Interrupted);
-        }
-        if start.elapsed() > DRAIN_WITHIN {
-            return Err(RollingError::Failed(format!(
-                "{node} still holds {left} primaries after {DRAIN_WITHIN:?}"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn restart_replica(
     fleet: &Fleet,
     rt: &tokio::runtime::Runtime,
@@ -490,7 +414,15 @@ fn restart_replica(
     };
     wait(HEAL_WITHIN, interrupted, || all_healthy(rt, client))
         .map_err(|e| e.context("every partition fully healthy before the step"))?;
-    let moved = drain_primaries(rt, client, node, interrupted)?;
+    let moved = super::scale::drain(
+        rt,
+        client,
+        node,
+        &alive(rt, client),
+        super::scale::Drain::Primaries,
+        interrupted,
+        progress,
+    )?;
     progress(&format!("replica {node}: {moved} primaries handed over"));
     control::systemctl(fleet, "stop", &[instance])?;
     control::systemctl(fleet, "start", &[instance])?;

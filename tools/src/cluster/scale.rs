@@ -44,28 +44,47 @@ fn loads(
     (copies, primaries)
 }
 
-/// Moves every copy off `node` (its primaries first); `progress` hears how many are left.
+/// What [`drain`] moves off a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drain {
+    /// Its primaries, handed to its secondaries (before a restart).
+    Primaries,
+    /// Every copy, its primaries first (before it leaves the cluster).
+    Copies,
+}
+
+/// Moves `what` off `node` onto `targets`, proposing each move to the meta (again after a
+/// while if it did not happen), until none is left and every partition has a primary;
+/// `progress` hears how many are left. How many moves were proposed.
 pub fn drain(
     rt: &tokio::runtime::Runtime,
     client: &Client,
     node: SocketAddrV4,
     targets: &[SocketAddrV4],
+    what: Drain,
     interrupted: &AtomicBool,
     progress: &mut dyn FnMut(&str),
-) -> Result<(), RollingError> {
+) -> Result<usize, RollingError> {
     let start = Instant::now();
     let mut proposed: HashMap<(i32, i32), Instant> = HashMap::new();
     let mut last_said = None;
     loop {
         let tables = routing(rt, client).map_err(RollingError::Failed)?;
         let (copies, primaries) = loads(&tables);
-        let left = copies.get(&node).copied().unwrap_or(0);
+        let (left, noun) = match what {
+            Drain::Primaries => (primaries.get(&node).copied().unwrap_or(0), "primaries"),
+            Drain::Copies => (copies.get(&node).copied().unwrap_or(0), "copies"),
+        };
         if last_said != Some(left) {
-            progress(&format!("replica {node}: {left} copies left"));
+            progress(&format!("replica {node}: {left} {noun} left"));
             last_said = Some(left);
         }
-        if left == 0 {
-            return Ok(());
+        let headless = tables
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.primary.socket_addr().is_none());
+        if left == 0 && !headless {
+            return Ok(proposed.len());
         }
         for p in tables.iter().flat_map(|t| &t.partitions) {
             let key = (p.pid.app_id, p.pid.partition_index);
@@ -90,7 +109,7 @@ pub fn drain(
                     .filter(|s| targets.contains(s))
                     .min_by_key(|s| primaries.get(s).copied().unwrap_or(0))
                     .map(|to| rt.block_on(client.move_primary(p.pid, node, *to)))
-            } else if secondaries.contains(&node) {
+            } else if what == Drain::Copies && secondaries.contains(&node) {
                 // Its copy: learned by the node with the fewest copies that lacks one.
                 targets
                     .iter()
@@ -107,16 +126,27 @@ pub fn drain(
                 }
             }
         }
-        if interrupted.load(Ordering::Acquire) {
-            return Err(RollingError::Interrupted);
-        }
-        if start.elapsed() > MOVES_WITHIN {
-            return Err(RollingError::Failed(format!(
-                "{node} still holds {left} copies after {MOVES_WITHIN:?}"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        give_up_after(start, MOVES_WITHIN, interrupted, || {
+            format!("{node} still holds {left} {noun}")
+        })?;
+        std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `Err` once `interrupted` is set, or `within` has passed since `start` (with `why`).
+pub fn give_up_after(
+    start: Instant,
+    within: Duration,
+    interrupted: &AtomicBool,
+    why: impl FnOnce() -> String,
+) -> Result<(), RollingError> {
+    if interrupted.load(Ordering::Acquire) {
+        return Err(RollingError::Interrupted);
+    }
+    if start.elapsed() > within {
+        return Err(RollingError::Failed(format!("{} after {within:?}", why())));
+    }
+    Ok(())
 }
 
 /// Waits until every table's copies and primaries differ by at most one between `nodes`.
@@ -164,14 +194,9 @@ pub fn wait_balanced(
         if even {
             return Ok(());
         }
-        if interrupted.load(Ordering::Acquire) {
-            return Err(RollingError::Interrupted);
-        }
-        if start.elapsed() > MOVES_WITHIN {
-            return Err(RollingError::Failed(format!(
-                "not balanced after {MOVES_WITHIN:?}: {last_said}"
-            )));
-        }
+        give_up_after(start, MOVES_WITHIN, interrupted, || {
+            format!("not balanced ({last_said})")
+        })?;
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -192,7 +217,15 @@ pub fn remove_replica(
         .filter(|r| r.addr() != i.addr())
         .map(v4)
         .collect::<Result<_, _>>()?;
-    drain(rt, client, node, &targets, interrupted, progress)?;
+    drain(
+        rt,
+        client,
+        node,
+        &targets,
+        Drain::Copies,
+        interrupted,
+        progress,
+    )?;
     let unit = Layout::unit(topology, i);
     let mut dirs: Vec<String> = Layout::writable(topology, i);
     dirs.push(Layout::unit_path(topology, i));

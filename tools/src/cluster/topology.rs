@@ -202,6 +202,11 @@ impl Topology {
         self.instances.iter().filter(move |i| i.role == role)
     }
 
+    /// The instances on `host`, in file order.
+    pub fn on_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Instance> + 'a {
+        self.instances.iter().filter(move |i| i.host == host)
+    }
+
     /// Every host, once, in file order.
     pub fn hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = Vec::new();
