@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use pegasus_client::{Client, ClientOptions};
 use pegasus_protocol::types::meta_function_level;
 use pegasus_tests::bed::{self, Bed};
-use pegasus_tests::history::{History, Verdict};
+use pegasus_tests::history::{History, Stall, Verdict};
 
 /// Hosts of the bed: ZooKeeper and a meta on 1; metas on 2 and 3; replica servers on 2–5; the
 /// collector on 5.
@@ -69,6 +69,84 @@ fn tool(bed: &Bed, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr),
         out.status.code()
     );
+    out
+}
+
+/// [`tool`], with when each line of its output came: `(when, line)`.
+fn tool_timed(bed: &Bed, args: &[&str]) -> (Output, Vec<(Instant, String)>) {
+    use std::io::{BufRead, Read};
+    let bin = pegasus_tests::bins::built("pegasus-tools", "pegasus_cluster");
+    let mut child = bed
+        .client_command(&bin)
+        .args(args)
+        .env("XDG_STATE_HOME", bed.dir().join("state"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("pegasus_cluster");
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        lines.push((Instant::now(), line.unwrap()));
+    }
+    let status = child.wait().unwrap();
+    let out = Output {
+        status,
+        stdout: lines
+            .iter()
+            .flat_map(|(_, l)| format!("{l}\n").into_bytes())
+            .collect(),
+        stderr: errors.join().unwrap(),
+    };
+    eprintln!(
+        "$ pegasus_cluster {}\n{}{}[exit {:?}]",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        out.status.code()
+    );
+    (out, lines)
+}
+
+/// The tool's lines from 3 s before `stall` to its end, with their time from `origin`, and the
+/// servers' log lines of the same span from every host: what a failed stall check shows.
+fn around(
+    bed: &Bed,
+    stall: &pegasus_tests::history::Stall,
+    lines: &[(Instant, String)],
+    origin: (Instant, std::time::SystemTime),
+) -> String {
+    let from = stall.began - Duration::from_secs(3);
+    let to = stall.began + stall.length + Duration::from_secs(1);
+    let at = |t: Instant| t.saturating_duration_since(origin.0).as_secs_f64();
+    let mut out = format!("stall: {}\ntool:\n", stall.describe(origin));
+    for (t, line) in lines.iter().filter(|(t, _)| *t >= from && *t <= to) {
+        out.push_str(&format!("  {:.2}s {line}\n", at(*t)));
+    }
+    // The servers log RFC 3339 times in UTC: a span of them compares as text.
+    let unix = |t: Instant| {
+        (origin.1 + t.saturating_duration_since(origin.0))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let script = format!(
+        "lo=$(date -u -d @{lo} +%Y-%m-%dT%H:%M:%S); hi=$(date -u -d @{hi} +%Y-%m-%dT%H:%M:%S); \
+         for f in $(find /opt/pegasus/bed -path '*/log/*' -type f 2>/dev/null); do \
+         awk -v lo=$lo -v hi=$hi -v f=$f 'substr($1,1,19)>=lo && substr($1,1,19)<=hi {{print f\": \"$0}}' $f; done",
+        lo = unix(from),
+        hi = unix(to) + 1,
+    );
+    for h in 1..=HOSTS {
+        for line in bed.run(h, &script).unwrap_or_default().lines() {
+            out.push_str(&format!("  host {h} {line}\n"));
+        }
+    }
     out
 }
 
@@ -445,7 +523,7 @@ fn meta_level(bed: &Bed, metas: &[SocketAddr]) -> i32 {
 /// A running history: send it the windows to measure; join it for their stalls and the verdict.
 type Running = (
     mpsc::Sender<Vec<(Instant, Instant)>>,
-    std::thread::JoinHandle<(Vec<Duration>, Verdict)>,
+    std::thread::JoinHandle<(Vec<Stall>, Verdict)>,
 );
 
 /// Writers and readers on table `stat`, from the client's namespace, until the returned
@@ -476,7 +554,7 @@ fn history(bed: &Bed, metas: &[SocketAddr]) -> Running {
                 .unwrap();
             let stalls = windows
                 .iter()
-                .map(|(from, to)| history.stall(*from, *to))
+                .map(|(from, to)| history.longest_stall(*from, *to))
                 .collect();
             (stalls, history.finish(&table).await)
         })
@@ -547,6 +625,9 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     assert_eq!(plan.matches(". meta ").count(), 3, "{plan}");
 
     let (windows, history) = history(&bed, &metas);
+    let origin = (Instant::now(), std::time::SystemTime::now());
+    // Each window's tool output, with when each line came.
+    let mut said = Vec::new();
     // A naive restart of a replica server holding primaries.
     let h = host_with_primaries(&bed, &topo);
     let naive_from = Instant::now();
@@ -556,7 +637,8 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     let naive_to = Instant::now();
     // The rolling restart of all 8 instances.
     let rolling_from = Instant::now();
-    let out = tool(&bed, &["restart", t, "--rolling"]);
+    let (out, lines) = tool_timed(&bed, &["restart", t, "--rolling"]);
+    said.push(lines);
     assert_eq!(out.status.code(), Some(0));
     let rolling_to = Instant::now();
     assert!(stdout(&out).contains("restart --rolling done: 8 steps"));
@@ -579,14 +661,16 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     );
     assert!(releases(&bed, &topo).iter().all(|r| *r == first));
     let upgrade_from = Instant::now();
-    let out = tool(&bed, &["upgrade", t, second_tarball.to_str().unwrap()]);
+    let (out, lines) = tool_timed(&bed, &["upgrade", t, second_tarball.to_str().unwrap()]);
+    said.push(lines);
     assert_eq!(out.status.code(), Some(0));
     let upgrade_to = Instant::now();
     assert!(
         releases(&bed, &topo).iter().all(|r| *r == second),
         "display shows the new release"
     );
-    let out = tool(&bed, &["rollback", t]);
+    let (out, lines) = tool_timed(&bed, &["rollback", t]);
+    said.push(lines);
     assert_eq!(out.status.code(), Some(0));
     let rollback_to = Instant::now();
     assert!(
@@ -607,7 +691,8 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
         ),
     );
     let b = bigger.to_str().unwrap();
-    let out = tool(&bed, &["scale-out", b, first_tarball.to_str().unwrap()]);
+    let (out, lines) = tool_timed(&bed, &["scale-out", b, first_tarball.to_str().unwrap()]);
+    said.push(lines);
     assert_eq!(out.status.code(), Some(0));
     let view = fully_healthy(&bed, &bigger);
     let new_one = format!("{}:34801", bed.addr(1));
@@ -628,14 +713,15 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     );
     assert_eq!(meta_level(&bed, &metas), meta_function_level::LIVELY);
     let scaled_out = Instant::now();
-    let out = tool(&bed, &["scale-in", b, "-N", &new_one]);
+    let (out, lines) = tool_timed(&bed, &["scale-in", b, "-N", &new_one]);
+    said.push(lines);
     assert_eq!(out.status.code(), Some(0));
-    let said = stdout(&out);
-    let drained = said
+    let text = stdout(&out);
+    let drained = text
         .find(&format!("replica {new_one}: 0 copies left"))
         .expect("drained to 0 copies");
-    let stopped = said.find("stopped, its unit and folders removed").unwrap();
-    assert!(drained < stopped, "0 copies on it before its stop: {said}");
+    let stopped = text.find("stopped, its unit and folders removed").unwrap();
+    assert!(drained < stopped, "0 copies on it before its stop: {text}");
     let scaled_in = Instant::now();
     assert!(
         !std::fs::read_to_string(&bigger)
@@ -663,29 +749,48 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     eprintln!("history: {verdict}");
     eprintln!(
         "longest write stall of one writer: naive restart of a replica server holding primaries {:?}; rolling restart of 8 instances {:?} (took {:?}); upgrade {:?} (took {:?}); rollback {:?} (took {:?}); scale-out to 5 replica servers {:?} (took {:?}); scale-in of one {:?} (took {:?})",
-        stalls[0],
-        stalls[1],
+        stalls[0].length,
+        stalls[1].length,
         rolling_to - rolling_from,
-        stalls[2],
+        stalls[2].length,
         upgrade_to - upgrade_from,
-        stalls[3],
+        stalls[3].length,
         rollback_to - upgrade_to,
-        stalls[4],
+        stalls[4].length,
         scaled_out - rollback_to,
-        stalls[5],
+        stalls[5].length,
         scaled_in - scaled_out
     );
+    let windows = [
+        "rolling restart",
+        "upgrade",
+        "rollback",
+        "scale-out",
+        "scale-in",
+    ];
+    for (what, stall) in windows.iter().zip(&stalls[1..]) {
+        eprintln!("{what}: {}", stall.describe(origin));
+    }
     verdict.assert_nothing_lost_or_stale();
     assert!(verdict.acked > 1000, "{verdict}");
-    for (what, stall) in ["rolling restart", "upgrade", "rollback"]
-        .iter()
-        .zip(&stalls[1..])
-    {
-        assert!(
-            *stall < Duration::from_secs(1),
-            "{what} stalled a writer {stall:?}"
-        );
+    // A rolling restart, and an upgrade and a rollback (each one), keep every stall under a
+    // second; scaling is only measured (a new copy's learning may hold a write longer), with
+    // what happened around a long stall shown all the same.
+    let mut late = Vec::new();
+    for (k, ((what, stall), lines)) in windows.iter().zip(&stalls[1..]).zip(&said).enumerate() {
+        if stall.length >= Duration::from_millis(500) {
+            let text = format!("{what}: {}", around(&bed, stall, lines, origin));
+            eprintln!("{text}");
+            if k < 3 && stall.length >= Duration::from_secs(1) {
+                late.push(text);
+            }
+        }
     }
+    assert!(
+        late.is_empty(),
+        "a writer waited a second:\n{}",
+        late.join("\n")
+    );
     assert_eq!(meta_level(&bed, &metas), meta_function_level::LIVELY);
 
     // The tool killed in the middle: the plan stays, with the level it changed.

@@ -17,11 +17,62 @@ struct Seen {
     acks: Vec<Vec<(u64, Instant)>>,
     /// `(writer's key, version read, when the read began)`.
     reads: Vec<(usize, Option<u64>, Instant)>,
+    /// `(writer, when the write began, when it failed, why)` for each write that failed.
+    failures: Vec<(usize, Instant, Instant, String)>,
+}
+
+/// The longest time one writer went without an acknowledgement in a window, and why.
+#[derive(Clone, Debug)]
+pub struct Stall {
+    /// How long.
+    pub length: Duration,
+    /// When it began (the writer's last acknowledgement, or the window's start).
+    pub began: Instant,
+    /// Which writer.
+    pub writer: usize,
+    /// The partition of its key.
+    pub partition: i32,
+    /// The writer's failed writes in it: `(began, failed, why)`.
+    pub failures: Vec<(Instant, Instant, String)>,
+}
+
+impl Stall {
+    /// `2.9s, writer 3 (partition 1), from 12.10s in (03:32:16.7 UTC) (failed writes: …)`,
+    /// times from `origin` (an instant and the wall clock's time at it).
+    pub fn describe(&self, origin: (Instant, std::time::SystemTime)) -> String {
+        let at = |t: Instant| t.saturating_duration_since(origin.0).as_secs_f64();
+        let wall = (origin.1 + self.began.saturating_duration_since(origin.0))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let day = wall.as_secs_f64() % 86_400.0;
+        let failed: Vec<String> = self
+            .failures
+            .iter()
+            .map(|(b, f, why)| format!("{:.2}s–{:.2}s {why}", at(*b), at(*f)))
+            .collect();
+        format!(
+            "{:?}, writer {} (partition {}), from {:.2}s in ({:02}:{:02}:{:06.3} UTC) (failed writes: {})",
+            self.length,
+            self.writer,
+            self.partition,
+            at(self.began),
+            (day / 3600.0) as u32,
+            (day % 3600.0 / 60.0) as u32,
+            day % 60.0,
+            if failed.is_empty() {
+                "none".to_owned()
+            } else {
+                failed.join("; ")
+            }
+        )
+    }
 }
 
 /// Writers and readers running on a table.
 pub struct History {
     seen: Arc<Mutex<Seen>>,
+    /// The partition of each writer's key.
+    partitions: Vec<i32>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -75,6 +126,7 @@ impl History {
         let seen = Arc::new(Mutex::new(Seen {
             acks: vec![Vec::new(); writers],
             reads: Vec::new(),
+            failures: Vec::new(),
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
@@ -85,12 +137,18 @@ impl History {
                 while !stop.load(Ordering::Acquire) {
                     version += 1;
                     let key = format!("writer{w}");
-                    if table
+                    let sent = Instant::now();
+                    match table
                         .set(key.as_bytes(), b"v", version.to_string().as_bytes(), None)
                         .await
-                        .is_ok()
                     {
-                        seen.lock().unwrap().acks[w].push((version, Instant::now()));
+                        Ok(()) => seen.lock().unwrap().acks[w].push((version, Instant::now())),
+                        Err(e) => seen.lock().unwrap().failures.push((
+                            w,
+                            sent,
+                            Instant::now(),
+                            e.to_string(),
+                        )),
                     }
                 }
             }));
@@ -109,7 +167,15 @@ impl History {
                 }
             }));
         }
-        History { seen, stop, tasks }
+        let partitions = (0..writers)
+            .map(|w| table.partition_of(format!("writer{w}").as_bytes()))
+            .collect();
+        History {
+            seen,
+            partitions,
+            stop,
+            tasks,
+        }
     }
 
     /// Writes acknowledged so far.
@@ -128,24 +194,49 @@ impl History {
     /// The longest time any writer went without an acknowledgement between `from` and `to`
     /// (counted from `from`, and up to `to` for one that had none since).
     pub fn stall(&self, from: Instant, to: Instant) -> Duration {
+        self.longest_stall(from, to).length
+    }
+
+    /// [`History::stall`], with when, whose, and the writes that failed in it.
+    pub fn longest_stall(&self, from: Instant, to: Instant) -> Stall {
         let seen = self.seen.lock().unwrap();
-        seen.acks
-            .iter()
-            .map(|acks| {
-                let mut last = from;
-                let mut most = Duration::ZERO;
-                for at in acks
-                    .iter()
-                    .map(|(_, at)| *at)
-                    .filter(|at| *at > from && *at <= to)
-                {
-                    most = most.max(at - last);
-                    last = at;
+        let mut worst = Stall {
+            length: Duration::ZERO,
+            began: from,
+            writer: 0,
+            partition: 0,
+            failures: Vec::new(),
+        };
+        for (writer, acks) in seen.acks.iter().enumerate() {
+            let mut last = from;
+            let ends = acks
+                .iter()
+                .map(|(_, at)| *at)
+                .filter(|at| *at > from && *at <= to)
+                .chain([to]);
+            for at in ends {
+                if at - last > worst.length {
+                    worst = Stall {
+                        length: at - last,
+                        began: last,
+                        writer,
+                        partition: self.partitions[writer],
+                        failures: Vec::new(),
+                    };
                 }
-                most.max(to.saturating_duration_since(last))
+                last = at;
+            }
+        }
+        let end = worst.began + worst.length;
+        worst.failures = seen
+            .failures
+            .iter()
+            .filter(|(w, _, failed, _)| {
+                *w == worst.writer && *failed >= worst.began && *failed <= end
             })
-            .max()
-            .unwrap_or_default()
+            .map(|(_, began, failed, why)| (*began, *failed, why.clone()))
+            .collect();
+        worst
     }
 
     /// Stops the writers and readers and reads every key once more (through `table`): the

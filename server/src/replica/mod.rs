@@ -1335,15 +1335,12 @@ mod tests {
     use super::plog::{Mutation, Op, Plog};
     use super::*;
 
-    /// Regression guard: opening a replica held the partitions' write lock through RocksDB's
-    /// open and the plog's replay, so every request to every other replica waited for it.
-    #[test]
-    fn opening_a_replica_does_not_hold_up_requests_to_the_others() {
-        let root = tempfile::tempdir().unwrap();
-        let dirs = DataDirs::new(&[], "replica", root.path(), None).unwrap();
-        // A long log for replica 1.1 to replay.
+    /// A stub without a meta (its replicas are groups of one) over data dirs in `root`, where
+    /// replica `long` has a log of 150,000 mutations (about 5 MB) not yet in its store.
+    fn stub_with_a_long_log(root: &std::path::Path, long: Gpid) -> Arc<ReplicaStub> {
+        let dirs = DataDirs::new(&[], "replica", root, None).unwrap();
         let mut plog = Plog::open(
-            &root.path().join("reps/1.1.pegasus/plog"),
+            &root.join(format!("reps/{long}.pegasus/plog")),
             1 << 30,
             0,
             |_| Ok(()),
@@ -1368,7 +1365,7 @@ mod tests {
             plog.append(&batch).unwrap();
         }
         drop(plog);
-        let stub = Arc::new(ReplicaStub {
+        Arc::new(ReplicaStub {
             dirs,
             disk_id: 1,
             options: PartitionOptions::default(),
@@ -1379,7 +1376,15 @@ mod tests {
             lost: RwLock::default(),
             closed: RwLock::default(),
             started: SystemTime::now(),
-        });
+        })
+    }
+
+    /// Regression guard: opening a replica held the partitions' write lock through RocksDB's
+    /// open and the plog's replay, so every request to every other replica waited for it.
+    #[test]
+    fn opening_a_replica_does_not_hold_up_requests_to_the_others() {
+        let root = tempfile::tempdir().unwrap();
+        let stub = stub_with_a_long_log(root.path(), Gpid::new(1, 1));
         stub.open_partition(Gpid::new(1, 0)).unwrap();
         let opener = Arc::clone(&stub);
         let started = Instant::now();
@@ -1400,6 +1405,73 @@ mod tests {
         assert!(
             slowest < took / 4,
             "a request waited {slowest:?} during an open of {took:?}"
+        );
+        stub.close();
+    }
+
+    /// Regression guard: a learner far behind made its primary read the whole log on the
+    /// partition's driver, so every write to the partition waited for the read (under a
+    /// rolling upgrade, a copy learning again after its restart stalled writers 1–3 s).
+    #[test]
+    fn a_learner_reading_the_log_does_not_hold_up_writes() {
+        let root = tempfile::tempdir().unwrap();
+        let gpid = Gpid::new(1, 0);
+        let stub = stub_with_a_long_log(root.path(), gpid);
+        stub.open_partition(gpid).unwrap();
+        let p = stub.partition(gpid).unwrap();
+        let put = |n: u64| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            p.submit(
+                WriteOp::Put(UpdateRequest {
+                    key: Blob::from(key::encode_key(b"w", format!("{n}").as_bytes()).unwrap()),
+                    value: Blob::from(b"v".to_vec()),
+                    expire_ts_seconds: 0,
+                }),
+                Box::new(move |r| {
+                    let _ = tx.send(r.is_ok());
+                }),
+            );
+            assert!(rx.recv().unwrap(), "write {n}");
+        };
+        put(0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let asked = Instant::now();
+        p.checkpoint(
+            LearnRequest {
+                pid: gpid,
+                ballot: p.ballot() as i64,
+                learner: RpcAddress::new("10.0.0.9:34801".parse().unwrap()),
+                applied: 0,
+            },
+            Box::new(move |copy| {
+                let _ = tx.send((
+                    copy.map(|(dir, at, tail)| (dir.is_none(), at, tail.len())),
+                    Instant::now(),
+                ));
+            }),
+        );
+        let mut slowest = Duration::ZERO;
+        let mut n = 1;
+        let (copy, answered) = loop {
+            if let Ok(answer) = rx.try_recv() {
+                break answer;
+            }
+            let sent = Instant::now();
+            put(n);
+            n += 1;
+            slowest = slowest.max(sent.elapsed());
+        };
+        let took = answered - asked;
+        let (from_log, at, tail) = copy.unwrap();
+        assert!(from_log && at == 0, "a copy from the log");
+        assert!(tail >= 150_000, "every mutation: {tail}");
+        assert!(
+            took > Duration::from_millis(100),
+            "the read is too short to show anything: {took:?}"
+        );
+        assert!(
+            slowest < took / 4,
+            "a write waited {slowest:?} while the log was read for a learner ({took:?}, {n} writes)"
         );
         stub.close();
     }

@@ -40,7 +40,7 @@ use tracing::{error, info, warn};
 use super::envs::{Scenario, TableEnvs};
 use super::faults::Faults;
 use super::metrics::{ReplicaMetrics, TableMetrics};
-use super::plog::{Mutation, Op, Plog, PlogError, sync_parent};
+use super::plog::{self, Mutation, Op, Plog, PlogError, sync_parent};
 use super::pool::{Job, LazyPool, Mailbox};
 use super::read::{ReadLimits, ScanContext};
 use super::storage::{RocksOptions, Storage, StorageError};
@@ -224,8 +224,9 @@ enum Event {
     Learn(SocketAddrV4, LearnAddRequest),
     /// A learner reports to this primary.
     LearnDone(SocketAddrV4, LearnDoneRequest),
-    /// A learner asks this primary for a checkpoint.
-    Checkpoint(LearnRequest, CopyDone),
+    /// A learner asks this primary for a copy (`true`: from the log if it still holds what
+    /// the learner lacks; `false`: a checkpoint, the log did not).
+    Checkpoint(LearnRequest, CopyDone, bool),
     /// This learner's copy arrived (or could not be had).
     Learned(Copy),
     Close,
@@ -643,9 +644,9 @@ impl Partition {
     /// A learner asks this primary for a checkpoint; `done` gets it, from the driver thread.
     pub fn checkpoint(&self, request: LearnRequest, done: CopyDone) {
         if let Err(
-            TrySendError::Full(Event::Checkpoint(_, done))
-            | TrySendError::Disconnected(Event::Checkpoint(_, done)),
-        ) = self.events.try_send(Event::Checkpoint(request, done))
+            TrySendError::Full(Event::Checkpoint(_, done, _))
+            | TrySendError::Disconnected(Event::Checkpoint(_, done, _)),
+        ) = self.events.try_send(Event::Checkpoint(request, done, true))
         {
             done(Err("the replica is busy or closing".into()));
         }
@@ -908,10 +909,10 @@ impl Driver {
                     };
                     self.step(Input::Receive { from, message }, &mut round);
                 }
-                Event::Checkpoint(r, done) => {
+                Event::Checkpoint(r, done, log) => {
                     // Everything committed is applied once the round is carried out.
                     self.carry_out(&mut round);
-                    done(self.checkpoint(&r));
+                    self.copy_for(r, done, log);
                 }
                 Event::Learned(copy) => self.install(copy, &mut round),
                 Event::Close => closing = true,
@@ -948,7 +949,7 @@ impl Driver {
             match event {
                 Event::Write(_, done) => done(Err(PartitionError::Closed)),
                 Event::Prepare(_, _, done) => done(None),
-                Event::Checkpoint(_, done) => done(Err("closing".into())),
+                Event::Checkpoint(_, done, _) => done(Err("closing".into())),
                 _ => {}
             }
         }
@@ -1138,44 +1139,79 @@ impl Driver {
     /// Primary: what the learner that asks lacks. A learner whose store is at a decree this
     /// log still holds everything past (a node briefly away) gets those mutations and what is
     /// prepared, no checkpoint; any other a checkpoint of the store with what is prepared past
-    /// it. Older checkpoints are removed.
-    fn checkpoint(&mut self, r: &LearnRequest) -> Copy {
+    /// it (`log` false: the log was read and did not hold it). Older checkpoints are removed.
+    ///
+    /// The log is read on a thread of its own: up to [`LOG_LEARNING_MAX_BYTES`] of it takes
+    /// long enough that this partition's writes (and the other partitions of the driver's
+    /// worker) must not wait for it. What it returns is fixed here: committed decrees, which the
+    /// log keeps, and the prepared ones as they are now.
+    fn copy_for(&mut self, r: LearnRequest, done: CopyDone, log: bool) {
         if self.replica.role() != Role::Primary || r.ballot as u64 != self.replica.ballot() {
-            return Err(format!(
+            return done(Err(format!(
                 "not the primary of ballot {} (ballot {}, {:?})",
                 r.ballot,
                 self.replica.ballot(),
                 self.replica.role()
-            ));
+            )));
         }
         let committed = self.replica.committed();
         let applied = r.applied.max(0) as u64;
-        if applied <= committed {
-            match self
-                .plog
-                .read_range(applied, committed, LOG_LEARNING_MAX_BYTES)
-            {
-                Ok(Some(logged)) => {
-                    let mut tail: Vec<_> = logged
-                        .into_iter()
-                        .map(|m| pegasus_replication::Mutation {
-                            ballot: m.ballot,
-                            decree: m.decree,
-                            write: Some(Arc::new(m.ops)),
-                        })
-                        .collect();
-                    tail.extend(self.replica.uncommitted().cloned());
-                    info!(gpid = %self.gpid, learner = %r.learner, from = applied + 1, committed, tail = tail.len(), "a learner learns from the log");
-                    return Ok((None, applied, tail));
-                }
-                Ok(None) => {}
-                Err(e) => warn!(gpid = %self.gpid, "reading the log for a learner: {e}"),
-            }
+        let files = self.plog.files_after(applied);
+        if !log || applied > committed || files.is_empty() {
+            return done(self.checkpoint(&r));
         }
+        let prepared: Vec<_> = self.replica.uncommitted().cloned().collect();
+        let gpid = self.gpid;
+        let events = self.events.clone();
+        let read = move || match plog::read_range(
+            &files,
+            applied,
+            committed,
+            LOG_LEARNING_MAX_BYTES,
+        ) {
+            Ok(Some(logged)) => {
+                let mut tail: Vec<_> = logged
+                    .into_iter()
+                    .map(|m| pegasus_replication::Mutation {
+                        ballot: m.ballot,
+                        decree: m.decree,
+                        write: Some(Arc::new(m.ops)),
+                    })
+                    .collect();
+                tail.extend(prepared);
+                info!(%gpid, learner = %r.learner, from = applied + 1, committed, tail = tail.len(), "a learner learns from the log");
+                done(Ok((None, applied, tail)));
+            }
+            outcome => {
+                if let Err(e) = outcome {
+                    warn!(%gpid, "reading the log for a learner: {e}");
+                }
+                // Not there (collected, or too much): a checkpoint, made by the driver.
+                if let Err(
+                    TrySendError::Full(Event::Checkpoint(_, done, _))
+                    | TrySendError::Disconnected(Event::Checkpoint(_, done, _)),
+                ) = events.try_send(Event::Checkpoint(r, done, false))
+                {
+                    done(Err("the replica is busy or closing".into()));
+                }
+            }
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name(format!("learn-log-{gpid}"))
+            .spawn(read)
+        {
+            // The closure (and the learner's answer) went with the failed spawn: the learner's
+            // request times out and it asks again.
+            warn!(%gpid, "no thread to read the log for a learner: {e}");
+        }
+    }
+
+    /// Primary: a checkpoint of the store for a learner, with what is prepared past it.
+    fn checkpoint(&mut self, r: &LearnRequest) -> Copy {
         let root = self.dir.join("learn");
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-        let decree = committed;
+        let decree = self.replica.committed();
         let dir = root.join(format!("{}.{decree}", self.replica.ballot()));
         self.store().checkpoint(&dir).map_err(|e| e.to_string())?;
         let tail = self.replica.uncommitted().cloned().collect();

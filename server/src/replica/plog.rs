@@ -421,40 +421,64 @@ impl Plog {
     }
 
     /// The mutations with decrees in `(after, through]`, each of the highest ballot it was
-    /// logged with (a decree prepared again under a newer ballot comes again, later), if the log still holds every one of
-    /// them and their effects take at most `max_bytes` of keys and values; `None` otherwise.
+    /// logged with (a decree prepared again under a newer ballot comes again, later), if the
+    /// log still holds every one of them and their effects take at most `max_bytes` of keys
+    /// and values; `None` otherwise.
     pub fn read_range(
         &self,
         after: u64,
         through: u64,
         max_bytes: usize,
     ) -> io::Result<Option<Vec<Mutation>>> {
-        let mut found = std::collections::BTreeMap::new();
-        let mut bytes = 0usize;
-        for segment in self.segments.iter().filter(|s| s.max_decree > after) {
-            replay_file(&segment.path, &mut |m: Mutation| {
-                let newer = found
-                    .get(&m.decree)
-                    .is_none_or(|f: &Mutation| f.ballot <= m.ballot);
-                if m.decree > after && m.decree <= through && newer {
-                    bytes += m.ops.iter().map(Op::size).sum::<usize>();
-                    found.insert(m.decree, m);
-                }
-                Ok(())
-            })?;
-            if bytes > max_bytes {
-                return Ok(None);
-            }
-        }
-        // Keys within the range, as many as the range: every decree is there.
-        let complete = found.len() as u64 == through.saturating_sub(after);
-        Ok(complete.then(|| found.into_values().collect()))
+        read_range(&self.files_after(after), after, through, max_bytes)
+    }
+
+    /// The files that may hold decrees past `after`, oldest first: what [`read_range`] reads,
+    /// so the reading can be done away from the log's owner (a file removed meanwhile by
+    /// [`Plog::gc`] makes that read fail, not return less).
+    pub fn files_after(&self, after: u64) -> Vec<PathBuf> {
+        self.segments
+            .iter()
+            .filter(|s| s.max_decree > after)
+            .map(|s| s.path.clone())
+            .collect()
     }
 
     /// The number of files.
     pub fn file_count(&self) -> usize {
         self.segments.len()
     }
+}
+
+/// [`Plog::read_range`] over `files` (from [`Plog::files_after`]): reads only, so it may run
+/// on any thread while the log is appended to (a record being written reads as a torn tail,
+/// past anything asked for).
+pub fn read_range(
+    files: &[PathBuf],
+    after: u64,
+    through: u64,
+    max_bytes: usize,
+) -> io::Result<Option<Vec<Mutation>>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut bytes = 0usize;
+    for path in files {
+        replay_file(path, &mut |m: Mutation| {
+            let newer = found
+                .get(&m.decree)
+                .is_none_or(|f: &Mutation| f.ballot <= m.ballot);
+            if m.decree > after && m.decree <= through && newer {
+                bytes += m.ops.iter().map(Op::size).sum::<usize>();
+                found.insert(m.decree, m);
+            }
+            Ok(())
+        })?;
+        if bytes > max_bytes {
+            return Ok(None);
+        }
+    }
+    // Keys within the range, as many as the range: every decree is there.
+    let complete = found.len() as u64 == through.saturating_sub(after);
+    Ok(complete.then(|| found.into_values().collect()))
 }
 
 /// One intact record.

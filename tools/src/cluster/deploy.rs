@@ -129,11 +129,12 @@ fn push_release(
     let release = layout.release();
     let unpacked = remote.run(&format!(
         "set -e; if [ -x {r}/bin/pegasus_server ]; then echo have; exit 0; fi; \
-         t={r}.unpack; rm -rf \"$t\"; mkdir -p \"$t\"; tar xzf {p} -C \"$t\"; \
+         t={r}.unpack; rm -rf \"$t\"; mkdir -p \"$t\"; {gently} tar xzf {p} -C \"$t\"; \
          mv \"$t\"/{name} {r}; rm -rf \"$t\"; echo made",
         r = quote(&release),
         p = quote(&path),
         name = quote(&package.name),
+        gently = super::ssh::GENTLY,
     ))?;
     if unpacked.trim() == "made" {
         changes.changes.push(format!("unpacked {release}"));

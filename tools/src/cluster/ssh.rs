@@ -199,12 +199,13 @@ impl<'a> Remote<'a> {
         self.run_with(script, &[])
     }
 
-    /// Writes `bytes` to `path` on the host (atomically: a temporary file renamed), with `mode`.
+    /// Writes `bytes` to `path` on the host (atomically: a temporary file renamed), with `mode`;
+    /// at the lowest priority ([`GENTLY`]), as the host may be serving.
     pub fn put(&self, path: &str, bytes: &[u8], mode: u32) -> Result<(), SshError> {
         let tmp = format!("{path}.tmp.{}", std::process::id());
         self.run_with(
             &format!(
-                "set -e; mkdir -p \"$(dirname {p})\"; cat > {t}; chmod {mode:o} {t}; mv -f {t} {p}",
+                "set -e; mkdir -p \"$(dirname {p})\"; {GENTLY} cat > {t}; chmod {mode:o} {t}; mv -f {t} {p}",
                 p = quote(path),
                 t = quote(&tmp),
             ),
@@ -213,10 +214,10 @@ impl<'a> Remote<'a> {
         .map(drop)
     }
 
-    /// The sha256 of `path` on the host, if it exists.
+    /// The sha256 of `path` on the host, if it exists ([`GENTLY`]).
     pub fn sha256(&self, path: &str) -> Result<Option<String>, SshError> {
         let out = self.run(&format!(
-            "if [ -f {p} ]; then sha256sum {p}; fi",
+            "if [ -f {p} ]; then {GENTLY} sha256sum {p}; fi",
             p = quote(path)
         ))?;
         Ok(out.split_whitespace().next().map(str::to_owned))
@@ -231,6 +232,12 @@ impl<'a> Remote<'a> {
         Ok(out.strip_prefix("y\n").map(str::to_owned))
     }
 }
+
+/// The prefix for a remote step that is heavy but not urgent (copying, checksumming and
+/// unpacking a package): the lowest CPU and I/O priority, so a host that serves meanwhile (an
+/// upgrade's hosts all do) answers its clients first. `ionice -t`: where the I/O class cannot
+/// be set, it runs anyway.
+pub const GENTLY: &str = "nice -n 19 ionice -c 3 -t";
 
 fn first_line(script: &str) -> String {
     let line = script.lines().next().unwrap_or_default();
