@@ -416,23 +416,7 @@ fn from_nothing_to_a_healthy_cluster_on_five_hosts_and_back_to_nothing() {
     assert_eq!(user.trim(), "pegasus");
 
     // pypegasus3 sets and gets through the metas' addresses.
-    let metas: Vec<String> = (1..=3).map(|h| format!("{}:34601", bed.addr(h))).collect();
-    let script = pegasus_tests::bins::workspace_root().join("tests/compose/set_get.py");
-    for phase in ["write", "read"] {
-        let out = bed
-            .client_command(&python())
-            .current_dir(work.path())
-            .arg(&script)
-            .args([phase, &metas.join(",")])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pypegasus3 {phase}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    set_get(&bed, work.path());
 
     // Destroy leaves nothing on any host and no cluster root.
     let out = tool(&bed, &["destroy", good_s, "--yes"]);
@@ -449,6 +433,105 @@ fn from_nothing_to_a_healthy_cluster_on_five_hosts_and_back_to_nothing() {
     }
     let roots = in_client(&bed, move || zk_children(zk, "/pegasus")).unwrap();
     assert!(!roots.contains(&"bed".to_owned()), "{roots:?}");
+
+    // The same cluster on a ZooKeeper ensemble the tool runs: three members on hosts 1–3,
+    // Debian's ZooKeeper installed there (the bed's own keeps 2181 on host 1: these use 2182,
+    // 2889 and 3889).
+    let mut text = topology(&bed, "ens", [DISKS, DISKS, DISKS, DISKS])
+        .replace(&format!("zookeeper = [\"{}:2181\"]\n", bed.addr(1)), "");
+    for h in 1..=3 {
+        text.push_str(&format!(
+            "\n[[zookeeper]]\nhost = \"{}\"\nport = 2182\npeer_port = 2889\nelection_port = 3889\n",
+            bed.addr(h)
+        ));
+    }
+    let ens = write(&bed, "ens.toml", &text);
+    let e = ens.to_str().unwrap();
+    let (code, errors) = check_errors(&bed, &ens, &package);
+    assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
+    let out = tool(&bed, &["deploy", e, pkg]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).contains(
+            "zookeeper-2182: wrote pegasus-ens-zookeeper-2182.service (ZooKeeper in /usr/share/zookeeper)"
+        ),
+        "{out:?}"
+    );
+    for h in 1..=3 {
+        let myid = bed
+            .run(h, "cat /opt/pegasus/ens/zookeeper-2182/data/myid")
+            .unwrap();
+        assert_eq!(myid.trim(), h.to_string());
+    }
+    let verify = bed.run(
+        1,
+        "systemd-analyze verify /etc/systemd/system/pegasus-ens-*.service 2>&1",
+    );
+    assert!(verify.is_ok(), "systemd-analyze verify: {verify:?}");
+    let out = tool(&bed, &["start", e]);
+    assert_eq!(out.status.code(), Some(0));
+    let said = stdout(&out);
+    assert!(
+        said.find("zookeeper: marked /pegasus/ens").unwrap() < said.find("meta ").unwrap(),
+        "the root claimed before a meta starts: {said}"
+    );
+    let view = fully_healthy(&bed, &ens);
+    let modes: Vec<&str> = view["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["role"] == "zookeeper")
+        .map(|i| i["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes.len(), 3, "{view:#}");
+    assert_eq!(
+        modes.iter().filter(|m| **m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
+    assert_eq!(
+        modes.iter().filter(|m| **m == "follower").count(),
+        2,
+        "{modes:?}"
+    );
+    set_get(&bed, work.path());
+    // A member down: the quorum of two carries on.
+    bed.run(2, "systemctl stop pegasus-ens-zookeeper-2182")
+        .unwrap();
+    set_get(&bed, work.path());
+    let out = tool(&bed, &["destroy", e, "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    for h in 1..=HOSTS {
+        let left = bed
+            .run(
+                h,
+                "ls -d /opt/pegasus /etc/systemd/system/pegasus-* 2>/dev/null; \
+                 pgrep -c pegasus_server; pgrep -c -f '[z]ookeeper-2182/zoo.cfg'; true",
+            )
+            .unwrap();
+        assert_eq!(left.trim(), "0\n0", "host {h} still has: {left}");
+    }
+}
+
+/// pypegasus3 writes keys through the bed's metas (hosts 1–3, port 34601), then reads them.
+fn set_get(bed: &Bed, work: &Path) {
+    let metas: Vec<String> = (1..=3).map(|h| format!("{}:34601", bed.addr(h))).collect();
+    let script = pegasus_tests::bins::workspace_root().join("tests/compose/set_get.py");
+    for phase in ["write", "read"] {
+        let out = bed
+            .client_command(&python())
+            .current_dir(work)
+            .arg(&script)
+            .args([phase, &metas.join(",")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pypegasus3 {phase}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Skips (saying why) where the bed cannot be made; CI must make it.

@@ -3,7 +3,8 @@
 //! Per host: reachable over SSH; glibc new enough for the package; `fs.nr_open` room for the
 //! units' `LimitNOFILE`; its clock against this machine's; every instance's port free (or held
 //! by that instance's own running unit); every folder an instance writes creatable, with its
-//! free space; ZooKeeper reachable from it. Across hosts: the same number and size of data
+//! free space; ZooKeeper reachable from it (an ensemble the tool runs, once it serves; before,
+//! each of its hosts has ZooKeeper installed and Java). Across hosts: the same number and size of data
 //! disks on every replica server; the rendered configs checked as one cluster by configcheck
 //! with each host's real facts (`configcheck facts`, run there). In ZooKeeper: the cluster root
 //! free or this cluster's. Findings are data: one report for the fleet.
@@ -16,7 +17,7 @@ use serde::Serialize;
 use super::fleet::{Fleet, Package};
 use super::layout::Layout;
 use super::ssh::{Remote, quote};
-use super::topology::{Instance, Role, Topology};
+use super::topology::{Instance, Role, Topology, ZOOKEEPER_HOMES};
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -70,6 +71,9 @@ struct HostProbe {
     active: Vec<String>,
     dirs: BTreeMap<String, DirProbe>,
     zookeeper: Vec<(String, bool)>,
+    /// ZooKeeper members here: their port and the installed ZooKeeper found (`-`: none).
+    zookeeper_homes: Vec<(u16, String)>,
+    java: bool,
     facts: Option<String>,
 }
 
@@ -139,6 +143,18 @@ fn probe_host(
     for d in &dirs {
         script.push_str(&format!("probe_dir {}\n", quote(d)));
     }
+    for i in instances.iter().filter(|i| i.role == Role::Zookeeper) {
+        let homes: Vec<String> = match i.ensemble.as_ref().and_then(|e| e.home.clone()) {
+            Some(h) => vec![quote(&h)],
+            None => ZOOKEEPER_HOMES.iter().map(|h| quote(h)).collect(),
+        };
+        script.push_str(&format!(
+            "f=-; for h in {}; do if [ -x \"$h/bin/zkServer.sh\" ]; then f=$h; break; fi; done; echo \"zkhome {} $f\"\n\
+             if command -v java >/dev/null; then echo java yes; fi\n",
+            homes.join(" "),
+            i.port
+        ));
+    }
     for zk in &topology.zookeeper {
         let (h, p) = zk.rsplit_once(':').unwrap_or((zk, "2181"));
         script.push_str(&format!(
@@ -175,6 +191,10 @@ fn probe_host(
                 );
             }
             ["zk", zk, ok] => probe.zookeeper.push(((*zk).to_owned(), *ok == "yes")),
+            ["zkhome", port, home] => probe
+                .zookeeper_homes
+                .push((port.parse().unwrap_or(0), (*home).to_owned())),
+            ["java", "yes"] => probe.java = true,
             _ => {}
         }
     }
@@ -206,6 +226,23 @@ pub fn check(fleet: &Fleet, package: &Package, template: &str) -> Vec<Finding> {
         }
     };
     let probes = fleet.each_host(|r| probe_host(r, topology, package, &configcheck));
+    // An ensemble the tool runs serves only after `start`: until then, what is checked is that
+    // it can run (installed, ports free), not that it answers.
+    let serving = !topology.runs_zookeeper()
+        || topology
+            .of(Role::Zookeeper)
+            .any(|i| super::zk::member_state(std::net::SocketAddr::new(i.ip, i.port)).is_ok());
+    if !serving {
+        findings.push(finding(
+            "zookeeper",
+            Severity::Info,
+            "zookeeper",
+            format!(
+                "the ensemble ({}) does not serve yet: `pegasus_cluster start` starts it",
+                topology.zookeeper.join(",")
+            ),
+        ));
+    }
     let mut facts = BTreeMap::new();
     for (host, probe) in &probes {
         let probe = match probe {
@@ -215,14 +252,16 @@ pub fn check(fleet: &Fleet, package: &Package, template: &str) -> Vec<Finding> {
                 continue;
             }
         };
-        host_findings(topology, package, host, probe, &mut findings);
+        host_findings(topology, package, host, probe, serving, &mut findings);
         if let Some(f) = &probe.facts {
             facts.insert(host.clone(), f.clone());
         }
     }
     disks(topology, &probes, &mut findings);
     findings.extend(configs(topology, template, &facts));
-    findings.extend(zookeeper_root(topology));
+    if serving {
+        findings.extend(zookeeper_root(topology));
+    }
     findings.sort_by(|a, b| (&a.host, b.severity).cmp(&(&b.host, a.severity)));
     findings
 }
@@ -232,6 +271,7 @@ fn host_findings(
     package: &Package,
     host: &str,
     probe: &HostProbe,
+    zookeeper_serves: bool,
     findings: &mut Vec<Finding>,
 ) {
     if let Some(need) = &package.glibc
@@ -271,18 +311,20 @@ fn host_findings(
     }
     for i in topology.on_host(host) {
         let own = probe.active.contains(&Layout::unit(topology, i));
-        if probe.listening.contains(&i.port) && !own {
-            findings.push(finding(
-                host,
-                Severity::Error,
-                "port",
-                format!(
-                    "port {} of {} {} is already in use",
-                    i.port,
-                    i.role,
-                    i.addr()
-                ),
-            ));
+        let ports = std::iter::once(i.port).chain(
+            i.ensemble
+                .iter()
+                .flat_map(|e| [e.peer_port, e.election_port]),
+        );
+        for port in ports {
+            if probe.listening.contains(&port) && !own {
+                findings.push(finding(
+                    host,
+                    Severity::Error,
+                    "port",
+                    format!("port {port} of {} {} is already in use", i.role, i.addr()),
+                ));
+            }
         }
         for dir in Layout::writable(topology, i) {
             match probe.dirs.get(&dir) {
@@ -306,8 +348,29 @@ fn host_findings(
             }
         }
     }
+    for (port, home) in &probe.zookeeper_homes {
+        if home == "-" {
+            findings.push(finding(
+                host,
+                Severity::Error,
+                "zookeeper",
+                format!(
+                    "no ZooKeeper installed for member :{port} (no bin/zkServer.sh): install it (Debian: `apt install zookeeper`) or set `home`"
+                ),
+            ));
+        }
+    }
+    if !probe.zookeeper_homes.is_empty() && !probe.java {
+        findings.push(finding(
+            host,
+            Severity::Error,
+            "zookeeper",
+            "no `java` for ZooKeeper: install a JRE (Debian: `apt install default-jre-headless`)"
+                .into(),
+        ));
+    }
     for (zk, ok) in &probe.zookeeper {
-        if !ok {
+        if !ok && zookeeper_serves {
             findings.push(finding(
                 host,
                 Severity::Error,
@@ -429,7 +492,7 @@ const SAME_DISK_COUNT: &str = "PC093";
 /// The rendered configs, checked as one cluster by configcheck with each host's facts: every
 /// instance together, then the replica servers alone for the disk-count rule.
 fn configs(topology: &Topology, template: &str, facts: &BTreeMap<String, String>) -> Vec<Finding> {
-    let all: Vec<&Instance> = topology.instances.iter().collect();
+    let all: Vec<&Instance> = topology.servers().collect();
     let replicas: Vec<&Instance> = topology.of(Role::Replica).collect();
     let mut findings = configs_of(
         topology,

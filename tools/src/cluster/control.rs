@@ -1,7 +1,8 @@
 //! `start`, `stop` and `display`: the deployed units under systemd, in the guide's order, and
 //! what the cluster says about itself.
 //!
-//! `start` checks ZooKeeper first, then starts the metas, the replica servers and the
+//! `start` starts the ZooKeeper ensemble when the tool runs it (until every member serves in
+//! its quorum) and checks ZooKeeper, then starts the metas, the replica servers and the
 //! collector, each group only once the one before is healthy (`GET /health`), and waits until
 //! the meta leader sees every replica server alive. A unit that does not become healthy stops
 //! the start, with its last log lines (the guide's "check the logs"). `stop` goes in reverse.
@@ -78,9 +79,13 @@ impl Selection {
     }
 }
 
-/// `GET /health` of `i`: `Ok` when it answers 200, else what it said.
+/// `GET /health` of `i`: `Ok` when it answers 200, else what it said. A ZooKeeper member:
+/// `Ok` when it serves in its quorum (`srvr` names its mode).
 pub fn health(i: &Instance) -> Result<(), String> {
     let addr = SocketAddr::new(i.ip, i.port);
+    if i.role == Role::Zookeeper {
+        return super::zk::member_state(addr).map(drop);
+    }
     match scrape::get(addr, "/health", Duration::from_secs(2)) {
         Ok(a) if a.status == 200 => Ok(()),
         Ok(a) => Err(format!("{} {}", a.status, a.body.trim())),
@@ -168,28 +173,55 @@ pub fn start(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), ControlError> {
     let topology = &fleet.topology;
-    rt.block_on(super::zk::connect(topology))
+    let members: Vec<&Instance> = topology
+        .of(Role::Zookeeper)
+        .filter(|i| selection.has(i))
+        .collect();
+    if !members.is_empty() {
+        start_group(fleet, &members)?;
+        for i in &members {
+            let mode = super::zk::member_state(SocketAddr::new(i.ip, i.port))
+                .map_or_else(|e| e, |m| m.mode);
+            progress(&format!("zookeeper {} serves ({mode})", i.addr()));
+        }
+    }
+    let zk = rt
+        .block_on(super::zk::connect(topology))
         .map_err(ControlError::ZooKeeper)?;
     progress(&format!(
         "ZooKeeper {} answers",
         topology.zookeeper.join(",")
     ));
+    if topology.runs_zookeeper() {
+        // The ensemble is the tool's: the root is claimed at the first start (`deploy` ran
+        // before anything served), never over another cluster's.
+        match rt.block_on(super::zk::root(&zk, topology)) {
+            Ok(super::zk::Root::Foreign(what)) => {
+                return Err(ControlError::ZooKeeper(format!(
+                    "ZooKeeper `{}` belongs to {what}: not starting over it",
+                    topology.cluster_root()
+                )));
+            }
+            Ok(_) => {
+                if rt
+                    .block_on(super::zk::claim(&zk, topology))
+                    .map_err(ControlError::ZooKeeper)?
+                {
+                    progress(&format!(
+                        "zookeeper: marked {} as this cluster's",
+                        topology.cluster_root()
+                    ));
+                }
+            }
+            Err(e) => return Err(ControlError::ZooKeeper(e)),
+        }
+    }
     for role in [Role::Meta, Role::Replica, Role::Collector] {
         let group: Vec<&Instance> = topology.of(role).filter(|i| selection.has(i)).collect();
         if group.is_empty() {
             continue;
         }
-        systemctl(fleet, "start", &group)?;
-        std::thread::scope(|s| {
-            let waits: Vec<_> = group
-                .iter()
-                .map(|i| s.spawn(move || wait_healthy(fleet, i, HEALTHY_WITHIN)))
-                .collect();
-            waits
-                .into_iter()
-                .map(|w| w.join().expect("wait thread"))
-                .collect::<Result<Vec<()>, _>>()
-        })?;
+        start_group(fleet, &group)?;
         for i in &group {
             progress(&format!("{role} {} is healthy", i.addr()));
         }
@@ -219,13 +251,29 @@ pub fn start(
     Ok(())
 }
 
-/// Stops the selected instances: collector, replica servers, metas.
+/// Starts `group` and waits until each one is healthy.
+fn start_group(fleet: &Fleet, group: &[&Instance]) -> Result<(), ControlError> {
+    systemctl(fleet, "start", group)?;
+    std::thread::scope(|s| {
+        let waits: Vec<_> = group
+            .iter()
+            .map(|i| s.spawn(move || wait_healthy(fleet, i, HEALTHY_WITHIN)))
+            .collect();
+        waits
+            .into_iter()
+            .map(|w| w.join().expect("wait thread"))
+            .collect::<Result<Vec<()>, _>>()
+    })
+    .map(drop)
+}
+
+/// Stops the selected instances: collector, replica servers, metas, the ZooKeeper members.
 pub fn stop(
     fleet: &Fleet,
     selection: &Selection,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), ControlError> {
-    for role in [Role::Collector, Role::Replica, Role::Meta] {
+    for role in [Role::Collector, Role::Replica, Role::Meta, Role::Zookeeper] {
         let group: Vec<&Instance> = fleet
             .topology
             .of(role)
@@ -257,7 +305,8 @@ pub struct InstanceView {
     pub health: String,
     /// Its version (`/version`), when it answers.
     pub version: Option<String>,
-    /// Metas: whether it leads. Replica servers: whether the leader sees it alive.
+    /// Metas: whether it leads. Replica servers: whether the leader sees it alive. ZooKeeper
+    /// members: their mode (`leader`, `follower`, `standalone`).
     pub status: String,
     /// Replica servers: primaries and secondaries it holds.
     pub copies: Option<(usize, usize)>,
@@ -403,6 +452,21 @@ pub fn display(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> ClusterView {
             .get(&i.addr())
             .cloned()
             .unwrap_or_else(|| ("unknown".into(), "-".into()));
+        if i.role == Role::Zookeeper {
+            let state = super::zk::member_state(SocketAddr::new(i.ip, i.port));
+            view.instances.push(InstanceView {
+                role: i.role,
+                addr: i.addr(),
+                unit,
+                release,
+                health: state.as_ref().map_or_else(Clone::clone, |_| "ok".into()),
+                version: state.as_ref().ok().map(|m| m.version.clone()),
+                status: state.map_or_else(|_| "-".into(), |m| m.mode),
+                copies: None,
+                dirs: Layout::writable(topology, i),
+            });
+            continue;
+        }
         let version = scrape::get(
             SocketAddr::new(i.ip, i.port),
             "/version",
@@ -426,7 +490,7 @@ pub fn display(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> ClusterView {
                         "dead".into()
                     }
                 }),
-            Role::Collector => "-".into(),
+            Role::Collector | Role::Zookeeper => "-".into(),
         };
         let copies = (i.role == Role::Replica).then(|| {
             counts

@@ -7,7 +7,7 @@
 use super::fleet::{Fleet, Package};
 use super::layout::Layout;
 use super::ssh::{Remote, SshError, quote};
-use super::topology::{Instance, Topology};
+use super::topology::{Instance, Role, Topology, ZOOKEEPER_HOMES};
 
 /// What `deploy` did on one host.
 #[derive(Debug, Default)]
@@ -41,6 +41,16 @@ pub enum DeployError {
     /// The local tarball cannot be read.
     #[error("cannot read `{0}`: {1}")]
     Read(String, std::io::Error),
+    /// A `[[zookeeper]]` host has no ZooKeeper installed.
+    #[error(
+        "{host}: no ZooKeeper installed (no bin/zkServer.sh in {looked}): install it (Debian: `apt install zookeeper`) or set `home` in its `[[zookeeper]]`"
+    )]
+    NoZookeeper {
+        /// The host.
+        host: String,
+        /// Where it was looked for.
+        looked: String,
+    },
 }
 
 /// Puts `package` on every host (for an upgrade): the release only, no instance switched to it.
@@ -50,7 +60,11 @@ pub fn push(fleet: &Fleet, package: &Package) -> Vec<(String, Result<HostChanges
         package: package.name.clone(),
     };
     with_tarball(fleet, package, |r, tarball| {
-        push_release(r, &layout, package, tarball)
+        if fleet.topology.on_host(&r.host).any(|i| i.role.is_pegasus()) {
+            push_release(r, &layout, package, tarball)
+        } else {
+            Ok(HostChanges::default())
+        }
     })
 }
 
@@ -150,8 +164,13 @@ fn deploy_host(
     template: &str,
 ) -> Result<HostChanges, DeployError> {
     let topology = layout.topology;
-    let mut changes = push_release(remote, layout, package, tarball)?;
     let instances: Vec<&Instance> = topology.on_host(&remote.host).collect();
+    // A host of ZooKeeper members only runs no release.
+    let mut changes = if instances.iter().any(|i| i.role.is_pegasus()) {
+        push_release(remote, layout, package, tarball)?
+    } else {
+        HostChanges::default()
+    };
     let mut units_changed = false;
     for i in instances {
         instance(
@@ -195,6 +214,9 @@ fn instance(
             .changes
             .push(format!("{}: made its folders", i.id()));
     }
+    if i.role == Role::Zookeeper {
+        return zookeeper_member(remote, layout, i, changes, units_changed);
+    }
     // The release it runs.
     let target = format!("../../releases/{}", layout.package);
     let linked = remote.run(&format!(
@@ -223,6 +245,66 @@ fn instance(
         changes
             .changes
             .push(format!("{}: wrote {}", i.id(), Layout::unit(topology, i)));
+    }
+    Ok(())
+}
+
+/// A ZooKeeper member: its `myid`, `zoo.cfg` and unit, for the ZooKeeper installed on its host.
+fn zookeeper_member(
+    remote: &Remote<'_>,
+    layout: &Layout<'_>,
+    i: &Instance,
+    changes: &mut HostChanges,
+    units_changed: &mut bool,
+) -> Result<(), DeployError> {
+    let topology = layout.topology;
+    let dir = Layout::instance_dir(topology, i);
+    let Some(member) = &i.ensemble else {
+        return Ok(());
+    };
+    let homes: Vec<String> = match &member.home {
+        Some(h) => vec![h.clone()],
+        None => ZOOKEEPER_HOMES.iter().map(|h| (*h).to_owned()).collect(),
+    };
+    let found = remote.run(&format!(
+        "for h in {}; do if [ -x \"$h/bin/zkServer.sh\" ]; then echo \"$h\"; break; fi; done",
+        homes.iter().map(|h| quote(h)).collect::<Vec<_>>().join(" ")
+    ))?;
+    let home = found.trim();
+    if home.is_empty() {
+        return Err(DeployError::NoZookeeper {
+            host: remote.host.clone(),
+            looked: homes.join(", "),
+        });
+    }
+    let made = remote.run(&format!(
+        "set -e; cd {d}; n=0; for s in data logs; do if [ ! -d $s ]; then mkdir $s; chown {u}: $s; n=1; fi; done; \
+         if [ \"$(cat data/myid 2>/dev/null)\" != {id} ]; then echo {id} > data/myid; chown {u}: data/myid; n=1; fi; echo $n",
+        d = quote(&dir),
+        u = quote(&topology.service_user),
+        id = member.id,
+    ))?;
+    if made.trim() != "0" {
+        changes
+            .changes
+            .push(format!("{}: myid {}", i.id(), member.id));
+    }
+    let cfg = Layout::zoo_cfg(topology, i);
+    let cfg_path = format!("{dir}/zoo.cfg");
+    if remote.read(&cfg_path)?.as_deref() != Some(cfg.as_str()) {
+        remote.put(&cfg_path, cfg.as_bytes(), 0o644)?;
+        changes.changes.push(format!("{}: wrote zoo.cfg", i.id()));
+    }
+    let unit = layout.zookeeper_unit_file(i, home);
+    let unit_path = Layout::unit_path(topology, i);
+    if remote.read(&unit_path)?.as_deref() != Some(unit.as_str()) {
+        remote.put(&unit_path, unit.as_bytes(), 0o644)?;
+        *units_changed = true;
+        changes.changes.push(format!(
+            "{}: wrote {} (ZooKeeper in {home})",
+            i.id(),
+            Layout::unit(topology, i)
+        ));
     }
     Ok(())
 }

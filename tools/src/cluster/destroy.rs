@@ -12,8 +12,10 @@ pub fn destroy(fleet: &Fleet) -> Vec<(String, Result<Vec<String>, SshError>)> {
     let topology = &fleet.topology;
     fleet.each_host(|r| {
         let instances: Vec<&Instance> = topology.on_host(&r.host).collect();
+        // Stopped in reverse: the servers before the ZooKeeper members they use.
         let units: Vec<String> = instances
             .iter()
+            .rev()
             .map(|i| Layout::unit(topology, i))
             .collect();
         let unit_paths: Vec<String> = instances

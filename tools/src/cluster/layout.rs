@@ -8,6 +8,10 @@
 //!     config.ini   release -> ../../releases/<package>   data/ (app.dir, logs)
 //! /etc/systemd/system/pegasus-<cluster>-<role>-<port>.service
 //! ```
+//!
+//! A ZooKeeper member the tool runs (`[[zookeeper]]`) has the same folder and unit names
+//! (`zookeeper-<port>`), with `zoo.cfg`, `data/myid` and `logs/` in its folder; its unit runs
+//! the host's installed ZooKeeper (`bin/zkServer.sh start-foreground`).
 
 use std::collections::BTreeMap;
 
@@ -140,6 +144,7 @@ impl Layout<'_> {
             Role::Meta => "MetaServer",
             Role::Replica => "ReplicaServer",
             Role::Collector => "Collector",
+            Role::Zookeeper => "ZooKeeper",
         };
         format!(
             "# Written by pegasus_cluster for cluster `{cluster}`; `pegasus_cluster deploy` rewrites it.\n\
@@ -175,6 +180,81 @@ impl Layout<'_> {
             user = t.service_user,
             role = i.role,
             rw = Self::writable(t, i).join(" "),
+        )
+    }
+
+    /// A ZooKeeper member's `zoo.cfg`: its data in its folder, the four-letter words the tool
+    /// and operators use (`ruok`, `srvr`, `mntr`), old snapshots purged daily, and every member
+    /// of the ensemble (none for a lone one).
+    pub fn zoo_cfg(topology: &Topology, i: &Instance) -> String {
+        let dir = Self::instance_dir(topology, i);
+        let mut cfg = format!(
+            "# Written by pegasus_cluster for cluster `{cluster}`; `pegasus_cluster deploy` rewrites it.\n\
+             tickTime=2000\n\
+             initLimit=10\n\
+             syncLimit=5\n\
+             dataDir={dir}/data\n\
+             clientPort={port}\n\
+             maxClientCnxns=1000\n\
+             admin.enableServer=false\n\
+             4lw.commands.whitelist=ruok,srvr,mntr\n\
+             autopurge.snapRetainCount=5\n\
+             autopurge.purgeInterval=24\n",
+            cluster = topology.name,
+            port = i.port,
+        );
+        let members: Vec<&Instance> = topology.of(Role::Zookeeper).collect();
+        if members.len() > 1 {
+            for m in members {
+                if let Some(e) = &m.ensemble {
+                    cfg.push_str(&format!(
+                        "server.{}={}:{}:{}\n",
+                        e.id, m.ip, e.peer_port, e.election_port
+                    ));
+                }
+            }
+        }
+        cfg
+    }
+
+    /// A ZooKeeper member's unit: the installed ZooKeeper at `home` in the foreground, its logs
+    /// in the journal, shut in like a Pegasus server's.
+    pub fn zookeeper_unit_file(&self, i: &Instance, home: &str) -> String {
+        let t = self.topology;
+        let dir = Self::instance_dir(t, i);
+        format!(
+            "# Written by pegasus_cluster for cluster `{cluster}`; `pegasus_cluster deploy` rewrites it.\n\
+             [Unit]\n\
+             Description=ZooKeeper {addr} (cluster {cluster})\n\
+             After=network-online.target\n\
+             Wants=network-online.target\n\
+             \n\
+             [Service]\n\
+             Type=simple\n\
+             User={user}\n\
+             Group={user}\n\
+             WorkingDirectory={dir}\n\
+             Environment=ZOO_LOG_DIR={dir}/logs\n\
+             Environment=\"JVMFLAGS=-Xmx512m -Dzookeeper.log.dir={dir}/logs -Dzookeeper.root.logger=INFO,CONSOLE\"\n\
+             ExecStart={home}/bin/zkServer.sh start-foreground {dir}/zoo.cfg\n\
+             Restart=on-failure\n\
+             RestartSec=5s\n\
+             TimeoutStopSec=30s\n\
+             SuccessExitStatus=143\n\
+             LimitNOFILE=65536\n\
+             NoNewPrivileges=yes\n\
+             PrivateTmp=yes\n\
+             ProtectSystem=strict\n\
+             ProtectHome=yes\n\
+             ProtectKernelTunables=yes\n\
+             ProtectControlGroups=yes\n\
+             ReadWritePaths={dir}\n\
+             \n\
+             [Install]\n\
+             WantedBy=multi-user.target\n",
+            cluster = t.name,
+            addr = i.addr(),
+            user = t.service_user,
         )
     }
 }

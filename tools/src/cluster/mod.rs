@@ -92,6 +92,7 @@ struct Select {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum RoleArg {
+    Zookeeper,
     Meta,
     Replica,
     Collector,
@@ -100,6 +101,7 @@ enum RoleArg {
 impl From<RoleArg> for Role {
     fn from(r: RoleArg) -> Role {
         match r {
+            RoleArg::Zookeeper => Role::Zookeeper,
             RoleArg::Meta => Role::Meta,
             RoleArg::Replica => Role::Replica,
             RoleArg::Collector => Role::Collector,
@@ -471,23 +473,34 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             let package = open_package(&package)?;
             let template = template(&topology, &package)?;
             // Every config renders before any host is touched.
-            for i in &topology.instances {
+            for i in topology.servers() {
                 if let Err(e) = layout::Layout::config(&topology, &template, i) {
                     eprintln!("error: {e}");
                     return Err(2);
                 }
             }
             let rt = runtime();
-            let zk = rt.block_on(zk::connect(&topology)).map_err(fail(1))?;
-            if let zk::Root::Foreign(what) =
-                rt.block_on(zk::root(&zk, &topology)).map_err(fail(1))?
-            {
-                eprintln!(
-                    "error: ZooKeeper `{}` belongs to {what}: not deploying over it",
-                    topology.cluster_root()
-                );
-                return Err(1);
-            }
+            // An ensemble the tool runs may not serve yet (a first deploy): its root is checked
+            // and claimed by `start`, before any Pegasus server starts.
+            let serving = !topology.runs_zookeeper()
+                || topology
+                    .of(Role::Zookeeper)
+                    .any(|i| zk::member_state(std::net::SocketAddr::new(i.ip, i.port)).is_ok());
+            let zk = if serving {
+                let zk = rt.block_on(zk::connect(&topology)).map_err(fail(1))?;
+                if let zk::Root::Foreign(what) =
+                    rt.block_on(zk::root(&zk, &topology)).map_err(fail(1))?
+                {
+                    eprintln!(
+                        "error: ZooKeeper `{}` belongs to {what}: not deploying over it",
+                        topology.cluster_root()
+                    );
+                    return Err(1);
+                }
+                Some(zk)
+            } else {
+                None
+            };
             let fleet = fleet(topology, cli.verbose)?;
             let mut failed = false;
             let mut changed = false;
@@ -509,19 +522,23 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             if failed {
                 return Err(1);
             }
-            match rt.block_on(zk::claim(&zk, &fleet.topology)) {
-                Ok(true) => {
+            match zk.map(|zk| rt.block_on(zk::claim(&zk, &fleet.topology))) {
+                Some(Ok(true)) => {
                     changed = true;
                     say(&format!(
                         "zookeeper: marked {} as this cluster's",
                         fleet.topology.cluster_root()
                     ));
                 }
-                Ok(false) => {}
-                Err(e) => {
+                Some(Ok(false)) => {}
+                Some(Err(e)) => {
                     eprintln!("error: {e}");
                     return Err(1);
                 }
+                None => say(&format!(
+                    "zookeeper: the ensemble starts with `pegasus_cluster start`, which marks {} as this cluster's",
+                    fleet.topology.cluster_root()
+                )),
             }
             say(if changed {
                 "deployed; start it with `pegasus_cluster start`"
@@ -617,8 +634,7 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             }
             let all: Vec<(&topology::Instance, String)> = fleet
                 .topology
-                .instances
-                .iter()
+                .servers()
                 .map(|i| (i, package.name.clone()))
                 .collect();
             if !dry_run {
@@ -648,7 +664,7 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             let fleet = fleet(load(&target.topology)?, cli.verbose)?;
             let rt = runtime();
             let mut all = Vec::new();
-            for i in &fleet.topology.instances {
+            for i in fleet.topology.servers() {
                 match rolling::previous_release(&fleet, i) {
                     Ok(Some(previous)) => all.push((i, previous)),
                     Ok(None) => {
@@ -911,6 +927,13 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             }
             if failed {
                 return Err(1);
+            }
+            if fleet.topology.runs_zookeeper() {
+                say(&format!(
+                    "zookeeper: the ensemble's data, {} with it, went with its members' folders",
+                    fleet.topology.cluster_root()
+                ));
+                return Ok(0);
             }
             let rt = runtime();
             let removed = rt.block_on(async {

@@ -20,6 +20,8 @@ pub const TEMPLATE: &str = include_str!("template.toml");
 /// The roles an instance can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
+    /// A member of the ZooKeeper ensemble the tool runs (`[[zookeeper]]` hosts).
+    Zookeeper,
     /// A MetaServer.
     Meta,
     /// A ReplicaServer.
@@ -32,15 +34,22 @@ impl Role {
     /// Pegasus's name, as in `-app_list`.
     pub fn name(self) -> &'static str {
         match self {
+            Role::Zookeeper => "zookeeper",
             Role::Meta => "meta",
             Role::Replica => "replica",
             Role::Collector => "collector",
         }
     }
 
+    /// Whether it is a Pegasus server (a release, a `config.ini`), not ZooKeeper.
+    pub fn is_pegasus(self) -> bool {
+        self != Role::Zookeeper
+    }
+
     /// The port Pegasus's template gives this role.
     pub fn default_port(self) -> u16 {
         match self {
+            Role::Zookeeper => 2181,
             Role::Meta => 34601,
             Role::Replica => 34801,
             Role::Collector => 34101,
@@ -121,6 +130,25 @@ struct RawInstance {
     primary_interface: Option<String>,
 }
 
+/// A ZooKeeper member the tool configures and runs, as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZookeeper {
+    host: String,
+    port: Option<u16>,
+    peer_port: Option<u16>,
+    election_port: Option<u16>,
+    home: Option<String>,
+}
+
+/// An entry of `zookeeper`: an existing ensemble's `host:port`, or a `[[zookeeper]]` host.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+enum ZookeeperEntry {
+    Existing(String),
+    Managed(RawZookeeper),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
@@ -130,7 +158,7 @@ struct Raw {
     #[serde(default = "default_service_user")]
     service_user: String,
     template: Option<PathBuf>,
-    zookeeper: Vec<Spanned<String>>,
+    zookeeper: Vec<Spanned<ZookeeperEntry>>,
     #[serde(default)]
     ssh: Ssh,
     #[serde(default)]
@@ -159,7 +187,31 @@ pub struct Instance {
     pub data_dirs: Vec<String>,
     /// Replica servers: the interface to advertise.
     pub primary_interface: Option<String>,
+    /// ZooKeeper members: their place in the ensemble.
+    pub ensemble: Option<Member>,
 }
+
+/// A ZooKeeper member's place in the ensemble the tool runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its `myid` (1, 2, … in file order).
+    pub id: u32,
+    /// The port the members replicate on.
+    pub peer_port: u16,
+    /// The port they elect a leader on.
+    pub election_port: u16,
+    /// The installed ZooKeeper (the folder with `bin/zkServer.sh`), if the topology names it;
+    /// else the first of [`ZOOKEEPER_HOMES`] found on the host.
+    pub home: Option<String>,
+}
+
+/// Where an installed ZooKeeper is looked for: Debian's and Ubuntu's package, then Apache's
+/// tarball in the usual places.
+pub const ZOOKEEPER_HOMES: [&str; 3] = [
+    "/usr/share/zookeeper",
+    "/opt/zookeeper",
+    "/usr/local/zookeeper",
+];
 
 impl Instance {
     /// `ip:port`, the address clients and the metas know it by.
@@ -184,13 +236,15 @@ pub struct Topology {
     pub service_user: String,
     /// A template to fill instead of the package's `bin/config.ini`.
     pub template: Option<PathBuf>,
-    /// The ZooKeeper ensemble, `host:port` each.
+    /// The ZooKeeper ensemble, `host:port` each (the `[[zookeeper]]` members' when the tool
+    /// runs it).
     pub zookeeper: Vec<String>,
     /// How to reach the hosts.
     pub ssh: Ssh,
     /// Values for the template's other `%{…}` tokens.
     pub vars: BTreeMap<String, String>,
-    /// Every instance: metas, then replica servers, then collectors.
+    /// Every instance: ZooKeeper members (when the tool runs the ensemble), metas, replica
+    /// servers, collectors.
     pub instances: Vec<Instance>,
     /// How many copies a table has (at least this many replica servers are needed).
     pub copies: usize,
@@ -216,6 +270,16 @@ impl Topology {
             }
         }
         hosts
+    }
+
+    /// The Pegasus servers (every instance but ZooKeeper members).
+    pub fn servers(&self) -> impl Iterator<Item = &Instance> {
+        self.instances.iter().filter(|i| i.role.is_pegasus())
+    }
+
+    /// Whether the tool runs the ZooKeeper ensemble (`[[zookeeper]]` hosts).
+    pub fn runs_zookeeper(&self) -> bool {
+        self.of(Role::Zookeeper).next().is_some()
     }
 
     /// The metas' `ip:port`s, comma-separated (`meta.server.list`).
@@ -373,28 +437,94 @@ pub fn parse(
             0..0,
             "no ZooKeeper: `zookeeper` is empty".into(),
             "",
-            Some("list the ensemble: `zookeeper = [\"10.0.0.1:2181\"]`".into()),
+            Some(
+                "list an existing ensemble, `zookeeper = [\"10.0.0.1:2181\"]`, or hosts for the \
+                 tool to run it on, `[[zookeeper]]` with `host`"
+                    .into(),
+            ),
         ));
     }
-    for zk in &raw.zookeeper {
-        let ok = zk
-            .get_ref()
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| p.parse::<u16>().is_ok() && resolve(h).is_some());
-        if !ok {
-            problems.push(problem(
-                zk.span(),
-                format!(
-                    "ZooKeeper `{}` is not a `host:port` that resolves",
-                    zk.get_ref()
-                ),
-                "this one",
-                Some("use `10.0.0.1:2181`".into()),
-            ));
+    let mut existing = Vec::new();
+    let mut managed = Vec::new();
+    for entry in &raw.zookeeper {
+        match entry.get_ref() {
+            ZookeeperEntry::Existing(zk) => {
+                let ok = zk
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| p.parse::<u16>().is_ok() && resolve(h).is_some());
+                if !ok {
+                    problems.push(problem(
+                        entry.span(),
+                        format!("ZooKeeper `{zk}` is not a `host:port` that resolves"),
+                        "this one",
+                        Some("use `10.0.0.1:2181`".into()),
+                    ));
+                }
+                existing.push(zk.clone());
+            }
+            ZookeeperEntry::Managed(z) => managed.push((entry.span(), z.clone())),
         }
+    }
+    if !existing.is_empty() && !managed.is_empty() {
+        problems.push(problem(
+            raw.zookeeper[0].span(),
+            "`zookeeper` mixes an existing ensemble's addresses with `[[zookeeper]]` hosts".into(),
+            "here",
+            Some(
+                "either list the ensemble you run, or give hosts for the tool to run it on".into(),
+            ),
+        ));
+    }
+    if managed.len() % 2 == 0 && !managed.is_empty() {
+        problems.push(problem(
+            managed[0].0.clone(),
+            format!(
+                "{} ZooKeeper members: an even ensemble survives no more failures than one member fewer",
+                managed.len()
+            ),
+            "the ensemble",
+            Some("run 1, 3 or 5 members".into()),
+        ));
     }
     let mut instances = Vec::new();
     let mut seen: HashMap<(IpAddr, u16), Range<usize>> = HashMap::new();
+    for (k, (span, z)) in managed.iter().enumerate() {
+        let Some(ip) = resolve(&z.host) else {
+            problems.push(problem(
+                span.clone(),
+                format!("host `{}` does not resolve", z.host),
+                "this host",
+                Some("use its address, or a name this machine resolves".into()),
+            ));
+            continue;
+        };
+        let port = z.port.unwrap_or(Role::Zookeeper.default_port());
+        let member = Member {
+            id: k as u32 + 1,
+            peer_port: z.peer_port.unwrap_or(2888),
+            election_port: z.election_port.unwrap_or(3888),
+            home: z.home.clone(),
+        };
+        for p in [port, member.peer_port, member.election_port] {
+            if seen.insert((ip, p), span.clone()).is_some() {
+                problems.push(problem(
+                    span.clone(),
+                    format!("two instances on `{ip}:{p}`"),
+                    "the second",
+                    Some("give one of them another port or host".into()),
+                ));
+            }
+        }
+        instances.push(Instance {
+            role: Role::Zookeeper,
+            host: z.host.clone(),
+            ip,
+            port,
+            data_dirs: Vec::new(),
+            primary_interface: None,
+            ensemble: Some(member),
+        });
+    }
     for (role, list) in [
         (Role::Meta, &raw.meta),
         (Role::Replica, &raw.replica),
@@ -456,6 +586,7 @@ pub fn parse(
                 port,
                 data_dirs: raw_instance.data_dirs.clone(),
                 primary_interface: raw_instance.primary_interface.clone(),
+                ensemble: None,
             });
         }
     }
@@ -488,7 +619,15 @@ pub fn parse(
         deploy_dir: raw.deploy_dir.trim_end_matches('/').to_owned(),
         service_user: raw.service_user,
         template: raw.template,
-        zookeeper: raw.zookeeper.into_iter().map(Spanned::into_inner).collect(),
+        zookeeper: if managed.is_empty() {
+            existing
+        } else {
+            instances
+                .iter()
+                .filter(|i| i.role == Role::Zookeeper)
+                .map(Instance::addr)
+                .collect()
+        },
         ssh: raw.ssh,
         vars: raw.vars,
         instances,
@@ -556,5 +695,42 @@ mod tests {
             problems(text),
             vec!["`app.dir` is set by the tool for every instance"]
         );
+    }
+
+    #[test]
+    fn zookeeper_hosts_make_the_ensemble_the_tool_runs() {
+        let text = "name = \"a\"\ncopies = 1\n\
+                    [[zookeeper]]\nhost = \"10.0.0.1\"\n\
+                    [[zookeeper]]\nhost = \"10.0.0.2\"\nport = 2182\nhome = \"/opt/zk\"\n\
+                    [[zookeeper]]\nhost = \"10.0.0.3\"\npeer_port = 2999\n\
+                    [[meta]]\nhost = \"10.0.0.1\"\n[[replica]]\nhost = \"10.0.0.2\"\n";
+        let t = parse("t.toml", text, &resolve).unwrap();
+        assert!(t.runs_zookeeper());
+        assert_eq!(
+            t.zookeeper,
+            ["10.0.0.1:2181", "10.0.0.2:2182", "10.0.0.3:2181"]
+        );
+        let members: Vec<&Member> = t
+            .of(Role::Zookeeper)
+            .map(|i| i.ensemble.as_ref().unwrap())
+            .collect();
+        assert_eq!(members.iter().map(|m| m.id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(members[1].home.as_deref(), Some("/opt/zk"));
+        assert_eq!(members[2].peer_port, 2999);
+        assert_eq!(t.servers().count(), 2);
+    }
+
+    #[test]
+    fn an_ensemble_is_existing_or_run_by_the_tool_and_odd() {
+        let mixed = "name = \"a\"\ncopies = 1\nzookeeper = [\"10.0.0.9:2181\", { host = \"db1\" }]\n\
+                     [[meta]]\nhost = \"db1\"\n[[replica]]\nhost = \"db1\"\n";
+        let found = problems(mixed);
+        assert!(found[0].contains("mixes"), "{found:?}");
+        let even = "name = \"a\"\ncopies = 1\n\
+                    [[zookeeper]]\nhost = \"10.0.0.1\"\n[[zookeeper]]\nhost = \"10.0.0.2\"\n\
+                    [[meta]]\nhost = \"db1\"\n[[replica]]\nhost = \"db1\"\n";
+        let found = problems(even);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("2 ZooKeeper members"), "{found:?}");
     }
 }

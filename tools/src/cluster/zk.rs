@@ -214,3 +214,83 @@ pub async fn cluster_format(zk: &Client, topology: &Topology) -> Result<Option<u
         Err(e) => Err(format!("ZooKeeper `{path}`: {e}")),
     }
 }
+
+/// A ZooKeeper member's own account (`srvr`): its mode and version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberState {
+    /// `leader`, `follower` or `standalone`.
+    pub mode: String,
+    /// Its version (`3.8.0-…`).
+    pub version: String,
+}
+
+/// Asks the ZooKeeper member at `addr` for `srvr` (2 s at most): serving in a quorum (or
+/// alone) when it names its mode; what went wrong otherwise (a member without a quorum answers
+/// "This ZooKeeper instance is not currently serving requests").
+pub fn member_state(addr: std::net::SocketAddr) -> Result<MemberState, String> {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"srvr").map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.take(64 << 10)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    match field("Mode:") {
+        Some(mode) => Ok(MemberState {
+            mode,
+            version: field("Zookeeper version:")
+                .and_then(|v| v.split([',', '-']).next().map(str::to_owned))
+                .unwrap_or_default(),
+        }),
+        None if text.trim().is_empty() => Err("no answer to `srvr`".into()),
+        None => Err(text.lines().next().unwrap_or_default().trim().to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A stand-in that answers one `srvr` with `answer` (the format is ZooKeeper's).
+    fn answering(answer: &'static str) -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut word = [0u8; 4];
+            c.read_exact(&mut word).unwrap();
+            assert_eq!(&word, b"srvr");
+            c.write_all(answer.as_bytes()).unwrap();
+        });
+        addr
+    }
+
+    #[test]
+    fn a_members_mode_and_version_come_from_srvr() {
+        let addr = answering(
+            "Zookeeper version: 3.8.0-5a02a05eddb59aee6ac762f7ea82e92a68eb9c0f, built on 2022-02-25 08:49 UTC\nLatency min/avg/max: 0/0.0/0\nReceived: 1\nSent: 0\nConnections: 1\nOutstanding: 0\nZxid: 0x100000000\nMode: follower\nNode count: 5\n",
+        );
+        assert_eq!(
+            member_state(addr),
+            Ok(MemberState {
+                mode: "follower".into(),
+                version: "3.8.0".into()
+            })
+        );
+        let addr = answering("This ZooKeeper instance is not currently serving requests\n");
+        assert_eq!(
+            member_state(addr),
+            Err("This ZooKeeper instance is not currently serving requests".into())
+        );
+    }
+}
