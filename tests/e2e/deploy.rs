@@ -55,21 +55,7 @@ const DISKS: &[&str] = &["/data1/pegasus", "/data2/pegasus"];
 
 /// Runs `pegasus_cluster ARGS` from the client's namespace.
 fn tool(bed: &Bed, args: &[&str]) -> Output {
-    let bin = pegasus_tests::bins::built("pegasus-tools", "pegasus_cluster");
-    let out = bed
-        .client_command(&bin)
-        .args(args)
-        .env("XDG_STATE_HOME", bed.dir().join("state"))
-        .output()
-        .expect("pegasus_cluster");
-    eprintln!(
-        "$ pegasus_cluster {}\n{}{}[exit {:?}]",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        out.status.code()
-    );
-    out
+    tool_timed(bed, args).0
 }
 
 /// [`tool`], with when each line of its output came: `(when, line)`.
@@ -449,6 +435,20 @@ fn from_nothing_to_a_healthy_cluster_on_five_hosts_and_back_to_nothing() {
     let e = ens.to_str().unwrap();
     let (code, errors) = check_errors(&bed, &ens, &package);
     assert_eq!((code, errors.len()), (0, 0), "{errors:?}");
+    // `check --apply` makes the folders (as `deploy` would), then checks.
+    let out = tool(&bed, &["check", e, pkg, "--apply"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!(
+            "applied: {}: replica-34801: made its folders",
+            bed.addr(4)
+        )),
+        "{out:?}"
+    );
+    let owner = bed
+        .run(4, "stat -c %U /data2/pegasus/ens/replica-34801")
+        .unwrap();
+    assert_eq!(owner.trim(), "pegasus");
     let out = tool(&bed, &["deploy", e, pkg]);
     assert_eq!(out.status.code(), Some(0));
     assert!(

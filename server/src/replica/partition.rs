@@ -1157,9 +1157,10 @@ impl Driver {
         let committed = self.replica.committed();
         let applied = r.applied.max(0) as u64;
         let files = self.plog.files_after(applied);
-        if !log || applied > committed || files.is_empty() {
+        if !log || applied > committed {
             return done(self.checkpoint(&r));
         }
+        let nothing_to_read = files.is_empty();
         let prepared: Vec<_> = self.replica.uncommitted().cloned().collect();
         let gpid = self.gpid;
         let events = self.events.clone();
@@ -1196,6 +1197,10 @@ impl Driver {
                 }
             }
         };
+        if nothing_to_read {
+            // Nothing to read (the learner holds everything committed): answered at once.
+            return read();
+        }
         if let Err(e) = std::thread::Builder::new()
             .name(format!("learn-log-{gpid}"))
             .spawn(read)

@@ -68,6 +68,25 @@ pub fn push(fleet: &Fleet, package: &Package) -> Vec<(String, Result<HostChanges
     })
 }
 
+/// What `check --apply` fixes on every host, in parallel: the service user, and every
+/// instance's folders and data dirs (made, and given to the service user).
+pub fn prepare(fleet: &Fleet) -> Vec<(String, Result<HostChanges, SshError>)> {
+    let topology = &fleet.topology;
+    fleet.each_host(|r| {
+        let mut done = HostChanges::default();
+        if ensure_user(r, topology)? {
+            done.changes
+                .push(format!("created user `{}`", topology.service_user));
+        }
+        for i in topology.on_host(&r.host) {
+            if ensure_folders(r, topology, i)? {
+                done.changes.push(format!("{}: made its folders", i.id()));
+            }
+        }
+        Ok(done)
+    })
+}
+
 /// Deploys `package` with configs from `template` to every host, in parallel.
 pub fn deploy(
     fleet: &Fleet,
@@ -107,7 +126,7 @@ fn clone_io(e: &std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), e.to_string())
 }
 
-/// The service user and the release on one host: the tarball pushed when the host lacks it
+/// The release on one host: the tarball pushed when the host lacks it
 /// (verified there), unpacked once. Instances are left as they are.
 fn push_release(
     remote: &Remote<'_>,
@@ -115,17 +134,7 @@ fn push_release(
     package: &Package,
     tarball: &[u8],
 ) -> Result<HostChanges, DeployError> {
-    let topology = layout.topology;
     let mut changes = HostChanges::default();
-    let user = &topology.service_user;
-    // The service user, a system account without a login.
-    let made = remote.run(&format!(
-        "if id -u {u} >/dev/null 2>&1; then echo have; else useradd --system --no-create-home --shell /usr/sbin/nologin {u} && echo made; fi",
-        u = quote(user)
-    ))?;
-    if made.trim() == "made" {
-        changes.changes.push(format!("created user `{user}`"));
-    }
     // The package: pushed when the host lacks it, verified there, unpacked once.
     let path = layout.tarball();
     if remote.sha256(&path)?.as_deref() != Some(package.sha256.as_str()) {
@@ -165,12 +174,18 @@ fn deploy_host(
 ) -> Result<HostChanges, DeployError> {
     let topology = layout.topology;
     let instances: Vec<&Instance> = topology.on_host(&remote.host).collect();
+    let mut changes = HostChanges::default();
+    if ensure_user(remote, topology)? {
+        changes
+            .changes
+            .push(format!("created user `{}`", topology.service_user));
+    }
     // A host of ZooKeeper members only runs no release.
-    let mut changes = if instances.iter().any(|i| i.role.is_pegasus()) {
-        push_release(remote, layout, package, tarball)?
-    } else {
-        HostChanges::default()
-    };
+    if instances.iter().any(|i| i.role.is_pegasus()) {
+        changes
+            .changes
+            .extend(push_release(remote, layout, package, tarball)?.changes);
+    }
     let mut units_changed = false;
     for i in instances {
         instance(
@@ -198,18 +213,7 @@ fn instance(
 ) -> Result<(), DeployError> {
     let topology: &Topology = layout.topology;
     let dir = Layout::instance_dir(topology, i);
-    let user = quote(&topology.service_user);
-    // Folders, owned by the service user.
-    let dirs: Vec<String> = Layout::writable(topology, i)
-        .iter()
-        .map(|d| quote(d))
-        .collect();
-    let made = remote.run(&format!(
-        "n=0; for d in {dirs}; do if [ ! -d \"$d\" ]; then mkdir -p \"$d\"; n=$((n+1)); fi; \
-         if [ \"$(stat -c %U \"$d\")\" != {user} ]; then chown -R {user}: \"$d\"; n=$((n+1)); fi; done; echo $n",
-        dirs = dirs.join(" "),
-    ))?;
-    if made.trim() != "0" {
+    if ensure_folders(remote, topology, i)? {
         changes
             .changes
             .push(format!("{}: made its folders", i.id()));
@@ -247,6 +251,36 @@ fn instance(
             .push(format!("{}: wrote {}", i.id(), Layout::unit(topology, i)));
     }
     Ok(())
+}
+
+/// The service user on the host, made when missing (a system account without a login);
+/// whether it was made.
+pub fn ensure_user(remote: &Remote<'_>, topology: &Topology) -> Result<bool, SshError> {
+    let made = remote.run(&format!(
+        "if id -u {u} >/dev/null 2>&1; then echo have; else useradd --system --no-create-home --shell /usr/sbin/nologin {u} && echo made; fi",
+        u = quote(&topology.service_user)
+    ))?;
+    Ok(made.trim() == "made")
+}
+
+/// Instance `i`'s folders (its own and its data dirs), made and given to the service user
+/// where they are not; whether any was.
+pub fn ensure_folders(
+    remote: &Remote<'_>,
+    topology: &Topology,
+    i: &Instance,
+) -> Result<bool, SshError> {
+    let user = quote(&topology.service_user);
+    let dirs: Vec<String> = Layout::writable(topology, i)
+        .iter()
+        .map(|d| quote(d))
+        .collect();
+    let made = remote.run(&format!(
+        "n=0; for d in {dirs}; do if [ ! -d \"$d\" ]; then mkdir -p \"$d\"; n=$((n+1)); fi; \
+         if [ \"$(stat -c %U \"$d\")\" != {user} ]; then chown -R {user}: \"$d\"; n=$((n+1)); fi; done; echo $n",
+        dirs = dirs.join(" "),
+    ))?;
+    Ok(made.trim() != "0")
 }
 
 /// A ZooKeeper member: its `myid`, `zoo.cfg` and unit, for the ZooKeeper installed on its host.

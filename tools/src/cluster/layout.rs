@@ -137,8 +137,7 @@ impl Layout<'_> {
     /// Instance `i`'s systemd unit: restarted on failure, its config checked before each start,
     /// and shut in (it writes only its own folders).
     pub fn unit_file(&self, i: &Instance) -> String {
-        let t = self.topology;
-        let dir = Self::instance_dir(t, i);
+        let dir = Self::instance_dir(self.topology, i);
         let bin = format!("{dir}/release/bin");
         let what = match i.role {
             Role::Meta => "MetaServer",
@@ -146,10 +145,28 @@ impl Layout<'_> {
             Role::Collector => "Collector",
             Role::Zookeeper => "ZooKeeper",
         };
+        self.unit_text(
+            i,
+            &format!("Pegasus {what}"),
+            &format!(
+                "ExecStartPre={bin}/configcheck check --quiet {dir}/config.ini\n\
+                 ExecStart={bin}/pegasus_server {dir}/config.ini -app_list {role}\n",
+                role = i.role
+            ),
+            "TimeoutStopSec=60s\nLimitNOFILE=65536\nLimitCORE=infinity\n",
+        )
+    }
+
+    /// A unit for `i` described as `what`, running `run` (its `Exec…` and `Environment`
+    /// lines) with `limits` (its stop timeout and limits): as the service user in its folder,
+    /// restarted on failure, shut in (it writes only its own folders).
+    fn unit_text(&self, i: &Instance, what: &str, run: &str, limits: &str) -> String {
+        let t = self.topology;
+        let dir = Self::instance_dir(t, i);
         format!(
             "# Written by pegasus_cluster for cluster `{cluster}`; `pegasus_cluster deploy` rewrites it.\n\
              [Unit]\n\
-             Description=Pegasus {what} {addr} (cluster {cluster})\n\
+             Description={what} {addr} (cluster {cluster})\n\
              After=network-online.target\n\
              Wants=network-online.target\n\
              \n\
@@ -158,13 +175,10 @@ impl Layout<'_> {
              User={user}\n\
              Group={user}\n\
              WorkingDirectory={dir}\n\
-             ExecStartPre={bin}/configcheck check --quiet {dir}/config.ini\n\
-             ExecStart={bin}/pegasus_server {dir}/config.ini -app_list {role}\n\
+             {run}\
              Restart=on-failure\n\
              RestartSec=5s\n\
-             TimeoutStopSec=60s\n\
-             LimitNOFILE=65536\n\
-             LimitCORE=infinity\n\
+             {limits}\
              NoNewPrivileges=yes\n\
              PrivateTmp=yes\n\
              ProtectSystem=strict\n\
@@ -178,7 +192,6 @@ impl Layout<'_> {
             cluster = t.name,
             addr = i.addr(),
             user = t.service_user,
-            role = i.role,
             rw = Self::writable(t, i).join(" "),
         )
     }
@@ -220,41 +233,17 @@ impl Layout<'_> {
     /// A ZooKeeper member's unit: the installed ZooKeeper at `home` in the foreground, its logs
     /// in the journal, shut in like a Pegasus server's.
     pub fn zookeeper_unit_file(&self, i: &Instance, home: &str) -> String {
-        let t = self.topology;
-        let dir = Self::instance_dir(t, i);
-        format!(
-            "# Written by pegasus_cluster for cluster `{cluster}`; `pegasus_cluster deploy` rewrites it.\n\
-             [Unit]\n\
-             Description=ZooKeeper {addr} (cluster {cluster})\n\
-             After=network-online.target\n\
-             Wants=network-online.target\n\
-             \n\
-             [Service]\n\
-             Type=simple\n\
-             User={user}\n\
-             Group={user}\n\
-             WorkingDirectory={dir}\n\
-             Environment=ZOO_LOG_DIR={dir}/logs\n\
-             Environment=\"JVMFLAGS=-Xmx512m -Dzookeeper.log.dir={dir}/logs -Dzookeeper.root.logger=INFO,CONSOLE\"\n\
-             ExecStart={home}/bin/zkServer.sh start-foreground {dir}/zoo.cfg\n\
-             Restart=on-failure\n\
-             RestartSec=5s\n\
-             TimeoutStopSec=30s\n\
-             SuccessExitStatus=143\n\
-             LimitNOFILE=65536\n\
-             NoNewPrivileges=yes\n\
-             PrivateTmp=yes\n\
-             ProtectSystem=strict\n\
-             ProtectHome=yes\n\
-             ProtectKernelTunables=yes\n\
-             ProtectControlGroups=yes\n\
-             ReadWritePaths={dir}\n\
-             \n\
-             [Install]\n\
-             WantedBy=multi-user.target\n",
-            cluster = t.name,
-            addr = i.addr(),
-            user = t.service_user,
+        let dir = Self::instance_dir(self.topology, i);
+        self.unit_text(
+            i,
+            "ZooKeeper",
+            &format!(
+                "Environment=ZOO_LOG_DIR={dir}/logs\n\
+                 Environment=\"JVMFLAGS=-Xmx512m -Dzookeeper.log.dir={dir}/logs -Dzookeeper.root.logger=INFO,CONSOLE\"\n\
+                 ExecStart={home}/bin/zkServer.sh start-foreground {dir}/zoo.cfg\n"
+            ),
+            // A JVM stopped by SIGTERM exits 143.
+            "TimeoutStopSec=30s\nSuccessExitStatus=143\nLimitNOFILE=65536\n",
         )
     }
 }

@@ -134,6 +134,10 @@ enum Verb {
         /// Short for `--format json`.
         #[arg(short = 'j')]
         json: bool,
+        /// First fix what is safe to fix: the service user, and every instance's folders and
+        /// data dirs (made, and given to the service user), as `deploy` would.
+        #[arg(long)]
+        apply: bool,
     },
     /// Put the package, each instance's config and its systemd unit on every host; start nothing.
     Deploy {
@@ -436,11 +440,23 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             package,
             format,
             json,
+            apply,
         } => {
             let topology = load(&target.topology)?;
             let package = open_package(&package)?;
             let template = template(&topology, &package)?;
             let fleet = fleet(topology, cli.verbose)?;
+            if apply {
+                for (host, result) in deploy::prepare(&fleet) {
+                    match result {
+                        Ok(done) => done
+                            .changes
+                            .iter()
+                            .for_each(|l| eprintln!("applied: {host}: {l}")),
+                        Err(e) => eprintln!("error: applying on {host}: {e}"),
+                    }
+                }
+            }
             let findings = check::check(&fleet, &package, &template);
             let errors = findings
                 .iter()
