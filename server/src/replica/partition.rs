@@ -641,7 +641,8 @@ impl Partition {
         self.message(Event::LearnDone(from, request));
     }
 
-    /// A learner asks this primary for a checkpoint; `done` gets it, from the driver thread.
+    /// A learner asks this primary for a copy; `done` gets it, from the driver thread (or, for
+    /// a copy from the log, the thread that reads it).
     pub fn checkpoint(&self, request: LearnRequest, done: CopyDone) {
         if let Err(
             TrySendError::Full(Event::Checkpoint(_, done, _))
