@@ -876,42 +876,54 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     );
     assert_eq!(meta_level(&bed, &metas), meta_function_level::LIVELY);
 
-    // The tool killed in the middle: the plan stays, with the level it changed.
+    // The tool killed in the middle: the plan stays, with the level it changed. `resume`
+    // carries out the rest; killed again, `abort` ends it.
     let bin = pegasus_tests::bins::built("pegasus-tools", "pegasus_cluster");
-    let mut child = bed
-        .client_command(&bin)
-        .args(["restart", t, "--rolling"])
-        .env("XDG_STATE_HOME", bed.dir().join("state"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        // Killed once the first step is done.
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            eprintln!("(rolling) {line}");
-            if line.starts_with("[1/8]") {
-                first = line;
-                break;
+    let kill_after_the_first_step = || {
+        let mut child = bed
+            .client_command(&bin)
+            .args(["restart", t, "--rolling"])
+            .env("XDG_STATE_HOME", bed.dir().join("state"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        {
+            use std::io::BufRead;
+            let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            for line in lines.by_ref() {
+                let line = line.unwrap();
+                eprintln!("(rolling) {line}");
+                if line.starts_with("[1/8]") {
+                    first = line;
+                    break;
+                }
             }
+            child.kill().unwrap();
+            child.wait().unwrap();
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-    assert!(!first.is_empty(), "the first step never finished");
-    assert_eq!(meta_level(&bed, &metas), meta_function_level::STEADY);
+        assert!(!first.is_empty(), "the first step never finished");
+        assert_eq!(meta_level(&bed, &metas), meta_function_level::STEADY);
+        let shown = stdout(&tool(&bed, &["display", t]));
+        assert!(
+            shown.contains("maintenance plan in progress: `restart --rolling`"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("1 of 8 steps done; meta level `lively` before it"),
+            "{shown}"
+        );
+    };
+    kill_after_the_first_step();
+    let out = tool(&bed, &["resume", t]);
+    assert_eq!(out.status.code(), Some(0));
+    let said = stdout(&out);
+    assert!(said.contains(": 1 of 8 steps done"), "{said}");
+    assert!(!said.contains("[1/8]") && said.contains("[8/8]"), "{said}");
+    assert_eq!(meta_level(&bed, &metas), meta_function_level::LIVELY);
     let shown = stdout(&tool(&bed, &["display", t]));
-    assert!(
-        shown.contains("maintenance plan in progress: `restart --rolling`"),
-        "{shown}"
-    );
-    assert!(
-        shown.contains("1 of 8 steps done; meta level `lively` before it"),
-        "{shown}"
-    );
+    assert!(!shown.contains("maintenance plan"), "{shown}");
+    kill_after_the_first_step();
     let refused = tool(&bed, &["restart", t, "--rolling"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("a maintenance plan is in progress"));
