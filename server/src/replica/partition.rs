@@ -1157,10 +1157,10 @@ impl Driver {
         }
         let committed = self.replica.committed();
         let applied = r.applied.max(0) as u64;
-        let files = self.plog.files_after(applied);
         if !log || applied > committed {
             return done(self.checkpoint(&r));
         }
+        let files = self.plog.files_after(applied);
         let nothing_to_read = files.is_empty();
         let prepared: Vec<_> = self.replica.uncommitted().cloned().collect();
         let gpid = self.gpid;

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::fleet::{Fleet, Package};
 use super::layout::Layout;
 use super::ssh::{Remote, quote};
-use super::topology::{Instance, Role, Topology, ZOOKEEPER_HOMES};
+use super::topology::{Instance, Role, Topology};
 
 /// How bad a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -144,16 +144,13 @@ fn probe_host(
         script.push_str(&format!("probe_dir {}\n", quote(d)));
     }
     for i in instances.iter().filter(|i| i.role == Role::Zookeeper) {
-        let homes: Vec<String> = match i.ensemble.as_ref().and_then(|e| e.home.clone()) {
-            Some(h) => vec![quote(&h)],
-            None => ZOOKEEPER_HOMES.iter().map(|h| quote(h)).collect(),
-        };
-        script.push_str(&format!(
-            "f=-; for h in {}; do if [ -x \"$h/bin/zkServer.sh\" ]; then f=$h; break; fi; done; echo \"zkhome {} $f\"\n\
-             if command -v java >/dev/null; then echo java yes; fi\n",
-            homes.join(" "),
-            i.port
-        ));
+        if let Some(member) = &i.ensemble {
+            script.push_str(&format!(
+                "echo \"zkhome {} $({})\"\nif command -v java >/dev/null; then echo java yes; fi\n",
+                i.port,
+                member.find_home_script()
+            ));
+        }
     }
     for zk in &topology.zookeeper {
         let (h, p) = zk.rsplit_once(':').unwrap_or((zk, "2181"));
@@ -228,10 +225,7 @@ pub fn check(fleet: &Fleet, package: &Package, template: &str) -> Vec<Finding> {
     let probes = fleet.each_host(|r| probe_host(r, topology, package, &configcheck));
     // An ensemble the tool runs serves only after `start`: until then, what is checked is that
     // it can run (installed, ports free), not that it answers.
-    let serving = !topology.runs_zookeeper()
-        || topology
-            .of(Role::Zookeeper)
-            .any(|i| super::zk::member_state(std::net::SocketAddr::new(i.ip, i.port)).is_ok());
+    let serving = super::zk::ensemble_serves(topology);
     if !serving {
         findings.push(finding(
             "zookeeper",

@@ -7,7 +7,7 @@
 use super::fleet::{Fleet, Package};
 use super::layout::Layout;
 use super::ssh::{Remote, SshError, quote};
-use super::topology::{Instance, Role, Topology, ZOOKEEPER_HOMES};
+use super::topology::{Instance, Role, Topology};
 
 /// What `deploy` did on one host.
 #[derive(Debug, Default)]
@@ -60,7 +60,7 @@ pub fn push(fleet: &Fleet, package: &Package) -> Vec<(String, Result<HostChanges
         package: package.name.clone(),
     };
     with_tarball(fleet, package, |r, tarball| {
-        if fleet.topology.on_host(&r.host).any(|i| i.role.is_pegasus()) {
+        if fleet.topology.serves_on(&r.host) {
             push_release(r, &layout, package, tarball)
         } else {
             Ok(HostChanges::default())
@@ -181,7 +181,7 @@ fn deploy_host(
             .push(format!("created user `{}`", topology.service_user));
     }
     // A host of ZooKeeper members only runs no release.
-    if instances.iter().any(|i| i.role.is_pegasus()) {
+    if topology.serves_on(&remote.host) {
         changes
             .changes
             .extend(push_release(remote, layout, package, tarball)?.changes);
@@ -296,19 +296,12 @@ fn zookeeper_member(
     let Some(member) = &i.ensemble else {
         return Ok(());
     };
-    let homes: Vec<String> = match &member.home {
-        Some(h) => vec![h.clone()],
-        None => ZOOKEEPER_HOMES.iter().map(|h| (*h).to_owned()).collect(),
-    };
-    let found = remote.run(&format!(
-        "for h in {}; do if [ -x \"$h/bin/zkServer.sh\" ]; then echo \"$h\"; break; fi; done",
-        homes.iter().map(|h| quote(h)).collect::<Vec<_>>().join(" ")
-    ))?;
+    let found = remote.run(&member.find_home_script())?;
     let home = found.trim();
-    if home.is_empty() {
+    if home == "-" || home.is_empty() {
         return Err(DeployError::NoZookeeper {
             host: remote.host.clone(),
-            looked: homes.join(", "),
+            looked: member.homes().join(", "),
         });
     }
     let made = remote.run(&format!(

@@ -498,11 +498,7 @@ fn run_verb(cli: Cli) -> Result<u8, u8> {
             let rt = runtime();
             // An ensemble the tool runs may not serve yet (a first deploy): its root is checked
             // and claimed by `start`, before any Pegasus server starts.
-            let serving = !topology.runs_zookeeper()
-                || topology
-                    .of(Role::Zookeeper)
-                    .any(|i| zk::member_state(std::net::SocketAddr::new(i.ip, i.port)).is_ok());
-            let zk = if serving {
+            let zk = if zk::ensemble_serves(&topology) {
                 let zk = rt.block_on(zk::connect(&topology)).map_err(fail(1))?;
                 if let zk::Root::Foreign(what) =
                     rt.block_on(zk::root(&zk, &topology)).map_err(fail(1))?

@@ -213,6 +213,25 @@ pub const ZOOKEEPER_HOMES: [&str; 3] = [
     "/usr/local/zookeeper",
 ];
 
+impl Member {
+    /// Where its installed ZooKeeper may be: the topology's `home`, else [`ZOOKEEPER_HOMES`].
+    pub fn homes(&self) -> Vec<String> {
+        match &self.home {
+            Some(h) => vec![h.clone()],
+            None => ZOOKEEPER_HOMES.iter().map(|h| (*h).to_owned()).collect(),
+        }
+    }
+
+    /// A shell line that prints the first of [`Member::homes`] with `bin/zkServer.sh`, or `-`.
+    pub fn find_home_script(&self) -> String {
+        let homes: Vec<String> = self.homes().iter().map(|h| super::ssh::quote(h)).collect();
+        format!(
+            "f=-; for h in {}; do if [ -x \"$h/bin/zkServer.sh\" ]; then f=$h; break; fi; done; echo \"$f\"",
+            homes.join(" ")
+        )
+    }
+}
+
 impl Instance {
     /// `ip:port`, the address clients and the metas know it by.
     pub fn addr(&self) -> String {
@@ -280,6 +299,11 @@ impl Topology {
     /// Whether the tool runs the ZooKeeper ensemble (`[[zookeeper]]` hosts).
     pub fn runs_zookeeper(&self) -> bool {
         self.of(Role::Zookeeper).next().is_some()
+    }
+
+    /// Whether `host` runs a Pegasus server (and so needs the release).
+    pub fn serves_on(&self, host: &str) -> bool {
+        self.on_host(host).any(|i| i.role.is_pegasus())
     }
 
     /// The metas' `ip:port`s, comma-separated (`meta.server.list`).

@@ -224,9 +224,17 @@ pub struct MemberState {
     pub version: String,
 }
 
-/// Asks the ZooKeeper member at `addr` for `srvr` (2 s at most): serving in a quorum (or
-/// alone) when it names its mode; what went wrong otherwise (a member without a quorum answers
-/// "This ZooKeeper instance is not currently serving requests").
+/// Whether the topology's ZooKeeper can be used now: an existing ensemble always counts as
+/// serving (connecting tells); one the tool runs serves once a member answers in its quorum
+/// (before the first `start`, none does).
+pub fn ensemble_serves(topology: &Topology) -> bool {
+    !topology.runs_zookeeper()
+        || topology
+            .of(super::topology::Role::Zookeeper)
+            .any(|i| member_state(std::net::SocketAddr::new(i.ip, i.port)).is_ok())
+}
+
+/// Asks the ZooKeeper member at `addr` for `srvr` (2 s at most): see [`parse_srvr`].
 pub fn member_state(addr: std::net::SocketAddr) -> Result<MemberState, String> {
     use std::io::{Read, Write};
     let timeout = Duration::from_secs(2);
@@ -238,6 +246,13 @@ pub fn member_state(addr: std::net::SocketAddr) -> Result<MemberState, String> {
     s.take(64 << 10)
         .read_to_string(&mut text)
         .map_err(|e| e.to_string())?;
+    parse_srvr(&text)
+}
+
+/// A member's answer to `srvr`: serving in a quorum (or alone) when it names its mode; what
+/// it said otherwise (one without a quorum answers "This ZooKeeper instance is not currently
+/// serving requests").
+pub fn parse_srvr(text: &str) -> Result<MemberState, String> {
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -257,40 +272,22 @@ pub fn member_state(addr: std::net::SocketAddr) -> Result<MemberState, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{Read, Write};
-
     use super::*;
-
-    /// A stand-in that answers one `srvr` with `answer` (the format is ZooKeeper's).
-    fn answering(answer: &'static str) -> std::net::SocketAddr {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            let mut word = [0u8; 4];
-            c.read_exact(&mut word).unwrap();
-            assert_eq!(&word, b"srvr");
-            c.write_all(answer.as_bytes()).unwrap();
-        });
-        addr
-    }
 
     #[test]
     fn a_members_mode_and_version_come_from_srvr() {
-        let addr = answering(
-            "Zookeeper version: 3.8.0-5a02a05eddb59aee6ac762f7ea82e92a68eb9c0f, built on 2022-02-25 08:49 UTC\nLatency min/avg/max: 0/0.0/0\nReceived: 1\nSent: 0\nConnections: 1\nOutstanding: 0\nZxid: 0x100000000\nMode: follower\nNode count: 5\n",
-        );
+        let answer = "Zookeeper version: 3.8.0-5a02a05eddb59aee6ac762f7ea82e92a68eb9c0f, built on 2022-02-25 08:49 UTC\nLatency min/avg/max: 0/0.0/0\nReceived: 1\nSent: 0\nConnections: 1\nOutstanding: 0\nZxid: 0x100000000\nMode: follower\nNode count: 5\n";
         assert_eq!(
-            member_state(addr),
+            parse_srvr(answer),
             Ok(MemberState {
                 mode: "follower".into(),
                 version: "3.8.0".into()
             })
         );
-        let addr = answering("This ZooKeeper instance is not currently serving requests\n");
         assert_eq!(
-            member_state(addr),
+            parse_srvr("This ZooKeeper instance is not currently serving requests\n"),
             Err("This ZooKeeper instance is not currently serving requests".into())
         );
+        assert_eq!(parse_srvr(""), Err("no answer to `srvr`".into()));
     }
 }
