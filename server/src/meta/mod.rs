@@ -35,7 +35,7 @@ use pegasus_protocol::frame::{Request, RequestMeta};
 use pegasus_protocol::types::*;
 use tracing::{error, info, warn};
 
-use self::state::{App, Changed, Cluster, PartitionConfig};
+use self::state::{App, Changed, Cluster, PartitionConfig, assignment};
 use self::zk::{Zk, ZkConfig, ZkError};
 use crate::net::{Reply, Service};
 
@@ -198,7 +198,7 @@ pub struct MetaServer {
     level: std::sync::atomic::AtomicI32,
     /// Copies the balancer took off nodes, for beacon answers to say they are gone (as last
     /// cured; read without the state lock).
-    retired: Mutex<std::collections::HashSet<(SocketAddrV4, Gpid)>>,
+    retired: Mutex<std::collections::BTreeSet<(SocketAddrV4, Gpid)>>,
     /// Configuration changes asked by members, waiting for the state lock: whoever takes it
     /// first applies every one waiting, persists them together and cures once (group commit).
     changes: Mutex<
@@ -1755,22 +1755,6 @@ fn update_answer(code: ErrorCode, config: Assignment) -> UpdateConfigResponse {
     UpdateConfigResponse {
         err: err(code),
         config,
-    }
-}
-
-fn assignment(app: &App, pidx: i32) -> Assignment {
-    let p = &app.partitions[pidx as usize];
-    Assignment {
-        pid: Gpid::new(app.info.app_id, pidx),
-        partition_count: app.info.partition_count,
-        ballot: p.ballot,
-        primary: p.primary_rpc(),
-        secondaries: p.secondary_rpcs(),
-        max_replica_count: p.max_replica_count,
-        learner: RpcAddress::INVALID,
-        envs: app.info.envs.clone(),
-        fresh: p.ballot <= 1 && p.last_committed_decree == 0,
-        app_name: app.info.app_name.clone(),
     }
 }
 

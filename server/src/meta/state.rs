@@ -5,11 +5,11 @@
 //! changed only by the leader, each change raising the ballot by one and persisted before anyone
 //! hears of it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use pegasus_protocol::types::{Gpid, RpcAddress};
+use pegasus_protocol::types::{Assignment, Gpid, RpcAddress};
 use serde::{Deserialize, Serialize};
 
 /// A table, as stored in ZooKeeper at `<root>/apps/<app_id>` (Pegasus's `app_info` fields).
@@ -196,21 +196,21 @@ pub struct Cluster {
     /// Tables by id.
     pub apps: BTreeMap<i32, App>,
     /// Replica servers by address.
-    pub nodes: HashMap<SocketAddrV4, Node>,
+    pub nodes: BTreeMap<SocketAddrV4, Node>,
     /// Partitions with a learner proposed to their primary: to whom, when, and in which ballot
     /// (a proposal made in an older ballot, to a primary that may not have been serving yet,
     /// is made again at once).
-    learning: HashMap<Gpid, (SocketAddrV4, Instant, i64)>,
+    learning: BTreeMap<Gpid, (SocketAddrV4, Instant, i64)>,
     /// Partitions with fewer copies than wanted, since when.
-    short_since: HashMap<Gpid, Instant>,
+    short_since: BTreeMap<Gpid, Instant>,
     /// Primaries the balancer is moving: the partition's primary stepped down (first step),
     /// and this secondary is promoted once every member runs that ballot (second step).
-    moving: HashMap<Gpid, SocketAddrV4>,
+    moving: BTreeMap<Gpid, SocketAddrV4>,
     /// Copies the balancer is moving: from which secondary, to which node (learning), since
     /// when, proposed last when. The learner's upgrade replaces the secondary in one change.
-    copying: HashMap<Gpid, (SocketAddrV4, SocketAddrV4, Instant, Instant)>,
+    copying: BTreeMap<Gpid, (SocketAddrV4, SocketAddrV4, Instant, Instant)>,
     /// Copies the balancer took off a node: deleted there (the node hears they are gone).
-    retired: HashSet<(SocketAddrV4, Gpid)>,
+    retired: BTreeSet<(SocketAddrV4, Gpid)>,
 }
 
 /// How long a balancer's copy may take to learn before the move is given up.
@@ -811,7 +811,7 @@ impl Cluster {
     fn primary_path(
         &self,
         app_id: i32,
-        counts: &HashMap<SocketAddrV4, usize>,
+        counts: &BTreeMap<SocketAddrV4, usize>,
     ) -> Option<Vec<(Gpid, SocketAddrV4)>> {
         // Edges: a node leads a partition that has a secondary on the other node.
         let mut edges: BTreeMap<SocketAddrV4, Vec<(Gpid, SocketAddrV4)>> = BTreeMap::new();
@@ -917,8 +917,8 @@ impl Cluster {
         app_id: i32,
         alive: &[SocketAddrV4],
         copies: bool,
-    ) -> HashMap<SocketAddrV4, usize> {
-        let mut counts: HashMap<SocketAddrV4, usize> = alive.iter().map(|a| (*a, 0)).collect();
+    ) -> BTreeMap<SocketAddrV4, usize> {
+        let mut counts: BTreeMap<SocketAddrV4, usize> = alive.iter().map(|a| (*a, 0)).collect();
         for p in &self.apps[&app_id].partitions {
             let secondaries = if copies {
                 p.secondary_addrs()
@@ -935,7 +935,7 @@ impl Cluster {
     /// Copies the balancer took off nodes, still on their disks: `(node, partition)`, for the
     /// node to delete (it hears they are gone while it is no member). A node forgets one it no
     /// longer reports.
-    pub fn retired_copies(&mut self) -> HashSet<(SocketAddrV4, Gpid)> {
+    pub fn retired_copies(&mut self) -> BTreeSet<(SocketAddrV4, Gpid)> {
         let nodes = &self.nodes;
         self.retired.retain(|(n, g)| {
             nodes
@@ -1057,7 +1057,7 @@ impl Cluster {
         delay: Duration,
     ) -> Vec<(Gpid, SocketAddrV4, SocketAddrV4)> {
         let mut out = Vec::new();
-        let mut short = HashMap::new();
+        let mut short = BTreeMap::new();
         let keys: Vec<Gpid> = self
             .apps
             .values()
@@ -1169,6 +1169,23 @@ pub fn configs_for<'a>(
         }
     }
     out
+}
+
+/// What a member (or a node that reports a copy) is told of partition `pidx` of `app`.
+pub fn assignment(app: &App, pidx: i32) -> Assignment {
+    let p = &app.partitions[pidx as usize];
+    Assignment {
+        pid: Gpid::new(app.info.app_id, pidx),
+        partition_count: app.info.partition_count,
+        ballot: p.ballot,
+        primary: p.primary_rpc(),
+        secondaries: p.secondary_rpcs(),
+        max_replica_count: p.max_replica_count,
+        learner: RpcAddress::INVALID,
+        envs: app.info.envs.clone(),
+        fresh: p.ballot <= 1 && p.last_committed_decree == 0,
+        app_name: app.info.app_name.clone(),
+    }
 }
 
 /// Of the replicas a node `reported`: those of dropped tables (to close, keeping their files),

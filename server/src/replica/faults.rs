@@ -11,10 +11,11 @@
 //!
 //! A check costs one relaxed atomic load when nothing is injected.
 
+use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::{info, warn};
@@ -87,6 +88,11 @@ impl Fault {
 #[derive(Debug, Default)]
 pub struct Faults {
     set: [AtomicU8; 4],
+    /// Whether fsyncs are recorded in `synced`.
+    recording: AtomicBool,
+    /// How far each log file was last fsynced, if recording: a power loss emulated by a test
+    /// keeps that much of each file and zeroes the rest.
+    synced: Mutex<HashMap<PathBuf, u64>>,
 }
 
 impl Faults {
@@ -107,6 +113,26 @@ impl Faults {
             None => Ok(()),
             Some(f) => Err(io::Error::from_raw_os_error(f.errno())),
         }
+    }
+
+    /// Records from now on how far each log file is fsynced ([`Faults::synced`]).
+    pub fn record_syncs(&self) {
+        self.recording.store(true, Ordering::Relaxed);
+    }
+
+    /// Notes that `path` is durable through byte `len` (a log's fsync), if recording.
+    pub fn note_synced(&self, path: &Path, len: u64) {
+        if self.recording.load(Ordering::Relaxed) {
+            let mut synced = self.synced.lock().expect("synced");
+            let at = synced.entry(path.to_owned()).or_default();
+            *at = (*at).max(len);
+        }
+    }
+
+    /// How far `path` was fsynced since recording began (0: never).
+    pub fn synced(&self, path: &Path) -> u64 {
+        let synced = self.synced.lock().expect("synced");
+        synced.get(path).copied().unwrap_or(0)
     }
 
     /// Applies a faults file's text: every point it names is set, the others cleared.

@@ -87,9 +87,9 @@ struct Lease {
 }
 
 impl Lease {
-    fn new() -> Self {
+    fn new(start: Instant) -> Self {
         Lease {
-            start: Instant::now(),
+            start,
             until: AtomicU64::new(0),
             held: AtomicBool::new(false),
         }
@@ -135,6 +135,8 @@ pub struct ReplicaStub {
     /// `None`: standalone, every open replica is the primary of a group of one (tests, tools).
     /// `Some`: the meta leader's configurations decide each replica's role.
     link: Option<Arc<Link>>,
+    /// How its replicas reach their peers and the meta: the link, or what a simulation gives.
+    peers: Option<Arc<dyn Peers>>,
     /// The lease from the meta (managed stubs only): nothing serves past it.
     lease: Lease,
     /// Held while a replica opens (one at a time), instead of the partitions' lock.
@@ -147,6 +149,14 @@ pub struct ReplicaStub {
     closed: RwLock<std::collections::BTreeSet<Gpid>>,
     /// When this process started (`/recentStartTime`).
     started: SystemTime,
+}
+
+/// Who manages a stub's replicas.
+enum Managed {
+    /// The metas, reached (as the peers are) over the link, whose calls run on the runtime.
+    Link(Vec<SocketAddr>, tokio::runtime::Handle),
+    /// A caller that plays the network and the meta.
+    Peers(Arc<dyn Peers>),
 }
 
 /// Threads that open a node's replicas at start-up.
@@ -205,13 +215,24 @@ impl ReplicaStub {
         metas: Vec<SocketAddr>,
         runtime: tokio::runtime::Handle,
     ) -> Result<Arc<ReplicaStub>, ReplicaError> {
-        Self::open_with(dirs, options, Some((metas, runtime)))
+        Self::open_with(dirs, options, Some(Managed::Link(metas, runtime)))
+    }
+
+    /// As [`ReplicaStub::open_managed`], but the replicas reach their peers and the meta
+    /// through `peers`, and nothing reaches the stub but its caller's calls (the whole-server
+    /// simulation plays the network and the meta).
+    pub fn open_with_peers(
+        dirs: DataDirs,
+        options: PartitionOptions,
+        peers: Arc<dyn Peers>,
+    ) -> Result<Arc<ReplicaStub>, ReplicaError> {
+        Self::open_with(dirs, options, Some(Managed::Peers(peers)))
     }
 
     fn open_with(
         dirs: DataDirs,
         options: PartitionOptions,
-        managed: Option<(Vec<SocketAddr>, tokio::runtime::Handle)>,
+        managed: Option<Managed>,
     ) -> Result<Arc<ReplicaStub>, ReplicaError> {
         let existing = dirs.existing()?;
         let aside = dirs.moved_aside()?;
@@ -223,18 +244,23 @@ impl ReplicaStub {
             source,
         })?;
         let is_managed = managed.is_some();
+        let started_at = options.pool.now();
         let stub = Arc::new_cyclic(|weak| {
-            let link = managed.map(|(metas, runtime)| {
-                Arc::new(Link::new(
-                    metas,
-                    runtime,
-                    weak.clone(),
-                    options.learn_rate,
-                    Arc::clone(&options.metrics),
-                    Arc::clone(&options.faults),
-                ))
-            });
-            let peers = link.clone().map(|l| l as Arc<dyn Peers>);
+            let (link, peers) = match managed {
+                Some(Managed::Link(metas, runtime)) => {
+                    let link = Arc::new(Link::new(
+                        metas,
+                        runtime,
+                        weak.clone(),
+                        options.learn_rate,
+                        Arc::clone(&options.metrics),
+                        Arc::clone(&options.faults),
+                    ));
+                    (Some(Arc::clone(&link)), Some(link as Arc<dyn Peers>))
+                }
+                Some(Managed::Peers(peers)) => (None, Some(peers)),
+                None => (None, None),
+            };
             let mut partitions = HashMap::new();
             let mut lost = BTreeMap::new();
             // Opened a few at a time (RocksDB's open and the log's replay wait on the disk as
@@ -283,7 +309,8 @@ impl ReplicaStub {
                 options,
                 partitions: RwLock::new(partitions),
                 link,
-                lease: Lease::new(),
+                peers,
+                lease: Lease::new(started_at),
                 opening: std::sync::Mutex::new(()),
                 lost: RwLock::new(lost),
                 closed: RwLock::default(),
@@ -397,7 +424,7 @@ impl ReplicaStub {
             .map(|(g, p)| (*g, p.dir().to_owned()))
             .collect();
         let dir = self.dirs.place(gpid, &current);
-        let peers = self.link.clone().map(|l| l as Arc<dyn Peers>);
+        let peers = self.peers.clone();
         let p = match Partition::open(gpid, &dir, self.options.clone(), peers) {
             Ok(p) => p,
             Err(source) => {
@@ -447,8 +474,8 @@ impl ReplicaStub {
                 // wiped while it was away, within the meta's grace): an empty store must not
                 // serve as that copy. It asks to leave; the meta then has a copy learned.
                 warn!(gpid = %a.pid, ballot = a.ballot, "a member without its copy: asking the meta to remove it");
-                if let Some(link) = &self.link {
-                    link.update(
+                if let Some(peers) = &self.peers {
+                    peers.update(
                         a.pid,
                         config.ballot,
                         self.options.me,
@@ -553,9 +580,9 @@ impl ReplicaStub {
     /// Whether this node serves a client's `write` or read of `gpid` now: `Err` with the
     /// error clients get otherwise. Only a primary serves; reads only once it has committed
     /// what a previous primary may have acknowledged.
-    fn serves(&self, gpid: Gpid, write: bool) -> Result<Arc<Partition>, ErrorCode> {
+    pub fn serves(&self, gpid: Gpid, write: bool) -> Result<Arc<Partition>, ErrorCode> {
         // Checked on every request, not once per round of beacons.
-        if self.link.is_some() && !self.lease.holds(Instant::now()) {
+        if self.peers.is_some() && !self.lease.holds(self.options.pool.now()) {
             return Err(ErrorCode::InactiveState);
         }
         let partition = self.partition(gpid).ok_or(ErrorCode::ObjectNotFound)?;
@@ -1000,21 +1027,25 @@ impl ReplicaStub {
             Ok(r) => r,
             Err(_) => return reply.error(ErrorCode::InvalidParameters),
         };
-        let (Some(from), true) = (r.primary.socket_addr(), self.link.is_some()) else {
+        let (Some(from), true) = (r.primary.socket_addr(), self.peers.is_some()) else {
             return reply.error(ErrorCode::InvalidParameters);
         };
         let stub = Arc::clone(self);
         // Opening touches the disk: not on the async workers.
-        tokio::task::spawn_blocking(move || match stub.open_partition(r.pid) {
-            Ok(p) => {
-                p.learn(from, r);
-                reply.send(ErrorCode::Ok, Some(&Empty {}));
-            }
+        tokio::task::spawn_blocking(move || match stub.learn_from(from, r) {
+            Ok(()) => reply.send(ErrorCode::Ok, Some(&Empty {})),
             Err(e) => {
                 warn!("asked to learn: {e}");
                 reply.error(ErrorCode::InvalidState);
             }
         });
+    }
+
+    /// The primary `from` tells this node to learn its partition: the replica is opened
+    /// (created if needed) and learns.
+    pub fn learn_from(&self, from: SocketAddrV4, r: LearnAddRequest) -> Result<(), ReplicaError> {
+        self.open_partition(r.pid)?.learn(from, r);
+        Ok(())
     }
 
     /// A learner asks this primary for a copy: a checkpoint (made on the replica's driver
@@ -1115,7 +1146,7 @@ impl ReplicaStub {
     /// A configuration the meta leader announces.
     fn on_proposal(self: &Arc<Self>, request: &Request, reply: Reply) {
         match request.args::<Assignment>() {
-            Ok(config) if self.link.is_some() => {
+            Ok(config) if self.peers.is_some() => {
                 let stub = Arc::clone(self);
                 // Applying may open a replica: not on the async workers.
                 tokio::task::spawn_blocking(move || {
@@ -1371,7 +1402,8 @@ mod tests {
             options: PartitionOptions::default(),
             partitions: RwLock::default(),
             link: None,
-            lease: Lease::new(),
+            peers: None,
+            lease: Lease::new(Instant::now()),
             opening: std::sync::Mutex::new(()),
             lost: RwLock::default(),
             closed: RwLock::default(),

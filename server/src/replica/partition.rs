@@ -378,7 +378,7 @@ impl Partition {
         let (tx, rx) = options
             .pool
             .get()
-            .mailbox(options.write_queue + MESSAGE_ROOM);
+            .mailbox(options.write_queue + MESSAGE_ROOM, gpid.to_string());
         let failed = Arc::new(OnceLock::new());
         let status = Arc::new(Status::default());
         status.lossy.store(lossy, Ordering::Release);
@@ -412,7 +412,7 @@ impl Partition {
             Box::new(DriverJob {
                 driver,
                 rx,
-                next_tick: Instant::now() + TICK,
+                next_tick: None,
             }),
         );
         // Named by its id until a configuration names its table.
@@ -798,7 +798,8 @@ struct Round {
 struct DriverJob {
     driver: Driver,
     rx: Receiver<Event>,
-    next_tick: Instant,
+    /// When the state machine ticks next (set by the first round, by the pool's clock).
+    next_tick: Option<Instant>,
 }
 
 impl Job for DriverJob {
@@ -849,7 +850,7 @@ struct Driver {
 impl Driver {
     /// One round: the events waiting (at most a batch), then the tick if it is due; `true`
     /// once closed.
-    fn round(&mut self, rx: &Receiver<Event>, next_tick: &mut Instant) -> bool {
+    fn round(&mut self, rx: &Receiver<Event>, next_tick: &mut Option<Instant>) -> bool {
         let mut events = Vec::new();
         while events.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -924,9 +925,11 @@ impl Driver {
             self.carry_out(&mut round);
             self.on_writes(writes, &mut round);
         }
-        if Instant::now() >= *next_tick {
+        let now = self.options.pool.now();
+        let due = *next_tick.get_or_insert(now + TICK);
+        if now >= due {
             self.step(Input::Tick, &mut round);
-            *next_tick = Instant::now() + TICK;
+            *next_tick = Some(now + TICK);
         }
         self.carry_out(&mut round);
         self.publish();
@@ -1202,9 +1205,11 @@ impl Driver {
             // Nothing to read (the learner holds everything committed): answered at once.
             return read();
         }
-        if let Err(e) = std::thread::Builder::new()
-            .name(format!("learn-log-{gpid}"))
-            .spawn(read)
+        if let Err(e) = self
+            .options
+            .pool
+            .get()
+            .spawn(format!("learn-log-{gpid}"), Box::new(read))
         {
             // The closure (and the learner's answer) went with the failed spawn: the learner's
             // request times out and it asks again.

@@ -305,6 +305,7 @@ impl Plog {
     pub fn sync_all(&mut self) -> io::Result<()> {
         for segment in &self.segments {
             File::open(&segment.path)?.sync_data()?;
+            self.faults.note_synced(&segment.path, segment.size);
         }
         sync_dir(&self.dir)
     }
@@ -314,9 +315,13 @@ impl Plog {
         self.metrics = metrics;
     }
 
-    /// Fails appends as `faults` says (tests).
+    /// Fails appends as `faults` says, and tells it what is fsynced (tests). What `open`
+    /// synced is told now.
     pub fn set_faults(&mut self, faults: Arc<Faults>) {
         self.faults = faults;
+        if let Some(last) = self.segments.last() {
+            self.faults.note_synced(&last.path, last.size);
+        }
     }
 
     /// The highest decree in the log.
@@ -357,6 +362,8 @@ impl Plog {
             self.faults.check(Point::PlogSync)?;
             self.file.sync_data()?;
             self.metrics.fsync.observe(started.elapsed());
+            self.faults
+                .note_synced(&last.path, last.size + self.buf.len() as u64);
         }
         self.metrics.appends.inc();
         self.metrics.bytes.inc_by(self.buf.len() as u64);

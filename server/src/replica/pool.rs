@@ -7,12 +7,17 @@
 //! Scheduling cannot lose a wake-up: a sender counts its event (`pending`) before it asks for a
 //! round, a round takes events off that count, and a worker that ends a round with events still
 //! counted schedules the task again after clearing its `scheduled` flag.
+//!
+//! A *stepped* pool ([`DriverPool::stepped`]) has no thread: whoever holds it runs the ready
+//! tasks' rounds, the ticks and the background work one at a time, in the order it picks, on a
+//! clock it sets. The whole-server simulation (`server/tests/it/simulation.rs`) runs every
+//! node's drivers that way, so one seed is one schedule, the same every run.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SendError, Sender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::error;
 
@@ -27,6 +32,8 @@ pub trait Job: Send + 'static {
 
 /// A partition's place in the pool.
 pub struct Task {
+    /// Names it (a partition's gpid): a stepped pool's ready tasks are offered in its order.
+    label: String,
     job: Mutex<Option<Box<dyn Job>>>,
     /// In the ready queue or running.
     scheduled: AtomicBool,
@@ -71,6 +78,11 @@ impl Task {
         while !*finished {
             finished = self.finished_cv.wait(finished).expect("finished");
         }
+    }
+
+    /// What it was named with.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Runs one round on the calling worker.
@@ -186,6 +198,18 @@ impl LazyPool {
         })
     }
 
+    /// Hands out `pool` (a stepped one: see [`DriverPool::stepped`]).
+    pub fn of(pool: Arc<DriverPool>) -> Arc<LazyPool> {
+        let lazy = LazyPool::new(0, Duration::ZERO);
+        let _ = lazy.pool.set(pool);
+        lazy
+    }
+
+    /// [`DriverPool::now`], without starting the pool.
+    pub fn now(&self) -> Instant {
+        self.pool.get().map_or_else(Instant::now, |p| p.now())
+    }
+
     /// The pool, started now if it was not.
     pub fn get(&self) -> &Arc<DriverPool> {
         self.pool.get_or_init(|| {
@@ -194,6 +218,7 @@ impl LazyPool {
     }
 }
 
+#[derive(Default)]
 struct Shared {
     ready: Mutex<VecDeque<Arc<Task>>>,
     wake: Condvar,
@@ -202,10 +227,22 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// Background work handed to the pool ([`DriverPool::spawn`]).
+type Work = Box<dyn FnOnce() + Send>;
+
+/// What a stepped pool holds instead of threads.
+struct Stepped {
+    now: Mutex<Instant>,
+    ticks: AtomicUsize,
+    background: Mutex<Vec<(String, Work)>>,
+}
+
 /// The pool.
 pub struct DriverPool {
     shared: Arc<Shared>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// `Some`: no threads; the holder steps it ([`DriverPool::stepped`]).
+    stepped: Option<Stepped>,
 }
 
 impl std::fmt::Debug for DriverPool {
@@ -219,12 +256,7 @@ impl std::fmt::Debug for DriverPool {
 impl DriverPool {
     /// `workers` threads, and one that wakes every task each `tick`.
     pub fn new(workers: usize, tick: Duration) -> std::io::Result<Arc<DriverPool>> {
-        let shared = Arc::new(Shared {
-            ready: Mutex::default(),
-            wake: Condvar::new(),
-            tasks: Mutex::default(),
-            stop: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::default());
         let mut threads = Vec::new();
         for i in 0..workers.max(1) {
             let shared = Arc::clone(&shared);
@@ -243,13 +275,141 @@ impl DriverPool {
         Ok(Arc::new(DriverPool {
             shared,
             threads: Mutex::new(threads),
+            stepped: None,
         }))
     }
 
+    /// A pool without threads, its clock at `now`: nothing runs until the holder calls
+    /// [`DriverPool::run_ready`], [`DriverPool::tick`] or [`DriverPool::run_background`].
+    pub fn stepped(now: Instant) -> Arc<DriverPool> {
+        Arc::new(DriverPool {
+            shared: Arc::new(Shared::default()),
+            threads: Mutex::default(),
+            stepped: Some(Stepped {
+                now: Mutex::new(now),
+                ticks: AtomicUsize::new(0),
+                background: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The time the drivers go by: the machine's, or a stepped pool's clock.
+    pub fn now(&self) -> Instant {
+        match &self.stepped {
+            Some(s) => *s.now.lock().expect("now"),
+            None => Instant::now(),
+        }
+    }
+
+    /// Runs `work` off the drivers: on a thread of its own (`name`), or, stepped, when the
+    /// holder picks it. Err: no thread could be had (`work` is dropped).
+    pub fn spawn(&self, name: String, work: Work) -> std::io::Result<()> {
+        match &self.stepped {
+            Some(s) => {
+                s.background.lock().expect("background").push((name, work));
+                Ok(())
+            }
+            None => std::thread::Builder::new().name(name).spawn(work).map(drop),
+        }
+    }
+
+    /// Stepped: sets the clock (it never goes back).
+    pub fn set_now(&self, now: Instant) {
+        if let Some(s) = &self.stepped {
+            let mut clock = s.now.lock().expect("now");
+            *clock = (*clock).max(now);
+        }
+    }
+
+    /// Stepped: the labels of the tasks that wait for a round, in order.
+    pub fn ready(&self) -> Vec<String> {
+        let mut labels: Vec<String> = self
+            .shared
+            .ready
+            .lock()
+            .expect("ready")
+            .iter()
+            .map(|t| t.label.clone())
+            .collect();
+        labels.sort();
+        labels
+    }
+
+    /// Stepped: runs one round of the `i`-th ready task (in [`DriverPool::ready`]'s order);
+    /// whether there was one.
+    pub fn run_ready(&self, i: usize) -> bool {
+        let task = {
+            let mut ready = self.shared.ready.lock().expect("ready");
+            let mut order: Vec<usize> = (0..ready.len()).collect();
+            order.sort_by(|a, b| ready[*a].label.cmp(&ready[*b].label));
+            match order.get(i) {
+                Some(at) => ready.remove(*at),
+                None => None,
+            }
+        };
+        match task {
+            Some(t) => {
+                t.run();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stepped: what the ticker thread does once.
+    pub fn tick(&self) {
+        if let Some(s) = &self.stepped {
+            let ticks = s.ticks.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+            wake_for_tick(&self.shared, ticks);
+        }
+    }
+
+    /// Stepped: the process dies. Every job is dropped without its last round (what its
+    /// driver held in memory is gone; nothing waiting is answered), and so is the background
+    /// work; later sends to its mailboxes fail.
+    pub fn crash(&self) {
+        let Some(s) = &self.stepped else {
+            return;
+        };
+        self.shared.ready.lock().expect("ready").clear();
+        s.background.lock().expect("background").clear();
+        let tasks: Vec<Arc<Task>> = self
+            .shared
+            .tasks
+            .lock()
+            .expect("tasks")
+            .drain(..)
+            .filter_map(|t| t.upgrade())
+            .collect();
+        for t in tasks {
+            drop(t.job.lock().expect("job").take());
+            *t.finished.lock().expect("finished") = true;
+            t.finished_cv.notify_all();
+        }
+    }
+
+    /// Stepped: the names of the background work waiting, in the order handed over.
+    pub fn background(&self) -> Vec<String> {
+        self.stepped.as_ref().map_or_else(Vec::new, |s| {
+            let waiting = s.background.lock().expect("background");
+            waiting.iter().map(|(name, _)| name.clone()).collect()
+        })
+    }
+
+    /// Stepped: runs the `i`-th background work; whether there was one.
+    pub fn run_background(&self, i: usize) -> bool {
+        let work = self.stepped.as_ref().and_then(|s| {
+            let mut waiting = s.background.lock().expect("background");
+            (i < waiting.len()).then(|| waiting.remove(i).1)
+        });
+        work.map(|w| w()).is_some()
+    }
+
     /// A mailbox of `capacity` events and its receiver, for a job to be started with
-    /// [`DriverPool::start`].
-    pub fn mailbox<E>(&self, capacity: usize) -> (Mailbox<E>, Receiver<E>) {
+    /// [`DriverPool::start`]; `label` names its task.
+    pub fn mailbox<E>(&self, capacity: usize, label: String) -> (Mailbox<E>, Receiver<E>) {
         let task = Arc::new(Task {
+            label,
             job: Mutex::new(None),
             scheduled: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
@@ -314,18 +474,23 @@ fn ticker(shared: &Shared, tick: Duration) {
     while !shared.stop.load(Ordering::SeqCst) {
         std::thread::sleep(tick);
         ticks += 1;
-        let everyone = ticks.is_multiple_of(IDLE_TICK_EVERY);
-        let tasks: Vec<Arc<Task>> = shared
-            .tasks
-            .lock()
-            .expect("tasks")
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
-        for t in tasks {
-            if everyone || !t.idle.load(Ordering::Relaxed) {
-                t.notify();
-            }
+        wake_for_tick(shared, ticks);
+    }
+}
+
+/// Tick `ticks`: wakes every task that is not idle, and every task each [`IDLE_TICK_EVERY`].
+fn wake_for_tick(shared: &Shared, ticks: u64) {
+    let everyone = ticks.is_multiple_of(IDLE_TICK_EVERY);
+    let tasks: Vec<Arc<Task>> = shared
+        .tasks
+        .lock()
+        .expect("tasks")
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for t in tasks {
+        if everyone || !t.idle.load(Ordering::Relaxed) {
+            t.notify();
         }
     }
 }
@@ -370,7 +535,7 @@ mod tests {
         let rounds = Arc::new(AtomicUsize::new(0));
         let mailboxes: Vec<Mailbox<Option<u32>>> = (0..500)
             .map(|_| {
-                let (mailbox, rx) = pool.mailbox(16);
+                let (mailbox, rx) = pool.mailbox(16, String::new());
                 let job = Counter {
                     rx,
                     task: Arc::clone(mailbox.task()),
@@ -426,7 +591,7 @@ mod tests {
             .into_iter()
             .map(|idle| {
                 let rounds = Arc::new(AtomicUsize::new(0));
-                let (m, _rx) = pool.mailbox::<u32>(4);
+                let (m, _rx) = pool.mailbox::<u32>(4, String::new());
                 let job = Ticked {
                     task: Arc::clone(m.task()),
                     idle,
@@ -466,13 +631,13 @@ mod tests {
     fn a_job_that_panics_finishes_crashed_and_the_pool_goes_on() {
         let pool = DriverPool::new(1, Duration::from_millis(50)).unwrap();
         let crashed = Arc::new(AtomicBool::new(false));
-        let (m, _rx) = pool.mailbox::<u32>(4);
+        let (m, _rx) = pool.mailbox::<u32>(4, String::new());
         pool.start(&m, Box::new(Crasher(Arc::clone(&crashed))));
         m.task().wait_finished();
         assert!(crashed.load(Ordering::SeqCst));
         // Another job still runs on the one worker.
         let sum = Arc::new(AtomicUsize::new(0));
-        let (m2, rx) = pool.mailbox(4);
+        let (m2, rx) = pool.mailbox(4, String::new());
         let job = Counter {
             rx,
             task: Arc::clone(m2.task()),

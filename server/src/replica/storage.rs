@@ -56,6 +56,10 @@ pub struct RocksOptions {
     pub max_background_jobs: i32,
     /// `rocksdb_block_cache_capacity`, shared by every partition of the node.
     pub block_cache: Option<rocksdb::Cache>,
+    /// Whether dropping the store flushes what it holds in memory (RocksDB's default). The
+    /// whole-server simulation turns it off: its crashed node drops its stores, which must then
+    /// lose what a killed process loses (the WAL is off: everything since the last flush).
+    pub flush_on_close: bool,
 }
 
 impl std::fmt::Debug for RocksOptions {
@@ -77,6 +81,7 @@ impl Default for RocksOptions {
             max_open_files: -1,
             max_background_jobs: 4,
             block_cache: None,
+            flush_on_close: true,
         }
     }
 }
@@ -101,6 +106,7 @@ impl RocksOptions {
                 .parse_or::<i32>(s, "rocksdb_max_background_compactions", 12)?
                 .clamp(2, 16),
             block_cache: (cache > 0).then(|| rocksdb::Cache::new_lru_cache(cache)),
+            flush_on_close: true,
         })
     }
 }
@@ -110,6 +116,8 @@ pub struct Storage {
     db: DB,
     /// Its options, kept for the statistics they collect (block-cache hits and misses).
     opts: Options,
+    /// The options `opts` were copied from, if they were ([`RocksOptions::flush_on_close`]).
+    _base: Option<Options>,
     /// Read options of memory-only reads, made once: they are the same for every read.
     memory_tier: ReadOptions,
     /// The configured write buffer, which `rocksdb.usage_scenario` scales.
@@ -176,9 +184,20 @@ impl Storage {
         }
         let mut memory_tier = ReadOptions::default();
         memory_tier.set_read_tier(rocksdb::ReadTier::BlockCache);
+        // The crate has no setter for it: the options are copied with it set (the copy's
+        // callbacks are the original's, kept alive with it in `_base`).
+        let (opts, base) = if o.flush_on_close {
+            (opts, None)
+        } else {
+            (
+                opts.get_options_from_string("avoid_flush_during_shutdown=true")?,
+                Some(opts),
+            )
+        };
         Ok(Storage {
             db: DB::open(&opts, path)?,
             opts,
+            _base: base,
             memory_tier,
             write_buffer_size: o.write_buffer_size,
         })
@@ -410,6 +429,39 @@ mod tests {
         let s = Storage::open(dir.path(), &RocksOptions::default()).unwrap();
         assert_eq!(s.applied_decree().unwrap(), 3);
         assert_eq!(s.get(&key, 0).unwrap().as_deref(), Some(&b"v"[..]));
+    }
+
+    /// Guards the simulation's crash: with `flush_on_close` off, a dropped store is back at its
+    /// last flush when reopened (as after a killed process), with it on, it kept everything.
+    #[test]
+    fn a_store_dropped_without_flush_on_close_is_back_at_its_last_flush() {
+        for flush_on_close in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let o = RocksOptions {
+                flush_on_close,
+                ..RocksOptions::default()
+            };
+            let s = Storage::open(dir.path(), &o).unwrap();
+            let put = |decree: u64| Mutation {
+                ballot: 1,
+                decree,
+                ops: vec![Op::Put(
+                    key::encode_key(format!("h{decree}").as_bytes(), b"s").unwrap(),
+                    key::value::encode(0, 1, b"v"),
+                )],
+            };
+            s.apply(&[put(1)]).unwrap();
+            s.flush().unwrap();
+            s.apply(&[put(2)]).unwrap();
+            drop(s);
+            let s = Storage::open(dir.path(), &o).unwrap();
+            let want = if flush_on_close { 2 } else { 1 };
+            assert_eq!(
+                s.applied_decree().unwrap(),
+                want,
+                "flush_on_close {flush_on_close}"
+            );
+        }
     }
 
     /// Level-0 files of the store.
