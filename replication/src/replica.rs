@@ -412,7 +412,7 @@ where
     }
 
     /// A node told by a primary to learn.
-    fn on_learn(&mut self, from: N, ballot: u64, _prepare_start: u64, out: &mut Vec<Output<N, W>>) {
+    fn on_learn(&mut self, from: N, ballot: u64, prepare_start: u64, out: &mut Vec<Output<N, W>>) {
         if self.role == Role::Primary
             || ballot < self.config.ballot
             || (self.role == Role::Secondary && ballot == self.config.ballot)
@@ -424,8 +424,13 @@ where
             && self.config.primary == Some(from);
         if again {
             // Told again before its copy is in place: the copy failed or was lost (the driver
-            // ignores this while one is still on its way).
-            if !self.installed {
+            // ignores this while one is still on its way). Told again with its copy in place,
+            // by a primary that prepares to it only from past what it holds: it missed a
+            // decree, and copies again (a late repeat of the first invitation starts where
+            // the copy it has reaches, and changes nothing).
+            if !self.installed || self.logged_through() + 1 < prepare_start {
+                self.installed = false;
+                self.gap_since = None;
                 out.push(Output::StartLearning { from, ballot });
             }
             return;
@@ -523,10 +528,27 @@ where
             return;
         }
         let committed = self.committed;
+        let last_prepared = self.last_prepared();
         let Some(l) = self.learners.get_mut(&from) else {
             return;
         };
         l.heard = true;
+        if through < committed && self.now - l.invited >= self.options.prepare_timeout {
+            // It lacks a decree committed without it (a prepare lost while nothing came after
+            // to tell it of the gap): prepares are not sent twice, so it copies again, told
+            // that prepares go to it from the next decree on.
+            l.invited = self.now;
+            let prepare_start = last_prepared + 1;
+            l.prepare_start = prepare_start;
+            out.push(Output::Send {
+                to: from,
+                message: Message::Learn {
+                    ballot,
+                    prepare_start,
+                },
+            });
+            return;
+        }
         if l.required_after.is_none() && through >= committed {
             l.required_after = Some(committed);
             l.asked = self.now;
