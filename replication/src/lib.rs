@@ -9,6 +9,7 @@
 //! # Layout
 //! - this file: the vocabulary ([`Config`], [`Mutation`], [`Message`], [`Input`], [`Output`])
 //! - [`replica`]: [`Replica`], the roles, the prepare list, the commit point, reconciliation
+//! - [`sim`]: the random numbers of the seeded simulations (this crate's and the server's)
 //!
 //! # The protocol, as built here
 //! - The meta owns membership: a [`Config`] names the primary and the secondaries of a
@@ -29,9 +30,11 @@
 //!   restarted: [`Replica::set_lossy`]) takes no part as the copy it was: named a member of a
 //!   group with others, it asks the meta to remove it, and counts again once it has learned.
 //! - A learner holding a gap below the primary's commit point (a prepare it missed: prepares are
-//!   sent once) copies again after a prepare timeout.
+//!   sent once) copies again after a prepare timeout, or when its primary, seeing the gap in its
+//!   report, tells it to learn again.
 
 pub mod replica;
+pub mod sim;
 
 pub use replica::{Options, Replica, Role};
 

@@ -33,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use pegasus_replication::sim::Rng;
 use pegasus_replication::{Config, Input, Message, Mutation, Options, Output, Replica, Role};
 
 /// Seeds that once failed, replayed first.
@@ -58,26 +59,6 @@ use pegasus_replication::{Config, Input, Message, Mutation, Options, Output, Rep
 const REGRESSIONS: &[u64] = &[
     3857, 117, 397, 10765, 66030, 165, 521, 1304, 192, 3046, 148094, 154139, 159161, 67541,
 ];
-
-/// splitmix64: small, fast, and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// True with probability `per_mille` / 1000.
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 type Node = u32;
 type Write = u64;

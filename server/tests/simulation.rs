@@ -41,6 +41,7 @@ use pegasus_protocol::types::{
     Assignment, Blob, Gpid, LearnAddRequest, LearnDoneRequest, LearnRequest, PrepareRequest,
     RpcAddress, UpdateRequest, config_type,
 };
+use pegasus_replication::sim::Rng;
 use pegasus_server::meta::state::{self, App, Changed, Cluster};
 use pegasus_server::replica::ReplicaStub;
 use pegasus_server::replica::dirs::DataDirs;
@@ -55,29 +56,6 @@ use pegasus_server::replica::write::WriteOp;
 /// it, with nothing prepared after to tell it of the gap, stayed a learner for the whole ballot
 /// (its reports showed the gap; the primary sends a prepare once, and ignored them).
 const REGRESSIONS: &[u64] = &[16, 33, 165];
-
-/// splitmix64: small, fast, and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    /// True with probability `per_mille` / 1000.
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.below(to - from + 1))
-    }
-}
 
 /// The table: its partitions, and copies of each.
 const PARTITIONS: i32 = 4;
@@ -937,17 +915,7 @@ impl World {
             let app = &meta.cluster.apps[&c.app_id];
             let config = &app.partitions[c.pidx as usize];
             let proposal = state::assignment(app, c.pidx);
-            let mut nodes: Vec<SocketAddrV4> = c
-                .before
-                .primary_addr()
-                .into_iter()
-                .chain(c.before.secondary_addrs())
-                .chain(config.primary_addr())
-                .chain(config.secondary_addrs())
-                .collect();
-            nodes.sort();
-            nodes.dedup();
-            for node in nodes {
+            for node in c.told(config) {
                 self.propose(node_of(node), proposal.clone());
             }
         }

@@ -832,17 +832,7 @@ impl MetaServer {
             info!(%gpid, ballot = config.ballot, primary = config.primary, secondaries = ?config.secondaries, last_drops = ?config.last_drops, "configuration changed");
             self.metrics.changed(&state.apps[&c.app_id].info.app_name);
             let proposal = assignment(&state.apps[&c.app_id], c.pidx);
-            let mut nodes: Vec<SocketAddrV4> = c
-                .before
-                .primary_addr()
-                .into_iter()
-                .chain(c.before.secondary_addrs())
-                .chain(config.primary_addr())
-                .chain(config.secondary_addrs())
-                .collect();
-            nodes.sort();
-            nodes.dedup();
-            for node in nodes {
+            for node in c.told(&config) {
                 self.propose(gpid, node, proposal.clone());
             }
         }

@@ -1220,6 +1220,22 @@ pub struct Changed {
 }
 
 impl Changed {
+    /// Who must hear of the change, `now` being the partition's new configuration: every node
+    /// that was or is a member, once each, in order.
+    pub fn told(&self, now: &PartitionConfig) -> Vec<SocketAddrV4> {
+        let mut nodes: Vec<SocketAddrV4> = self
+            .before
+            .primary_addr()
+            .into_iter()
+            .chain(self.before.secondary_addrs())
+            .chain(now.primary_addr())
+            .chain(now.secondary_addrs())
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
     fn new(gpid: Gpid, before: PartitionConfig) -> Self {
         Changed {
             app_id: gpid.app_id,
