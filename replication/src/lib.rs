@@ -9,7 +9,7 @@
 //! # Layout
 //! - this file: the vocabulary ([`Config`], [`Mutation`], [`Message`], [`Input`], [`Output`])
 //! - [`replica`]: [`Replica`], the roles, the prepare list, the commit point, reconciliation
-//! - [`sim`]: the random numbers of the seeded simulations (this crate's and the server's)
+//! - [`sim`]: the random numbers of the seeded simulations and tests
 //!
 //! # The protocol, as built here
 //! - The meta owns membership: a [`Config`] names the primary and the secondaries of a

@@ -1297,6 +1297,80 @@ mod tests {
     /// Regression guard: a returning node's own log past the copy (an older ballot's history)
     /// counted as held, so it could report having caught up with decrees the primary never
     /// committed.
+    /// Regression guard (the whole-server simulation's seeds 16, 33, 165): a learner missed the
+    /// prepare of a decree its primary then committed without it, and nothing was prepared
+    /// after, so nothing told it of the gap; it reported the decree before for the whole ballot
+    /// and the primary, which sends a prepare once, did nothing with those reports.
+    #[test]
+    fn a_learner_whose_report_shows_a_committed_decree_missing_copies_again() {
+        let options = Options::default();
+        let mut p = R::new(1, options);
+        p.handle(Input::Config(config(1, 1, &[2])));
+        let learn = sends(&p.handle(Input::AddLearner { learner: 3 }));
+        let mut l = R::new(3, options);
+        l.handle(Input::Receive {
+            from: 1,
+            message: learn[0].1.clone(),
+        });
+        l.handle(Input::Learned {
+            checkpoint: 0,
+            tail: Vec::new(),
+        });
+        // Decree 1 commits with the secondary; its prepare to the learner is lost.
+        p.handle(Input::Write { id: 1, write: "a" });
+        p.handle(Input::Logged {
+            ballot: 1,
+            decree: 1,
+        });
+        p.handle(Input::Receive {
+            from: 2,
+            message: Message::Ack {
+                ballot: 1,
+                decree: 1,
+            },
+        });
+        assert_eq!(p.committed(), 1);
+        let report = Message::LearnDone {
+            ballot: 1,
+            logged_through: 0,
+        };
+        // Its reports show the gap: once a prepare timeout after it was invited, it is told to
+        // learn again, prepares going to it from past what the primary prepared.
+        let mut told = Vec::new();
+        for _ in 0..options.prepare_timeout + 1 {
+            p.handle(Input::Tick);
+            told.extend(sends(&p.handle(Input::Receive {
+                from: 3,
+                message: report.clone(),
+            })));
+        }
+        assert!(
+            matches!(
+                told[..],
+                [(3, Message::Learn { ballot: 1, prepare_start })] if prepare_start >= 2
+            ),
+            "told once in a prepare timeout, to prepare from past decree 1: {told:?}"
+        );
+        // With its copy in place, it copies again: it lacks what comes before that start.
+        let out = l.handle(Input::Receive {
+            from: 1,
+            message: told[0].1.clone(),
+        });
+        assert_eq!(out, [Output::StartLearning { from: 1, ballot: 1 }]);
+        // A late repeat of the first invitation changes nothing once it holds the copy.
+        l.handle(Input::Learned {
+            checkpoint: 1,
+            tail: Vec::new(),
+        });
+        assert!(
+            l.handle(Input::Receive {
+                from: 1,
+                message: learn[0].1.clone(),
+            })
+            .is_empty()
+        );
+    }
+
     #[test]
     fn a_learner_not_heard_from_is_told_again_until_it_reports() {
         let options = Options::default();

@@ -1,5 +1,6 @@
 //! What the seeded simulations share (this crate's, of one group's state machines, and the
-//! server's, of a whole cluster): their random numbers.
+//! server's, of a whole cluster), and the seeded end-to-end tests (hostile clients): their
+//! random numbers.
 
 use std::time::Duration;
 
@@ -26,6 +27,11 @@ impl Rng {
     /// True with probability `per_mille` / 1000.
     pub fn chance(&mut self, per_mille: u64) -> bool {
         self.below(1000) < per_mille
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
     }
 
     /// A duration from `from` to `to` milliseconds, both included.

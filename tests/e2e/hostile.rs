@@ -60,7 +60,7 @@ fn rpc_names(node: Node) -> Vec<&'static str> {
 /// connections.
 fn attack(addr: SocketAddr, node: Node, app_id: i32, seed: u64, healthy: &dyn Fn()) {
     let started = std::time::Instant::now();
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng(seed);
     let wait = READ_TIMEOUT + Duration::from_secs(15);
     let name = node.name();
 

@@ -11,34 +11,8 @@ use bytes::BytesMut;
 use pegasus_protocol::frame::{self, HEADER_V0_LEN, RequestMeta, encode_request_v0};
 use pegasus_protocol::types::{Blob, Gpid, QueryCfgRequest, UpdateRequest};
 
-/// A small seeded generator (splitmix64): the same seed, the same attack.
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from `seed`.
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// `n` random bytes.
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-}
+/// The seeded generator: the same seed, the same attack.
+pub use pegasus_replication::sim::Rng;
 
 /// What the server did with one hostile connection.
 #[derive(Debug)]
@@ -144,7 +118,7 @@ pub fn valid_put(app_id: i32, key: &str) -> Vec<u8> {
 pub fn random_payloads(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
-            let len = 1 + rng.below(16 << 10);
+            let len = 1 + rng.below(16 << 10) as usize;
             let mut p = rng.bytes(len);
             if i % 4 == 0 {
                 // A THFT magic, then any version, lengths and body.

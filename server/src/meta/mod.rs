@@ -35,7 +35,7 @@ use pegasus_protocol::frame::{Request, RequestMeta};
 use pegasus_protocol::types::*;
 use tracing::{error, info, warn};
 
-use self::state::{App, Changed, Cluster, PartitionConfig, assignment};
+use self::state::{App, Beat, Changed, Cluster, PartitionConfig, assignment};
 use self::zk::{Zk, ZkConfig, ZkError};
 use crate::net::{Reply, Service};
 
@@ -212,25 +212,6 @@ pub struct MetaServer {
     started: SystemTime,
     /// The collector's last availability round, and when it came (the status page shows it).
     availability: Mutex<Option<(Instant, AvailabilityReport)>>,
-}
-
-/// A replica server's last beacon.
-#[derive(Debug)]
-struct Beat {
-    /// When it came.
-    at: Instant,
-    /// The replicas it holds.
-    replicas: Vec<Gpid>,
-    /// The replicas it lost.
-    errors: Vec<Gpid>,
-    /// The commit point of each of `replicas`.
-    committed: Vec<i64>,
-    /// When each of `replicas` last finished a manual compaction (unix seconds).
-    compacted: Vec<i64>,
-    /// The configuration ballot each of `replicas` runs.
-    ballots: Vec<i64>,
-    /// The replicas that may lack what they acknowledged.
-    lossy: Vec<Gpid>,
 }
 
 /// Primaries being replaced while [`MetaServer::publish`] persists the change: their beacons
@@ -607,32 +588,12 @@ impl MetaServer {
             let beats = self.beats.lock().expect("beats");
             beats
                 .iter()
-                .filter(|(node, beat)| {
-                    state
-                        .nodes
-                        .get(node)
-                        .is_none_or(|n| n.last_beacon < beat.at)
-                })
-                .map(|(node, beat)| {
-                    let copy = Beat {
-                        at: beat.at,
-                        replicas: beat.replicas.clone(),
-                        errors: beat.errors.clone(),
-                        committed: beat.committed.clone(),
-                        compacted: beat.compacted.clone(),
-                        ballots: beat.ballots.clone(),
-                        lossy: beat.lossy.clone(),
-                    };
-                    (*node, copy)
-                })
+                .filter(|(node, beat)| state.is_new(**node, beat.at))
+                .map(|(node, beat)| (*node, beat.clone()))
                 .collect()
         };
         for (node, beat) in beats {
-            state.note_committed(node, &beat.replicas, &beat.committed);
-            let revived = state.beacon(node, beat.replicas.clone(), beat.errors, beat.at);
-            state.note_ballots(node, &beat.replicas, &beat.ballots);
-            state.note_lossy(node, beat.lossy);
-            if revived {
+            if state.fold(node, beat) {
                 info!(%node, "replica server alive");
             }
         }
@@ -775,14 +736,7 @@ impl MetaServer {
         }
         // Primaries this round takes the place of: no beacon of theirs renews their lease
         // until the view says so (see [`MetaServer::beacon`]). Marked before the first await.
-        let deposed: Vec<SocketAddrV4> = changed
-            .iter()
-            .filter_map(|c| {
-                let old = c.before.primary_addr()?;
-                let now = state.apps[&c.app_id].partitions[c.pidx as usize].primary_addr();
-                (now != Some(old)).then_some(old)
-            })
-            .collect();
+        let deposed = state.deposed(&changed);
         let _deposing =
             (!deposed.is_empty()).then(|| Deposing::mark(&self.deposing, deposed.clone()));
         let saved = {
@@ -811,15 +765,11 @@ impl MetaServer {
         // is, its last lease ran out long ago and this waits for nothing.
         // (A primary replaced while alive, as the balancer's step down or its own request,
         // hears of it and steps down itself: only those taken for dead are waited for.)
-        let leased_until = {
-            let leased = self.leased.lock().expect("leased");
-            deposed
-                .iter()
-                .filter(|n| state.nodes.get(n).is_none_or(|node| !node.alive))
-                .filter_map(|n| leased.get(n))
-                .max()
-                .map(|at| *at + self.options.fd_lease)
-        };
+        let leased_until = state.replaced_lease_ends(
+            &deposed,
+            &self.leased.lock().expect("leased"),
+            self.options.fd_lease,
+        );
         if let Some(until) = leased_until.filter(|u| *u > Instant::now()) {
             warn!(?deposed, wait = ?(until - Instant::now()), "a replaced primary holds a lease given as it was replaced: its successor waits it out");
             tokio::time::sleep_until(until.into()).await;

@@ -190,6 +190,25 @@ pub struct Node {
     pub lossy: Vec<Gpid>,
 }
 
+/// A replica server's last beacon, as the meta keeps it until it folds it in.
+#[derive(Clone, Debug)]
+pub struct Beat {
+    /// When it came.
+    pub at: Instant,
+    /// The replicas it holds.
+    pub replicas: Vec<Gpid>,
+    /// The replicas it lost.
+    pub errors: Vec<Gpid>,
+    /// The commit point of each of `replicas`.
+    pub committed: Vec<i64>,
+    /// When each of `replicas` last finished a manual compaction (unix seconds).
+    pub compacted: Vec<i64>,
+    /// The configuration ballot each of `replicas` runs.
+    pub ballots: Vec<i64>,
+    /// The replicas that may lack what they acknowledged.
+    pub lossy: Vec<Gpid>,
+}
+
 /// The cluster.
 #[derive(Clone, Debug, Default)]
 pub struct Cluster {
@@ -274,6 +293,53 @@ impl Cluster {
             })
             .collect();
         App { info, partitions }
+    }
+
+    /// Whether a beacon of `node` that came `at` is newer than the last one folded in (an
+    /// older one must not revive a node taken for dead since).
+    pub fn is_new(&self, node: SocketAddrV4, at: Instant) -> bool {
+        self.nodes.get(&node).is_none_or(|n| n.last_beacon < at)
+    }
+
+    /// Folds a beacon in: the commit points, the replicas held and lost, the ballots they run,
+    /// those lossy; whether the node came (back) alive.
+    pub fn fold(&mut self, node: SocketAddrV4, beat: Beat) -> bool {
+        self.note_committed(node, &beat.replicas, &beat.committed);
+        let revived = self.beacon(node, beat.replicas.clone(), beat.errors, beat.at);
+        self.note_ballots(node, &beat.replicas, &beat.ballots);
+        self.note_lossy(node, beat.lossy);
+        revived
+    }
+
+    /// The primaries `changed` (already applied) takes the place of: until the view names
+    /// their successors, no beacon of theirs may renew their lease.
+    pub fn deposed(&self, changed: &[Changed]) -> Vec<SocketAddrV4> {
+        changed
+            .iter()
+            .filter_map(|c| {
+                let old = c.before.primary_addr()?;
+                let now = self.partition(Gpid::new(c.app_id, c.pidx))?.primary_addr();
+                (now != Some(old)).then_some(old)
+            })
+            .collect()
+    }
+
+    /// When the last lease given to one of the `deposed` primaries taken for dead runs out
+    /// (`leased`: when each node was last answered a beacon; a lease runs `lease` from before
+    /// then): their successors must not be told before. One replaced alive hears of it and
+    /// steps down itself.
+    pub fn replaced_lease_ends(
+        &self,
+        deposed: &[SocketAddrV4],
+        leased: &HashMap<SocketAddrV4, Instant>,
+        lease: Duration,
+    ) -> Option<Instant> {
+        deposed
+            .iter()
+            .filter(|n| self.nodes.get(n).is_none_or(|node| !node.alive))
+            .filter_map(|n| leased.get(n))
+            .max()
+            .map(|at| *at + lease)
     }
 
     /// Records a beacon: the replicas the node holds, and those it lost (damaged, moved aside);

@@ -1411,6 +1411,19 @@ mod tests {
         })
     }
 
+    /// Asserts that `work` took long enough to show anything, and that no request meanwhile
+    /// waited a quarter of it.
+    fn assert_not_held_up(work: &str, took: Duration, slowest: Duration) {
+        assert!(
+            took > Duration::from_millis(100),
+            "{work} is too short to show anything: {took:?}"
+        );
+        assert!(
+            slowest < took / 4,
+            "a request waited {slowest:?} during {work} ({took:?})"
+        );
+    }
+
     /// Regression guard: opening a replica held the partitions' write lock through RocksDB's
     /// open and the plog's replay, so every request to every other replica waited for it.
     #[test]
@@ -1430,14 +1443,7 @@ mod tests {
         }
         let took = started.elapsed();
         opening.join().unwrap();
-        assert!(
-            took > Duration::from_millis(100),
-            "the replay is too short to show anything: {took:?}"
-        );
-        assert!(
-            slowest < took / 4,
-            "a request waited {slowest:?} during an open of {took:?}"
-        );
+        assert_not_held_up("the open's replay", took, slowest);
         stub.close();
     }
 
@@ -1497,13 +1503,10 @@ mod tests {
         let (from_log, at, tail) = copy.unwrap();
         assert!(from_log && at == 0, "a copy from the log");
         assert!(tail >= 150_000, "every mutation: {tail}");
-        assert!(
-            took > Duration::from_millis(100),
-            "the read is too short to show anything: {took:?}"
-        );
-        assert!(
-            slowest < took / 4,
-            "a write waited {slowest:?} while the log was read for a learner ({took:?}, {n} writes)"
+        assert_not_held_up(
+            &format!("the log read for a learner ({n} writes)"),
+            took,
+            slowest,
         );
         stub.close();
     }

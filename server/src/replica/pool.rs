@@ -10,7 +10,7 @@
 //!
 //! A *stepped* pool ([`DriverPool::stepped`]) has no thread: whoever holds it runs the ready
 //! tasks' rounds, the ticks and the background work one at a time, in the order it picks, on a
-//! clock it sets. The whole-server simulation (`server/tests/it/simulation.rs`) runs every
+//! clock it sets. The whole-server simulation (`server/tests/simulation/`) runs every
 //! node's drivers that way, so one seed is one schedule, the same every run.
 
 use std::collections::VecDeque;
@@ -78,11 +78,6 @@ impl Task {
         while !*finished {
             finished = self.finished_cv.wait(finished).expect("finished");
         }
-    }
-
-    /// What it was named with.
-    pub fn label(&self) -> &str {
-        &self.label
     }
 
     /// Runs one round on the calling worker.
@@ -321,22 +316,13 @@ impl DriverPool {
         }
     }
 
-    /// Stepped: the labels of the tasks that wait for a round, in order.
-    pub fn ready(&self) -> Vec<String> {
-        let mut labels: Vec<String> = self
-            .shared
-            .ready
-            .lock()
-            .expect("ready")
-            .iter()
-            .map(|t| t.label.clone())
-            .collect();
-        labels.sort();
-        labels
+    /// Stepped: how many tasks wait for a round.
+    pub fn ready_count(&self) -> usize {
+        self.shared.ready.lock().expect("ready").len()
     }
 
-    /// Stepped: runs one round of the `i`-th ready task (in [`DriverPool::ready`]'s order);
-    /// whether there was one.
+    /// Stepped: runs one round of the `i`-th ready task in the order of their labels (not of
+    /// their wake-ups, which threads opening replicas at once make vary); whether there was one.
     pub fn run_ready(&self, i: usize) -> bool {
         let task = {
             let mut ready = self.shared.ready.lock().expect("ready");
@@ -388,15 +374,15 @@ impl DriverPool {
         }
     }
 
-    /// Stepped: the names of the background work waiting, in the order handed over.
-    pub fn background(&self) -> Vec<String> {
-        self.stepped.as_ref().map_or_else(Vec::new, |s| {
-            let waiting = s.background.lock().expect("background");
-            waiting.iter().map(|(name, _)| name.clone()).collect()
-        })
+    /// Stepped: how much background work waits.
+    pub fn background_count(&self) -> usize {
+        self.stepped
+            .as_ref()
+            .map_or(0, |s| s.background.lock().expect("background").len())
     }
 
-    /// Stepped: runs the `i`-th background work; whether there was one.
+    /// Stepped: runs the `i`-th background work, in the order handed over; whether there was
+    /// one.
     pub fn run_background(&self, i: usize) -> bool {
         let work = self.stepped.as_ref().and_then(|s| {
             let mut waiting = s.background.lock().expect("background");
@@ -625,6 +611,70 @@ mod tests {
         fn finish(&mut self, crashed: bool) {
             self.0.store(crashed, Ordering::SeqCst);
         }
+    }
+
+    /// A stepped pool runs nothing by itself: rounds, ticks and background work run when its
+    /// holder says; a crash drops the jobs unfinished and their mailboxes refuse sends.
+    #[test]
+    fn a_stepped_pool_runs_only_what_its_holder_runs() {
+        let start = Instant::now();
+        let pool = DriverPool::stepped(start);
+        let sum = Arc::new(AtomicUsize::new(0));
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let (m, rx) = pool.mailbox(4, "1.0".into());
+        let job = Counter {
+            rx,
+            task: Arc::clone(m.task()),
+            sum: Arc::clone(&sum),
+            rounds: Arc::clone(&rounds),
+        };
+        pool.start(&m, Box::new(job));
+        m.send(Some(2)).unwrap();
+        assert_eq!(
+            pool.ready_count(),
+            1,
+            "started and sent to: one round waits"
+        );
+        assert_eq!(rounds.load(Ordering::SeqCst), 0);
+        assert!(pool.run_ready(0));
+        assert_eq!(
+            (rounds.load(Ordering::SeqCst), sum.load(Ordering::SeqCst)),
+            (1, 2)
+        );
+        assert!(!pool.run_ready(0), "nothing waits");
+        pool.tick();
+        assert_eq!(
+            pool.ready_count(),
+            1,
+            "a tick wakes a task that is not idle"
+        );
+        pool.set_now(start + Duration::from_secs(5));
+        pool.set_now(start);
+        assert_eq!(
+            pool.now(),
+            start + Duration::from_secs(5),
+            "the clock never goes back"
+        );
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&ran);
+        pool.spawn(
+            "work".into(),
+            Box::new(move || flag.store(true, Ordering::SeqCst)),
+        )
+        .unwrap();
+        assert_eq!(pool.background_count(), 1);
+        assert!(!ran.load(Ordering::SeqCst));
+        assert!(pool.run_background(0));
+        assert!(ran.load(Ordering::SeqCst));
+        pool.crash();
+        assert_eq!(pool.ready_count(), 0);
+        m.task().wait_finished();
+        assert!(m_closed(&m), "the crashed job's mailbox refuses sends");
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            1,
+            "no last round after a crash"
+        );
     }
 
     #[test]
