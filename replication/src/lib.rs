@@ -20,18 +20,22 @@
 //!   the current configuration; only then is it applied and the client answered.
 //! - A secondary drops a prepare of a lower ballot (answering [`Message::Reject`]), adopts a
 //!   higher one, acknowledges after its own append, and applies up to the commit point.
-//! - A secondary that does not acknowledge within the prepare timeout: the primary stops taking
+//! - A prepare not acknowledged goes again, every sixth of the prepare timeout, to whoever has not
+//!   acknowledged it (lost, or refused by a copy that had not heard of the configuration yet).
+//!   A secondary that does not acknowledge within the prepare timeout: the primary stops taking
 //!   writes and asks the meta to remove it ([`Output::Remove`]). A primary of a new ballot
 //!   re-prepares everything it holds past its commit point under that ballot (reconciliation)
-//!   before it commits anything new.
+//!   before it commits anything new. A secondary that committed one of those decrees already
+//!   logs it again under the new ballot before it acknowledges (its store may lose it, and its
+//!   log's older-ballot entry would not count after a restart).
 //! - A replica that restarts is inactive: it acknowledges nothing until the meta puts it in a
 //!   configuration again.
 //! - A replica whose log may have lost appends it reported logged (fsync off, and the machine
 //!   restarted: [`Replica::set_lossy`]) takes no part as the copy it was: named a member of a
 //!   group with others, it asks the meta to remove it, and counts again once it has learned.
-//! - A learner holding a gap below the primary's commit point (a prepare it missed: prepares are
-//!   sent once) copies again after a prepare timeout, or when its primary, seeing the gap in its
-//!   report, tells it to learn again.
+//! - A learner holding a gap below the primary's commit point (a prepare it missed before the
+//!   primary committed without it) copies again after a prepare timeout, or when its primary,
+//!   seeing the gap in its report, tells it to learn again.
 
 pub mod replica;
 pub mod sim;

@@ -599,10 +599,12 @@ where
         self.ballot_start = ballot_start;
         let decree = mutation.decree;
         if decree <= self.committed {
-            out.push(Output::Send {
-                to: from,
-                message: Message::Ack { ballot, decree },
-            });
+            // Committed here already, so of this value; but the store may lose it (RocksDB runs
+            // without its WAL) and the log may hold it only under an older ballot, which after
+            // a restart does not count past this primary's `ballot_start`: a copy back within
+            // the grace could then apply nothing, and stayed a member that acknowledges and
+            // never applies. Logged again under this ballot; acknowledged once logged.
+            out.push(Output::Append(mutation));
         } else {
             match self.prepared.get(&decree) {
                 Some(e) if e.mutation.ballot == ballot => {
@@ -668,6 +670,17 @@ where
 
     fn on_logged(&mut self, ballot: u64, decree: u64, out: &mut Vec<Output<N, W>>) {
         let Some(e) = self.prepared.get_mut(&decree) else {
+            // A committed decree logged again under this ballot (see `on_prepare`).
+            if decree <= self.committed
+                && ballot == self.config.ballot
+                && matches!(self.role, Role::Secondary | Role::Learner)
+                && let Some(primary) = self.config.primary
+            {
+                out.push(Output::Send {
+                    to: primary,
+                    message: Message::Ack { ballot, decree },
+                });
+            }
             return;
         };
         if e.mutation.ballot != ballot {
@@ -888,6 +901,47 @@ where
                 })
             })
         });
+        // A prepare not acknowledged goes again, every sixth of the prepare timeout, to whoever
+        // has not acknowledged it: it may have been lost, or refused by a copy that had not yet
+        // heard of this configuration (the meta's announcement and a ballot's first prepare
+        // race; a learner just made a secondary refused it as a learner). A repeat is
+        // acknowledged again. Sent once, it left that copy to be removed at the timeout, to
+        // learn again, and to race again.
+        let every = (timeout / 6).max(1);
+        let resends: Vec<(N, Mutation<W>)> = self
+            .prepared
+            .iter()
+            .filter(|(_, e)| {
+                let age = now.saturating_sub(e.sent_at);
+                age > 0 && age % every == 0 && e.mutation.ballot == self.config.ballot
+            })
+            .flat_map(|(&d, e)| {
+                let learners = self
+                    .learners
+                    .iter()
+                    .filter(move |(_, l)| d >= l.prepare_start)
+                    .map(|(n, _)| *n);
+                self.config
+                    .secondaries
+                    .iter()
+                    .copied()
+                    .chain(learners)
+                    .filter(|n| !e.acks.contains(n))
+                    .map(|n| (n, e.mutation.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (to, mutation) in resends {
+            out.push(Output::Send {
+                to,
+                message: Message::Prepare {
+                    ballot: self.config.ballot,
+                    ballot_start: self.ballot_start,
+                    mutation,
+                    committed: self.committed,
+                },
+            });
+        }
         // An upgrade not answered in time is asked again; a learner not heard from is told
         // again to learn.
         let ballot = self.config.ballot;
@@ -1297,6 +1351,122 @@ mod tests {
     /// Regression guard: a returning node's own log past the copy (an older ballot's history)
     /// counted as held, so it could report having caught up with decrees the primary never
     /// committed.
+    /// Regression guard (the whole-server simulation's seeds 6, 8, 24): a secondary answered a
+    /// new primary's prepare of a decree it had committed with an acknowledgement alone; its
+    /// store lost the decree in a crash (RocksDB without its WAL) and its log held it only under
+    /// the old ballot, which does not count past the new primary's `ballot_start`: back within
+    /// the grace, it acknowledged every later prepare and never applied anything again.
+    #[test]
+    fn a_committed_decree_prepared_again_is_logged_under_the_new_ballot_before_its_ack() {
+        let mut s = R::new(2, Options::default());
+        s.handle(Input::Config(config(1, 1, &[2])));
+        let prepare = |ballot: u64, committed| Input::Receive {
+            from: 1,
+            message: Message::Prepare {
+                ballot,
+                ballot_start: 0,
+                mutation: Mutation {
+                    ballot,
+                    decree: 1,
+                    write: Some("a"),
+                },
+                committed,
+            },
+        };
+        s.handle(prepare(1, 0));
+        s.handle(Input::Logged {
+            ballot: 1,
+            decree: 1,
+        });
+        // Committed with the next prepare's commit point.
+        s.handle(Input::Receive {
+            from: 1,
+            message: Message::Prepare {
+                ballot: 1,
+                ballot_start: 0,
+                mutation: Mutation {
+                    ballot: 1,
+                    decree: 2,
+                    write: None,
+                },
+                committed: 1,
+            },
+        });
+        assert_eq!(s.committed(), 1);
+        // The primary of ballot 2 reconciles from decree 1 again.
+        s.handle(Input::Config(config(2, 1, &[2])));
+        let out = s.handle(prepare(2, 0));
+        assert_eq!(
+            out,
+            [Output::Append(Mutation {
+                ballot: 2,
+                decree: 1,
+                write: Some("a"),
+            })],
+            "logged again under ballot 2, not acknowledged yet"
+        );
+        let out = s.handle(Input::Logged {
+            ballot: 2,
+            decree: 1,
+        });
+        assert_eq!(
+            sends(&out),
+            [(
+                1,
+                Message::Ack {
+                    ballot: 2,
+                    decree: 1
+                }
+            )]
+        );
+    }
+
+    /// Regression guard (the whole-server simulation's seed 570): a learner just made a
+    /// secondary refused the new ballot's first prepare, which came before the meta's
+    /// configuration; sent once, the prepare timed out, the copy was removed, learned again,
+    /// was made a secondary again, and raced again.
+    #[test]
+    fn a_prepare_not_acknowledged_goes_again_before_the_timeout() {
+        let options = Options::default();
+        let mut p = R::new(1, options);
+        p.handle(Input::Config(config(1, 1, &[2])));
+        p.handle(Input::Write { id: 1, write: "a" });
+        p.handle(Input::Logged {
+            ballot: 1,
+            decree: 1,
+        });
+        // The first prepare went nowhere; the ticks send it again, well before the timeout.
+        let mut again = Vec::new();
+        let mut removed = false;
+        for _ in 0..options.prepare_timeout - 1 {
+            let out = p.handle(Input::Tick);
+            removed |= out.iter().any(|o| matches!(o, Output::Remove { .. }));
+            again.extend(sends(&out).into_iter().filter(|(to, m)| {
+                *to == 2 && matches!(m, Message::Prepare { mutation, .. } if mutation.decree == 1)
+            }));
+        }
+        assert!(!removed);
+        assert!(again.len() >= 2, "sent again {} times", again.len());
+        // Acknowledged, it commits; nothing is sent again after.
+        p.handle(Input::Receive {
+            from: 2,
+            message: Message::Ack {
+                ballot: 1,
+                decree: 1,
+            },
+        });
+        assert_eq!(p.committed(), 1);
+        for _ in 0..options.prepare_timeout {
+            let out = p.handle(Input::Tick);
+            assert!(
+                !sends(&out).iter().any(
+                    |(_, m)| matches!(m, Message::Prepare { mutation, .. } if mutation.decree == 1)
+                ),
+                "{out:?}"
+            );
+        }
+    }
+
     /// Regression guard (the whole-server simulation's seeds 16, 33, 165): a learner missed the
     /// prepare of a decree its primary then committed without it, and nothing was prepared
     /// after, so nothing told it of the gap; it reported the decree before for the whole ballot

@@ -407,16 +407,12 @@ fn from_nothing_to_a_healthy_cluster_on_five_hosts_and_back_to_nothing() {
     // Destroy leaves nothing on any host and no cluster root.
     let out = tool(&bed, &["destroy", good_s, "--yes"]);
     assert_eq!(out.status.code(), Some(0));
-    for h in 1..=HOSTS {
-        let left = bed
-            .run(
-                h,
-                "ls -d /opt/pegasus /data1/pegasus/bed /data2/pegasus/bed /etc/systemd/system/pegasus-* 2>/dev/null; \
-                 pgrep -c pegasus_server; true",
-            )
-            .unwrap();
-        assert_eq!(left.trim(), "0", "host {h} still has: {left}");
-    }
+    nothing_left(
+        &bed,
+        "ls -d /opt/pegasus /data1/pegasus/bed /data2/pegasus/bed /etc/systemd/system/pegasus-* 2>/dev/null; \
+         pgrep -c pegasus_server; true",
+        "0",
+    );
     let roots = in_client(&bed, move || zk_children(zk, "/pegasus")).unwrap();
     assert!(!roots.contains(&"bed".to_owned()), "{roots:?}");
 
@@ -501,15 +497,20 @@ fn from_nothing_to_a_healthy_cluster_on_five_hosts_and_back_to_nothing() {
     set_get(&bed, work.path());
     let out = tool(&bed, &["destroy", e, "--yes"]);
     assert_eq!(out.status.code(), Some(0));
+    nothing_left(
+        &bed,
+        "ls -d /opt/pegasus /etc/systemd/system/pegasus-* 2>/dev/null; \
+         pgrep -c pegasus_server; pgrep -c -f '[z]ookeeper-2182/zoo.cfg'; true",
+        "0\n0",
+    );
+}
+
+/// After a `destroy`: `check` (a shell line listing what is left and counting processes)
+/// prints just `counts` on every host.
+fn nothing_left(bed: &Bed, check: &str, counts: &str) {
     for h in 1..=HOSTS {
-        let left = bed
-            .run(
-                h,
-                "ls -d /opt/pegasus /etc/systemd/system/pegasus-* 2>/dev/null; \
-                 pgrep -c pegasus_server; pgrep -c -f '[z]ookeeper-2182/zoo.cfg'; true",
-            )
-            .unwrap();
-        assert_eq!(left.trim(), "0\n0", "host {h} still has: {left}");
+        let left = bed.run(h, check).unwrap();
+        assert_eq!(left.trim(), counts, "host {h} still has: {left}");
     }
 }
 

@@ -1053,16 +1053,7 @@ impl MetaServer {
                     || last.ballots != b.ballots
                     || now.duration_since(last.at) > self.options.fd_check
             });
-            let beat = Beat {
-                at: now,
-                replicas: b.replicas,
-                errors: b.errors,
-                lossy: b.lossy,
-                committed: b.committed,
-                compacted: b.compacted,
-                ballots: b.ballots,
-            };
-            beats.insert(node, beat);
+            beats.insert(node, Beat::new(b, now));
             news
         };
         if news {

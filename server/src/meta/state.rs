@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use pegasus_protocol::types::{Assignment, Gpid, RpcAddress};
+use pegasus_protocol::types::{Assignment, BeaconRequest, Gpid, RpcAddress};
 use serde::{Deserialize, Serialize};
 
 /// A table, as stored in ZooKeeper at `<root>/apps/<app_id>` (Pegasus's `app_info` fields).
@@ -207,6 +207,21 @@ pub struct Beat {
     pub ballots: Vec<i64>,
     /// The replicas that may lack what they acknowledged.
     pub lossy: Vec<Gpid>,
+}
+
+impl Beat {
+    /// What the meta keeps of beacon `b`, which came `at`.
+    pub fn new(b: BeaconRequest, at: Instant) -> Beat {
+        Beat {
+            at,
+            replicas: b.replicas,
+            errors: b.errors,
+            committed: b.committed,
+            compacted: b.compacted,
+            ballots: b.ballots,
+            lossy: b.lossy,
+        }
+    }
 }
 
 /// The cluster.

@@ -31,7 +31,6 @@ pub struct BeaconOptions {
 /// Sends beacons until `shutdown`.
 pub async fn run(
     stub: Arc<ReplicaStub>,
-    me: SocketAddrV4,
     metas: Vec<SocketAddr>,
     options: BeaconOptions,
     shutdown: impl std::future::Future,
@@ -56,19 +55,7 @@ pub async fn run(
             }
         }
         let sent = Instant::now();
-        let held = stub.held();
-        let request = Args(BeaconRequest {
-            node: RpcAddress::new(me),
-            replicas: held.iter().map(|h| h.gpid).collect(),
-            errors: stub.lost().into_keys().collect(),
-            committed: held.iter().map(|h| h.committed as i64).collect(),
-            compacted: held.iter().map(|h| h.compacted).collect(),
-            ballots: held.iter().map(|h| h.ballot as i64).collect(),
-            closed: stub.closed(),
-            disk_id: stub.disk_id(),
-            lossy: stub.lossy(),
-            leaving: false,
-        });
+        let request = Args(stub.beacon());
         let timeout = options.interval.max(Duration::from_secs(1));
         let mut answered = false;
         let mut assigned = false;

@@ -399,6 +399,25 @@ impl ReplicaStub {
         held
     }
 
+    /// The beacon this node sends the meta now: every replica it holds with its commit point,
+    /// last manual compaction and ballot, those it lost, those closed, its disk id, and those
+    /// that may lack what they acknowledged.
+    pub fn beacon(&self) -> BeaconRequest {
+        let held = self.held();
+        BeaconRequest {
+            node: RpcAddress::new(self.options.me),
+            replicas: held.iter().map(|h| h.gpid).collect(),
+            errors: self.lost().into_keys().collect(),
+            committed: held.iter().map(|h| h.committed as i64).collect(),
+            compacted: held.iter().map(|h| h.compacted).collect(),
+            ballots: held.iter().map(|h| h.ballot as i64).collect(),
+            closed: self.closed(),
+            disk_id: self.disk_id,
+            lossy: self.lossy(),
+            leaving: false,
+        }
+    }
+
     /// Opens (creating if needed) the replica of `gpid`, placed by the data-dir rule.
     pub fn open_partition(&self, gpid: Gpid) -> Result<Arc<Partition>, ReplicaError> {
         if let Some(p) = self.partition(gpid) {

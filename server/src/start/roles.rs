@@ -130,7 +130,6 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                 };
                 beacon_tasks.push(tokio::spawn(beacon::run(
                     Arc::clone(&stub),
-                    me,
                     server.meta_servers.clone(),
                     beacons,
                     stopper(&beacon_stop_tx),

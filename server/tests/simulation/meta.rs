@@ -6,7 +6,7 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pegasus_protocol::types::{Assignment, Gpid, RpcAddress, config_type};
+use pegasus_protocol::types::{Assignment, BeaconRequest, Gpid, RpcAddress, config_type};
 use pegasus_server::meta::state::{self, App, Beat, Changed, Cluster};
 use pegasus_server::replica::ReplicaStub;
 
@@ -64,17 +64,7 @@ impl World {
                 .collect()
         };
         for (i, stub) in stubs {
-            let held = stub.held();
-            // Stamped on arrival, as the meta stamps a beacon.
-            let beat = Beat {
-                at: self.instant(self.now),
-                replicas: held.iter().map(|h| h.gpid).collect(),
-                errors: stub.lost().into_keys().collect(),
-                committed: held.iter().map(|h| h.committed as i64).collect(),
-                compacted: held.iter().map(|h| h.compacted).collect(),
-                ballots: held.iter().map(|h| h.ballot as i64).collect(),
-                lossy: stub.lossy(),
-            };
+            let beat = stub.beacon();
             let sent = self.now;
             self.net.lock().expect("net").send(
                 Place::Node(i),
@@ -86,20 +76,22 @@ impl World {
 
     /// The meta answers a beacon: from the published view; a lease unless the node is a
     /// primary being replaced.
-    pub(crate) fn on_beacon(&self, i: usize, sent: Duration, beat: Beat) {
+    pub(crate) fn on_beacon(&self, i: usize, sent: Duration, b: BeaconRequest) {
         let node = addr(i);
         let answer = {
             let mut meta = self.meta.lock().expect("meta");
             if meta.deposing.contains(&node) {
                 None
             } else {
-                let known: Vec<Gpid> = beat.replicas.iter().chain(&beat.errors).copied().collect();
+                let known: Vec<Gpid> = b.replicas.iter().chain(&b.errors).copied().collect();
                 let configs: Vec<Assignment> = state::configs_for(&meta.view, node, &known)
                     .into_iter()
                     .map(|(gpid, app)| state::assignment(app, gpid.partition_index))
                     .collect();
-                meta.leased.insert(node, self.instant(self.now));
-                meta.beats.insert(i, beat);
+                let now = self.instant(self.now);
+                meta.leased.insert(node, now);
+                // Stamped on arrival, as the meta stamps a beacon.
+                meta.beats.insert(i, Beat::new(b, now));
                 Some(configs)
             }
         };
