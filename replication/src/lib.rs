@@ -34,8 +34,9 @@
 //!   restarted: [`Replica::set_lossy`]) takes no part as the copy it was: named a member of a
 //!   group with others, it asks the meta to remove it, and counts again once it has learned.
 //! - A learner holding a gap below the primary's commit point (a prepare it missed before the
-//!   primary committed without it) copies again after a prepare timeout, or when its primary,
-//!   seeing the gap in its report, tells it to learn again.
+//!   primary committed without it) copies again after a prepare timeout; a primary whose
+//!   learner's reports stay short of its commit point for that long sends an empty write, so
+//!   that the learner hears of the commit point and sees the gap.
 
 pub mod replica;
 pub mod sim;

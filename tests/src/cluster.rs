@@ -388,15 +388,16 @@ impl TestCluster {
 impl Drop for TestCluster {
     fn drop(&mut self) {
         let _ = self.onebox.stop();
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("PEGASUS_KEEP_LOGS").is_some() {
             self.keep_logs();
         }
     }
 }
 
 impl TestCluster {
-    /// A failed test's node logs, kept as `<target>/test-logs/<test>/<node>.log` (its folder is
-    /// deleted with it): what a failure that happens once in many runs leaves to read.
+    /// A failed test's node logs (every test's with `PEGASUS_KEEP_LOGS` set), kept as
+    /// `<target>/test-logs/<test>/<node>.log` (its folder is deleted with it): what a failure
+    /// that happens once in many runs leaves to read.
     fn keep_logs(&self) {
         let test = std::thread::current()
             .name()
