@@ -33,7 +33,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::Request;
@@ -147,9 +147,15 @@ pub struct ReplicaStub {
     /// Replicas closed because their table was dropped, kept on disk for a recall; reported
     /// with every beacon until the meta says they are gone.
     closed: RwLock<std::collections::BTreeSet<Gpid>>,
+    /// When each lost copy whose partition has no primary was last opened again
+    /// ([`ReplicaStub::reopen_stopped`]).
+    reopened: std::sync::Mutex<HashMap<Gpid, Instant>>,
     /// When this process started (`/recentStartTime`).
     started: SystemTime,
 }
+
+/// How often a lost copy whose partition has no primary is opened again.
+const REOPEN_EVERY: Duration = Duration::from_secs(5);
 
 /// Who manages a stub's replicas.
 enum Managed {
@@ -314,6 +320,7 @@ impl ReplicaStub {
                 opening: std::sync::Mutex::new(()),
                 lost: RwLock::new(lost),
                 closed: RwLock::default(),
+                reopened: Default::default(),
                 started: SystemTime::now(),
             }
         });
@@ -486,6 +493,9 @@ impl ReplicaStub {
             {
                 continue;
             }
+            if config.primary.is_none() {
+                self.reopen_stopped(a.pid);
+            }
             let on_disk =
                 || self.partition(a.pid).is_some() || !self.dirs.folders(a.pid).is_empty();
             let partition = if config.has_member(&self.options.me) && !a.fresh && !on_disk() {
@@ -553,6 +563,45 @@ impl ReplicaStub {
         self.lost.write().expect("lost").remove(&gpid);
         info!(%gpid, "a lost copy the meta replaced is forgotten: a new one may be learned here");
         true
+    }
+
+    /// Opens again a copy this node lost to its disk (a log write or an open that failed:
+    /// full, failing, out of file descriptors) while its partition has no primary: the copy
+    /// may be the one the partition needs (its last member), and once the disk serves again it
+    /// opens as a restart of the process would find it, up to what its log holds. Nothing it
+    /// acknowledged is lost by that; a copy found damaged (moved aside) has no folder and is
+    /// not tried. At most once in [`REOPEN_EVERY`] per copy.
+    fn reopen_stopped(&self, gpid: Gpid) {
+        let failed = self.partition(gpid).filter(|p| p.failure().is_some());
+        let lost = self.lost.read().expect("lost").contains_key(&gpid);
+        if failed.is_none() && !lost || self.dirs.folders(gpid).is_empty() {
+            return;
+        }
+        let now = self.options.pool.now();
+        {
+            let mut reopened = self.reopened.lock().expect("reopened");
+            if reopened
+                .get(&gpid)
+                .is_some_and(|at| now < *at + REOPEN_EVERY)
+            {
+                return;
+            }
+            reopened.insert(gpid, now);
+        }
+        if let Some(p) = failed {
+            self.partitions.write().expect("partitions").remove(&gpid);
+            if let Err(e) = p.close() {
+                debug!(%gpid, "closing a failed copy: {e}");
+            }
+        }
+        self.lost.write().expect("lost").remove(&gpid);
+        match self.open_partition(gpid) {
+            Ok(_) => {
+                info!(%gpid, "a lost copy of a partition without a primary opened again");
+                self.reopened.lock().expect("reopened").remove(&gpid);
+            }
+            Err(e) => debug!(%gpid, "a lost copy still does not open: {e}"),
+        }
     }
 
     /// Retires replicas the meta no longer wants here: those of `dropped` tables close, their

@@ -72,8 +72,17 @@ impl Task {
         self.pending.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Waits until the job has finished.
-    pub fn wait_finished(&self) {
+    /// Waits until the job has finished; on a stepped pool, running its rounds (no thread
+    /// would).
+    pub fn wait_finished(self: &Arc<Self>) {
+        if self.pool.upgrade().is_some_and(|p| p.inline) {
+            while !*self.finished.lock().expect("finished")
+                && self.job.lock().expect("job").is_some()
+            {
+                self.run();
+            }
+            return;
+        }
         let mut finished = self.finished.lock().expect("finished");
         while !*finished {
             finished = self.finished_cv.wait(finished).expect("finished");
@@ -220,6 +229,9 @@ struct Shared {
     /// Every task, for the ticks.
     tasks: Mutex<Vec<Weak<Task>>>,
     stop: AtomicBool,
+    /// No threads run rounds ([`DriverPool::stepped`]): one who waits for a task to finish
+    /// runs its rounds.
+    inline: bool,
 }
 
 /// Background work handed to the pool ([`DriverPool::spawn`]).
@@ -278,7 +290,10 @@ impl DriverPool {
     /// [`DriverPool::run_ready`], [`DriverPool::tick`] or [`DriverPool::run_background`].
     pub fn stepped(now: Instant) -> Arc<DriverPool> {
         Arc::new(DriverPool {
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(Shared {
+                inline: true,
+                ..Shared::default()
+            }),
             threads: Mutex::default(),
             stepped: Some(Stepped {
                 now: Mutex::new(now),

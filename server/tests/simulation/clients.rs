@@ -55,6 +55,18 @@ impl World {
             (rng.chance(700), rng.below(PARTITIONS as u64) as i32)
         };
         let gpid = Gpid::new(1, pidx);
+        // Now and then a client that just started: it asks the meta first (writers and
+        // readers otherwise keep the routes they were given until an error or a timeout).
+        if self.rng().chance(50) {
+            self.refresh_route(
+                if write {
+                    &self.routes
+                } else {
+                    &self.read_routes
+                },
+                pidx,
+            );
+        }
         let routes = if write {
             &self.routes
         } else {
@@ -86,7 +98,8 @@ impl World {
                 Place::Node(node),
                 Box::new(move |w: &World| w.serve_write(node, gpid, k, value)),
             );
-            // Not answered in time: the outcome stays unknown, the key is left alone.
+            // Not answered in time: the outcome stays unknown, the key is left alone, and the
+            // route is asked again (as a Pegasus client does on a timeout).
             self.net.lock().expect("net").parcels.push(Parcel {
                 at: sent_at + CLIENT_TIMEOUT,
                 seq: u64::MAX,
@@ -98,15 +111,24 @@ impl World {
                     if key.busy && key.sent == value {
                         key.busy = false;
                         key.abandoned = true;
+                        drop(h);
+                        w.refresh_route(&w.routes, pidx);
                     }
                 }),
             });
         } else {
+            // Half the reads are of the key being written now (where a stale read shows),
+            // the others of any key written before.
             let k = {
                 let h = self.history.lock().expect("history");
                 let used = h.keys.range((pidx, 0)..(pidx + 1, 0)).count() as u64;
                 drop(h);
-                self.rng().below(used.max(1))
+                let mut rng = self.rng();
+                if rng.chance(500) {
+                    used.saturating_sub(1)
+                } else {
+                    rng.below(used.max(1))
+                }
             };
             self.net.lock().expect("net").send(
                 Place::Client,
@@ -183,6 +205,24 @@ impl World {
         };
         let value = match stub.serves(gpid, false) {
             Ok(p) => {
+                // Leases make the primary that serves reads the only one: another node serving
+                // reads of the partition now could answer from a store that misses writes.
+                let count = self.nodes.lock().expect("nodes").len();
+                if let Some(other) = (0..count)
+                    .filter(|j| *j != node)
+                    .find(|j| self.stub(*j).is_some_and(|s| s.serves(gpid, false).is_ok()))
+                {
+                    let ballots = [node, other].map(|n| {
+                        self.stub(n)
+                            .and_then(|s| s.partition(gpid))
+                            .map(|r| r.ballot())
+                    });
+                    self.history.lock().expect("history").violations.push(format!(
+                        "two primaries serve reads of {gpid} at {:?}: node {node} and node {other} \
+                         (ballots {ballots:?})",
+                        self.now
+                    ));
+                }
                 let Some(store) = p.storage() else {
                     return;
                 };

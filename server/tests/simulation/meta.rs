@@ -11,7 +11,7 @@ use pegasus_server::meta::state::{self, App, Beat, Changed, Cluster};
 use pegasus_server::replica::ReplicaStub;
 
 use crate::net::{Place, addr, node_of};
-use crate::{DROPOUT_DELAY, GRACE, LEASE, World};
+use crate::{DROPOUT_DELAY, GRACE, LEASE, Plant, World};
 
 /// What the meta does under its state lock, one at a time.
 pub(crate) enum Work {
@@ -64,7 +64,10 @@ impl World {
                 .collect()
         };
         for (i, stub) in stubs {
-            let beat = stub.beacon();
+            let mut beat = stub.beacon();
+            if self.plant == Some(Plant::LostUnreported) {
+                beat.errors.clear();
+            }
             let sent = self.now;
             self.net.lock().expect("net").send(
                 Place::Node(i),
@@ -80,9 +83,12 @@ impl World {
         let node = addr(i);
         let answer = {
             let mut meta = self.meta.lock().expect("meta");
-            if meta.deposing.contains(&node) {
+            if meta.deposing.contains(&node) && self.plant != Some(Plant::LeaseFromOldView) {
                 None
             } else {
+                if meta.deposing.contains(&node) {
+                    self.trace(|| format!("node {i}, being replaced, gets a lease (planted)"));
+                }
                 let known: Vec<Gpid> = b.replicas.iter().chain(&b.errors).copied().collect();
                 let configs: Vec<Assignment> = state::configs_for(&meta.view, node, &known)
                     .into_iter()
@@ -196,14 +202,40 @@ impl World {
     ) {
         let deposed = meta.cluster.deposed(&changed);
         meta.deposing.extend(deposed.iter().copied());
-        let write = {
+        // A primary replaced while cut off is where a slow write matters most: healing during
+        // it, the primary beacons while the view still names it (no lease may come of it).
+        let cut_off: Vec<usize> = {
+            let net = self.net.lock().expect("net");
+            deposed
+                .iter()
+                .map(|n| node_of(*n))
+                .filter(|n| net.is_cut(Place::Node(*n)))
+                .collect()
+        };
+        let (write, heal) = {
             let mut rng = self.rng();
-            if self.faults_on && rng.chance(150) {
+            let slow = if cut_off.is_empty() { 150 } else { 500 };
+            let write = if self.faults_on && rng.chance(slow) {
                 rng.millis(1000, 4000)
             } else {
                 rng.millis(1, 20)
-            }
+            };
+            let heal = (write > Duration::from_secs(1) && !cut_off.is_empty() && rng.chance(700))
+                .then(|| rng.millis(100, write.as_millis() as u64 - 100));
+            (write, heal)
         };
+        if let Some(heal) = heal {
+            let mut net = self.net.lock().expect("net");
+            for n in cut_off {
+                net.heal_at(n, self.now + heal);
+                self.trace(|| {
+                    format!(
+                        "node {n} heals during the slow write, at {:?}",
+                        self.now + heal
+                    )
+                });
+            }
+        }
         meta.publishing = Some(Publishing {
             done_at: self.now + write,
             changed,
@@ -218,7 +250,8 @@ impl World {
     pub(crate) fn published(&self, meta: &mut Meta, mut p: Publishing) {
         let leased_until = meta
             .cluster
-            .replaced_lease_ends(&p.deposed, &meta.leased, LEASE);
+            .replaced_lease_ends(&p.deposed, &meta.leased, LEASE)
+            .filter(|_| self.plant != Some(Plant::LeaseFromOldView));
         if let Some(until) = leased_until.filter(|u| *u > self.instant(self.now)) {
             p.done_at = until - self.base;
             meta.publishing = Some(p);

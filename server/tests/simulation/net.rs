@@ -47,11 +47,19 @@ pub(crate) struct Net {
     pub(crate) cut: BTreeMap<usize, Duration>,
     /// Per mille of parcels dropped (while faults are on).
     pub(crate) drops: u64,
+    /// Nodes whose links flap until then, just healed: half of what is sent them is lost.
+    pub(crate) flaky: BTreeMap<usize, Duration>,
 }
 
 impl Net {
     pub(crate) fn send(&mut self, from: Place, to: Place, deliver: Deliver) {
         if self.drops > 0 && self.rng.chance(self.drops) {
+            return;
+        }
+        if let Place::Node(n) = to
+            && self.flaky.get(&n).is_some_and(|until| *until > self.now)
+            && self.rng.chance(500)
+        {
             return;
         }
         let delay = if self.rng.chance(20) {
@@ -67,6 +75,19 @@ impl Net {
             to,
             deliver,
         });
+    }
+
+    /// Cuts `node` off until `until`; its links flap for a few seconds after.
+    pub(crate) fn cut_off(&mut self, node: usize, until: Duration) {
+        self.cut.insert(node, until);
+        self.flaky.insert(node, until + Duration::from_secs(3));
+    }
+
+    /// Ends `node`'s cut at `at` if it was to last longer.
+    pub(crate) fn heal_at(&mut self, node: usize, at: Duration) {
+        if self.cut.get(&node).is_some_and(|until| *until > at) {
+            self.cut_off(node, at);
+        }
     }
 
     pub(crate) fn is_cut(&self, place: Place) -> bool {
