@@ -257,17 +257,27 @@ impl TestCluster {
         }
     }
 
-    /// Emulates a power loss of a replica server's machine started with `plog_force_flush =
-    /// false` and `faults` (which makes it read its boot id from `<node dir>/boot_id`): the
-    /// process is killed (RocksDB, without its WAL, is back at its last flush), every byte its
-    /// private logs held past their last fsync is gone, and the machine comes back in a new
-    /// boot. With fsync off a log is fsynced only when it is opened, so for a node that started
-    /// once with empty logs that is every byte: each log file keeps its length (its creation
-    /// was synced) but reads as zeros. Returns the log files emptied.
-    pub fn power_loss(&self, node: pegasus_tools::onebox::Node) -> usize {
+    /// Emulates a power loss of `node`'s machine (a replica server started with `faults`): the
+    /// process is killed (RocksDB, without its WAL, is back at its last flush), each of its
+    /// private log files keeps what the server's sync ledger (`<node dir>/sync-ledger`, one
+    /// line per fsync) last says was durable and reads as zeros past it (a file never fsynced
+    /// keeps its length, its creation was synced, and nothing else), and the machine comes
+    /// back in a new boot. Returns the log files cut and the bytes they lost.
+    pub fn power_loss(&self, node: pegasus_tools::onebox::Node) -> (usize, u64) {
         self.onebox.kill_node(node).unwrap();
         let dir = self.onebox.options.root.join(node.name());
-        let mut emptied = 0;
+        let canonical = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or(p.to_owned());
+        // The last note for each file counts (a log cut back at open is durable that far).
+        let mut synced = std::collections::HashMap::new();
+        let ledger = std::fs::read_to_string(dir.join("sync-ledger")).unwrap_or_default();
+        for line in ledger.lines() {
+            let (len, path) = line.split_once('\t').expect("a ledger line");
+            synced.insert(
+                canonical(std::path::Path::new(path)),
+                len.parse::<u64>().expect("a length"),
+            );
+        }
+        let (mut cut, mut lost) = (0, 0);
         let mut stack = vec![dir.join("data")];
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(&d).unwrap().flatten() {
@@ -280,21 +290,27 @@ impl TestCluster {
                     continue;
                 }
                 for log in std::fs::read_dir(&path).unwrap().flatten() {
+                    let keep = synced.get(&canonical(&log.path())).copied().unwrap_or(0);
                     let file = std::fs::OpenOptions::new()
                         .write(true)
                         .open(log.path())
                         .unwrap();
                     let len = file.metadata().unwrap().len();
-                    file.set_len(0).unwrap();
-                    file.set_len(len).unwrap();
-                    emptied += 1;
+                    if keep < len {
+                        // Bytes past what was written read as zeros already: count what held
+                        // data (the log's files are preallocated).
+                        lost += written_between(&log.path(), keep, len);
+                        file.set_len(keep).unwrap();
+                        file.set_len(len).unwrap();
+                        cut += 1;
+                    }
                 }
             }
         }
         let boot = dir.join("boot_id");
         let before = std::fs::read_to_string(&boot).unwrap_or_default();
         std::fs::write(&boot, format!("{}-rebooted\n", before.trim())).unwrap();
-        emptied
+        (cut, lost)
     }
 
     /// The digest of replica `gpid` (`app_id.partition_index`) on replica server `n` (from 1):
@@ -552,4 +568,12 @@ where
         assert!(Instant::now() < deadline, "not within {within:?}: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How many bytes of `path` between `from` and `to` are not zero.
+fn written_between(path: &std::path::Path, from: u64, to: u64) -> u64 {
+    let data = std::fs::read(path).unwrap_or_default();
+    let end = (to as usize).min(data.len());
+    let start = (from as usize).min(end);
+    data[start..end].iter().filter(|b| **b != 0).count() as u64
 }

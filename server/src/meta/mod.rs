@@ -539,28 +539,7 @@ impl MetaServer {
                 c
             }
         };
-        // Primaries recorded in ZooKeeper get one grace period to beacon before they count as
-        // dead; without this, a new leader would strip every primary at once.
-        let now = Instant::now();
-        let known: Vec<SocketAddrV4> = cluster
-            .apps
-            .values()
-            .flat_map(|a| {
-                a.partitions
-                    .iter()
-                    .flat_map(|p| p.primary_addr().into_iter().chain(p.secondary_addrs()))
-            })
-            .collect();
-        for node in known {
-            cluster.nodes.entry(node).or_insert(state::Node {
-                last_beacon: now,
-                alive: true,
-                replicas: Vec::new(),
-                errors: Vec::new(),
-                ballots: HashMap::new(),
-                lossy: Vec::new(),
-            });
-        }
+        cluster.presume_alive(Instant::now());
         if let Some(level) = self.zk.load_level().await? {
             match meta_function_level::parse(&level) {
                 Some(l) => self.level.store(l, Ordering::Release),

@@ -339,6 +339,31 @@ impl Cluster {
             .collect()
     }
 
+    /// A new leader's start: every node its tables name is taken as alive, as of `now`, and
+    /// gets one grace period to beacon before it counts as dead (without it, a new leader
+    /// would strip every primary at once).
+    pub fn presume_alive(&mut self, now: Instant) {
+        let known: Vec<SocketAddrV4> = self
+            .apps
+            .values()
+            .flat_map(|a| {
+                a.partitions
+                    .iter()
+                    .flat_map(|p| p.primary_addr().into_iter().chain(p.secondary_addrs()))
+            })
+            .collect();
+        for node in known {
+            self.nodes.entry(node).or_insert(Node {
+                last_beacon: now,
+                alive: true,
+                replicas: Vec::new(),
+                errors: Vec::new(),
+                ballots: HashMap::new(),
+                lossy: Vec::new(),
+            });
+        }
+    }
+
     /// When the last lease given to one of the `deposed` primaries taken for dead runs out
     /// (`leased`: when each node was last answered a beacon; a lease runs `lease` from before
     /// then): their successors must not be told before. One replaced alive hears of it and

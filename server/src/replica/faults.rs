@@ -23,6 +23,11 @@ use tracing::{info, warn};
 /// The environment variable naming the faults file.
 pub const FAULTS_FILE_ENV: &str = "PEGASUS_FAULTS_FILE";
 
+/// The environment variable naming the sync ledger: a file to which every fsync of a log file
+/// appends a line `<bytes durable>\t<path>`, so that a test can emulate a power loss on a
+/// killed process (each log file keeps what its last line says, the rest reads as zeros).
+pub const SYNC_LEDGER_ENV: &str = "PEGASUS_SYNC_LEDGER";
+
 /// How often the faults file is read.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -93,6 +98,9 @@ pub struct Faults {
     /// How far each log file was last fsynced, if recording: a power loss emulated by a test
     /// keeps that much of each file and zeroes the rest.
     synced: Mutex<HashMap<PathBuf, u64>>,
+    /// Where fsyncs are also written down, if recording for another process
+    /// ([`SYNC_LEDGER_ENV`]).
+    ledger: Mutex<Option<std::fs::File>>,
 }
 
 impl Faults {
@@ -120,12 +128,22 @@ impl Faults {
         self.recording.store(true, Ordering::Relaxed);
     }
 
-    /// Notes that `path` is durable through byte `len` (a log's fsync), if recording.
+    /// Notes that `path` is durable through byte `len` (a log's fsync), if recording. The
+    /// last note counts: a log cut back to its intact records at open is durable that far.
     pub fn note_synced(&self, path: &Path, len: u64) {
         if self.recording.load(Ordering::Relaxed) {
-            let mut synced = self.synced.lock().expect("synced");
-            let at = synced.entry(path.to_owned()).or_default();
-            *at = (*at).max(len);
+            self.synced
+                .lock()
+                .expect("synced")
+                .insert(path.to_owned(), len);
+            if let Some(ledger) = self.ledger.lock().expect("ledger").as_mut() {
+                use std::io::Write;
+                // One write per line (the file is opened to append): whole lines only.
+                let line = format!("{len}\t{}\n", path.display());
+                if let Err(e) = ledger.write_all(line.as_bytes()) {
+                    warn!("sync ledger: {e}");
+                }
+            }
         }
     }
 
@@ -169,7 +187,22 @@ impl Faults {
 
     /// Follows the file named by [`FAULTS_FILE_ENV`], if the process has it, on a thread of
     /// its own.
+    /// With [`SYNC_LEDGER_ENV`], writes every fsync down there too.
     pub fn watch_env(self: &Arc<Self>) {
+        if let Some(ledger) = std::env::var_os(SYNC_LEDGER_ENV).map(PathBuf::from) {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&ledger)
+            {
+                Ok(f) => {
+                    warn!(file = %ledger.display(), "log fsyncs are written down in this file (a test hook)");
+                    *self.ledger.lock().expect("ledger") = Some(f);
+                    self.record_syncs();
+                }
+                Err(e) => warn!(file = %ledger.display(), "sync ledger: {e}"),
+            }
+        }
         let Some(file) = std::env::var_os(FAULTS_FILE_ENV).map(PathBuf::from) else {
             return;
         };

@@ -150,6 +150,10 @@ pub struct ReplicaStub {
     /// When each lost copy whose partition has no primary was last opened again
     /// ([`ReplicaStub::reopen_stopped`]).
     reopened: std::sync::Mutex<HashMap<Gpid, Instant>>,
+    /// Partitions this node asked to leave for want of its copy, with the ballot it asked at:
+    /// a proposal to create the copy fresh in that ballot or an earlier one was sent before the
+    /// meta heard (a message delayed behind the request), and is not acted on.
+    left: std::sync::Mutex<HashMap<Gpid, u64>>,
     /// When this process started (`/recentStartTime`).
     started: SystemTime,
 }
@@ -321,6 +325,7 @@ impl ReplicaStub {
                 lost: RwLock::new(lost),
                 closed: RwLock::default(),
                 reopened: Default::default(),
+                left: Default::default(),
                 started: SystemTime::now(),
             }
         });
@@ -498,11 +503,27 @@ impl ReplicaStub {
             }
             let on_disk =
                 || self.partition(a.pid).is_some() || !self.dirs.folders(a.pid).is_empty();
-            let partition = if config.has_member(&self.options.me) && !a.fresh && !on_disk() {
+            let stale_fresh = a.fresh
+                && self
+                    .left
+                    .lock()
+                    .expect("left")
+                    .get(&a.pid)
+                    .is_some_and(|b| config.ballot <= *b);
+            let partition = if config.has_member(&self.options.me)
+                && (!a.fresh || stale_fresh)
+                && !on_disk()
+            {
                 // Listed as holding a copy this node does not have (its disk was replaced or
                 // wiped while it was away, within the meta's grace): an empty store must not
                 // serve as that copy. It asks to leave; the meta then has a copy learned.
                 warn!(gpid = %a.pid, ballot = a.ballot, "a member without its copy: asking the meta to remove it");
+                self.left
+                    .lock()
+                    .expect("left")
+                    .entry(a.pid)
+                    .and_modify(|b| *b = (*b).max(config.ballot))
+                    .or_insert(config.ballot);
                 if let Some(peers) = &self.peers {
                     peers.update(
                         a.pid,
@@ -1475,6 +1496,8 @@ mod tests {
             opening: std::sync::Mutex::new(()),
             lost: RwLock::default(),
             closed: RwLock::default(),
+            reopened: Default::default(),
+            left: Default::default(),
             started: SystemTime::now(),
         })
     }
@@ -1494,6 +1517,165 @@ mod tests {
 
     /// Regression guard: opening a replica held the partitions' write lock through RocksDB's
     /// open and the plog's replay, so every request to every other replica waited for it.
+    #[test]
+    fn a_fresh_proposal_delayed_past_a_request_to_leave_creates_no_copy() {
+        let root = tempfile::tempdir().unwrap();
+        let gpid = Gpid::new(1, 0);
+        let options = PartitionOptions::default();
+        let me = options.me;
+        let dirs = DataDirs::new(&[], "replica", root.path(), None).unwrap();
+        let stub = ReplicaStub::open(dirs, options).unwrap();
+        // Listed as the primary of a copy it does not hold: it asks to leave, creates nothing.
+        let listed = Assignment {
+            pid: gpid,
+            partition_count: 1,
+            ballot: 1,
+            primary: RpcAddress::new(me),
+            ..Default::default()
+        };
+        stub.apply_configs(std::slice::from_ref(&listed));
+        assert!(stub.partition(gpid).is_none());
+        // The proposal that placed it, sent before the meta heard, arrives late: no empty copy
+        // may become the primary of that ballot (the meta has another by then).
+        let late = Assignment {
+            fresh: true,
+            ..listed.clone()
+        };
+        stub.apply_configs(&[late]);
+        assert!(
+            stub.partition(gpid).is_none(),
+            "a delayed fresh proposal created the copy the node had asked to leave"
+        );
+        // A later ballot's is acted on.
+        let later = Assignment {
+            ballot: 2,
+            fresh: true,
+            ..listed
+        };
+        stub.apply_configs(&[later]);
+        assert!(stub.partition(gpid).is_some());
+    }
+
+    #[test]
+    fn a_primary_told_of_a_newer_ballot_answers_no_read_before_its_driver_takes_it_up() {
+        /// Peers that never answer (the group here is of one).
+        struct Alone;
+        impl Peers for Alone {
+            fn prepare(&self, _: SocketAddrV4, _: PrepareRequest, done: partition::PrepareDone) {
+                done(None)
+            }
+            fn learn_add(&self, _: SocketAddrV4, _: LearnAddRequest) {}
+            fn learn_done(&self, _: SocketAddrV4, _: LearnDoneRequest) {}
+            fn learn(
+                &self,
+                _: SocketAddrV4,
+                _: LearnRequest,
+                _: PathBuf,
+                done: partition::CopyDone,
+            ) {
+                done(Err("alone".into()))
+            }
+            fn update(&self, _: Gpid, _: u64, _: SocketAddrV4, _: i32) {}
+        }
+        let root = tempfile::tempdir().unwrap();
+        let pool = pool::DriverPool::stepped(Instant::now());
+        let options = PartitionOptions {
+            pool: pool::LazyPool::of(Arc::clone(&pool)),
+            ..PartitionOptions::default()
+        };
+        let me = options.me;
+        let p = Partition::open(
+            Gpid::new(1, 0),
+            &root.path().join("1.0.pegasus"),
+            options,
+            Some(Arc::new(Alone)),
+        )
+        .unwrap();
+        let alone = pegasus_replication::Config {
+            ballot: 1,
+            primary: Some(me),
+            secondaries: Vec::new(),
+        };
+        p.configure(alone, 1);
+        while pool.ready_count() > 0 {
+            pool.run_ready(0);
+        }
+        assert!(p.readable(), "the primary of a group of one serves reads");
+        let elsewhere = pegasus_replication::Config {
+            ballot: p.ballot() + 1,
+            primary: Some("127.0.0.9:34801".parse().unwrap()),
+            secondaries: Vec::new(),
+        };
+        p.configure(elsewhere, 3);
+        assert!(
+            !p.readable(),
+            "a read answered from the old ballot after the news of the new one came"
+        );
+        while pool.ready_count() > 0 {
+            pool.run_ready(0);
+        }
+        assert!(!p.readable());
+        assert_eq!(p.role(), PartitionRole::Inactive);
+        p.close().unwrap();
+    }
+
+    #[test]
+    fn a_copy_lost_to_its_disk_opens_again_once_its_partition_has_no_primary() {
+        let root = tempfile::tempdir().unwrap();
+        let gpid = Gpid::new(1, 0);
+        let faults = Arc::new(faults::Faults::default());
+        let options = PartitionOptions {
+            faults: Arc::clone(&faults),
+            ..PartitionOptions::default()
+        };
+        let dirs = || DataDirs::new(&[], "replica", root.path(), None).unwrap();
+        let stub = ReplicaStub::open(dirs(), options.clone()).unwrap();
+        stub.open_partition(gpid).unwrap();
+        stub.close();
+        drop(stub);
+        // The disk fails as the server starts: the copy is reported lost.
+        faults.inject(faults::Point::ReplicaOpen, Some(faults::Fault::Io));
+        let stub = ReplicaStub::open(dirs(), options).unwrap();
+        assert!(stub.lost().contains_key(&gpid));
+        let no_primary = Assignment {
+            pid: gpid,
+            partition_count: 1,
+            ballot: 3,
+            ..Default::default()
+        };
+        // Tried again while the disk still fails: still lost.
+        stub.apply_configs(std::slice::from_ref(&no_primary));
+        assert!(stub.lost().contains_key(&gpid));
+        // The disk serves again; the next try comes only after a pause.
+        faults.inject(faults::Point::ReplicaOpen, None);
+        stub.apply_configs(std::slice::from_ref(&no_primary));
+        assert!(stub.lost().contains_key(&gpid), "tried again at once");
+        stub.reopened.lock().unwrap().clear();
+        stub.apply_configs(std::slice::from_ref(&no_primary));
+        assert!(stub.lost().is_empty(), "{:?}", stub.lost());
+        assert!(stub.partition(gpid).is_some());
+        // While another copy is primary, a lost copy is forgotten instead (not opened again).
+        faults.inject(faults::Point::ReplicaOpen, Some(faults::Fault::Io));
+        stub.close();
+        drop(stub);
+        let stub = ReplicaStub::open(
+            dirs(),
+            PartitionOptions {
+                faults: Arc::clone(&faults),
+                ..PartitionOptions::default()
+            },
+        )
+        .unwrap();
+        faults.inject(faults::Point::ReplicaOpen, None);
+        let elsewhere = Assignment {
+            primary: RpcAddress::new("127.0.0.9:34801".parse().unwrap()),
+            ..no_primary
+        };
+        stub.apply_configs(&[elsewhere]);
+        assert!(stub.lost().is_empty());
+        assert!(stub.partition(gpid).is_none());
+    }
+
     #[test]
     fn opening_a_replica_does_not_hold_up_requests_to_the_others() {
         let root = tempfile::tempdir().unwrap();

@@ -262,6 +262,10 @@ struct Status {
     /// May lack what it acknowledged ([`super::boot`]): reported to the meta until it learned.
     lossy: AtomicBool,
     ballot: AtomicU64,
+    /// The highest ballot a configuration handed to the driver names: until the driver has
+    /// taken it up, a replica of an older ballot answers no read (the meta may have made
+    /// another node primary already, and the lease that came with the news is current).
+    told: AtomicU64,
     committed: AtomicU64,
 }
 
@@ -593,9 +597,12 @@ impl Partition {
         }
     }
 
-    /// Whether it answers reads now (a serving primary, caught up).
+    /// Whether it answers reads now (a serving primary, caught up, of the newest ballot it was
+    /// told of).
     pub fn readable(&self) -> bool {
         self.status.readable.load(Ordering::Acquire)
+            && self.status.ballot.load(Ordering::Acquire)
+                >= self.status.told.load(Ordering::Acquire)
     }
 
     /// The ballot of the configuration it knows.
@@ -617,6 +624,8 @@ impl Partition {
     /// Hands the meta's configuration to the replica (`max_replica_count` of the table sets how
     /// many members a write needs).
     pub fn configure(&self, config: Config<SocketAddrV4>, max_replica_count: i32) {
+        // Before the driver takes it up: no read is answered from an older ballot meanwhile.
+        self.status.told.fetch_max(config.ballot, Ordering::AcqRel);
         self.message(Event::Config(config, max_replica_count));
     }
 

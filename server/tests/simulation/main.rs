@@ -33,7 +33,7 @@
 //! Nothing of a run is random but the seed: the pool runs rounds in the order the simulation
 //! picks, on its clock; the meta's maps are ordered; RocksDB flushes only when the log asks.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -50,9 +50,15 @@ use pegasus_server::replica::partition::{PartitionOptions, TICK};
 use pegasus_server::replica::pool::{DriverPool, LazyPool};
 use pegasus_server::replica::storage::RocksOptions;
 
-/// Seeds that once failed, replayed first. 5: a copy whose disk failed, the partition's last
-/// member, stayed reported lost after its disk served again, and the partition stayed without
-/// a primary for good (fails with `ReplicaStub::reopen_stopped` undone, on this schedule).
+/// Seeds that once failed, replayed first (each fails with its fix undone, on this schedule).
+/// 5: a copy whose disk failed, the partition's last member, stayed reported lost after its
+/// disk served again, and the partition stayed without a primary for good
+/// (`ReplicaStub::reopen_stopped`). 343: a node back without its copy asked to leave; the
+/// proposal that had placed the partition on it, fresh, arrived late, and it made an empty
+/// copy the primary of the old ballot, serving reads beside the new primary (`ReplicaStub::
+/// left`). 200, 201: a deposed primary's beacon answer brought a lease and the news of its
+/// replacement; until its driver took the news up it served reads of the old ballot with the
+/// new lease (`Status::told`).
 /// Found under earlier schedules (the faults and clients have changed since, so they are kept
 /// as schedules of their own; each defect's unit test in `replication/src/replica.rs` guards
 /// it): 6, 8, 24: a secondary answered a new primary's prepare of a decree it had committed
@@ -63,7 +69,7 @@ use pegasus_server::replica::storage::RocksOptions;
 /// again and raced again, a copy behind for good. 16, 33, 165: a learner missed a committed
 /// decree with nothing prepared after (`a_learner_whose_report_shows_a_committed_decree_
 /// missing_copies_again`).
-const REGRESSIONS: &[u64] = &[5, 6, 8, 24, 570, 16, 33, 165];
+const REGRESSIONS: &[u64] = &[5, 343, 200, 201, 6, 8, 24, 570, 16, 33, 165];
 
 /// The table: its partitions, and copies of each.
 const PARTITIONS: i32 = 4;
@@ -87,7 +93,7 @@ mod meta;
 mod net;
 
 use crate::clients::{History, key_bytes};
-use crate::meta::{Meta, Work};
+use crate::meta::{METAS, Meta, Work, Zk};
 use crate::net::{Net, Place, SimPeers, addr, node_of};
 
 /// A node: its folder, fault layer and boot, and its processes while up.
@@ -114,6 +120,7 @@ struct Totals {
     power_losses: u64,
     cuts: u64,
     disk_faults: u64,
+    meta_faults: u64,
     configurations: u64,
     rounds: u64,
 }
@@ -126,7 +133,8 @@ struct World {
     fsync_off: bool,
     nodes: Mutex<Vec<Slot>>,
     net: Arc<Mutex<Net>>,
-    meta: Mutex<Meta>,
+    metas: Vec<Mutex<Meta>>,
+    zk: Mutex<Zk>,
     history: Mutex<History>,
     /// Clients' routing: the view as they last queried it, the writers' and the readers'
     /// (each refreshed on its own errors only, as separate clients are).
@@ -152,13 +160,17 @@ enum Plant {
     /// A copy that cannot open or whose log write failed (a full or failing disk) is never
     /// reported in the beacons: the meta keeps a live node that serves nothing.
     LostUnreported,
+    /// The meta's writes to ZooKeeper are not fenced with its lock node: a deposed leader's
+    /// late write lands after another meta took over.
+    Unfenced,
 }
 
 impl Plant {
-    const ALL: [Plant; 3] = [
+    const ALL: [Plant; 4] = [
         Plant::SameBoot,
         Plant::LeaseFromOldView,
         Plant::LostUnreported,
+        Plant::Unfenced,
     ];
 
     fn name(self) -> &'static str {
@@ -166,6 +178,7 @@ impl Plant {
             Plant::SameBoot => "same-boot",
             Plant::LeaseFromOldView => "lease-from-old-view",
             Plant::LostUnreported => "lost-unreported",
+            Plant::Unfenced => "unfenced-writes",
         }
     }
 
@@ -175,6 +188,13 @@ impl Plant {
             Plant::SameBoot => &["lost", "differ", "stale"],
             Plant::LeaseFromOldView => &["stale read", "two primaries serve reads"],
             Plant::LostUnreported => &["not healed"],
+            Plant::Unfenced => &[
+                "stale read",
+                "two primaries",
+                "lost",
+                "differ",
+                "never written",
+            ],
         }
     }
 
@@ -189,6 +209,7 @@ impl Plant {
                  without waiting it out"
             }
             Plant::LostUnreported => "a copy that cannot open or write never reported lost",
+            Plant::Unfenced => "the meta's ZooKeeper writes unfenced",
         }
     }
 }
@@ -240,14 +261,10 @@ impl World {
             fsync_off,
             nodes: Mutex::new(nodes),
             net: Arc::new(Mutex::new(net)),
-            meta: Mutex::new(Meta {
-                view: cluster.apps.clone(),
-                cluster,
-                beats: BTreeMap::new(),
-                leased: Default::default(),
-                deposing: BTreeSet::new(),
-                work: VecDeque::new(),
-                publishing: None,
+            metas: (0..METAS).map(|_| Mutex::new(Meta::new())).collect(),
+            zk: Mutex::new(Zk {
+                apps: cluster.apps,
+                ..Zk::default()
             }),
             history: Mutex::default(),
             routes: Mutex::default(),
@@ -391,6 +408,39 @@ impl World {
         true
     }
 
+    /// One reader: leases make the primary that serves reads of a partition the only node
+    /// that would; two at once could answer from a store that misses writes.
+    fn check_one_reader(&self) {
+        let stubs: Vec<(usize, Arc<ReplicaStub>)> = {
+            let nodes = self.nodes.lock().expect("nodes");
+            nodes
+                .iter()
+                .enumerate()
+                .filter_map(|(i, n)| n.up.as_ref().map(|(s, _)| (i, Arc::clone(s))))
+                .collect()
+        };
+        for pidx in 0..PARTITIONS {
+            let gpid = Gpid::new(1, pidx);
+            let serving: Vec<(usize, u64)> = stubs
+                .iter()
+                .filter_map(|(i, s)| {
+                    let p = s.serves(gpid, false).ok()?;
+                    Some((*i, p.ballot()))
+                })
+                .collect();
+            if serving.len() > 1 {
+                self.history
+                    .lock()
+                    .expect("history")
+                    .violations
+                    .push(format!(
+                        "two primaries serve reads of {gpid} at {:?}: (node, ballot) {serving:?}",
+                        self.now
+                    ));
+            }
+        }
+    }
+
     fn tick_nodes(&self) {
         let pools: Vec<Arc<DriverPool>> = {
             let nodes = self.nodes.lock().expect("nodes");
@@ -464,6 +514,29 @@ impl World {
                 drop(nodes);
                 self.totals.lock().expect("totals").disk_faults += 1;
             }
+            86..92 if self.metas_fine() => {
+                let leader = self.leader();
+                let (m, kill, back_in) = {
+                    let mut rng = self.rng();
+                    let m = match leader {
+                        Some(l) if rng.chance(700) => l,
+                        _ => rng.below(METAS as u64) as usize,
+                    };
+                    (m, rng.chance(400), rng.millis(2000, 25_000))
+                };
+                let mut meta = self.meta(m);
+                if kill {
+                    self.trace(|| format!("meta {m} is killed, back at {:?}", self.now + back_in));
+                    meta.up = false;
+                    meta.back_at = Some(self.now + back_in);
+                    meta.publishing = None;
+                } else {
+                    self.trace(|| format!("meta {m} cut off from ZooKeeper for {back_in:?}"));
+                    meta.zk_cut_until = self.now + back_in;
+                }
+                drop(meta);
+                self.totals.lock().expect("totals").meta_faults += 1;
+            }
             60..80 => {
                 let mut net = self.net.lock().expect("net");
                 if net.cut.values().all(|until| *until <= self.now) {
@@ -507,11 +580,27 @@ impl World {
         for i in due {
             self.start(i);
         }
+        for m in 0..METAS {
+            let mut meta = self.meta(m);
+            if !meta.up && meta.back_at.is_some_and(|at| at <= self.now) {
+                *meta = Meta::new();
+                self.trace(|| format!("meta {m} starts"));
+            }
+        }
+    }
+
+    /// Whether every meta runs and reaches ZooKeeper (a meta's fault strikes only then: the
+    /// promise is for one failure at a time).
+    pub(crate) fn metas_fine(&self) -> bool {
+        (0..METAS).all(|m| self.meta(m).connected(self.now))
     }
 
     /// Whether every partition has its copies, each serving in the same ballot.
     fn healed(&self) -> bool {
-        let view = self.meta.lock().expect("meta").view.clone();
+        let Some(m) = self.leader() else {
+            return false;
+        };
+        let view = self.meta(m).view.clone();
         view[&1].partitions.iter().enumerate().all(|(pidx, p)| {
             let gpid = Gpid::new(1, pidx as i32);
             let members: Vec<SocketAddrV4> = p
@@ -567,8 +656,11 @@ impl World {
             if ran {
                 continue;
             }
-            self.meta_step();
+            for m in 0..METAS {
+                self.meta_step(m);
+            }
             if self.now >= next_tick {
+                self.check_one_reader();
                 self.tick_nodes();
                 next_tick = self.now + TICK;
             }
@@ -577,9 +669,13 @@ impl World {
                 next_beacon = self.now + BEACON;
             }
             if self.now >= next_tend {
-                self.meta.lock().expect("meta").work.push_back(Work::Tend);
+                for m in 0..METAS {
+                    self.elect(m);
+                    self.meta(m).work.push_back(Work::Tend);
+                }
                 next_tend = self.now + TEND;
             }
+            self.zk.lock().expect("zk").expire(self.now);
             if clients && self.now >= next_client {
                 self.client_step();
                 next_client = self.now + self.rng().millis(2, 30);
@@ -599,13 +695,18 @@ impl World {
                     .map(|n| n.busy_until)
                     .min()
             };
-            let publishing = self
-                .meta
-                .lock()
-                .expect("meta")
-                .publishing
-                .as_ref()
-                .map(|p| p.done_at);
+            // A meta's write lands when due, or once it reaches ZooKeeper again.
+            let publishing = (0..METAS)
+                .filter_map(|m| {
+                    let meta = self.meta(m);
+                    let p = meta.publishing.as_ref()?;
+                    Some(p.done_at.max(meta.zk_cut_until))
+                })
+                .min();
+            let working = (0..METAS).any(|m| {
+                let meta = self.meta(m);
+                meta.publishing.is_none() && !meta.work.is_empty() && meta.is_leader(self.now)
+            });
             let mut next = [
                 Some(next_tick),
                 Some(next_beacon),
@@ -613,12 +714,13 @@ impl World {
                 self.net.lock().expect("net").next_at(),
                 busy_until,
                 publishing,
+                Some(next_tend),
             ]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(until);
-            if !self.meta.lock().expect("meta").work.is_empty() && publishing.is_none() {
+            if working {
                 next = self.now;
             }
             let step = next.max(self.now + Duration::from_micros(100)).min(until);
@@ -638,6 +740,13 @@ impl World {
             net.drops = 0;
         }
         self.disks_back(true);
+        for m in 0..METAS {
+            let mut meta = self.meta(m);
+            meta.zk_cut_until = Duration::ZERO;
+            if !meta.up {
+                meta.back_at = Some(self.now);
+            }
+        }
         let down: Vec<usize> = {
             let nodes = self.nodes.lock().expect("nodes");
             (0..nodes.len())
@@ -676,7 +785,7 @@ impl World {
 
     /// The final checks: every acknowledged write is there, every copy holds the same.
     fn check(&self) -> Result<(), String> {
-        let view = self.meta.lock().expect("meta").view.clone();
+        let view = self.view();
         let h = self.history.lock().expect("history");
         if let Some(v) = h.violations.first() {
             return Err(v.clone());
@@ -722,7 +831,7 @@ impl World {
 
     /// Each member's value of each key of `gpid` (to see how copies differ).
     fn values(&self, gpid: Gpid, h: &History) -> String {
-        let view = self.meta.lock().expect("meta").view.clone();
+        let view = self.view();
         let p = &view[&1].partitions[gpid.partition_index as usize];
         let pidx = gpid.partition_index;
         let mut out = String::new();
@@ -754,7 +863,7 @@ impl World {
     }
 
     fn describe(&self) -> String {
-        let view = self.meta.lock().expect("meta").view.clone();
+        let view = self.view();
         let mut out = String::new();
         for (pidx, p) in view[&1].partitions.iter().enumerate() {
             let gpid = Gpid::new(1, pidx as i32);
@@ -842,6 +951,7 @@ fn run_seed(seed: u64, plant: Option<Plant>, totals: &mut Totals) -> Result<(), 
         totals.power_losses += t.power_losses;
         totals.cuts += t.cuts;
         totals.disk_faults += t.disk_faults;
+        totals.meta_faults += t.meta_faults;
         totals.configurations += t.configurations;
         totals.rounds += t.rounds;
     }
@@ -888,8 +998,8 @@ fn main() -> ExitCode {
     let took = started.elapsed().as_secs_f64();
     println!(
         "world: {} seeds in {took:.1} s ({:.2} seeds/s): {} writes acknowledged, {} refused, {} \
-         reads checked; {} process kills, {} power losses, {} nodes cut off, {} disks failing; {} \
-         configurations persisted; {} driver rounds",
+         reads checked; {} process kills, {} power losses, {} nodes cut off, {} disks failing, {} \
+         metas killed or cut off from ZooKeeper; {} configurations persisted; {} driver rounds",
         totals.seeds,
         totals.seeds as f64 / took.max(1e-9),
         totals.acked,
@@ -899,6 +1009,7 @@ fn main() -> ExitCode {
         totals.power_losses,
         totals.cuts,
         totals.disk_faults,
+        totals.meta_faults,
         totals.configurations,
         totals.rounds
     );

@@ -1,5 +1,6 @@
-//! The meta leader: `meta::state`'s decisions, and what `meta/mod.rs` does around them, on a
-//! ZooKeeper whose writes take time.
+//! The metas: two, each running `meta::state`'s decisions and what `meta/mod.rs` does around
+//! them, on a ZooKeeper with sessions, expiry, the leader election and fenced writes, whose
+//! writes take time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddrV4;
@@ -12,6 +13,12 @@ use pegasus_server::replica::ReplicaStub;
 
 use crate::net::{Place, addr, node_of};
 use crate::{DROPOUT_DELAY, GRACE, LEASE, Plant, World};
+
+/// The meta servers.
+pub(crate) const METAS: usize = 2;
+/// `[zookeeper] timeout_ms`: a session ZooKeeper has not heard from for this long expires,
+/// and its lock node with it.
+pub(crate) const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the meta does under its state lock, one at a time.
 pub(crate) enum Work {
@@ -34,11 +41,42 @@ pub(crate) struct Publishing {
     pub(crate) answers: Vec<(usize, Gpid, bool)>,
     /// A tend cures (proposes learners) once it is persisted.
     pub(crate) then_learners: bool,
+    /// ZooKeeper has it (what is left is waiting out a replaced primary's lease).
+    pub(crate) written: bool,
 }
 
-/// The meta leader: `meta::state`'s decisions, and what `meta/mod.rs` does around them
-/// (beacons answered from the published view, leases, changes persisted before anyone hears
-/// of them, a replaced primary's lease waited out).
+/// ZooKeeper: the cluster's state as persisted, the sessions and the leader election.
+#[derive(Default)]
+pub(crate) struct Zk {
+    pub(crate) apps: BTreeMap<i32, App>,
+    /// Live sessions: whose, and when ZooKeeper last heard from it.
+    pub(crate) sessions: BTreeMap<u64, (usize, Duration)>,
+    /// The election's lock nodes (ephemeral, sequential), by session, in order: the first
+    /// leads.
+    pub(crate) lock: Vec<u64>,
+    pub(crate) next_session: u64,
+}
+
+impl Zk {
+    /// Sessions not heard from for [`SESSION_TIMEOUT`] expire, their lock nodes with them.
+    pub(crate) fn expire(&mut self, now: Duration) {
+        let expired: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, (_, heard))| *heard + SESSION_TIMEOUT <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in expired {
+            self.sessions.remove(&s);
+            self.lock.retain(|l| *l != s);
+        }
+    }
+}
+
+/// A meta server: `meta::state`'s decisions, and what `meta/mod.rs` does around them (the
+/// election, beacons answered from the published view while leading, leases, changes
+/// persisted under the fence before anyone hears of them, a replaced primary's lease waited
+/// out).
 pub(crate) struct Meta {
     pub(crate) cluster: Cluster,
     /// What beacons and routing read: the state as last persisted.
@@ -50,10 +88,69 @@ pub(crate) struct Meta {
     pub(crate) deposing: BTreeSet<SocketAddrV4>,
     pub(crate) work: VecDeque<Work>,
     pub(crate) publishing: Option<Publishing>,
+    /// Its process runs (else it is back then).
+    pub(crate) up: bool,
+    pub(crate) back_at: Option<Duration>,
+    /// Cut off from ZooKeeper until then.
+    pub(crate) zk_cut_until: Duration,
+    /// Its ZooKeeper session, and the one whose lock node fences its writes (`Zk::lead_with`).
+    pub(crate) session: Option<u64>,
+    pub(crate) fence: Option<u64>,
+    /// Acting as the leader, until then at the latest (two thirds of a session timeout after
+    /// ZooKeeper last named it).
+    pub(crate) leader: bool,
+    pub(crate) leader_until: Duration,
+}
+
+impl Meta {
+    pub(crate) fn new() -> Meta {
+        Meta {
+            cluster: Cluster::default(),
+            view: BTreeMap::new(),
+            beats: BTreeMap::new(),
+            leased: HashMap::new(),
+            deposing: BTreeSet::new(),
+            work: VecDeque::new(),
+            publishing: None,
+            up: true,
+            back_at: None,
+            zk_cut_until: Duration::ZERO,
+            session: None,
+            fence: None,
+            leader: false,
+            leader_until: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn is_leader(&self, now: Duration) -> bool {
+        self.up && self.leader && now < self.leader_until
+    }
+
+    pub(crate) fn connected(&self, now: Duration) -> bool {
+        self.up && self.zk_cut_until <= now
+    }
 }
 
 impl World {
-    /// Every node that is up sends its beacon.
+    pub(crate) fn meta(&self, m: usize) -> std::sync::MutexGuard<'_, Meta> {
+        self.metas[m].lock().expect("meta")
+    }
+
+    /// The meta acting as the leader now, if one is.
+    pub(crate) fn leader(&self) -> Option<usize> {
+        (0..METAS).find(|m| self.meta(*m).is_leader(self.now))
+    }
+
+    /// What a client or an operator is told: the acting leader's published view, else what
+    /// ZooKeeper holds.
+    pub(crate) fn view(&self) -> BTreeMap<i32, App> {
+        match self.leader() {
+            Some(m) => self.meta(m).view.clone(),
+            None => self.zk.lock().expect("zk").apps.clone(),
+        }
+    }
+
+    /// Every node that is up sends its beacon (to every meta: the others ignore it).
     pub(crate) fn beacons(&self) {
         let stubs: Vec<(usize, Arc<ReplicaStub>)> = {
             let nodes = self.nodes.lock().expect("nodes");
@@ -69,20 +166,26 @@ impl World {
                 beat.errors.clear();
             }
             let sent = self.now;
-            self.net.lock().expect("net").send(
-                Place::Node(i),
-                Place::Meta,
-                Box::new(move |w: &World| w.on_beacon(i, sent, beat)),
-            );
+            for m in 0..METAS {
+                let beat = beat.clone();
+                self.net.lock().expect("net").send(
+                    Place::Node(i),
+                    Place::Meta(m),
+                    Box::new(move |w: &World| w.on_beacon(m, i, sent, beat)),
+                );
+            }
         }
     }
 
-    /// The meta answers a beacon: from the published view; a lease unless the node is a
-    /// primary being replaced.
-    pub(crate) fn on_beacon(&self, i: usize, sent: Duration, b: BeaconRequest) {
+    /// Meta `m` answers a beacon if it leads: from the published view; a lease unless the
+    /// node is a primary being replaced.
+    pub(crate) fn on_beacon(&self, m: usize, i: usize, sent: Duration, b: BeaconRequest) {
         let node = addr(i);
         let answer = {
-            let mut meta = self.meta.lock().expect("meta");
+            let mut meta = self.meta(m);
+            if !meta.is_leader(self.now) {
+                return;
+            }
             if meta.deposing.contains(&node) && self.plant != Some(Plant::LeaseFromOldView) {
                 None
             } else {
@@ -90,7 +193,7 @@ impl World {
                     self.trace(|| format!("node {i}, being replaced, gets a lease (planted)"));
                 }
                 let known: Vec<Gpid> = b.replicas.iter().chain(&b.errors).copied().collect();
-                let configs: Vec<Assignment> = state::configs_for(&meta.view, node, &known)
+                let mut configs: Vec<Assignment> = state::configs_for(&meta.view, node, &known)
                     .into_iter()
                     .map(|(gpid, app)| state::assignment(app, gpid.partition_index))
                     .collect();
@@ -98,25 +201,23 @@ impl World {
                 meta.leased.insert(node, now);
                 // Stamped on arrival, as the meta stamps a beacon.
                 meta.beats.insert(i, Beat::new(b, now));
+                // A first-ballot partition another node holds is not fresh (see
+                // `MetaServer::beacon`).
+                for a in configs.iter_mut().filter(|a| a.fresh) {
+                    a.fresh = !meta
+                        .beats
+                        .iter()
+                        .any(|(n, b)| *n != i && b.replicas.contains(&a.pid));
+                }
                 Some(configs)
             }
         };
-        let Some(mut configs) = answer else {
+        let Some(configs) = answer else {
             return;
         };
-        // A first-ballot partition another node holds is not fresh (see `MetaServer::beacon`).
-        {
-            let meta = self.meta.lock().expect("meta");
-            for a in configs.iter_mut().filter(|a| a.fresh) {
-                a.fresh = !meta
-                    .beats
-                    .iter()
-                    .any(|(n, b)| *n != i && b.replicas.contains(&a.pid));
-            }
-        }
         let until = self.instant(sent + LEASE);
         self.net.lock().expect("net").send(
-            Place::Meta,
+            Place::Meta(m),
             Place::Node(i),
             Box::new(move |w: &World| {
                 if let Some(stub) = w.stub(i) {
@@ -127,15 +228,95 @@ impl World {
         );
     }
 
-    /// The meta's next piece of work, unless a change is being persisted.
-    pub(crate) fn meta_step(&self) {
-        let mut meta = self.meta.lock().expect("meta");
+    /// Meta `m`'s part in the election, once a second (`MetaServer::elect` and the session
+    /// watcher): a session ZooKeeper dropped is renewed with a new place in the election; the
+    /// first lock node's meta leads, and takes over by loading the state from ZooKeeper.
+    pub(crate) fn elect(&self, m: usize) {
+        let mut meta = self.meta(m);
+        if !meta.up {
+            return;
+        }
+        if !meta.connected(self.now) {
+            // Not leader while the session is in doubt; regained on reconnect.
+            meta.leader = false;
+            return;
+        }
+        let mut zk = self.zk.lock().expect("zk");
+        let alive = meta.session.is_some_and(|s| zk.sessions.contains_key(&s));
+        if !alive {
+            // Expired (or never opened): not the leader; a new session, and the election
+            // joined again at its end.
+            meta.leader = false;
+            meta.fence = None;
+            zk.next_session += 1;
+            let session = zk.next_session;
+            zk.sessions.insert(session, (m, self.now));
+            zk.lock.push(session);
+            meta.session = Some(session);
+            self.trace(|| format!("meta {m} opens session {session}"));
+        }
+        let session = meta.session.expect("a session");
+        zk.sessions.insert(session, (m, self.now));
+        if zk.lock.first() != Some(&session) {
+            meta.fence = None;
+            meta.leader = false;
+            return;
+        }
+        meta.leader_until = self.now + SESSION_TIMEOUT * 2 / 3;
+        // Taking over waits for the state lock, which a change being persisted holds.
+        if meta.leader || meta.publishing.is_some() {
+            return;
+        }
+        meta.fence = Some(session);
+        let mut cluster = Cluster::default();
+        cluster.apps = zk.apps.clone();
+        cluster.presume_alive(self.instant(self.now));
+        meta.view = cluster.apps.clone();
+        meta.cluster = cluster;
+        // The leases it gave and the beacons it has are its own (`MetaServer::leased`): kept.
+        meta.deposing.clear();
+        meta.work.clear();
+        meta.leader = true;
+        self.trace(|| format!("meta {m} leads (session {session})"));
+    }
+
+    /// Meta `m`'s next piece of work, unless a change is being persisted.
+    pub(crate) fn meta_step(&self, m: usize) {
+        let mut meta = self.meta(m);
+        if !meta.up {
+            return;
+        }
         if let Some(p) = &meta.publishing {
-            if p.done_at > self.now {
+            // A write waits for ZooKeeper while the meta cannot reach it.
+            if p.done_at > self.now || !meta.connected(self.now) {
                 return;
             }
-            let p = meta.publishing.take().expect("publishing");
-            self.published(&mut meta, p);
+            let mut p = meta.publishing.take().expect("publishing");
+            if !p.written {
+                let mut zk = self.zk.lock().expect("zk");
+                // The fence: the write is a transaction that checks this meta's lock node.
+                let fenced = meta.fence.is_some_and(|s| zk.lock.contains(&s));
+                if !fenced && self.plant != Some(Plant::Unfenced) {
+                    drop(zk);
+                    self.trace(|| format!("meta {m}'s write refused by the fence"));
+                    // What it decided is not the cluster's: it leads again only by loading.
+                    meta.leader = false;
+                    meta.deposing.clear();
+                    return;
+                }
+                for c in &p.changed {
+                    let config = meta.cluster.apps[&c.app_id].partitions[c.pidx as usize].clone();
+                    if let Some(app) = zk.apps.get_mut(&c.app_id) {
+                        app.partitions[c.pidx as usize] = config;
+                    }
+                }
+                p.written = true;
+            }
+            self.published(m, &mut meta, p);
+            return;
+        }
+        if !meta.is_leader(self.now) {
+            meta.work.clear();
             return;
         }
         let Some(work) = meta.work.pop_front() else {
@@ -156,9 +337,9 @@ impl World {
                 meta.cluster.expire(now, GRACE);
                 let changed = meta.cluster.assign(1);
                 if changed.is_empty() {
-                    self.propose_learners(&mut meta);
+                    self.propose_learners(m, &mut meta);
                 } else {
-                    self.publish(&mut meta, changed, Vec::new(), true);
+                    self.publish(m, &mut meta, changed, Vec::new(), true);
                 }
             }
             Work::Update {
@@ -182,10 +363,10 @@ impl World {
                 let granted = kind == config_type::PRIMARY_FORCE_UPDATE_BALLOT;
                 match result {
                     Ok(Some(c)) => {
-                        self.publish(&mut meta, vec![c], vec![(from, gpid, granted)], true)
+                        self.publish(m, &mut meta, vec![c], vec![(from, gpid, granted)], true)
                     }
-                    Ok(None) => self.answer(&meta, from, gpid, granted),
-                    Err(_) => self.answer(&meta, from, gpid, false),
+                    Ok(None) => self.answer(m, &meta, from, gpid, granted),
+                    Err(_) => self.answer(m, &meta, from, gpid, false),
                 }
             }
         }
@@ -195,6 +376,7 @@ impl World {
     /// replaces get no lease meanwhile.
     pub(crate) fn publish(
         &self,
+        m: usize,
         meta: &mut Meta,
         changed: Vec<Changed>,
         answers: Vec<(usize, Gpid, bool)>,
@@ -224,6 +406,17 @@ impl World {
                 .then(|| rng.millis(100, write.as_millis() as u64 - 100));
             (write, heal)
         };
+        // Now and then ZooKeeper becomes unreachable just as the leader writes: the write
+        // waits, and another meta may lead meanwhile.
+        let others_fine = (0..METAS)
+            .filter(|o| *o != m)
+            .all(|o| self.meta(o).connected(self.now));
+        if self.faults_on && others_fine && meta.connected(self.now) && self.rng().chance(20) {
+            let back_in = self.rng().millis(2000, 25_000);
+            self.trace(|| format!("meta {m} cut off from ZooKeeper for {back_in:?} as it writes"));
+            meta.zk_cut_until = self.now + back_in;
+            self.totals.lock().expect("totals").meta_faults += 1;
+        }
         if let Some(heal) = heal {
             let mut net = self.net.lock().expect("net");
             for n in cut_off {
@@ -242,12 +435,13 @@ impl World {
             deposed,
             answers,
             then_learners,
+            written: false,
         });
     }
 
     /// A change is persisted: a replaced primary's last lease is waited out, then the view is
     /// published and the members hear of it.
-    pub(crate) fn published(&self, meta: &mut Meta, mut p: Publishing) {
+    pub(crate) fn published(&self, m: usize, meta: &mut Meta, mut p: Publishing) {
         let leased_until = meta
             .cluster
             .replaced_lease_ends(&p.deposed, &meta.leased, LEASE)
@@ -270,7 +464,7 @@ impl World {
                     )
                 })
                 .collect();
-            format!("meta published {changes:?}")
+            format!("meta {m} published {changes:?}")
         });
         for n in &p.deposed {
             meta.deposing.remove(n);
@@ -281,30 +475,30 @@ impl World {
             let config = &app.partitions[c.pidx as usize];
             let proposal = state::assignment(app, c.pidx);
             for node in c.told(config) {
-                self.propose(node_of(node), proposal.clone());
+                self.propose(m, node_of(node), proposal.clone());
             }
         }
         for (from, gpid, granted) in std::mem::take(&mut p.answers) {
-            self.answer(meta, from, gpid, granted);
+            self.answer(m, meta, from, gpid, granted);
         }
         if p.then_learners {
-            self.propose_learners(meta);
+            self.propose_learners(m, meta);
         }
     }
 
-    pub(crate) fn propose_learners(&self, meta: &mut Meta) {
+    pub(crate) fn propose_learners(&self, m: usize, meta: &mut Meta) {
         let now = self.instant(self.now);
         for (gpid, primary, learner) in meta.cluster.learners(now, DROPOUT_DELAY) {
             let mut proposal =
                 state::assignment(&meta.cluster.apps[&gpid.app_id], gpid.partition_index);
             proposal.learner = RpcAddress::new(learner);
-            self.propose(node_of(primary), proposal);
+            self.propose(m, node_of(primary), proposal);
         }
     }
 
-    pub(crate) fn propose(&self, node: usize, proposal: Assignment) {
+    pub(crate) fn propose(&self, m: usize, node: usize, proposal: Assignment) {
         self.net.lock().expect("net").send(
-            Place::Meta,
+            Place::Meta(m),
             Place::Node(node),
             Box::new(move |w: &World| {
                 if let Some(stub) = w.stub(node) {
@@ -315,13 +509,13 @@ impl World {
     }
 
     /// Answers a member's request with the partition's configuration (as the link applies it).
-    pub(crate) fn answer(&self, meta: &Meta, from: usize, gpid: Gpid, granted: bool) {
+    pub(crate) fn answer(&self, m: usize, meta: &Meta, from: usize, gpid: Gpid, granted: bool) {
         let Some(app) = meta.cluster.apps.get(&gpid.app_id) else {
             return;
         };
         let config = state::assignment(app, gpid.partition_index);
         self.net.lock().expect("net").send(
-            Place::Meta,
+            Place::Meta(m),
             Place::Node(from),
             Box::new(move |w: &World| {
                 if let Some(stub) = w.stub(from) {

@@ -14,13 +14,13 @@ use pegasus_replication::sim::Rng;
 use pegasus_server::replica::partition::{CopyDone, Peers, PrepareDone};
 
 use crate::World;
-use crate::meta::Work;
+use crate::meta::{METAS, Work};
 
 /// Where a parcel goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Place {
     Node(usize),
-    Meta,
+    Meta(usize),
     Client,
     /// A timer of a node's own (a call timing out): no network between.
     Timer,
@@ -298,18 +298,24 @@ impl Peers for SimPeers {
 
     fn update(&self, gpid: Gpid, ballot: u64, node: SocketAddrV4, kind: i32) {
         let me = self.me;
-        self.send(
-            Place::Meta,
-            Box::new(move |w: &World| {
-                w.meta.lock().expect("meta").work.push_back(Work::Update {
-                    from: me,
-                    gpid,
-                    ballot,
-                    node,
-                    kind,
-                })
-            }),
-        );
+        // To every meta: only the leader takes it up.
+        for m in 0..METAS {
+            self.send(
+                Place::Meta(m),
+                Box::new(move |w: &World| {
+                    let mut meta = w.meta(m);
+                    if meta.is_leader(w.now) {
+                        meta.work.push_back(Work::Update {
+                            from: me,
+                            gpid,
+                            ballot,
+                            node,
+                            kind,
+                        })
+                    }
+                }),
+            );
+        }
     }
 }
 

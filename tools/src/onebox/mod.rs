@@ -28,6 +28,9 @@ const FAULTS_FILE_ENV: &str = "PEGASUS_FAULTS_FILE";
 /// The file a replica server reads its machine's boot id from, when it holds one (tests emulate
 /// a reboot by writing a new one).
 const BOOT_ID_FILE_ENV: &str = "PEGASUS_BOOT_ID_FILE";
+/// The file a replica server writes each log fsync down in (tests emulate a power loss by
+/// keeping only what was fsynced).
+const SYNC_LEDGER_ENV: &str = "PEGASUS_SYNC_LEDGER";
 
 /// The node template.
 pub const TEMPLATE: &str = include_str!("config.min.ini");
@@ -115,7 +118,9 @@ pub struct OneboxOptions {
     /// Replica servers follow a faults file, `<node dir>/faults` (`PEGASUS_FAULTS_FILE`: disk
     /// faults injected by tests, see [`Onebox::inject_faults`]), and take their machine's boot
     /// id from `<node dir>/boot_id` when it holds one (`PEGASUS_BOOT_ID_FILE`: a test emulates a
-    /// reboot by writing a new one).
+    /// reboot by writing a new one), and write each fsync of their logs down in
+    /// `<node dir>/sync-ledger` (`PEGASUS_SYNC_LEDGER`: a test emulates a power loss by keeping
+    /// of each log file only what was fsynced).
     pub faults: bool,
 }
 
@@ -499,6 +504,7 @@ impl Onebox {
         if self.options.faults && matches!(node, Node::Replica(_)) {
             command.env(FAULTS_FILE_ENV, dir.join("faults"));
             command.env(BOOT_ID_FILE_ENV, dir.join("boot_id"));
+            command.env(SYNC_LEDGER_ENV, dir.join("sync-ledger"));
         }
         let pid = spawn_detached(&mut command).map_err(io("cannot start", &self.options.server))?;
         fs::write(dir.join("pid"), pid.to_string())
