@@ -160,6 +160,22 @@ pub struct ReplicaStub {
 
 /// How often a lost copy whose partition has no primary is opened again.
 const REOPEN_EVERY: Duration = Duration::from_secs(5);
+/// How much a lost copy's disk must take (written and synced) before the copy is opened again.
+const PROBE_BYTES: usize = 1 << 20;
+
+/// Whether the disk holding `folder` serves writes again: [`PROBE_BYTES`] written, synced and
+/// removed (a full disk refuses them), and no log write fault injected.
+fn probe_disk(folder: &std::path::Path, faults: &faults::Faults) -> std::io::Result<()> {
+    use std::io::Write;
+    faults.check(faults::Point::PlogWrite)?;
+    let probe = folder.join(".probe");
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&vec![0u8; PROBE_BYTES])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written
+}
 
 /// Who manages a stub's replicas.
 enum Managed {
@@ -588,14 +604,18 @@ impl ReplicaStub {
 
     /// Opens again a copy this node lost to its disk (a log write or an open that failed:
     /// full, failing, out of file descriptors) while its partition has no primary: the copy
-    /// may be the one the partition needs (its last member), and once the disk serves again it
-    /// opens as a restart of the process would find it, up to what its log holds. Nothing it
-    /// acknowledged is lost by that; a copy found damaged (moved aside) has no folder and is
-    /// not tried. At most once in [`REOPEN_EVERY`] per copy.
+    /// may be the one the partition needs (its last member), and once the disk serves again (a
+    /// probe of [`PROBE_BYTES`] written and synced in its folder) it opens as a restart of the
+    /// process would find it, up to what its log holds. Nothing it acknowledged is lost by
+    /// that; a copy found damaged (moved aside) has no folder and is not tried. At most once
+    /// in [`REOPEN_EVERY`] per copy.
     fn reopen_stopped(&self, gpid: Gpid) {
         let failed = self.partition(gpid).filter(|p| p.failure().is_some());
         let lost = self.lost.read().expect("lost").contains_key(&gpid);
-        if failed.is_none() && !lost || self.dirs.folders(gpid).is_empty() {
+        let Some(folder) = self.dirs.folders(gpid).into_iter().next() else {
+            return;
+        };
+        if failed.is_none() && !lost {
             return;
         }
         let now = self.options.pool.now();
@@ -608,6 +628,10 @@ impl ReplicaStub {
                 return;
             }
             reopened.insert(gpid, now);
+        }
+        if let Err(e) = probe_disk(&folder, &self.options.faults) {
+            debug!(%gpid, "a lost copy's disk still fails: {e}");
+            return;
         }
         if let Some(p) = failed {
             self.partitions.write().expect("partitions").remove(&gpid);
@@ -1515,8 +1539,6 @@ mod tests {
         );
     }
 
-    /// Regression guard: opening a replica held the partitions' write lock through RocksDB's
-    /// open and the plog's replay, so every request to every other replica waited for it.
     #[test]
     fn a_fresh_proposal_delayed_past_a_request_to_leave_creates_no_copy() {
         let root = tempfile::tempdir().unwrap();
@@ -1646,8 +1668,17 @@ mod tests {
         // Tried again while the disk still fails: still lost.
         stub.apply_configs(std::slice::from_ref(&no_primary));
         assert!(stub.lost().contains_key(&gpid));
-        // The disk serves again; the next try comes only after a pause.
+        // Opens would work, but the disk takes no write (full): not tried.
         faults.inject(faults::Point::ReplicaOpen, None);
+        faults.inject(faults::Point::PlogWrite, Some(faults::Fault::NoSpace));
+        stub.reopened.lock().unwrap().clear();
+        stub.apply_configs(std::slice::from_ref(&no_primary));
+        assert!(
+            stub.lost().contains_key(&gpid),
+            "opened on a disk that takes no write"
+        );
+        // The disk serves again; the next try comes only after a pause.
+        faults.inject(faults::Point::PlogWrite, None);
         stub.apply_configs(std::slice::from_ref(&no_primary));
         assert!(stub.lost().contains_key(&gpid), "tried again at once");
         stub.reopened.lock().unwrap().clear();
@@ -1676,6 +1707,8 @@ mod tests {
         assert!(stub.partition(gpid).is_none());
     }
 
+    /// Regression guard: opening a replica held the partitions' write lock through RocksDB's
+    /// open and the plog's replay, so every request to every other replica waited for it.
     #[test]
     fn opening_a_replica_does_not_hold_up_requests_to_the_others() {
         let root = tempfile::tempdir().unwrap();

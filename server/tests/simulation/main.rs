@@ -291,6 +291,16 @@ impl World {
         self.rng.lock().expect("rng")
     }
 
+    /// The stubs of the nodes that are up, with their numbers.
+    pub(crate) fn up_stubs(&self) -> Vec<(usize, Arc<ReplicaStub>)> {
+        let nodes = self.nodes.lock().expect("nodes");
+        nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.up.as_ref().map(|(s, _)| (i, Arc::clone(s))))
+            .collect()
+    }
+
     fn stub(&self, node: usize) -> Option<Arc<ReplicaStub>> {
         let nodes = self.nodes.lock().expect("nodes");
         nodes[node].up.as_ref().map(|(s, _)| Arc::clone(s))
@@ -411,14 +421,7 @@ impl World {
     /// One reader: leases make the primary that serves reads of a partition the only node
     /// that would; two at once could answer from a store that misses writes.
     fn check_one_reader(&self) {
-        let stubs: Vec<(usize, Arc<ReplicaStub>)> = {
-            let nodes = self.nodes.lock().expect("nodes");
-            nodes
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| n.up.as_ref().map(|(s, _)| (i, Arc::clone(s))))
-                .collect()
-        };
+        let stubs = self.up_stubs();
         for pidx in 0..PARTITIONS {
             let gpid = Gpid::new(1, pidx);
             let serving: Vec<(usize, u64)> = stubs

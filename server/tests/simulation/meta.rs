@@ -4,12 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddrV4;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pegasus_protocol::types::{Assignment, BeaconRequest, Gpid, RpcAddress, config_type};
 use pegasus_server::meta::state::{self, App, Beat, Changed, Cluster};
-use pegasus_server::replica::ReplicaStub;
 
 use crate::net::{Place, addr, node_of};
 use crate::{DROPOUT_DELAY, GRACE, LEASE, Plant, World};
@@ -152,15 +150,7 @@ impl World {
 
     /// Every node that is up sends its beacon (to every meta: the others ignore it).
     pub(crate) fn beacons(&self) {
-        let stubs: Vec<(usize, Arc<ReplicaStub>)> = {
-            let nodes = self.nodes.lock().expect("nodes");
-            nodes
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| n.up.as_ref().map(|(s, _)| (i, Arc::clone(s))))
-                .collect()
-        };
-        for (i, stub) in stubs {
+        for (i, stub) in self.up_stubs() {
             let mut beat = stub.beacon();
             if self.plant == Some(Plant::LostUnreported) {
                 beat.errors.clear();
