@@ -663,19 +663,7 @@ async fn replicas_go_inactive_without_a_lease_and_serve_again_with_one() {
 /// beacons under the state lock, which a create holds through its ZooKeeper writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_zookeeper_delays_changes_not_beacons() {
-    use pegasus_tests::cluster::free_port_block;
-    use pegasus_tests::proxy::SlowProxy;
-    let zk_port = free_port_block(0);
-    let proxy = SlowProxy::start(free_port_block(0), zk_port).await;
-    let proxy_port = proxy.port;
-    let cluster = tokio::task::spawn_blocking(move || {
-        TestCluster::start_tweaked(1, 1, 2, &|o| {
-            o.zk_port = zk_port;
-            o.meta_zk_port = Some(proxy_port);
-        })
-    })
-    .await
-    .unwrap();
+    let (cluster, proxy) = TestCluster::behind_slow_zookeeper(1, 1, 2, |_| {}).await;
     cluster.healthy().await;
     let meta = cluster.onebox.options.meta_addrs()[0];
     let client = cluster.client();
@@ -810,23 +798,14 @@ async fn a_node_whose_port_is_held_for_a_moment_starts_once_it_is_free() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_primary_gets_no_lease_that_outlives_its_replacement() {
     use pegasus_tests::cluster::{eventually, free_port_block};
-    use pegasus_tests::proxy::SlowProxy;
     const LEASE: Duration = Duration::from_secs(3);
-    let zk_port = free_port_block(0);
-    let proxy = SlowProxy::start(free_port_block(0), zk_port).await;
-    let proxy_port = proxy.port;
-    let cluster = tokio::task::spawn_blocking(move || {
-        TestCluster::start_tweaked(1, 0, 1, &|o| {
-            o.zk_port = zk_port;
-            o.meta_zk_port = Some(proxy_port);
-            o.fd_lease_seconds = LEASE.as_secs() as u32;
-            // A session that a slow ZooKeeper (4 s a round trip) keeps.
-            o.extra_config
-                .push(("zookeeper".into(), "timeout_ms".into(), "30000".into()));
-        })
+    let (cluster, proxy) = TestCluster::behind_slow_zookeeper(1, 0, 1, |o| {
+        o.fd_lease_seconds = LEASE.as_secs() as u32;
+        // A session that a slow ZooKeeper (4 s a round trip) keeps.
+        o.extra_config
+            .push(("zookeeper".into(), "timeout_ms".into(), "30000".into()));
     })
-    .await
-    .unwrap();
+    .await;
     let meta = cluster.onebox.options.meta_addrs()[0];
     let client = cluster.client();
     let nodes: Vec<std::net::SocketAddrV4> = (0..3)
@@ -943,7 +922,7 @@ async fn a_deposed_primary_gets_no_lease_that_outlives_its_replacement() {
     let found = silent.elapsed();
     // ZooKeeper itself (not through the proxy): when it holds the replacement.
     let zk = zookeeper_client::Client::connector()
-        .connect(&format!("127.0.0.1:{zk_port}"))
+        .connect(&format!("127.0.0.1:{}", cluster.onebox.options.zk_port))
         .await
         .unwrap();
     let path = format!(
@@ -1026,22 +1005,13 @@ async fn a_deposed_primary_gets_no_lease_that_outlives_its_replacement() {
 async fn a_primary_back_while_its_replacement_is_written_serves_no_stale_read() {
     use std::sync::Arc;
 
-    use pegasus_tests::cluster::{eventually, free_port_block};
-    use pegasus_tests::proxy::SlowProxy;
-    let zk_port = free_port_block(0);
-    let proxy = SlowProxy::start(free_port_block(0), zk_port).await;
-    let proxy_port = proxy.port;
-    let cluster = tokio::task::spawn_blocking(move || {
-        TestCluster::start_tweaked(1, 3, 4, &|o| {
-            o.zk_port = zk_port;
-            o.meta_zk_port = Some(proxy_port);
-            // A session that a slow ZooKeeper keeps.
-            o.extra_config
-                .push(("zookeeper".into(), "timeout_ms".into(), "30000".into()));
-        })
+    use pegasus_tests::cluster::eventually;
+    let (cluster, proxy) = TestCluster::behind_slow_zookeeper(1, 3, 4, |o| {
+        // A session that a slow ZooKeeper keeps.
+        o.extra_config
+            .push(("zookeeper".into(), "timeout_ms".into(), "30000".into()));
     })
-    .await
-    .unwrap();
+    .await;
     cluster.healthy().await;
     let table = Arc::new(cluster.client().open_table("temp").await.unwrap());
     eventually(Duration::from_secs(60), "fully healthy", || async {

@@ -109,6 +109,29 @@ impl TestCluster {
         Self::start_full(base, metas, replicas, partitions, false, tweak)
     }
 
+    /// As [`TestCluster::start_tweaked`], with the metas reaching ZooKeeper through a
+    /// [`crate::proxy::SlowProxy`] (no delay until the test sets one), which it returns too.
+    pub async fn behind_slow_zookeeper(
+        metas: usize,
+        replicas: usize,
+        partitions: u32,
+        tweak: impl Fn(&mut OneboxOptions) + Send + 'static,
+    ) -> (TestCluster, crate::proxy::SlowProxy) {
+        let zk_port = free_port_block(0);
+        let proxy = crate::proxy::SlowProxy::start(free_port_block(0), zk_port).await;
+        let proxy_port = proxy.port;
+        let cluster = tokio::task::spawn_blocking(move || {
+            TestCluster::start_tweaked(metas, replicas, partitions, &|o| {
+                o.zk_port = zk_port;
+                o.meta_zk_port = Some(proxy_port);
+                tweak(o);
+            })
+        })
+        .await
+        .expect("the cluster starts");
+        (cluster, proxy)
+    }
+
     /// As [`TestCluster::start`], after `prepare` has seen the onebox folder (still empty), e.g.
     /// to mount a small file system where a node's data will be.
     pub fn start_prepared(
