@@ -293,10 +293,7 @@ where
                     committed,
                 } => self.on_prepare(from, ballot, ballot_start, mutation, committed, &mut out),
                 Message::Ack { ballot, decree } => self.on_ack(from, ballot, decree, &mut out),
-                Message::Learn {
-                    ballot,
-                    prepare_start,
-                } => self.on_learn(from, ballot, prepare_start, &mut out),
+                Message::Learn { ballot, .. } => self.on_learn(from, ballot, &mut out),
                 Message::LearnDone {
                     ballot,
                     logged_through,
@@ -417,7 +414,7 @@ where
     }
 
     /// A node told by a primary to learn.
-    fn on_learn(&mut self, from: N, ballot: u64, _prepare_start: u64, out: &mut Vec<Output<N, W>>) {
+    fn on_learn(&mut self, from: N, ballot: u64, out: &mut Vec<Output<N, W>>) {
         if self.role == Role::Primary
             || ballot < self.config.ballot
             || (self.role == Role::Secondary && ballot == self.config.ballot)

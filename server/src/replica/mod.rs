@@ -611,13 +611,12 @@ impl ReplicaStub {
     /// in [`REOPEN_EVERY`] per copy.
     fn reopen_stopped(&self, gpid: Gpid) {
         let failed = self.partition(gpid).filter(|p| p.failure().is_some());
-        let lost = self.lost.read().expect("lost").contains_key(&gpid);
+        if failed.is_none() && !self.lost.read().expect("lost").contains_key(&gpid) {
+            return;
+        }
         let Some(folder) = self.dirs.folders(gpid).into_iter().next() else {
             return;
         };
-        if failed.is_none() && !lost {
-            return;
-        }
         let now = self.options.pool.now();
         {
             let mut reopened = self.reopened.lock().expect("reopened");
