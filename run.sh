@@ -159,6 +159,21 @@ ensure_pypegasus() {
   export PEGASUS_PYTHON=$venv/bin/python PYPEGASUS_SRC=$src
 }
 
+# Every process the tests start carries `PEGASUS_TEST_RUN=<mark>` in its environment (children
+# inherit it, detached ones too); one still running once the tests are done outlived its test,
+# and holds its ports and memory into every later run. Lists them, kills them, and fails.
+no_leftovers() {
+  local mark=$1 env left=()
+  for env in /proc/[0-9]*/environ; do
+    if grep -qxz "PEGASUS_TEST_RUN=$mark" "$env" 2>/dev/null; then left+=("${env//[^0-9]/}"); fi
+  done
+  [[ ${#left[@]} -eq 0 ]] && return 0
+  echo "processes started by the tests outlived them (killed now):" >&2
+  ps -o pid=,etime=,args= -p "$(IFS=,; echo "${left[*]}")" >&2 || true
+  kill -KILL "${left[@]}" 2>/dev/null || true
+  return 1
+}
+
 usage() {
   cat <<'USAGE'
 Usage: ./run.sh <command> [args]
@@ -211,15 +226,19 @@ case "$cmd" in
     cargo clippy --release --workspace --all-targets -- -D warnings
     # Snapshots are found from this checkout, not from the one whose build the cache holds
     # (checkouts that share a target folder share unchanged test binaries).
+    mark="$$-$(date +%s%N)"
+    # A failing test's leftovers go too (the run fails already).
+    trap 'no_leftovers "$mark" || true' EXIT
     if [[ $# -eq 0 ]]; then
-      INSTA_WORKSPACE_ROOT="$ROOT" cargo test --release --workspace -- --skip deploy::
+      PEGASUS_TEST_RUN=$mark INSTA_WORKSPACE_ROOT="$ROOT" cargo test --release --workspace -- --skip deploy::
       # The deploy tool's tests time write stalls of under a second: alone on the machine.
-      cargo test --release -p pegasus-tests --test e2e -- deploy:: --test-threads 1
+      PEGASUS_TEST_RUN=$mark cargo test --release -p pegasus-tests --test e2e -- deploy:: --test-threads 1
     else
-      INSTA_WORKSPACE_ROOT="$ROOT" cargo test --release --workspace "$@"
+      PEGASUS_TEST_RUN=$mark INSTA_WORKSPACE_ROOT="$ROOT" cargo test --release --workspace "$@"
     fi
-    tests/pack.sh
-    tests/readme.py
+    PEGASUS_TEST_RUN=$mark tests/pack.sh
+    PEGASUS_TEST_RUN=$mark tests/readme.py
+    no_leftovers "$mark"
     if command -v nix-instantiate >/dev/null 2>&1; then nix/check.sh; else echo "nix: nix-instantiate not installed, flake checks skipped"; fi
     ;;
   pack_server)

@@ -522,12 +522,12 @@ fn the_shell_stops_quietly_when_its_output_is_closed() {
     use std::io::{Read, Write};
     use std::process::{Command, Stdio};
     let shell = pegasus_tests::bins::built("pegasus-tools", "pegasus_shell");
-    let mut child = Command::new(shell)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = pegasus_tests::process::Guarded::spawn(
+        Command::new(shell)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let mut stdin = child.stdin.take().unwrap();
     // `help` needs no cluster; far more of it than a pipe holds.
     let feeder = std::thread::spawn(move || {
@@ -540,7 +540,7 @@ fn the_shell_stops_quietly_when_its_output_is_closed() {
     let mut first = [0u8; 16];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap();
     // The read end is dropped here: the next write fails with EPIPE.
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     feeder.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}: {stderr}", out.status);

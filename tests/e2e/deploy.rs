@@ -14,6 +14,7 @@ use pegasus_client::{Client, ClientOptions};
 use pegasus_protocol::types::meta_function_level;
 use pegasus_tests::bed::{self, Bed};
 use pegasus_tests::history::{History, Stall, Verdict};
+use pegasus_tests::process::Guarded;
 
 /// Hosts of the bed: ZooKeeper and a meta on 1; metas on 2 and 3; replica servers on 2–5; the
 /// collector on 5.
@@ -62,14 +63,13 @@ fn tool(bed: &Bed, args: &[&str]) -> Output {
 fn tool_timed(bed: &Bed, args: &[&str]) -> (Output, Vec<(Instant, String)>) {
     use std::io::{BufRead, Read};
     let bin = pegasus_tests::bins::built("pegasus-tools", "pegasus_cluster");
-    let mut child = bed
-        .client_command(&bin)
-        .args(args)
-        .env("XDG_STATE_HOME", bed.dir().join("state"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("pegasus_cluster");
+    let mut child = Guarded::spawn(
+        bed.client_command(&bin)
+            .args(args)
+            .env("XDG_STATE_HOME", bed.dir().join("state"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    );
     let mut stderr = child.stderr.take().unwrap();
     let errors = std::thread::spawn(move || {
         let mut text = Vec::new();
@@ -903,13 +903,12 @@ fn a_rolling_restart_loses_nothing_and_no_write_waits_a_second() {
     // carries out the rest; killed again, `abort` ends it.
     let bin = pegasus_tests::bins::built("pegasus-tools", "pegasus_cluster");
     let kill_after_the_first_step = || {
-        let mut child = bed
-            .client_command(&bin)
-            .args(["restart", t, "--rolling"])
-            .env("XDG_STATE_HOME", bed.dir().join("state"))
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Guarded::spawn(
+            bed.client_command(&bin)
+                .args(["restart", t, "--rolling"])
+                .env("XDG_STATE_HOME", bed.dir().join("state"))
+                .stdout(std::process::Stdio::piped()),
+        );
         let mut first = String::new();
         {
             use std::io::BufRead;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
 use pegasus_client::{Client, ClientOptions};
 use pegasus_tests::history::{History, LeaderWatch, leaders};
-use pegasus_tests::netns::{Net, Proc};
+use pegasus_tests::netns::Net;
+use pegasus_tests::process::Guarded;
 
 const META_PORT: u16 = 34601;
 const REPLICA_PORT: u16 = 34801;
@@ -70,7 +71,7 @@ fn config(net: &Net, dir: &Path) -> PathBuf {
 }
 
 /// ZooKeeper on host 1, listening on its address.
-fn zookeeper(net: &Net, dir: &Path) -> Proc {
+fn zookeeper(net: &Net, dir: &Path) -> Guarded {
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let cfg = dir.join("zoo.cfg");
     std::fs::write(
@@ -170,7 +171,7 @@ fn three_hosts_cut_apart_and_healed_lose_nothing_and_never_have_two_leaders() {
     }
 }
 
-async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Proc>) {
+async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Guarded>) {
     let server = bin.join("pegasus_server");
     let zk = SocketAddr::from((net.addr(1), ZK_PORT));
     wait_for(Duration::from_secs(60), "ZooKeeper answers", || async {

@@ -175,7 +175,7 @@ async fn a_zookeeper_ensemble_losing_one_member_keeps_the_cluster_working() {
             ensemble.start_zookeeper_member(i, &members, false).unwrap();
         }
         for i in 1..=3 {
-            ensemble.start_zookeeper_member(i, &members, true).ok();
+            ensemble.wait_zookeeper_member(i, &members).unwrap();
         }
     });
     cluster.healthy().await;
@@ -361,17 +361,17 @@ async fn admin_rpcs_from_outside_the_allow_list_get_acl_deny() {
     let shell = {
         use std::io::Write;
         use std::process::{Command, Stdio};
-        let mut child = Command::new(pegasus_tests::bins::built("pegasus-tools", "pegasus_shell"))
-            .args(["--cluster", &meta.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = pegasus_tests::process::Guarded::spawn(
+            Command::new(pegasus_tests::bins::built("pegasus-tools", "pegasus_shell"))
+                .args(["--cluster", &meta.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(b"create shelled -p 2 -r 1\n").unwrap();
         drop(stdin);
-        child.wait_with_output().unwrap()
+        child.wait_with_output()
     };
     let said = String::from_utf8_lossy(&shell.stdout).into_owned()
         + &String::from_utf8_lossy(&shell.stderr);

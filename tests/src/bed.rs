@@ -13,10 +13,11 @@
 use std::fs::{self, File};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::netns::Net;
+use crate::process::Guarded;
 
 /// What the tree holds; a cached tree with another recipe is made again.
 const RECIPE: &str = "bookworm minbase +systemd,systemd-sysv,dbus,openssh-server,zookeeper,\
@@ -39,7 +40,7 @@ dataDir=/var/lib/bed-zookeeper\nclientPort=2181\nadmin.enableServer=false\n\
 /// Booted hosts; powered off and removed when dropped.
 pub struct Bed {
     net: Net,
-    hosts: Vec<Child>,
+    hosts: Vec<Guarded>,
     dir: tempfile::TempDir,
 }
 
@@ -156,25 +157,25 @@ impl Bed {
         let mut children = Vec::new();
         for i in 1..=hosts {
             let log = File::create(dir.path().join(format!("h{i}.console"))).unwrap();
-            let child = Command::new("systemd-nspawn")
-                .arg("-D")
-                .arg(&rootfs)
-                .args([
-                    "--volatile=overlay",
-                    "--boot",
-                    "--register=no",
-                    "--keep-unit",
-                ])
-                .arg(format!(
-                    "--network-namespace-path=/run/netns/{}",
-                    net.host(i)
-                ))
-                .arg(format!("--machine=h{i}"))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("systemd-nspawn");
+            let child = Guarded::spawn(
+                Command::new("systemd-nspawn")
+                    .arg("-D")
+                    .arg(&rootfs)
+                    .args([
+                        "--volatile=overlay",
+                        "--boot",
+                        "--register=no",
+                        "--keep-unit",
+                    ])
+                    .arg(format!(
+                        "--network-namespace-path=/run/netns/{}",
+                        net.host(i)
+                    ))
+                    .arg(format!("--machine=h{i}"))
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log),
+            );
             children.push(child);
         }
         let bed = Bed {
@@ -305,25 +306,14 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        // SIGTERM asks nspawn to power the host off; SIGKILL after a few seconds.
+        // SIGTERM asks nspawn to power the host off; SIGKILL (the guard's drop) after a few
+        // seconds.
         for child in &self.hosts {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
+            child.ask_to_end();
         }
         let deadline = Instant::now() + Duration::from_secs(15);
         for child in &mut self.hosts {
-            loop {
-                if child.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            child.end_within(deadline.saturating_duration_since(Instant::now()));
         }
     }
 }

@@ -32,22 +32,20 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 /// `promtool check metrics` on `text`: what it found wrong (empty when nothing).
 pub fn promtool_problems(text: &str) -> String {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool: {e} (`./run.sh setup test` installs it: package prometheus)")
-        });
+    let mut child = crate::process::Guarded::spawn(
+        Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     child
         .stdin
         .take()
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = child.wait_with_output();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

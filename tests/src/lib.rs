@@ -16,6 +16,7 @@
 //!   Thrift, HTTP junk, slowloris, churn), and a process's RSS and open files
 //! - [`http`]: a plain HTTP GET, Prometheus samples, promtool, a headless Chromium
 //! - [`netns`]: three hosts and a client in network namespaces on a bridge, with cuts
+//! - [`process`]: [`process::Guarded`], a child process killed when the test that started it ends
 //! - [`proxy`]: [`proxy::SlowProxy`], a TCP proxy whose latency a test sets (a slow ZooKeeper)
 
 pub mod bed;
@@ -26,4 +27,5 @@ pub mod history;
 pub mod hostile;
 pub mod http;
 pub mod netns;
+pub mod process;
 pub mod proxy;

@@ -6,7 +6,9 @@
 
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use crate::process::Guarded;
 
 /// The namespaces of one test, named after its process.
 pub struct Net {
@@ -118,19 +120,18 @@ impl Net {
     }
 
     /// Starts `program` with `args` in namespace `ns`, its output to `log`; killed when the
-    /// returned [`Proc`] is dropped.
-    pub fn spawn(&self, ns: &str, program: &str, args: &[&str], log: &std::path::Path) -> Proc {
+    /// returned [`Guarded`] is dropped.
+    pub fn spawn(&self, ns: &str, program: &str, args: &[&str], log: &std::path::Path) -> Guarded {
         let out = File::create(log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, program])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("ip netns exec");
-        Proc(child)
+        Guarded::spawn(
+            Command::new("ip")
+                .args(["netns", "exec", ns, program])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err),
+        )
     }
 
     /// Moves the calling thread into namespace `ns`: its sockets, and the threads it starts
@@ -202,14 +203,4 @@ impl Drop for Net {
 pub fn enter(ns: &str) {
     let file = File::open(format!("/var/run/netns/{ns}")).expect("namespace");
     nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-}
-
-/// A process in a namespace, killed (SIGKILL) when dropped.
-pub struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

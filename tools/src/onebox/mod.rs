@@ -310,8 +310,8 @@ impl Onebox {
     }
 
     /// Starts member `i` of a ZooKeeper ensemble (folder `zookeeper<i>`, from 1) whose members
-    /// listen on `members[k] = (client, peer, election)` ports; `wait`: until it answers (once
-    /// a quorum runs).
+    /// listen on `members[k] = (client, peer, election)` ports, unless it runs; `wait`: until it
+    /// answers (once a quorum runs).
     pub fn start_zookeeper_member(
         &self,
         i: usize,
@@ -338,14 +338,28 @@ impl Onebox {
         Ok(())
     }
 
+    /// Waits until member `i` of the ensemble answers (once a quorum runs).
+    pub fn wait_zookeeper_member(
+        &self,
+        i: usize,
+        members: &[(u16, u16, u16)],
+    ) -> Result<(), OneboxError> {
+        self.wait_zookeeper(&format!("zookeeper{i}"), members[i - 1].0)
+    }
+
     /// Kills member `i` of the ensemble (SIGKILL).
     pub fn kill_zookeeper_member(&self, i: usize) -> Result<(), OneboxError> {
         self.stop_pid_file(&self.dir(&format!("zookeeper{i}")).join("pid"), true)
     }
 
+    /// Starts the ZooKeeper of folder `name` unless its pid file names a live process (a second
+    /// would overwrite the pid file, and the first would outlive `stop`).
     fn spawn_zookeeper(&self, name: &str, port: u16, servers: &str) -> Result<(), OneboxError> {
         let classpath = zookeeper_classpath()?;
         let dir = self.dir(name);
+        if read_pid(&dir.join("pid")).is_some_and(alive) {
+            return Ok(());
+        }
         fs::create_dir_all(dir.join("data")).map_err(io("cannot create", &dir))?;
         let config = format!(
             "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n{servers}",
