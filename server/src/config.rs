@@ -8,7 +8,7 @@ use std::time::Duration;
 use configcheck::address::{self, AdvertisedAddress, AllowList, NetworkSettings};
 use configcheck::{Config, HostFacts, ValueError};
 
-use crate::meta::CreateLimits;
+use crate::meta::{BootstrapApp, CreateLimits};
 use crate::net::Limits;
 use crate::replica::partition::PartitionOptions;
 use crate::replica::read::ReadLimits;
@@ -51,19 +51,6 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
-}
-
-/// A table the meta creates at the cluster's first start (`[meta_server.apps.*]`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BootstrapApp {
-    /// `app_name`.
-    pub name: String,
-    /// `partition_count`.
-    pub partitions: i32,
-    /// `max_replica_count`.
-    pub replicas: i32,
-    /// `envs` (`k=v,k=v`).
-    pub envs: std::collections::BTreeMap<String, String>,
 }
 
 /// One role this process runs.

@@ -21,19 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use configcheck::envs::{Throttle, parse_throttling};
 
+use super::storage::Scenario;
 use super::write::WriteOp;
-
-/// `rocksdb.usage_scenario`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Scenario {
-    /// The configured options.
-    #[default]
-    Normal,
-    /// Larger write buffers, later level-0 compactions.
-    PreferWrite,
-    /// No automatic compactions and no level-0 write stalls, for loading a table.
-    BulkLoad,
-}
 
 /// What happens to one client request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,13 +37,13 @@ use pegasus_replication::{Config, Options, Replica, WriteError};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use super::envs::{Scenario, TableEnvs};
+use super::envs::TableEnvs;
 use super::faults::Faults;
 use super::metrics::{ReplicaMetrics, TableMetrics};
 use super::plog::{Op, Plog, PlogError, sync_parent};
 use super::pool::{LazyPool, Mailbox};
 use super::read::{ReadLimits, ScanContext};
-use super::storage::{RocksOptions, Storage, StorageError};
+use super::storage::{RocksOptions, Scenario, Storage, StorageError};
 use super::write::{WriteOp, WriteReply};
 
 mod driver;

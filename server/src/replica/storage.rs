@@ -13,9 +13,20 @@ use rocksdb::{
     DB, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
-use super::envs::Scenario;
 use super::metrics::StoreStats;
 use super::plog::{Mutation, Op};
+
+/// `rocksdb.usage_scenario` (a table environment): how the store's options are tuned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scenario {
+    /// The configured options.
+    #[default]
+    Normal,
+    /// Larger write buffers, later level-0 compactions.
+    PreferWrite,
+    /// No automatic compactions and no level-0 write stalls, for loading a table.
+    BulkLoad,
+}
 
 /// The key holding the last applied decree.
 const APPLIED_DECREE_KEY: &[u8] = b"\xff\xffpegasus.applied_decree";
