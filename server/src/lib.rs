@@ -6,14 +6,25 @@
 //! - [`config`]: the typed view of `config.ini` the roles need
 //! - [`format`]: the format of data dirs and the cluster root, and the refusal of a newer one
 //! - [`net`]: the RPC listener: THFT frames, bounded connections and in-flight requests
-//! - [`meta`]: the MetaServer: ZooKeeper, leader election, tables, assignment
-//! - [`replica`]: the ReplicaServer: partitions, write pipeline, plog, RocksDB, reads and scans
+//! - [`http`]: HTTP beside RPC on every role's port: Pegasus's HTTP API, status pages
+//! - [`metrics`]: every role's metrics, as Prometheus text at `GET /metrics`
+//! - [`meta`]: the MetaServer: ZooKeeper, leader election (`meta/election.rs`), tables,
+//!   assignment and the balancer ([`meta::state`], `meta/state/balance.rs`), admin RPCs
+//!   (`meta/admin.rs`)
+//! - [`replica`]: the ReplicaServer: partitions and their PacificA drivers
+//!   (`replica/partition/driver.rs`), replication to other servers ([`replica::link`]), plog,
+//!   RocksDB, reads and scans; client requests in `replica/serve.rs`, prepares, learning and
+//!   the meta's proposals in `replica/learn.rs`, pages in `replica/status.rs`
 //! - [`collector`]: the Collector: availability detection, `/metrics`
 //!
 //! One write, end to end: [`net`] decodes the frame → [`replica::ReplicaStub`] routes it by
-//! `(app_id, partition_index)` → [`replica::partition`]'s writer turns it into a mutation with a
-//! decree → [`replica::plog`] appends it (one sync per batch) → [`replica::storage`] applies it
-//! (RocksDB WAL off) → the answer goes back through [`net::Reply`].
+//! `(app_id, partition_index)` → the partition's driver (`replica/partition/driver.rs`) turns it
+//! into a mutation with a ballot and a decree → the driver prepares the mutation to every
+//! secondary over [`replica::link`], while [`replica::plog`] appends it here (one sync per
+//! round) → the mutation commits once it is logged here and acknowledged by every secondary →
+//! [`replica::storage`] applies it (RocksDB WAL off) → the answer goes back through
+//! [`net::Reply`]. On a secondary the prepare goes through its own driver: appended to its plog,
+//! acknowledged, and applied once the primary's commit point passes it.
 
 pub mod collector;
 pub mod config;
