@@ -63,45 +63,6 @@ impl AdminResponse for UpdateAppEnvResponse {
     }
 }
 
-/// Partition health of a table, as Pegasus's shell counts it from the routing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Health {
-    /// A primary and `max_replica_count - 1` secondaries.
-    pub fully_healthy: i32,
-    /// Not fully healthy.
-    pub unhealthy: i32,
-    /// No primary, or fewer members than a write needs (`mutation_2pc_min_replica_count`).
-    pub write_unhealthy: i32,
-    /// No primary.
-    pub read_unhealthy: i32,
-}
-
-impl Health {
-    /// Counts `partitions`; a partition with fewer than `min_members` members cannot write.
-    pub fn of(partitions: &[PartitionConfiguration], min_members: usize) -> Health {
-        let mut h = Health::default();
-        for p in partitions {
-            let has_primary = p.primary.socket_addr().is_some();
-            let members = usize::from(has_primary) + p.secondaries.len();
-            if has_primary && members >= p.max_replica_count.max(1) as usize {
-                h.fully_healthy += 1;
-            } else {
-                h.unhealthy += 1;
-            }
-            if !has_primary {
-                h.read_unhealthy += 1;
-            }
-            if !has_primary || members < min_members.min(p.max_replica_count.max(1) as usize) {
-                h.write_unhealthy += 1;
-            }
-        }
-        h
-    }
-}
-
-/// Pegasus's default `mutation_2pc_min_replica_count`: the members a write needs.
-pub const MIN_WRITE_MEMBERS: usize = 2;
-
 /// Per node: (primaries, secondaries) over `tables`' routing.
 pub fn role_counts(tables: &[QueryCfgResponse]) -> HashMap<RpcAddress, (usize, usize)> {
     let mut counts: HashMap<RpcAddress, (usize, usize)> = HashMap::new();
@@ -332,44 +293,5 @@ impl Client {
             )
             .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn partition(primary: bool, secondaries: usize, max: i32) -> PartitionConfiguration {
-        let addr = |p| RpcAddress::new(std::net::SocketAddrV4::new([127, 0, 0, 1].into(), p));
-        PartitionConfiguration {
-            primary: if primary {
-                addr(1)
-            } else {
-                RpcAddress::INVALID
-            },
-            secondaries: (0..secondaries as u16).map(|i| addr(10 + i)).collect(),
-            max_replica_count: max,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn health_counts_as_pegasus_shell_does() {
-        let parts = [
-            partition(true, 2, 3),  // fully healthy
-            partition(true, 1, 3),  // unhealthy, writable
-            partition(true, 0, 3),  // too few members to write
-            partition(false, 2, 3), // no primary: neither reads nor writes
-            partition(true, 0, 1),  // one copy wanted, one there
-        ];
-        assert_eq!(
-            Health::of(&parts, MIN_WRITE_MEMBERS),
-            Health {
-                fully_healthy: 2,
-                unhealthy: 3,
-                write_unhealthy: 2,
-                read_unhealthy: 1,
-            }
-        );
     }
 }

@@ -5,6 +5,7 @@
 //! - [`codec`]: Thrift binary encoding of structs (on the Apache Thrift crate)
 //! - [`types`]: the `rrdb` and `meta` structs, with Pegasus's custom wire types
 //! - [`codes`]: error names, RocksDB status codes, RPC names
+//! - [`health`]: a partition's health from its configuration, and a table's counts
 //! - [`key`]: key and value schemas, CRC-64 partition hashing, the Pegasus epoch
 //! - [`outbox`]: frames queued for one connection, written in bursts
 //! - [`fuzzing`]: every decoder untrusted bytes reach, for the fuzzers and their regressions
@@ -13,6 +14,7 @@ pub mod codec;
 pub mod codes;
 pub mod frame;
 pub mod fuzzing;
+pub mod health;
 pub mod key;
 pub mod outbox;
 pub mod types;

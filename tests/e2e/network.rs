@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
 use pegasus_client::{Client, ClientOptions};
+use pegasus_protocol::health::{DEFAULT_MIN_WRITE_MEMBERS, Health};
 use pegasus_tests::history::{History, LeaderWatch, leaders};
 use pegasus_tests::netns::Net;
 use pegasus_tests::process::Guarded;
@@ -104,7 +104,7 @@ async fn fully_healthy(client: &Client) -> usize {
     client
         .query_config("temp")
         .await
-        .map(|r| Health::of(&r.partitions, MIN_WRITE_MEMBERS).fully_healthy as usize)
+        .map(|r| Health::of(&r.partitions, DEFAULT_MIN_WRITE_MEMBERS).fully_healthy as usize)
         .unwrap_or(0)
 }
 

@@ -6,8 +6,8 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
 use pegasus_protocol::codes::rpc;
+use pegasus_protocol::health::{DEFAULT_MIN_WRITE_MEMBERS, Health};
 use pegasus_protocol::types::*;
 use pegasus_tests::cluster::{TestCluster, Writers, b, check_all, eventually, lost, write_all};
 use pegasus_tests::history::History;
@@ -657,7 +657,7 @@ async fn a_primary_on_a_full_disk_is_moved_away_and_its_copies_learned_again() {
             r.partitions
                 .iter()
                 .all(|p| p.secondaries.contains(&addr) || p.primary == addr)
-                && Health::of(&r.partitions, MIN_WRITE_MEMBERS).fully_healthy == 4
+                && Health::of(&r.partitions, DEFAULT_MIN_WRITE_MEMBERS).fully_healthy == 4
         },
     )
     .await;
@@ -742,7 +742,7 @@ async fn a_copy_that_fails_to_open_is_reported_and_its_partition_served_elsewher
             r.partitions
                 .iter()
                 .all(|p| p.secondaries.contains(&addr) || p.primary == addr)
-                && Health::of(&r.partitions, MIN_WRITE_MEMBERS).fully_healthy == 4
+                && Health::of(&r.partitions, DEFAULT_MIN_WRITE_MEMBERS).fully_healthy == 4
         },
     )
     .await;

@@ -369,10 +369,10 @@ impl TestCluster {
     }
 
     /// Table `name`'s health, counted from its routing as Pegasus's shell counts it.
-    pub async fn health(&self, name: &str) -> pegasus_client::admin::Health {
-        pegasus_client::admin::Health::of(
+    pub async fn health(&self, name: &str) -> pegasus_protocol::health::Health {
+        pegasus_protocol::health::Health::of(
             &self.routing(name).await.partitions,
-            pegasus_client::admin::MIN_WRITE_MEMBERS,
+            pegasus_protocol::health::DEFAULT_MIN_WRITE_MEMBERS,
         )
     }
 

@@ -9,11 +9,11 @@ use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use pegasus_client::admin::MIN_WRITE_MEMBERS;
+use pegasus_protocol::health::{Health, PartitionHealth};
 use pegasus_protocol::types::meta_function_level;
 
 use super::MetaServer;
-use super::metrics::{MetaSample, PartitionHealth};
+use super::metrics::MetaSample;
 use super::state::{self, App};
 use crate::http::{self, HttpRequest, HttpResponse, Json, content, escape_html};
 
@@ -25,40 +25,17 @@ struct NodeRow {
     secondaries: usize,
 }
 
-/// A table's partitions counted as Pegasus's `/meta/apps?detail` counts them.
-#[derive(Default)]
-struct Healthy {
-    fully: usize,
-    unhealthy: usize,
-    write: usize,
-    read: usize,
-}
-
-impl Healthy {
-    fn of(app: &App) -> Healthy {
-        let mut h = Healthy::default();
-        for p in &app.partitions {
-            let health = PartitionHealth::of(p, MIN_WRITE_MEMBERS);
-            if health == PartitionHealth::Healthy {
-                h.fully += 1;
-            } else {
-                h.unhealthy += 1;
-            }
-            if matches!(
-                health,
-                PartitionHealth::Unwritable | PartitionHealth::Unreadable | PartitionHealth::Dead
-            ) {
-                h.write += 1;
-            }
-            if matches!(health, PartitionHealth::Unreadable | PartitionHealth::Dead) {
-                h.read += 1;
-            }
-        }
-        h
-    }
-}
-
 impl MetaServer {
+    /// A table's partitions counted as Pegasus's `/meta/apps?detail` counts them, with the
+    /// configured `mutation_2pc_min_replica_count`.
+    fn health_of(&self, app: &App) -> Health {
+        Health::count(
+            app.partitions
+                .iter()
+                .map(|p| p.health(self.options.min_write_members)),
+        )
+    }
+
     /// Answers an HTTP request.
     pub(super) async fn serve_http(self: Arc<Self>, req: HttpRequest) -> HttpResponse {
         let leader_only = |allowed: &[&str]| -> Option<HttpResponse> {
@@ -123,7 +100,7 @@ impl MetaServer {
                 dead,
                 apps: leader.then_some(&*view),
             },
-            MIN_WRITE_MEMBERS,
+            self.options.min_write_members,
         )
     }
 
@@ -222,20 +199,20 @@ impl MetaServer {
                     .with("drop_expire", "-")
                     .with("envs_count", i.envs.len()),
             );
-            let h = Healthy::of(app);
+            let h = self.health_of(app);
             fully_apps += usize::from(h.unhealthy == 0);
-            write_apps += usize::from(h.write > 0);
-            read_apps += usize::from(h.read > 0);
+            write_apps += usize::from(h.write_unhealthy > 0);
+            read_apps += usize::from(h.read_unhealthy > 0);
             healthy.push(
                 i.app_id.to_string(),
                 Json::obj()
                     .with("app_id", i.app_id)
                     .with("app_name", i.app_name.as_str())
                     .with("partition_count", i.partition_count)
-                    .with("fully_healthy", h.fully)
+                    .with("fully_healthy", h.fully_healthy)
                     .with("unhealthy", h.unhealthy)
-                    .with("write_unhealthy", h.write)
-                    .with("read_unhealthy", h.read),
+                    .with("write_unhealthy", h.write_unhealthy)
+                    .with("read_unhealthy", h.read_unhealthy),
             );
         }
         let mut out = Json::obj().with("general_info", general);
@@ -320,17 +297,17 @@ impl MetaServer {
                 .with("secondary", secondaries)
                 .with("total", primaries + secondaries),
         );
-        let h = Healthy::of(app);
+        let h = self.health_of(app);
         out = out
             .with("replicas", replicas)
             .with("nodes", node_rows)
             .with(
                 "healthy",
                 Json::obj()
-                    .with("fully_healthy_partition_count", h.fully)
+                    .with("fully_healthy_partition_count", h.fully_healthy)
                     .with("unhealthy_partition_count", h.unhealthy)
-                    .with("write_unhealthy_partition_count", h.write)
-                    .with("read_unhealthy_partition_count", h.read),
+                    .with("write_unhealthy_partition_count", h.write_unhealthy)
+                    .with("read_unhealthy_partition_count", h.read_unhealthy),
             );
         HttpResponse::json(&out)
     }
@@ -412,19 +389,24 @@ impl MetaServer {
         let mut maps = String::new();
         for app in &apps {
             let i = &app.info;
-            let h = Healthy::of(app);
+            let h = self.health_of(app);
             let name = escape_html(&i.app_name);
             let _ = writeln!(
                 body,
                 "<tr class=\"table\" data-table=\"{name}\"><td>{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                i.app_id, i.partition_count, i.max_replica_count, h.fully, h.write, h.read
+                i.app_id,
+                i.partition_count,
+                i.max_replica_count,
+                h.fully_healthy,
+                h.write_unhealthy,
+                h.read_unhealthy
             );
             let _ = write!(
                 maps,
                 "<h3>{name}</h3>\n<div class=\"map\" data-table=\"{name}\">"
             );
             for (pidx, p) in app.partitions.iter().enumerate() {
-                let health = PartitionHealth::of(p, MIN_WRITE_MEMBERS);
+                let health = p.health(self.options.min_write_members);
                 let class = match health {
                     PartitionHealth::Dead => "dead_partition",
                     h => h.name(),

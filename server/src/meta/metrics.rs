@@ -10,63 +10,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::state::{App, PartitionConfig};
+use pegasus_protocol::health::PartitionHealth;
+
+use super::state::App;
 use crate::metrics::{self, Latency, TableLabels};
-
-/// A partition's health, as Pegasus's table metrics sort them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PartitionHealth {
-    /// A primary and every copy.
-    Healthy,
-    /// Writable, but copies short.
-    WritableIll,
-    /// A primary with fewer members than a write needs.
-    Unwritable,
-    /// Members, but no primary.
-    Unreadable,
-    /// No member at all.
-    Dead,
-}
-
-impl PartitionHealth {
-    /// Every kind, healthiest first.
-    pub const ALL: [PartitionHealth; 5] = [
-        PartitionHealth::Healthy,
-        PartitionHealth::WritableIll,
-        PartitionHealth::Unwritable,
-        PartitionHealth::Unreadable,
-        PartitionHealth::Dead,
-    ];
-
-    /// Of `p`, with writes needing `min_members` members.
-    pub fn of(p: &PartitionConfig, min_members: usize) -> PartitionHealth {
-        let has_primary = p.primary_addr().is_some();
-        let members = usize::from(has_primary) + p.secondaries.len();
-        let wanted = p.max_replica_count.max(1) as usize;
-        if members == 0 {
-            PartitionHealth::Dead
-        } else if !has_primary {
-            PartitionHealth::Unreadable
-        } else if members < min_members.min(wanted) {
-            PartitionHealth::Unwritable
-        } else if members < wanted {
-            PartitionHealth::WritableIll
-        } else {
-            PartitionHealth::Healthy
-        }
-    }
-
-    /// Its label value (and CSS class on the status page).
-    pub fn name(self) -> &'static str {
-        match self {
-            PartitionHealth::Healthy => "healthy",
-            PartitionHealth::WritableIll => "writable_ill",
-            PartitionHealth::Unwritable => "unwritable",
-            PartitionHealth::Unreadable => "unreadable",
-            PartitionHealth::Dead => "dead",
-        }
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HealthLabels {
@@ -184,7 +131,7 @@ impl MetaMetrics {
                 let n = app
                     .partitions
                     .iter()
-                    .filter(|p| PartitionHealth::of(p, min_members) == health)
+                    .filter(|p| p.health(min_members) == health)
                     .count();
                 self.partitions
                     .get_or_create(&HealthLabels {
@@ -201,6 +148,7 @@ impl MetaMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::state::PartitionConfig;
 
     fn config(primary: &str, secondaries: &[&str]) -> PartitionConfig {
         PartitionConfig {
@@ -216,7 +164,7 @@ mod tests {
         let a = "127.0.0.1:1";
         let b = "127.0.0.1:2";
         let c = "127.0.0.1:3";
-        let of = |p| PartitionHealth::of(&p, 2);
+        let of = |p: PartitionConfig| p.health(2);
         assert_eq!(of(config(a, &[b, c])), PartitionHealth::Healthy);
         assert_eq!(of(config(a, &[b])), PartitionHealth::WritableIll);
         assert_eq!(of(config(a, &[])), PartitionHealth::Unwritable);

@@ -92,6 +92,9 @@ pub struct MetaOptions {
     pub fd_check: Duration,
     /// `[meta_server] min_live_node_count_for_unfreeze`.
     pub min_live_nodes: usize,
+    /// `[replication] mutation_2pc_min_replica_count`: the members a write needs, which
+    /// partition health is counted by.
+    pub min_write_members: usize,
     /// What a create request may ask for.
     pub create_limits: CreateLimits,
     /// `[meta_server] replica_assign_delay_ms_for_dropouts`: how long a partition short of a

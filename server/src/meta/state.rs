@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use pegasus_protocol::health::PartitionHealth;
 use pegasus_protocol::types::{Assignment, BeaconRequest, Gpid, RpcAddress};
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +142,17 @@ impl PartitionConfig {
         let name = node.to_string();
         self.secondaries.retain(|s| s != &name);
         self.primary = name;
+    }
+
+    /// Its health, where a write needs `min_write_members` members
+    /// (`[replication] mutation_2pc_min_replica_count`).
+    pub fn health(&self, min_write_members: usize) -> PartitionHealth {
+        PartitionHealth::of(
+            self.primary_addr().is_some(),
+            self.secondaries.len(),
+            self.max_replica_count,
+            min_write_members,
+        )
     }
 
     /// The primary's address on the wire ([`RpcAddress::INVALID`] when none).

@@ -55,6 +55,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             fd_grace: server.fd_grace,
             fd_check: server.fd_check_interval,
             min_live_nodes: server.min_live_nodes,
+            min_write_members: server.partition.replication.min_replicas,
             create_limits: server.create_limits,
             dropout_delay: server.dropout_delay,
             hold_dropped: server.hold_dropped,

@@ -435,9 +435,9 @@ pub fn display(fleet: &Fleet, rt: &tokio::runtime::Runtime) -> ClusterView {
     let responses: Vec<_> = configs.iter().map(|(_, c)| c.clone()).collect();
     let counts = pegasus_client::admin::role_counts(&responses);
     for (name, c) in &configs {
-        let h = pegasus_client::admin::Health::of(
+        let h = pegasus_protocol::health::Health::of(
             &c.partitions,
-            pegasus_client::admin::MIN_WRITE_MEMBERS,
+            pegasus_protocol::health::DEFAULT_MIN_WRITE_MEMBERS,
         );
         view.tables.push(TableView {
             name: name.clone(),

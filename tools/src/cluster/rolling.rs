@@ -389,9 +389,9 @@ fn alive(rt: &tokio::runtime::Runtime, client: &Client) -> Vec<SocketAddrV4> {
 fn all_healthy(rt: &tokio::runtime::Runtime, client: &Client) -> bool {
     routing(rt, client).is_ok_and(|tables| {
         tables.iter().all(|t| {
-            let h = pegasus_client::admin::Health::of(
+            let h = pegasus_protocol::health::Health::of(
                 &t.partitions,
-                pegasus_client::admin::MIN_WRITE_MEMBERS,
+                pegasus_protocol::health::DEFAULT_MIN_WRITE_MEMBERS,
             );
             h.fully_healthy as usize == t.partitions.len()
         })

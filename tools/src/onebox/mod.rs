@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
 use pegasus_client::{Client, ClientOptions};
+use pegasus_protocol::health::{DEFAULT_MIN_WRITE_MEMBERS, Health};
 use pegasus_protocol::types::app_status;
 
 /// The environment variable naming a replica server's faults file (the server's
@@ -721,7 +721,7 @@ impl Onebox {
     /// The bootstrap table's fully healthy partitions, as its routing shows them.
     async fn fully_healthy(&self, client: &Client) -> Option<i32> {
         let routing = client.query_config(&self.options.app_name).await.ok()?;
-        Some(Health::of(&routing.partitions, MIN_WRITE_MEMBERS).fully_healthy)
+        Some(Health::of(&routing.partitions, DEFAULT_MIN_WRITE_MEMBERS).fully_healthy)
     }
 
     /// Waits until a meta leads (a client can ask it for tables), at most `timeout`.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use pegasus_client::admin::{Health, MIN_WRITE_MEMBERS};
+use pegasus_protocol::health::{DEFAULT_MIN_WRITE_MEMBERS, Health};
 use pegasus_protocol::types::*;
 
 use super::{Line, Output, Shell, describe, flag, format_unix, option, pretty};
@@ -66,7 +66,10 @@ impl Shell {
         let mut health = Vec::new();
         if detailed {
             for r in self.routings(&apps).await? {
-                health.push((r.app_id, Health::of(&r.partitions, MIN_WRITE_MEMBERS)));
+                health.push((
+                    r.app_id,
+                    Health::of(&r.partitions, DEFAULT_MIN_WRITE_MEMBERS),
+                ));
             }
         }
         let health_of = |id: i32| health.iter().find(|(a, _)| *a == id).map(|(_, h)| *h);
@@ -175,7 +178,7 @@ impl Shell {
     pub(super) async fn app(&mut self, name: &str, detailed: bool, json: bool) -> Output {
         let config = self.client.query_config(name).await.map_err(describe)?;
         let max_replicas = config.partitions.first().map_or(0, |p| p.max_replica_count);
-        let h = Health::of(&config.partitions, MIN_WRITE_MEMBERS);
+        let h = Health::of(&config.partitions, DEFAULT_MIN_WRITE_MEMBERS);
         let members = |p: &PartitionConfiguration| {
             usize::from(p.primary.socket_addr().is_some()) + p.secondaries.len()
         };
