@@ -33,7 +33,7 @@ let
 
   # Tests that start ZooKeeper, processes and pypegasus3 run in `.ci/run`; in the sandbox the
   # self-contained ones run.
-  sandboxTests = "-p configcheck -p pegasus-protocol -p pegasus-replication -p pegasus-client -p pegasus-tools --lib --test it --test frames --test simulation";
+  sandboxTests = "-p configcheck -p pegasus-protocol -p pegasus-transport -p pegasus-replication -p pegasus-client -p pegasus-tools --lib --test it --test frames --test simulation";
 
   pegasus-server = craneLib.buildPackage (commonArgs // {
     inherit cargoArtifacts;

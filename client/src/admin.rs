@@ -1,7 +1,7 @@
 //! The meta's admin RPCs in Pegasus's IDL (`meta_admin.thrift`): each goes to whichever meta
 //! leads (a follower answers `ERR_FORWARD_TO_OTHERS`), and an answer other than `ERR_OK` is
-//! [`ClientError::Refused`] with the server's hint. Health counts from routing, as Pegasus's
-//! shell counts them.
+//! [`ClientError::Refused`] with the server's hint. Nodes' roles counted from routing (a
+//! partition's health is [`pegasus_protocol::health`]'s).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

@@ -1,13 +1,13 @@
 //! An async Rust client for Pegasus: asks any meta server for a table's routing (following the
 //! leader redirect), caches it, sends each request straight to the partition's primary over one
 //! shared connection per server, and refreshes the routing when a replica says it is not the
-//! primary. The wire format is [`pegasus_protocol`]'s, shared with the server.
+//! primary. The wire format is [`pegasus_protocol`]'s, shared with the server; connections and
+//! calls are [`pegasus_transport`]'s.
 //!
 //! # Layout
 //! - this file: [`Client`], [`ClientOptions`], [`ClientError`], routing and meta calls
-//! - `session`: one connection to one server: an outbox of frames, pending calls, deadlines
 //! - `table`: [`Table`], every `rrdb` operation, scanners
-//! - [`admin`]: the meta's admin RPCs (create, drop, recall, envs, meta level), health counts
+//! - [`admin`]: the meta's admin RPCs (create, drop, recall, envs, meta level), node counts
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), pegasus_client::ClientError> {
@@ -20,22 +20,20 @@
 //! ```
 
 pub mod admin;
-mod session;
 mod table;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use table::{CheckAndSetOutcome, MultiGetOptions, ScanOptions, Scanner, Table};
 
-use self::session::Session;
 use pegasus_protocol::ProtocolError;
 use pegasus_protocol::codec::Field;
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::RequestMeta;
 use pegasus_protocol::types::{Args, QueryCfgRequest, QueryCfgResponse};
+use pegasus_transport::{CallError, Transport};
 
 /// What went wrong with a call.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +79,19 @@ pub enum ClientError {
     /// The bytes did not decode.
     #[error("protocol: {0}")]
     Protocol(#[from] ProtocolError),
+}
+
+impl From<CallError> for ClientError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Timeout => ClientError::Timeout,
+            CallError::Connect(addr, e) => ClientError::Connect(addr, e),
+            CallError::Disconnected(why) => ClientError::Disconnected(why),
+            CallError::NotSent(why) => ClientError::NotSent(why),
+            CallError::Server(code) => ClientError::Server(code),
+            CallError::Protocol(e) => ClientError::Protocol(e),
+        }
+    }
 }
 
 fn status_name(status: i32) -> &'static str {
@@ -154,7 +165,7 @@ pub struct Client {
 
 struct Inner {
     options: ClientOptions,
-    sessions: Mutex<HashMap<SocketAddr, Arc<Session>>>,
+    transport: Transport,
     /// The meta that answered the last routing query: asked first next time.
     leader: Mutex<Option<SocketAddr>>,
 }
@@ -164,8 +175,8 @@ impl Client {
     pub fn new(options: ClientOptions) -> Self {
         Client {
             inner: Arc::new(Inner {
+                transport: Transport::new(options.timeout),
                 options,
-                sessions: Mutex::default(),
                 leader: Mutex::default(),
             }),
         }
@@ -181,26 +192,6 @@ impl Client {
         Table::open(self.clone(), name).await
     }
 
-    async fn session(&self, addr: SocketAddr) -> Result<Arc<Session>, ClientError> {
-        if let Some(s) = self
-            .inner
-            .sessions
-            .lock()
-            .expect("sessions")
-            .get(&addr)
-            .filter(|s| s.is_alive())
-        {
-            return Ok(Arc::clone(s));
-        }
-        let session = Session::connect(addr, self.inner.options.timeout).await?;
-        self.inner
-            .sessions
-            .lock()
-            .expect("sessions")
-            .insert(addr, Arc::clone(&session));
-        Ok(session)
-    }
-
     /// Sends `args` as RPC `name` to `addr` and decodes the result; an rDSN error other than
     /// `ERR_OK` is [`ClientError::Server`].
     pub async fn call<A: Field, R: Field + Default>(
@@ -211,13 +202,11 @@ impl Client {
         args: &A,
         timeout: Duration,
     ) -> Result<R, ClientError> {
-        let session = self.session(addr).await?;
-        let response = session.call(meta, name, args, timeout).await?;
-        let code = ErrorCode::from_name(&response.error);
-        if code != ErrorCode::Ok {
-            return Err(ClientError::Server(code));
-        }
-        Ok(response.result()?)
+        Ok(self
+            .inner
+            .transport
+            .call(addr, meta, name, args, timeout)
+            .await?)
     }
 
     /// Sends a one-way request.
@@ -228,10 +217,11 @@ impl Client {
         name: &str,
         args: &A,
     ) -> Result<(), ClientError> {
-        self.session(addr)
-            .await?
-            .send_oneway(meta, name, args)
-            .await
+        Ok(self
+            .inner
+            .transport
+            .send_oneway(addr, meta, name, args)
+            .await?)
     }
 
     /// Asks the metas for a table's routing, trying each and following the leader redirect.

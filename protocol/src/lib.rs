@@ -1,4 +1,5 @@
 //! The Pegasus wire protocol, shared by the client and the server so they cannot drift apart.
+//! Pure: bytes in, values out; no runtime (calls over connections are `pegasus-transport`'s).
 //!
 //! # Layout
 //! - [`frame`]: THFT request headers (v0, v1), the Thrift envelope, response frames, bounds
@@ -7,7 +8,6 @@
 //! - [`codes`]: error names, RocksDB status codes, RPC names
 //! - [`health`]: a partition's health from its configuration, and a table's counts
 //! - [`key`]: key and value schemas, CRC-64 partition hashing, the Pegasus epoch
-//! - [`outbox`]: frames queued for one connection, written in bursts
 //! - [`fuzzing`]: every decoder untrusted bytes reach, for the fuzzers and their regressions
 
 pub mod codec;
@@ -16,7 +16,6 @@ pub mod frame;
 pub mod fuzzing;
 pub mod health;
 pub mod key;
-pub mod outbox;
 pub mod types;
 
 /// A Thrift body that cannot be decoded or encoded.

@@ -213,7 +213,7 @@ pub struct MetaServer {
     /// `tend`.
     leaving: Mutex<Vec<(SocketAddrV4, Instant)>>,
     /// Announces configuration changes to the replica servers.
-    client: pegasus_client::Client,
+    transport: pegasus_transport::Transport,
     /// The meta level ([`meta_function_level`]): below `steady`, nothing moves.
     level: std::sync::atomic::AtomicI32,
     /// Copies the balancer took off nodes, for beacon answers to say they are gone (as last
@@ -347,7 +347,7 @@ impl MetaServer {
             disks_unsaved: Mutex::default(),
             news: tokio::sync::Notify::new(),
             leaving: Mutex::default(),
-            client: pegasus_client::Client::new(pegasus_client::ClientOptions::new(Vec::new())),
+            transport: pegasus_transport::Transport::new(Duration::from_secs(5)),
             level: std::sync::atomic::AtomicI32::new(options.initial_level),
             retired: Mutex::default(),
             changes: Mutex::default(),
@@ -520,14 +520,14 @@ impl MetaServer {
     /// Sends a configuration to a replica server (its answer is not needed: beacons repeat
     /// configurations, and proposals are made again).
     fn propose(&self, gpid: Gpid, node: SocketAddrV4, proposal: Assignment) {
-        let client = self.client.clone();
+        let transport = self.transport.clone();
         tokio::spawn(async move {
             let meta = RequestMeta {
                 app_id: gpid.app_id,
                 partition_index: gpid.partition_index,
                 ..RequestMeta::default()
             };
-            let _ = client
+            let _ = transport
                 .call::<_, Empty>(
                     SocketAddr::V4(node),
                     meta,

@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use pegasus_protocol::codec::Field;
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::{self, Request};
-use pegasus_protocol::outbox::Outbox;
+use pegasus_transport::outbox::Outbox;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};

@@ -11,10 +11,10 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pegasus_client::{Client, ClientOptions};
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::RequestMeta;
 use pegasus_protocol::types::{Args, BeaconRequest, BeaconResponse, RpcAddress};
+use pegasus_transport::Transport;
 use tracing::{debug, info, warn};
 
 use super::ReplicaStub;
@@ -35,10 +35,7 @@ pub async fn run(
     options: BeaconOptions,
     shutdown: impl std::future::Future,
 ) {
-    let client = Client::new(ClientOptions {
-        metas: metas.clone(),
-        timeout: options.interval.max(Duration::from_secs(1)),
-    });
+    let transport = Transport::new(options.interval.max(Duration::from_secs(1)));
     let mut leader: Option<SocketAddr> = None;
     let started = Instant::now();
     let mut next = Duration::ZERO;
@@ -59,7 +56,7 @@ pub async fn run(
         let timeout = options.interval.max(Duration::from_secs(1));
         let mut answered = false;
         let mut assigned = false;
-        if let Some((meta, r)) = to_leader(&client, leader, &metas, &request, timeout).await {
+        if let Some((meta, r)) = to_leader(&transport, leader, &metas, &request, timeout).await {
             leader = Some(meta);
             if let Some(link) = stub.link() {
                 link.set_leader(meta);
@@ -91,16 +88,13 @@ const BALLOT_NEWS_DELAY: Duration = Duration::from_millis(5);
 /// serving: the meta takes the node for dead at once, so its groups go on without it instead
 /// of stalling for its grace period. Best effort: each meta is tried once, briefly.
 pub async fn leave(me: SocketAddrV4, metas: &[SocketAddr]) {
-    let client = Client::new(ClientOptions {
-        metas: metas.to_vec(),
-        timeout: Duration::from_secs(1),
-    });
+    let transport = Transport::new(Duration::from_secs(1));
     let request = Args(BeaconRequest {
         node: RpcAddress::new(me),
         leaving: true,
         ..BeaconRequest::default()
     });
-    match to_leader(&client, None, metas, &request, Duration::from_secs(1)).await {
+    match to_leader(&transport, None, metas, &request, Duration::from_secs(1)).await {
         Some((meta, _)) => info!(%meta, "told the meta leader this node is leaving"),
         None => warn!(
             "no meta leader heard that this node is leaving: its groups wait for its grace period"
@@ -112,7 +106,7 @@ pub async fn leave(me: SocketAddrV4, metas: &[SocketAddr]) {
 /// every meta, a redirect going to the front; at most `metas + 2` tries. The leader and its
 /// answer, if one accepted it.
 async fn to_leader(
-    client: &Client,
+    transport: &Transport,
     known: Option<SocketAddr>,
     metas: &[SocketAddr],
     request: &Args<BeaconRequest>,
@@ -126,7 +120,7 @@ async fn to_leader(
         if tries > metas.len() + 2 {
             break;
         }
-        match client
+        match transport
             .call::<_, BeaconResponse>(meta, RequestMeta::default(), rpc::BEACON, request, timeout)
             .await
         {

@@ -1,6 +1,6 @@
 //! How a replica server reaches the others: prepares to the secondaries of its primaries, and
-//! configuration changes to the meta leader. Both go through one client (pegasus-client): one
-//! pipelined connection per peer, the same frames as every RPC.
+//! configuration changes to the meta leader. Both go through one [`Transport`]
+//! (pegasus-transport): one pipelined connection per peer, the same frames as every RPC.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use pegasus_client::{Client, ClientError, ClientOptions};
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::RequestMeta;
 use pegasus_protocol::types::{
@@ -16,6 +15,7 @@ use pegasus_protocol::types::{
     LearnRequest, LearnResponse, PrepareRequest, PrepareResponse, RpcAddress, UpdateConfigRequest,
     UpdateConfigResponse, config_type,
 };
+use pegasus_transport::{CallError, Transport};
 use tokio::runtime::Handle;
 use tracing::{debug, info, warn};
 
@@ -24,6 +24,9 @@ use super::faults::{Faults, Point};
 use super::metrics::ReplicaMetrics;
 use super::partition::{Copy, CopyDone, Effects, Peers, PrepareDone};
 use super::plog::CRC32C;
+
+/// How long a connection to a peer or a meta may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The time a prepare has for its acknowledgement (Pegasus: 3 s), the state machine's timeout.
 const PREPARE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -36,7 +39,7 @@ const CHUNK: i32 = 1 << 20;
 
 /// The replica server's way out.
 pub struct Link {
-    client: Client,
+    transport: Transport,
     metas: Vec<SocketAddr>,
     leader: Mutex<Option<SocketAddr>>,
     runtime: Handle,
@@ -58,7 +61,7 @@ impl Link {
         faults: Arc<Faults>,
     ) -> Self {
         Link {
-            client: Client::new(ClientOptions::new(metas.clone())),
+            transport: Transport::new(CONNECT_TIMEOUT),
             metas,
             leader: Mutex::new(None),
             runtime,
@@ -77,14 +80,14 @@ impl Link {
         name: &'static str,
         request: A,
     ) {
-        let client = self.client.clone();
+        let transport = self.transport.clone();
         self.runtime.spawn(async move {
             let meta = RequestMeta {
                 app_id: pid.app_id,
                 partition_index: pid.partition_index,
                 ..RequestMeta::default()
             };
-            if let Err(e) = client
+            if let Err(e) = transport
                 .call::<_, Empty>(
                     SocketAddr::V4(to),
                     meta,
@@ -117,7 +120,7 @@ impl Link {
 /// checked against its CRC-32C and each file against the primary's, at most `rate` bytes a
 /// second; the files and the folder are synced.
 async fn fetch(
-    client: &Client,
+    transport: &Transport,
     from: SocketAddrV4,
     request: LearnRequest,
     dest: &std::path::Path,
@@ -133,7 +136,7 @@ async fn fetch(
     };
     let to = SocketAddr::V4(from);
     let timeout = Duration::from_secs(60);
-    let r: LearnResponse = client
+    let r: LearnResponse = transport
         .call(to, meta, rpc::LEARN, &Args(request), timeout)
         .await
         .map_err(|e| format!("asking {from} for a copy: {e}"))?;
@@ -173,7 +176,7 @@ async fn fetch(
         let mut digest = CRC32C.digest();
         let mut offset = 0i64;
         while offset < f.size {
-            let chunk: LearnFetchResponse = client
+            let chunk: LearnFetchResponse = transport
                 .call(
                     to,
                     meta,
@@ -243,17 +246,17 @@ impl Peers for Link {
     }
 
     fn learn(&self, from: SocketAddrV4, request: LearnRequest, dest: PathBuf, done: CopyDone) {
-        let client = self.client.clone();
+        let transport = self.transport.clone();
         let rate = self.learn_rate;
         let metrics = Arc::clone(&self.metrics);
         let faults = Arc::clone(&self.faults);
         self.runtime.spawn(async move {
-            done(fetch(&client, from, request, &dest, rate, &metrics, &faults).await);
+            done(fetch(&transport, from, request, &dest, rate, &metrics, &faults).await);
         });
     }
 
     fn prepare(&self, to: SocketAddrV4, request: PrepareRequest, done: PrepareDone) {
-        let client = self.client.clone();
+        let transport = self.transport.clone();
         let rtt = self.metrics.prepare_rtt.clone();
         self.runtime.spawn(async move {
             let sent = Instant::now();
@@ -269,7 +272,7 @@ impl Peers for Link {
                 if left.is_zero() {
                     return done(None);
                 }
-                let answer = client
+                let answer = transport
                     .call::<_, PrepareResponse>(SocketAddr::V4(to), meta, rpc::PREPARE, &args, left)
                     .await;
                 match answer {
@@ -282,10 +285,10 @@ impl Peers for Link {
                     // acknowledges a repeat of one it logged): again shortly, within the
                     // prepare's time.
                     Ok(_)
-                    | Err(ClientError::Server(_))
-                    | Err(ClientError::Connect(..))
-                    | Err(ClientError::Disconnected(_))
-                    | Err(ClientError::NotSent(_)) => {
+                    | Err(CallError::Server(_))
+                    | Err(CallError::Connect(..))
+                    | Err(CallError::Disconnected(_))
+                    | Err(CallError::NotSent(_)) => {
                         tokio::time::sleep(PREPARE_RETRY.min(left)).await;
                     }
                     Err(e) => {
@@ -298,7 +301,7 @@ impl Peers for Link {
     }
 
     fn update(&self, gpid: Gpid, ballot: u64, member: SocketAddrV4, kind: i32) {
-        let client = self.client.clone();
+        let transport = self.transport.clone();
         let mut candidates = self.candidates();
         let tries = candidates.len() + 1;
         let stub = self.stub.clone();
@@ -313,7 +316,7 @@ impl Peers for Link {
                 let Some(meta) = candidates.pop_front() else {
                     break;
                 };
-                let answer = client
+                let answer = transport
                     .call::<_, UpdateConfigResponse>(
                         meta,
                         RequestMeta::default(),

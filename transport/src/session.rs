@@ -15,10 +15,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, oneshot};
 
-use crate::ClientError;
+use crate::CallError;
+use crate::outbox::Outbox;
 use pegasus_protocol::codec::Field;
 use pegasus_protocol::frame::{self, RequestMeta, Response};
-use pegasus_protocol::outbox::Outbox;
 
 /// Largest response accepted.
 pub(crate) const MAX_RESPONSE: usize = 64 << 20;
@@ -27,7 +27,7 @@ pub(crate) const MAX_RESPONSE: usize = 64 << 20;
 /// precision of call timeouts.
 const SWEEP: Duration = Duration::from_millis(5);
 
-type Waiter = oneshot::Sender<Result<Response, ClientError>>;
+type Waiter = oneshot::Sender<Result<Response, CallError>>;
 
 /// Calls waiting for their answer, by sequence id, with their deadlines and whether their
 /// frame was handed to the socket.
@@ -109,7 +109,7 @@ impl Pending {
             (expired, !calls.map.is_empty())
         };
         for waiter in expired {
-            let _ = waiter.send(Err(ClientError::Timeout));
+            let _ = waiter.send(Err(CallError::Timeout));
         }
         more
     }
@@ -124,9 +124,9 @@ impl Pending {
         };
         for c in calls {
             let error = if c.sent {
-                ClientError::Disconnected(reason.to_owned())
+                CallError::Disconnected(reason.to_owned())
             } else {
-                ClientError::NotSent(reason.to_owned())
+                CallError::NotSent(reason.to_owned())
             };
             let _ = c.waiter.send(Err(error));
         }
@@ -151,14 +151,14 @@ impl Session {
     pub(crate) async fn connect(
         addr: SocketAddr,
         timeout: Duration,
-    ) -> Result<Arc<Session>, ClientError> {
+    ) -> Result<Arc<Session>, CallError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| ClientError::Timeout)?
-            .map_err(|e| ClientError::Connect(addr, e))?;
+            .map_err(|_| CallError::Timeout)?
+            .map_err(|e| CallError::Connect(addr, e))?;
         stream
             .set_nodelay(true)
-            .map_err(|e| ClientError::Connect(addr, e))?;
+            .map_err(|e| CallError::Connect(addr, e))?;
         let (mut reader, mut writer) = stream.into_split();
         let outbox = Arc::new(Outbox::default());
         let pending = Arc::new(Pending::default());
@@ -254,7 +254,7 @@ impl Session {
         name: &str,
         args: &A,
         timeout: Duration,
-    ) -> Result<Response, ClientError> {
+    ) -> Result<Response, CallError> {
         let seqid = self.seqid.fetch_add(1, Ordering::Relaxed);
         let (done, wait) = oneshot::channel();
         let now = Instant::now();
@@ -263,7 +263,7 @@ impl Session {
             .checked_add(timeout)
             .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
         if self.pending.insert(seqid, done, deadline).is_err() {
-            return Err(ClientError::NotSent(format!("{} is closed", self.addr)));
+            return Err(CallError::NotSent(format!("{} is closed", self.addr)));
         }
         if let Err(e) = self.queue(&meta, name, seqid, args) {
             self.pending.remove(seqid);
@@ -272,7 +272,7 @@ impl Session {
         // The sweeper answers `Timeout` past the deadline; a caller that stops waiting leaves
         // its entry to the sweeper too.
         wait.await
-            .map_err(|_| ClientError::Disconnected(format!("{} is closed", self.addr)))?
+            .map_err(|_| CallError::Disconnected(format!("{} is closed", self.addr)))?
     }
 
     /// Appends one request to the outbox, waking the writer if it was empty.
@@ -282,10 +282,10 @@ impl Session {
         name: &str,
         seqid: i32,
         args: &A,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), CallError> {
         if !self.is_alive() {
             // Nothing was written: safe to send again elsewhere, whatever the request.
-            return Err(ClientError::NotSent(format!("{} is closed", self.addr)));
+            return Err(CallError::NotSent(format!("{} is closed", self.addr)));
         }
         self.outbox.append_tagged(seqid, |frames| {
             frame::append_request_v0(frames, meta, name, seqid, args)
@@ -299,7 +299,7 @@ impl Session {
         meta: RequestMeta,
         name: &str,
         args: &A,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), CallError> {
         let seqid = self.seqid.fetch_add(1, Ordering::Relaxed);
         self.queue(&meta, name, seqid, args)
     }
@@ -332,11 +332,11 @@ mod tests {
         pending.fail_all("gone");
         assert!(matches!(
             sent_answer.blocking_recv().unwrap(),
-            Err(ClientError::Disconnected(_))
+            Err(CallError::Disconnected(_))
         ));
         assert!(matches!(
             queued_answer.blocking_recv().unwrap(),
-            Err(ClientError::NotSent(_))
+            Err(CallError::NotSent(_))
         ));
         // Nothing more is written, and a new call is not sent.
         assert!(!pending.mark_sent(&[2]));
@@ -374,8 +374,8 @@ mod tests {
                 Duration::from_millis(300)
             ),
         );
-        assert!(matches!(short, Err(ClientError::Timeout)), "{short:?}");
-        assert!(matches!(long, Err(ClientError::Timeout)), "{long:?}");
+        assert!(matches!(short, Err(CallError::Timeout)), "{short:?}");
+        assert!(matches!(long, Err(CallError::Timeout)), "{long:?}");
         let waited = began.elapsed();
         assert!(
             waited >= Duration::from_millis(300)
