@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pegasus_client::{Client, ClientOptions};
-use pegasus_tests::cluster::{TestCluster, write_all};
+use pegasus_tests::cluster::{TestCluster, eventually, write_all};
 use pegasus_tools::onebox::Node;
 
 /// Regression guard for the write path's durability: every write the server acknowledged is
@@ -47,11 +47,12 @@ async fn kill_9_during_writes(cluster: TestCluster) {
             }
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < 3000 {
-        assert!(Instant::now() < deadline, "writes too slow");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "3,000 writes acknowledged",
+        || async { acked.lock().unwrap().len() >= 3000 },
+    )
+    .await;
     cluster.onebox.kill_node(Node::Replica(1)).unwrap(); // SIGKILL, writes in flight
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -170,22 +171,18 @@ async fn a_damaged_plog_record_is_corruption_not_a_torn_tail() {
     assert!(reason.contains("damaged"), "{reason}");
     assert!(!replica_dir.exists(), "no empty replica replaced it");
     // The meta no longer routes to the lost copy; its keys answer an error, never "not found".
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let config = client.query_config("temp").await.unwrap();
-        if config.partitions[pidx as usize]
-            .primary
-            .socket_addr()
-            .is_none()
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the meta still routes to the lost copy"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "the lost copy unrouted",
+        || async {
+            let config = client.query_config("temp").await.unwrap();
+            config.partitions[pidx as usize]
+                .primary
+                .socket_addr()
+                .is_none()
+        },
+    )
+    .await;
     eprintln!(
         "damaged plog: the other partitions served and the lost copy unrouted {:?} after the \
          restart; {} keys of partition {pidx} answer errors",
@@ -310,18 +307,17 @@ async fn a_full_disk_refuses_the_write_reports_the_replica_and_loses_nothing() {
     assert!(health.starts_with("HTTP/1.1 503"), "{health}");
     assert!(health.contains("a write failed"), "{health}");
     let client = cluster.client();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.query_config("temp").await.unwrap().partitions[pidx as usize]
-        .primary
-        .socket_addr()
-        .is_some()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the meta still routes to the full replica"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(30),
+        "the full replica unrouted",
+        || async {
+            client.query_config("temp").await.unwrap().partitions[pidx as usize]
+                .primary
+                .socket_addr()
+                .is_none()
+        },
+    )
+    .await;
     // Space returns; the replica restarts, replays its log, and serves every acknowledged write.
     disk.resize("256m");
     cluster.onebox.kill_node(Node::Replica(1)).unwrap();

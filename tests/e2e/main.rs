@@ -8,9 +8,14 @@ mod cluster;
 mod deploy;
 /// Acknowledged writes survive `kill -9` of a replica (plog fsynced, and not).
 mod durability;
+/// Table environments on the replicas: TTL, throttling, denied requests, compaction.
+mod envs;
 /// Hostile bytes on every port: random, cut, oversized, lying frames, mistyped Thrift, HTTP
 /// junk, slowloris and churn.
 mod hostile;
+/// Leases: no serving without one, beacons never held up by ZooKeeper, no stale read from a
+/// deposed primary.
+mod leases;
 /// Three hosts in network namespaces, cut apart and healed, from the release tarball.
 mod network;
 /// What operators watch: `/metrics` of every role, Pegasus's HTTP API, the status page.
@@ -23,6 +28,8 @@ mod pypegasus;
 mod replication;
 /// run.sh's set-up: the one package list, checked against a fake package database.
 mod setup;
+/// `pegasus_shell` against a real cluster.
+mod shell;
 /// ZooKeeper outages (down, a frozen leader, an ensemble member lost), its digest ACL, and the
 /// admin allow-list.
 mod zookeeper;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pegasus_client::{Client, ClientOptions};
-use pegasus_protocol::health::{DEFAULT_MIN_WRITE_MEMBERS, Health};
+use pegasus_tests::cluster::{eventually, fully_healthy};
 use pegasus_tests::history::{History, LeaderWatch, leaders};
 use pegasus_tests::netns::Net;
 use pegasus_tests::process::Guarded;
@@ -99,34 +99,12 @@ fn zookeeper(net: &Net, dir: &Path) -> Guarded {
     )
 }
 
-/// Partitions of `temp` fully healthy, as the meta leader's routing shows them.
-async fn fully_healthy(client: &Client) -> usize {
-    client
-        .query_config("temp")
-        .await
-        .map(|r| Health::of(&r.partitions, DEFAULT_MIN_WRITE_MEMBERS).fully_healthy as usize)
-        .unwrap_or(0)
-}
-
-async fn wait_for<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < within, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    started.elapsed()
-}
-
 /// The longest write stall since a fault at `cut`: measured once lease + grace have passed and
 /// every writer had a write acknowledged after that (within `within`).
 async fn stall_since(history: &History, cut: Instant, within: Duration, what: &str) -> Duration {
     tokio::time::sleep(Duration::from_secs(LEASE_S + GRACE_S)).await;
     let writing = Instant::now();
-    wait_for(within, what, || async {
+    eventually(within, what, || async {
         history.all_writing_after(writing)
     })
     .await;
@@ -174,7 +152,7 @@ fn three_hosts_cut_apart_and_healed_lose_nothing_and_never_have_two_leaders() {
 async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Guarded>) {
     let server = bin.join("pegasus_server");
     let zk = SocketAddr::from((net.addr(1), ZK_PORT));
-    wait_for(Duration::from_secs(60), "ZooKeeper answers", || async {
+    eventually(Duration::from_secs(60), "ZooKeeper answers", || async {
         tokio::net::TcpStream::connect(zk).await.is_ok()
     })
     .await;
@@ -197,10 +175,10 @@ async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Guarded>) 
     let mut options = ClientOptions::new(metas.clone());
     options.timeout = Duration::from_secs(CLIENT_TIMEOUT_S);
     let client = Client::new(options);
-    let started = wait_for(
+    let started = eventually(
         Duration::from_secs(90),
         "every partition fully healthy",
-        || async { fully_healthy(&client).await == PARTITIONS },
+        || async { fully_healthy(&client, "temp").await == PARTITIONS as i32 },
     )
     .await;
     // Each replica server found its address on the one interface it has.
@@ -223,7 +201,7 @@ async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Guarded>) 
     let l = metas.iter().position(|m| *m == leader[0]).unwrap() + 1;
     net.block_port(l, ZK_PORT);
     let cut = Instant::now();
-    let taken_over = wait_for(Duration::from_secs(30), "another meta leads", || async {
+    let taken_over = eventually(Duration::from_secs(30), "another meta leads", || async {
         let now = leaders(&metas);
         now.len() == 1 && now[0] != metas[l - 1]
     })
@@ -262,10 +240,10 @@ async fn scenario(net: &Net, work: &Path, bin: &Path, procs: &mut Vec<Guarded>) 
     // 3. The network heals: the host's copies come back.
     net.rejoin(cut_host);
     let healed = Instant::now();
-    let back = wait_for(
+    let back = eventually(
         Duration::from_secs(90),
         "fully healthy after the heal",
-        || async { fully_healthy(&client).await == PARTITIONS },
+        || async { fully_healthy(&client, "temp").await == PARTITIONS as i32 },
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;

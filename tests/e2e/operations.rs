@@ -1,12 +1,12 @@
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pegasus_client::ClientError;
 use pegasus_client::{MultiGetOptions, ScanOptions};
 use pegasus_protocol::types::{Blob, Mutate, cas_check_type, filter_type, mutate_operation};
 
-use pegasus_tests::cluster::write_all;
+use pegasus_tests::cluster::{eventually, write_all};
 use pegasus_tests::harness::Harness;
 
 fn b(s: &str) -> Bytes {
@@ -39,11 +39,10 @@ async fn single_key_operations_and_ttl() {
     let ttl = t.ttl(b"hk", b"ttl").await.unwrap().unwrap();
     assert!((0..=1).contains(&ttl), "{ttl}");
     // Expired data is never returned: poll until the second ends.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while t.get(b"hk", b"ttl").await.unwrap().is_some() {
-        assert!(Instant::now() < deadline, "value did not expire");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(Duration::from_secs(5), "the value expires", || async {
+        t.get(b"hk", b"ttl").await.unwrap().is_none()
+    })
+    .await;
     assert_eq!(t.ttl(b"hk", b"ttl").await.unwrap(), None);
 
     let long = vec![b'x'; 65535];

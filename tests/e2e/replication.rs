@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use pegasus_protocol::codes::rpc;
 use pegasus_protocol::health::{DEFAULT_MIN_WRITE_MEMBERS, Health};
 use pegasus_protocol::types::*;
-use pegasus_tests::cluster::{TestCluster, Writers, b, check_all, eventually, lost, write_all};
+use pegasus_tests::cluster::{
+    TestCluster, Writers, b, check_all, eventually, fully_healthy, lost, write_all,
+};
 use pegasus_tests::history::History;
 use pegasus_tools::onebox::Node;
 
@@ -47,9 +49,10 @@ async fn leave_alone(cluster: &TestCluster, j: usize, what: &str) {
 }
 
 /// Waits until every partition of `temp` (4 of them) is fully healthy.
-async fn fully_healthy(cluster: &TestCluster, within: Duration, what: &str) {
+async fn all_fully_healthy(cluster: &TestCluster, within: Duration, what: &str) {
+    let client = cluster.client();
     eventually(within, what, || async {
-        cluster.health("temp").await.fully_healthy == 4
+        fully_healthy(&client, "temp").await == 4
     })
     .await;
 }
@@ -58,7 +61,7 @@ async fn fully_healthy(cluster: &TestCluster, within: Duration, what: &str) {
 async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
     let cluster = TestCluster::start(1, 3, 4);
     cluster.healthy().await;
-    fully_healthy(
+    all_fully_healthy(
         &cluster,
         Duration::from_secs(30),
         "every partition fully healthy",
@@ -104,21 +107,16 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
     let primary = old.primary.socket_addr().unwrap();
     let victim = (primary.port() - cluster.onebox.options.replica_base_port) as usize;
     cluster.onebox.kill_node(Node::Replica(victim)).unwrap();
-    let killed = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (now, failover) = loop {
+    let failover = eventually(Duration::from_secs(30), "a secondary promoted", || async {
         let now = routing(&cluster, "temp").await.partitions[0].clone();
-        let promoted = now.ballot > old.ballot
+        now.ballot > old.ballot
             && now
                 .primary
                 .socket_addr()
-                .is_some_and(|p| p != primary && old.secondaries.contains(&now.primary));
-        if promoted {
-            break (now, killed.elapsed());
-        }
-        assert!(Instant::now() < deadline, "no secondary promoted: {now:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+                .is_some_and(|p| p != primary && old.secondaries.contains(&now.primary))
+    })
+    .await;
+    let now = routing(&cluster, "temp").await.partitions[0].clone();
     let at_failover = count();
     eventually(
         Duration::from_secs(30),
@@ -171,7 +169,7 @@ async fn three_copies_fail_over_without_losing_an_acknowledged_write() {
         Some(b("yes"))
     );
     // It learns its copies back (it is the node that dropped them): three of three again.
-    fully_healthy(
+    all_fully_healthy(
         &cluster,
         Duration::from_secs(60),
         "fully healthy after the return",
@@ -210,7 +208,7 @@ async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
     // logs no longer reach back to the first write, so the new copy is a checkpoint.
     let cluster = TestCluster::start_tweaked(1, 4, 4, &|o| o.plog_file_mb = 1);
     cluster.healthy().await;
-    fully_healthy(
+    all_fully_healthy(
         &cluster,
         Duration::from_secs(30),
         "every partition fully healthy",
@@ -242,7 +240,7 @@ async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
     })
     .await;
     // After the grace period and the drop-out delay, a copy is learned on the fourth node.
-    fully_healthy(
+    all_fully_healthy(
         &cluster,
         Duration::from_secs(90),
         "every partition fully healthy again",
@@ -307,7 +305,7 @@ async fn a_lost_copy_is_learned_on_another_node_and_serves_every_key() {
 async fn every_copy_down_then_back_in_reverse_order_loses_nothing() {
     let cluster = TestCluster::start(1, 3, 4);
     cluster.healthy().await;
-    fully_healthy(
+    all_fully_healthy(
         &cluster,
         Duration::from_secs(30),
         "every partition fully healthy",
@@ -329,7 +327,7 @@ async fn every_copy_down_then_back_in_reverse_order_loses_nothing() {
         cluster.onebox.start_node(Node::Replica(j)).unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    fully_healthy(&cluster, Duration::from_secs(90), "fully healthy again").await;
+    all_fully_healthy(&cluster, Duration::from_secs(90), "fully healthy again").await;
     let healed = back.elapsed();
     let table = cluster.client().open_table("temp").await.unwrap();
     check_all(&table, "k", keys).await;
@@ -359,7 +357,7 @@ async fn a_history_under_kill_9_and_sigstop_has_no_lost_or_stale_version() {
     cluster.onebox.kill_node(Node::Replica(victim)).unwrap();
     pause(8).await;
     cluster.onebox.start_node(Node::Replica(victim)).unwrap();
-    fully_healthy(
+    all_fully_healthy(
         &cluster,
         Duration::from_secs(60),
         "fully healthy after the restart",
@@ -371,7 +369,7 @@ async fn a_history_under_kill_9_and_sigstop_has_no_lost_or_stale_version() {
     cluster.onebox.kill_node(Node::Replica(secondary)).unwrap();
     pause(6).await;
     cluster.onebox.start_node(Node::Replica(secondary)).unwrap();
-    fully_healthy(
+    all_fully_healthy(
         &cluster,
         Duration::from_secs(60),
         "fully healthy after the secondary",
@@ -417,7 +415,7 @@ async fn primaries(cluster: &TestCluster) -> Vec<usize> {
 async fn lively_moves_primaries_back_to_a_returning_node_without_losing_a_write() {
     let cluster = TestCluster::start(1, 3, 4);
     cluster.healthy().await;
-    fully_healthy(&cluster, Duration::from_secs(30), "fully healthy").await;
+    all_fully_healthy(&cluster, Duration::from_secs(30), "fully healthy").await;
     cluster.onebox.kill_node(Node::Replica(1)).unwrap();
     eventually(
         Duration::from_secs(30),
@@ -428,7 +426,7 @@ async fn lively_moves_primaries_back_to_a_returning_node_without_losing_a_write(
     )
     .await;
     cluster.onebox.start_node(Node::Replica(1)).unwrap();
-    fully_healthy(&cluster, Duration::from_secs(90), "fully healthy again").await;
+    all_fully_healthy(&cluster, Duration::from_secs(90), "fully healthy again").await;
     // `steady` cures but does not balance.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let steady = primaries(&cluster).await;
@@ -479,7 +477,7 @@ async fn lively_moves_copies_to_an_empty_node_and_the_old_ones_are_deleted() {
     })
     .await;
     // After the drop-out delay (10 s) its copies are learned on the other three.
-    fully_healthy(&cluster, Duration::from_secs(90), "healthy without node 4").await;
+    all_fully_healthy(&cluster, Duration::from_secs(90), "healthy without node 4").await;
     // It returns with empty disks.
     cluster.wipe_disks(Node::Replica(4));
     cluster.onebox.start_node(Node::Replica(4)).unwrap();
@@ -544,7 +542,7 @@ async fn lively_moves_copies_to_an_empty_node_and_the_old_ones_are_deleted() {
 async fn a_node_back_with_empty_disks_within_the_grace_serves_nothing_empty() {
     let cluster = TestCluster::start(1, 3, 4);
     cluster.healthy().await;
-    fully_healthy(&cluster, Duration::from_secs(30), "fully healthy").await;
+    all_fully_healthy(&cluster, Duration::from_secs(30), "fully healthy").await;
     let table = cluster.client().open_table("temp").await.unwrap();
     write_all(&table, "w", 200).await;
     let primaries_before = primaries(&cluster).await;
@@ -557,7 +555,7 @@ async fn a_node_back_with_empty_disks_within_the_grace_serves_nothing_empty() {
     while Instant::now() < until {
         check_all(&table, "w", 200).await;
     }
-    fully_healthy(&cluster, Duration::from_secs(90), "its copies learned back").await;
+    all_fully_healthy(&cluster, Duration::from_secs(90), "its copies learned back").await;
     check_all(&table, "w", 200).await;
     assert!(
         cluster
@@ -604,7 +602,7 @@ async fn a_node_back_with_empty_disks_within_the_grace_serves_nothing_empty() {
 async fn a_primary_on_a_full_disk_is_moved_away_and_its_copies_learned_again() {
     let cluster = TestCluster::start_tweaked(1, 3, 4, &|o| o.faults = true);
     cluster.healthy().await;
-    fully_healthy(
+    all_fully_healthy(
         &cluster,
         Duration::from_secs(30),
         "every partition fully healthy",

@@ -189,20 +189,18 @@ async fn a_zookeeper_ensemble_losing_one_member_keeps_the_cluster_working() {
                 .unwrap();
         }
         cluster.onebox.kill_zookeeper_member(lose).unwrap();
-        let killed = Instant::now();
         let name = format!("after_member_{lose}");
         let request = create(&name, 2, 3);
         // The meta may be between members for a moment: ask until it answers.
-        let mut answered = None;
-        while killed.elapsed() < Duration::from_secs(60) && answered.is_none() {
-            let r: CreateAppResponse = cluster.admin(rpc::CREATE_APP, request.clone()).await;
-            if r.err.0 == "ERR_OK" || r.err.0 == "ERR_APP_EXIST" {
-                answered = Some(killed.elapsed());
-            } else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-        let took = answered.unwrap_or_else(|| panic!("no create after member {lose} died"));
+        let took = eventually(
+            Duration::from_secs(60),
+            &format!("a create after member {lose} died"),
+            || async {
+                let r: CreateAppResponse = cluster.admin(rpc::CREATE_APP, request.clone()).await;
+                r.err.0 == "ERR_OK" || r.err.0 == "ERR_APP_EXIST"
+            },
+        )
+        .await;
         let n = writers.count();
         eventually(Duration::from_secs(30), "writes go on", || async {
             writers.count() > n + 50

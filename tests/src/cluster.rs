@@ -580,17 +580,30 @@ pub async fn check_all(table: &Table, prefix: &str, n: usize) {
     }
 }
 
-/// Polls `check` every 100 ms until it holds; fails after `within`.
-pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+/// Polls `check` every 100 ms until it holds; fails after `within`. How long it took.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + within;
+    let started = Instant::now();
     while !check().await {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        assert!(started.elapsed() < within, "not within {within:?}: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    started.elapsed()
+}
+
+/// How many partitions of `table` are fully healthy, as `client`'s routing shows them (0 when
+/// no routing can be had).
+pub async fn fully_healthy(client: &Client, table: &str) -> i32 {
+    client.query_config(table).await.map_or(0, |r| {
+        pegasus_protocol::health::Health::of(
+            &r.partitions,
+            pegasus_protocol::health::DEFAULT_MIN_WRITE_MEMBERS,
+        )
+        .fully_healthy
+    })
 }
 
 /// How many bytes of `path` between `from` and `to` are not zero (that range only is read).
