@@ -17,6 +17,7 @@ use std::net::Ipv4Addr;
 
 use crate::config::Config;
 use crate::facts::HostFacts;
+use crate::keys;
 use crate::source::Span;
 
 /// The host part of a `host:port`.
@@ -165,10 +166,8 @@ impl NetworkSettings {
     /// Reads the two keys from `config`.
     pub fn from_config(config: &Config) -> Self {
         Self {
-            primary_interface: config.str_or("network", "primary_interface", "").to_owned(),
-            explicit_host_address: config
-                .str_or("network", "explicit_host_address", "")
-                .to_owned(),
+            primary_interface: config.text(&keys::PRIMARY_INTERFACE).to_owned(),
+            explicit_host_address: config.text(&keys::EXPLICIT_HOST_ADDRESS).to_owned(),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The `configcheck` command line: `check` (the default), `facts`, `render`, `rules`, `explain`.
+//! The `configcheck` command line: `check` (the default), `facts`, `render`, `rules`, `keys`,
+//! `explain`.
 //!
 //! Findings go to stdout, logs and errors to stderr. Exit status: 0 clean, 1 findings at or
 //! above the threshold (errors; warnings too with `--deny-warnings`), 2 a usage, I/O or internal
@@ -46,9 +47,16 @@ enum Command {
     Render(RenderArgs),
     /// List every rule.
     Rules,
-    /// Print a rule's documentation.
+    /// List every key with a type or a default: section, kind, default, who reads it.
+    Keys {
+        /// As the README's Markdown table.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print a rule's documentation, or a key's (`[section] key` or `section.key`).
     Explain {
-        /// A code (`PC001`) or name (`unreplaced-template-variable`).
+        /// A code (`PC001`), a rule's name (`unreplaced-template-variable`), or a key
+        /// (`replication.fd_lease_seconds`).
         rule: String,
     },
 }
@@ -139,7 +147,9 @@ fn parse_version(text: &str) -> Result<(u32, u32), String> {
     ))
 }
 
-const SUBCOMMANDS: &[&str] = &["check", "facts", "render", "rules", "explain", "help"];
+const SUBCOMMANDS: &[&str] = &[
+    "check", "facts", "render", "rules", "keys", "explain", "help",
+];
 
 /// `configcheck config.ini` means `configcheck check config.ini`.
 fn with_default_subcommand(mut args: Vec<OsString>) -> Vec<OsString> {
@@ -194,8 +204,25 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8>
             }
             Ok(0)
         }
-        Command::Explain { rule } => match rules::find(&rule) {
-            Some(r) => {
+        Command::Keys { markdown } => {
+            if markdown {
+                write!(out, "{}", crate::keys::markdown())?;
+            } else {
+                for k in crate::keys::ALL {
+                    writeln!(
+                        out,
+                        "{:<58} {:<8} {:<12} {}",
+                        k.path(),
+                        k.kind.name(),
+                        if k.default.is_empty() { "-" } else { k.default },
+                        k.doc
+                    )?;
+                }
+            }
+            Ok(0)
+        }
+        Command::Explain { rule } => match (rules::find(&rule), key_named(&rule)) {
+            (Some(r), _) => {
                 writeln!(
                     out,
                     "{} {} ({}, {:?} rule)\n",
@@ -204,15 +231,38 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8>
                 write!(out, "{}", r.doc)?;
                 Ok(0)
             }
-            None => {
+            (None, Some(k)) => {
+                writeln!(out, "{} ({})\n\n{}", k.path(), k.kind.name(), k.doc)?;
+                if !k.default.is_empty() {
+                    writeln!(out, "Default: `{}`.", k.default)?;
+                }
+                if k.reader == crate::keys::Reader::Pegasus {
+                    writeln!(out, "Read by Pegasus only: this server ignores it.")?;
+                }
+                Ok(0)
+            }
+            (None, None) => {
                 writeln!(
                     err,
-                    "error: no rule `{rule}`; `configcheck rules` lists them"
+                    "error: no rule or key `{rule}`; `configcheck rules` and `configcheck keys` list them"
                 )?;
                 Ok(2)
             }
         },
     }
+}
+
+/// The key `[section] key` or `section.key` names (the key's name is after the last dot).
+fn key_named(text: &str) -> Option<&'static crate::keys::Key> {
+    let text = text.trim();
+    let (section, name) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let (section, name) = rest.split_once(']')?;
+            (section.trim(), name.trim())
+        }
+        None => text.rsplit_once('.')?,
+    };
+    crate::keys::find(section, name)
 }
 
 fn use_color(choice: ColorChoice) -> bool {

@@ -20,6 +20,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::keys::Key;
 use crate::source::{SourceFile, Span, Spanned};
 use crate::syntax::{self, Document, LineKind};
 
@@ -358,6 +359,44 @@ impl Config {
     /// The value of `key` in `section` (or its template).
     pub fn value(&self, section: &str, key: &str) -> Option<&Spanned<String>> {
         self.entry(section, key).map(|e| &e.value)
+    }
+
+    /// `key`'s value (in its own section) parsed as `T`, or the table's default when absent
+    /// or empty.
+    pub fn get<T: FromStr>(&self, key: &Key) -> Result<T, ValueError> {
+        self.get_in(key.section, key)
+    }
+
+    /// As [`Config::get`], in `section` (one of `key`'s family, e.g. `apps.meta`).
+    pub fn get_in<T: FromStr>(&self, section: &str, key: &Key) -> Result<T, ValueError> {
+        let default = key.default.parse::<T>().unwrap_or_else(|_| {
+            panic!(
+                "{}: the key table's default `{}` is not of its type",
+                key.path(),
+                key.default
+            )
+        });
+        self.parse_or(section, key.name, default)
+    }
+
+    /// `key`'s value as a boolean, or the table's default when absent or empty.
+    pub fn flag(&self, key: &Key) -> Result<bool, ValueError> {
+        self.flag_in(key.section, key)
+    }
+
+    /// As [`Config::flag`], in `section` (one of `key`'s family).
+    pub fn flag_in(&self, section: &str, key: &Key) -> Result<bool, ValueError> {
+        self.bool_or(section, key.name, key.default == "true")
+    }
+
+    /// `key`'s text, or the table's default when absent.
+    pub fn text(&self, key: &Key) -> &str {
+        self.text_in(key.section, key)
+    }
+
+    /// As [`Config::text`], in `section` (one of `key`'s family).
+    pub fn text_in(&self, section: &str, key: &Key) -> &str {
+        self.str_or(section, key.name, key.default)
     }
 
     /// The value of `key`, or `default` when the key is absent.

@@ -18,6 +18,8 @@
 //! - [`address`]: `host:port` lists and the advertised-address rule the server reuses
 //! - [`data_dir`]: `data_dirs` items (`tag:path`), as the server reads them and the rules check them
 //! - [`envs`]: table environments: the keys and their value forms (meta, shell, PC083)
+//! - [`keys`]: every `config.ini` key with a type or a default, the one table the server reads
+//!   through
 //! - [`facts`]: host facts (interfaces, disks), live or from a recorded file
 //! - [`rules`]: the rules, their docs, and [`check`]
 //! - [`finding`]: findings as data and as miette diagnostics
@@ -32,6 +34,7 @@ pub mod data_dir;
 pub mod envs;
 pub mod facts;
 pub mod finding;
+pub mod keys;
 pub mod render;
 pub mod report;
 pub mod rules;

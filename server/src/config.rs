@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use configcheck::address::{self, AdvertisedAddress, AllowList, NetworkSettings};
-use configcheck::{Config, HostFacts, ValueError};
+use configcheck::{Config, HostFacts, ValueError, keys};
+use rocksdb::DBCompressionType;
 
 use crate::meta::{BootstrapApp, CreateLimits};
 use crate::net::Limits;
-use crate::replica::partition::PartitionOptions;
 use crate::replica::read::ReadLimits;
-use crate::replica::storage::RocksOptions;
+use crate::replica::storage::RocksSettings;
 
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,29 @@ pub struct Role {
     pub port: u16,
 }
 
+/// What a replica server needs from the config, as values: the role builds its partitions'
+/// options (metrics, the drivers' pool, the block cache) from them (`start/roles.rs`).
+#[derive(Clone, Debug)]
+pub struct ReplicaSettings {
+    /// RocksDB's options (`[pegasus.server] rocksdb_*`).
+    pub rocks: RocksSettings,
+    /// `[replication] log_private_file_size_mb`, in bytes.
+    pub plog_file_size: u64,
+    /// `[replication] plog_force_flush`.
+    pub plog_force_flush: bool,
+    /// Read bounds (`rocksdb_multi_get_max_iteration_*`).
+    pub limits: ReadLimits,
+    /// The replica server's advertised `ip:port`, echoed in answers.
+    pub server: String,
+    /// `[replication] mutation_2pc_min_replica_count`.
+    pub min_write_members: usize,
+    /// `[nfs] max_copy_rate_megabytes_per_disk`, in bytes a second.
+    pub learn_rate: u64,
+    /// `[threadpool.THREAD_POOL_REPLICATION] worker_count`: threads running the partitions'
+    /// drivers (8 by default: enough that a few partitions' fsyncs overlap, whatever the cores).
+    pub driver_threads: usize,
+}
+
 /// What the roles need from the config.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -82,7 +105,7 @@ pub struct ServerConfig {
     /// `[replication] data_dirs_black_list_file`.
     pub data_dirs_black_list_file: Option<PathBuf>,
     /// Replica tuning.
-    pub partition: PartitionOptions,
+    pub replica: ReplicaSettings,
     /// `[zookeeper] hosts_list`.
     pub zk_hosts: String,
     /// `[zookeeper] timeout_ms`.
@@ -127,16 +150,12 @@ pub struct ServerConfig {
     pub detect_timeout: Duration,
 }
 
-/// Threads running the partitions' drivers when `[threadpool.THREAD_POOL_REPLICATION]
-/// worker_count` is not set: enough that a few partitions' fsyncs overlap, whatever the cores.
-const DRIVER_THREADS: usize = 8;
-
 /// The ZooKeeper credentials: `[zookeeper] auth_digest = user:password`, or the first line of
 /// the file `auth_digest_file` names (which should be readable by its owner only: configcheck's
 /// PC100; the server says so in its log, and goes on).
 fn zk_digest(config: &Config) -> Result<Option<String>, ConfigError> {
-    let inline = config.str_or("zookeeper", "auth_digest", "");
-    let file = config.str_or("zookeeper", "auth_digest_file", "");
+    let inline = config.text(&keys::ZK_AUTH_DIGEST);
+    let file = config.text(&keys::ZK_AUTH_DIGEST_FILE);
     let digest = match (inline.is_empty(), file.is_empty()) {
         (true, true) => return Ok(None),
         (false, false) => {
@@ -168,6 +187,28 @@ fn zk_digest(config: &Config) -> Result<Option<String>, ConfigError> {
     }
 }
 
+impl RocksSettings {
+    /// `[pegasus.server] rocksdb_*`, with Pegasus's defaults.
+    fn from_config(config: &Config) -> Result<Self, ValueError> {
+        let compression = match config.text(&keys::ROCKSDB_COMPRESSION_TYPE) {
+            "none" => DBCompressionType::None,
+            "snappy" => DBCompressionType::Snappy,
+            "zstd" => DBCompressionType::Zstd,
+            _ => DBCompressionType::Lz4,
+        };
+        Ok(RocksSettings {
+            write_buffer_size: config.get(&keys::ROCKSDB_WRITE_BUFFER_SIZE)?,
+            max_write_buffer_number: config.get(&keys::ROCKSDB_MAX_WRITE_BUFFER_NUMBER)?,
+            compression,
+            max_open_files: config.get(&keys::ROCKSDB_MAX_OPEN_FILES)?,
+            max_background_jobs: config
+                .get::<i32>(&keys::ROCKSDB_MAX_BACKGROUND_COMPACTIONS)?
+                .clamp(2, 16),
+            block_cache_bytes: config.get(&keys::ROCKSDB_BLOCK_CACHE_CAPACITY)?,
+        })
+    }
+}
+
 impl ServerConfig {
     /// How the metas (and `clean`) reach ZooKeeper.
     pub fn zk_config(&self) -> crate::meta::zk::ZkConfig {
@@ -195,8 +236,8 @@ impl ServerConfig {
                 cwd.join(p)
             }
         };
-        let data_dir = absolute(config.str_or("core", "data_dir", "./data"));
-        let log_dir = match config.str_or("core", "log_dir", "") {
+        let data_dir = absolute(config.text(&keys::DATA_DIR));
+        let log_dir = match config.text(&keys::LOG_DIR) {
             "" => data_dir.join("log"),
             dir => absolute(dir),
         };
@@ -206,21 +247,34 @@ impl ServerConfig {
             if config.section(&section).is_none() {
                 return Err(ConfigError::NoRole(name.clone()));
             }
-            let ports = config.str_or(&section, "ports", "");
-            let port = ports
+            let ports = config.text_in(&section, &keys::ROLE_PORTS);
+            let first = ports
                 .split([',', ' '])
                 .find(|p| !p.is_empty())
                 .ok_or_else(|| ConfigError::NoPort(name.clone()))?;
-            let port = config
-                .parse_or::<u16>(&section, "ports", 0)
-                .or_else(|e| port.parse::<u16>().map_err(|_| e))?;
+            let port = match first.parse::<u16>() {
+                Ok(port) => port,
+                Err(_) => {
+                    let at = config
+                        .value(&section, keys::ROLE_PORTS.name)
+                        .expect("`ports` has a first item: it is set");
+                    return Err(ValueError {
+                        section: section.clone(),
+                        key: keys::ROLE_PORTS.name.to_owned(),
+                        value: at.value.clone(),
+                        span: at.span,
+                        expected: "a port number",
+                    }
+                    .into());
+                }
+            };
             resolved_roles.push(Role {
                 name: name.clone(),
                 port,
             });
         }
         let advertised = address::choose(&NetworkSettings::from_config(config), facts, resolve)?;
-        let meta_servers = address::parse_list(config.str_or("meta_server", "server_list", ""), 0)
+        let meta_servers = address::parse_list(config.text(&keys::META_SERVER_LIST), 0)
             .into_iter()
             .filter_map(|item| item.parsed.ok())
             .filter_map(|hp| match hp.host {
@@ -231,11 +285,11 @@ impl ServerConfig {
             })
             .collect();
         let data_dirs = config
-            .data_dirs("replication", "data_dirs")?
+            .data_dirs(keys::DATA_DIRS.section, keys::DATA_DIRS.name)?
             .into_iter()
             .map(|d| (d.tag, absolute(&d.path)))
             .collect();
-        let blacklist = config.str_or("replication", "data_dirs_black_list_file", "");
+        let blacklist = config.text(&keys::DATA_DIRS_BLACK_LIST_FILE);
         let server = format!(
             "{}:{}",
             advertised.ip,
@@ -245,116 +299,43 @@ impl ServerConfig {
                 .map_or(0, |r| r.port)
         );
         let limits = ReadLimits {
-            max_iteration_count: config.parse_or(
-                "pegasus.server",
-                "rocksdb_multi_get_max_iteration_count",
-                3000,
-            )?,
-            max_iteration_size: config.parse_or(
-                "pegasus.server",
-                "rocksdb_multi_get_max_iteration_size",
-                30 << 20,
-            )?,
+            max_iteration_count: config.get(&keys::MULTI_GET_MAX_ITERATION_COUNT)?,
+            max_iteration_size: config.get(&keys::MULTI_GET_MAX_ITERATION_SIZE)?,
             ..ReadLimits::default()
         };
-        let cluster_name = config.str_or("replication", "cluster_name", "").to_owned();
-        let partition = PartitionOptions {
-            metrics: std::sync::Arc::new(crate::replica::metrics::ReplicaMetrics::new(
-                &cluster_name,
-            )),
-            rocks: RocksOptions::from_config(config)?,
-            plog_file_size: config.parse_or::<u64>(
-                "replication",
-                "log_private_file_size_mb",
-                32,
-            )? << 20,
-            plog_force_flush: config.bool_or("replication", "plog_force_flush", true)?,
+        let cluster_name = config.text(&keys::CLUSTER_NAME).to_owned();
+        let replica = ReplicaSettings {
+            rocks: RocksSettings::from_config(config)?,
+            plog_file_size: config.get::<u64>(&keys::PLOG_FILE_SIZE_MB)? << 20,
+            plog_force_flush: config.flag(&keys::PLOG_FORCE_FLUSH)?,
             limits,
             server,
-            replication: pegasus_replication::Options {
-                min_replicas: config.parse_or(
-                    "replication",
-                    "mutation_2pc_min_replica_count",
-                    2,
-                )?,
-                ..pegasus_replication::Options::default()
-            },
-            learn_rate: config.parse_or::<u64>("nfs", "max_copy_rate_megabytes_per_disk", 500)?
-                << 20,
-            pool: crate::replica::pool::LazyPool::new(
-                config.parse_or(
-                    "threadpool.THREAD_POOL_REPLICATION",
-                    "worker_count",
-                    DRIVER_THREADS,
-                )?,
-                crate::replica::partition::TICK,
-            ),
-            ..PartitionOptions::default()
+            min_write_members: config.get(&keys::MIN_WRITE_MEMBERS)?,
+            learn_rate: config.get::<u64>(&keys::LEARN_RATE_MB)? << 20,
+            driver_threads: config.get(&keys::REPLICATION_THREADS)?,
         };
-        let cluster_root = match config.str_or("meta_server", "cluster_root", "") {
+        let cluster_root = match config.text(&keys::CLUSTER_ROOT) {
             "" => format!("/pegasus/{cluster_name}"),
             root => root.to_owned(),
         };
-        let lock_root =
-            match config.str_or("meta_server", "distributed_lock_service_parameters", "") {
-                "" => format!("{cluster_root}/lock"),
-                lock => lock.to_owned(),
-            };
-        let create_limits = CreateLimits {
-            max_partition_count: config.parse_or(
-                "meta_server",
-                "max_allowed_partition_count",
-                CreateLimits::default().max_partition_count,
-            )?,
-            min_replica_count: config.parse_or(
-                "meta_server",
-                "min_allowed_replica_count",
-                CreateLimits::default().min_replica_count,
-            )?,
-            max_replica_count: config.parse_or(
-                "meta_server",
-                "max_allowed_replica_count",
-                CreateLimits::default().max_replica_count,
-            )?,
+        let lock_root = match config.text(&keys::LOCK_PATH) {
+            "" => format!("{cluster_root}/lock"),
+            lock => lock.to_owned(),
         };
-        let net_defaults = Limits::default();
+        let create_limits = CreateLimits {
+            max_partition_count: config.get(&keys::MAX_PARTITION_COUNT)?,
+            min_replica_count: config.get(&keys::MIN_REPLICA_COUNT)?,
+            max_replica_count: config.get(&keys::MAX_REPLICA_COUNT)?,
+        };
         let net_limits = Limits {
-            max_connections: config.parse_or(
-                "network",
-                "max_connections",
-                net_defaults.max_connections,
-            )?,
-            max_connections_per_ip: config.parse_or(
-                "network",
-                "conn_threshold_per_ip",
-                net_defaults.max_connections_per_ip,
-            )?,
-            max_in_flight: config.parse_or(
-                "network",
-                "max_in_flight_per_connection",
-                net_defaults.max_in_flight,
-            )?,
-            max_body: config.parse_or("network", "max_frame_bytes", net_defaults.max_body)?,
-            idle_timeout: Duration::from_secs(config.parse_or(
-                "network",
-                "conn_idle_timeout_seconds",
-                net_defaults.idle_timeout.as_secs(),
-            )?),
-            read_timeout: Duration::from_secs(config.parse_or(
-                "network",
-                "request_read_timeout_seconds",
-                net_defaults.read_timeout.as_secs(),
-            )?),
-            write_timeout: Duration::from_secs(config.parse_or(
-                "network",
-                "response_write_timeout_seconds",
-                net_defaults.write_timeout.as_secs(),
-            )?),
-            listen_backlog: config.parse_or(
-                "network",
-                "listen_backlog",
-                net_defaults.listen_backlog,
-            )?,
+            max_connections: config.get(&keys::MAX_CONNECTIONS)?,
+            max_connections_per_ip: config.get(&keys::CONN_THRESHOLD_PER_IP)?,
+            max_in_flight: config.get(&keys::MAX_IN_FLIGHT)?,
+            max_body: config.get(&keys::MAX_FRAME_BYTES)?,
+            idle_timeout: Duration::from_secs(config.get(&keys::CONN_IDLE_TIMEOUT)?),
+            read_timeout: Duration::from_secs(config.get(&keys::REQUEST_READ_TIMEOUT)?),
+            write_timeout: Duration::from_secs(config.get(&keys::RESPONSE_WRITE_TIMEOUT)?),
+            listen_backlog: config.get(&keys::LISTEN_BACKLOG)?,
         };
         let mut bootstrap_apps = Vec::new();
         for section in config
@@ -363,11 +344,13 @@ impl ServerConfig {
             .map(|s| s.name.value.as_str())
             .filter(|n| n.starts_with("meta_server.apps."))
         {
-            let name = config
-                .str_or(section, "app_name", &section["meta_server.apps.".len()..])
-                .to_owned();
-            let partitions = config.parse_or::<i32>(section, "partition_count", 4)?;
-            let replicas = config.parse_or::<i32>(section, "max_replica_count", 3)?;
+            let name = match config.text_in(section, &keys::APP_NAME) {
+                "" => &section["meta_server.apps.".len()..],
+                name => name,
+            }
+            .to_owned();
+            let partitions = config.get_in::<i32>(section, &keys::APP_PARTITION_COUNT)?;
+            let replicas = config.get_in::<i32>(section, &keys::APP_MAX_REPLICA_COUNT)?;
             let bad = |reason| ConfigError::BootstrapApp {
                 section: section.to_owned(),
                 reason,
@@ -375,7 +358,7 @@ impl ServerConfig {
             create_limits
                 .check(&name, partitions, replicas)
                 .map_err(bad)?;
-            let envs = configcheck::envs::parse_list(config.str_or(section, "envs", ""))
+            let envs = configcheck::envs::parse_list(config.text_in(section, &keys::APP_ENVS))
                 .map_err(|e| bad(format!("envs: {e}")))?
                 .into_iter()
                 .collect();
@@ -386,7 +369,7 @@ impl ServerConfig {
                 envs,
             });
         }
-        let level = config.str_or("meta_server", "meta_function_level_on_start", "steady");
+        let level = config.text(&keys::META_LEVEL_ON_START);
         let meta_level = pegasus_protocol::types::meta_function_level::parse(level)
             .filter(|l| *l >= pegasus_protocol::types::meta_function_level::FREEZED)
             .ok_or_else(|| ConfigError::MetaLevel(level.to_owned()))?;
@@ -395,17 +378,13 @@ impl ServerConfig {
                 .parse_or::<u64>("replication", key, default)
                 .map(Duration::from_secs)
         };
-        let admin_allowed = AllowList::parse(config.str_or("security", "admin_allowed_hosts", ""))
+        let admin_allowed = AllowList::parse(config.text(&keys::ADMIN_ALLOWED_HOSTS))
             .map_err(ConfigError::AdminAllowList)?;
         Ok(ServerConfig {
             zk_digest: zk_digest(config)?,
             admin_allowed,
-            zk_hosts: config.str_or("zookeeper", "hosts_list", "").to_owned(),
-            zk_timeout: Duration::from_millis(config.parse_or::<u64>(
-                "zookeeper",
-                "timeout_ms",
-                30_000,
-            )?),
+            zk_hosts: config.text(&keys::ZK_HOSTS).to_owned(),
+            zk_timeout: Duration::from_millis(config.get::<u64>(&keys::ZK_TIMEOUT_MS)?),
             cluster_root,
             lock_root,
             bootstrap_apps,
@@ -413,38 +392,16 @@ impl ServerConfig {
             fd_lease: seconds("fd_lease_seconds", 20)?,
             fd_grace: seconds("fd_grace_seconds", 22)?,
             fd_check_interval: seconds("fd_check_interval_seconds", 2)?,
-            min_live_nodes: config.parse_or(
-                "meta_server",
-                "min_live_node_count_for_unfreeze",
-                3,
-            )?,
+            min_live_nodes: config.get(&keys::MIN_LIVE_NODES)?,
             create_limits,
-            dropout_delay: Duration::from_millis(config.parse_or(
-                "meta_server",
-                "replica_assign_delay_ms_for_dropouts",
-                300_000,
-            )?),
-            hold_dropped: Duration::from_secs(config.parse_or(
-                "meta_server",
-                "hold_seconds_for_dropped_app",
-                604_800,
-            )?),
+            dropout_delay: Duration::from_millis(config.get(&keys::DROPOUT_DELAY_MS)?),
+            hold_dropped: Duration::from_secs(config.get(&keys::HOLD_DROPPED_SECONDS)?),
             meta_level,
-            balance_moves: config.parse_or("meta_server", "balance_op_count_per_round", 10)?,
+            balance_moves: config.get(&keys::BALANCE_MOVES)?,
             net_limits,
-            detect_app: config
-                .str_or("pegasus.collector", "available_detect_app", "stat")
-                .to_owned(),
-            detect_interval: Duration::from_secs(config.parse_or(
-                "pegasus.collector",
-                "available_detect_interval_seconds",
-                3,
-            )?),
-            detect_timeout: Duration::from_millis(config.parse_or(
-                "pegasus.collector",
-                "available_detect_timeout",
-                5000,
-            )?),
+            detect_app: config.text(&keys::DETECT_APP).to_owned(),
+            detect_interval: Duration::from_secs(config.get(&keys::DETECT_INTERVAL)?),
+            detect_timeout: Duration::from_millis(config.get(&keys::DETECT_TIMEOUT_MS)?),
             data_dir,
             log_dir,
             roles: resolved_roles,
@@ -453,12 +410,50 @@ impl ServerConfig {
             meta_servers,
             data_dirs,
             data_dirs_black_list_file: (!blacklist.is_empty()).then(|| absolute(blacklist)),
-            partition,
+            replica,
         })
     }
 
     /// The advertised `ip:port` of a role.
     pub fn advertised(&self, role: &Role) -> SocketAddrV4 {
         SocketAddrV4::new(self.advertised.ip, role.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every value the server takes from `config.ini` comes through `configcheck::keys` (its
+    /// type checked by configcheck, its default and doc in the key list): a read by section
+    /// and key name around the table fails this test, with where.
+    #[test]
+    fn the_server_reads_config_keys_only_through_the_key_table() {
+        // Spelled apart so that this test's own text is not a match.
+        let reads = [".parse", ".bool", ".str"].map(|r| format!("{r}_or("));
+        let mut around = Vec::new();
+        let mut folders = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for (n, line) in text.lines().enumerate() {
+                        if reads.iter().any(|r| line.contains(r.as_str())) {
+                            around.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            around.is_empty(),
+            "config keys read around configcheck::keys (add the key to the table and read it \
+             with get/flag/text):\n{}",
+            around.join("\n")
+        );
     }
 }

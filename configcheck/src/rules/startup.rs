@@ -3,6 +3,7 @@
 use super::{Context, Rule, Scope, is_templated};
 use crate::config::ValueError;
 use crate::finding::{Finding, Severity};
+use crate::keys::{self, Key, Kind};
 use crate::source::Span;
 
 /// PC080.
@@ -14,7 +15,8 @@ pub static INVALID_VALUE: Rule = Rule {
     summary: "a value that is not of its key's type",
     doc: "## What it does
 Checks the keys whose type Pegasus enforces (numbers such as `fd_lease_seconds`, `timeout_ms`,
-`partition_count`, `ports`; booleans such as `run`) hold a value of that type.
+`partition_count`; booleans such as `run`) hold a value of that type: every typed key of the key
+table (`configcheck keys` lists them), which is the table the server reads its values through.
 
 ## Why it matters
 rDSN aborts at start-up on a value it cannot parse (`fd_lease_seconds = 20s`), on whichever
@@ -111,67 +113,13 @@ Write each pair as the key's form says: `envs = default_ttl=86400`.
 ",
 };
 
-/// Keys Pegasus reads as unsigned integers: `(section or family, key)`; a family `apps.*`
-/// covers every section starting with `apps.`.
-const UNSIGNED: &[(&str, &str)] = &[
-    ("apps.*", "count"),
-    ("network", "io_service_worker_count"),
-    ("network", "conn_threshold_per_ip"),
-    ("network", "max_connections"),
-    ("network", "max_in_flight_per_connection"),
-    ("network", "max_frame_bytes"),
-    ("network", "conn_idle_timeout_seconds"),
-    ("network", "request_read_timeout_seconds"),
-    ("network", "response_write_timeout_seconds"),
-    ("network", "listen_backlog"),
-    ("meta_server", "min_live_node_count_for_unfreeze"),
-    ("meta_server", "node_live_percentage_threshold_for_update"),
-    ("meta_server", "replica_assign_delay_ms_for_dropouts"),
-    ("meta_server", "max_replicas_in_group"),
-    ("meta_server", "hold_seconds_for_dropped_app"),
-    ("meta_server", "max_allowed_partition_count"),
-    ("meta_server", "min_allowed_replica_count"),
-    ("meta_server", "max_allowed_replica_count"),
-    ("meta_server.apps.*", "partition_count"),
-    ("meta_server.apps.*", "max_replica_count"),
-    ("replication", "fd_check_interval_seconds"),
-    ("replication", "fd_beacon_interval_seconds"),
-    ("replication", "fd_lease_seconds"),
-    ("replication", "fd_grace_seconds"),
-    ("replication", "mutation_2pc_min_replica_count"),
-    ("replication", "log_private_file_size_mb"),
-    ("replication", "config_sync_interval_ms"),
-    ("replication", "disk_min_available_space_ratio"),
-    ("nfs", "max_copy_rate_megabytes_per_disk"),
-    ("zookeeper", "timeout_ms"),
-    ("pegasus.server", "rocksdb_write_buffer_size"),
-    ("pegasus.server", "rocksdb_block_cache_capacity"),
-    ("pegasus.server", "rocksdb_multi_get_max_iteration_count"),
-    ("pegasus.server", "rocksdb_multi_get_max_iteration_size"),
-    ("pegasus.collector", "available_detect_interval_seconds"),
-];
-
-/// Keys Pegasus reads as booleans.
-const BOOLEAN: &[(&str, &str)] = &[
-    ("apps.*", "run"),
-    ("network", "enable_udp"),
-    ("meta_server", "recover_from_replica_server"),
-    ("replication", "fd_disabled"),
-    ("replication", "ignore_broken_disk"),
-    ("replication", "plog_force_flush"),
-];
-
-/// The sections a `(section or family, key)` pair applies to.
-fn sections<'a>(config: &'a crate::Config, pattern: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-    let family = pattern.strip_suffix('*');
+/// The sections of `config` a key applies to.
+fn sections<'a>(config: &'a crate::Config, key: &'a Key) -> impl Iterator<Item = &'a str> + 'a {
     config
         .sections()
         .iter()
         .map(|s| s.name.value.as_str())
-        .filter(move |name| match family {
-            Some(prefix) => name.starts_with(prefix) && !name.contains(".."),
-            None => *name == pattern,
-        })
+        .filter(move |name| key.applies_to(name))
 }
 
 pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
@@ -202,27 +150,30 @@ pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
             );
         }
     };
-    for (pattern, key) in UNSIGNED {
-        for section in sections(config, pattern) {
-            // Only the section's own value: an inherited one is checked in its template.
-            if config.section(section).and_then(|s| s.own(key)).is_some()
-                && let Err(e) = config.parse_or::<u64>(section, key, 0)
+    // Every key of the table with a type, in each section it applies to: only the section's own
+    // value (an inherited one is checked in its template).
+    for key in keys::ALL {
+        for section in sections(config, key) {
+            if config
+                .section(section)
+                .and_then(|s| s.own(key.name))
+                .is_none()
             {
+                continue;
+            }
+            let checked = match key.kind {
+                Kind::Unsigned => config.parse_or::<u64>(section, key.name, 0).map(drop),
+                Kind::Integer => config.parse_or::<i64>(section, key.name, 0).map(drop),
+                Kind::Bool => config.bool_or(section, key.name, false).map(drop),
+                Kind::Text => Ok(()),
+            };
+            if let Err(e) = checked {
                 report(e);
             }
         }
     }
-    for (pattern, key) in BOOLEAN {
-        for section in sections(config, pattern) {
-            if config.section(section).and_then(|s| s.own(key)).is_some()
-                && let Err(e) = config.bool_or(section, key, false)
-            {
-                report(e);
-            }
-        }
-    }
-    let lease = config.parse_or::<u64>("replication", "fd_lease_seconds", 20);
-    let grace = config.parse_or::<u64>("replication", "fd_grace_seconds", 22);
+    let lease = config.get::<u64>(&keys::FD_LEASE);
+    let grace = config.get::<u64>(&keys::FD_GRACE);
     if let (Ok(lease), Ok(grace)) = (lease, grace)
         && grace <= lease
     {
@@ -249,7 +200,7 @@ pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
             out.push(finding);
         }
     }
-    for section in sections(config, "meta_server.apps.*") {
+    for section in sections(config, &keys::APP_ENVS) {
         // Only the section's own value: an inherited one is checked in its template.
         if config
             .section(section)

@@ -173,6 +173,15 @@ fn rules_and_explain() {
     settings().bind(|| {
         assert_cmd_snapshot!("rules", configcheck().arg("rules"));
         assert_cmd_snapshot!("explain", configcheck().args(["explain", "pc001"]));
+        assert_cmd_snapshot!("keys", configcheck().arg("keys"));
+        assert_cmd_snapshot!(
+            "explain-key",
+            configcheck().args(["explain", "replication.fd_lease_seconds"])
+        );
+        assert_cmd_snapshot!(
+            "explain-pegasus-key",
+            configcheck().args(["explain", "[replication] fd_disabled"])
+        );
     });
 }
 

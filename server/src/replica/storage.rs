@@ -97,28 +97,38 @@ impl Default for RocksOptions {
     }
 }
 
+/// RocksDB's options as the config gives them (`[pegasus.server] rocksdb_*`): values only;
+/// [`RocksOptions::new`] makes the node's block cache from them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RocksSettings {
+    /// `rocksdb_write_buffer_size`.
+    pub write_buffer_size: usize,
+    /// `rocksdb_max_write_buffer_number`.
+    pub max_write_buffer_number: i32,
+    /// `rocksdb_compression_type`.
+    pub compression: DBCompressionType,
+    /// `rocksdb_max_open_files`.
+    pub max_open_files: i32,
+    /// `rocksdb_max_background_compactions`, as background jobs (2 to 16).
+    pub max_background_jobs: i32,
+    /// `rocksdb_block_cache_capacity` in bytes (0: none).
+    pub block_cache_bytes: usize,
+}
+
 impl RocksOptions {
-    /// Reads the options from a config (`[pegasus.server]`), with Pegasus's defaults.
-    pub fn from_config(config: &configcheck::Config) -> Result<Self, configcheck::ValueError> {
-        let s = "pegasus.server";
-        let compression = match config.str_or(s, "rocksdb_compression_type", "lz4") {
-            "none" => DBCompressionType::None,
-            "snappy" => DBCompressionType::Snappy,
-            "zstd" => DBCompressionType::Zstd,
-            _ => DBCompressionType::Lz4,
-        };
-        let cache = config.parse_or::<usize>(s, "rocksdb_block_cache_capacity", 10 << 30)?;
-        Ok(RocksOptions {
-            write_buffer_size: config.parse_or(s, "rocksdb_write_buffer_size", 64 << 20)?,
-            max_write_buffer_number: config.parse_or(s, "rocksdb_max_write_buffer_number", 3)?,
-            compression,
-            max_open_files: config.parse_or(s, "rocksdb_max_open_files", -1)?,
-            max_background_jobs: config
-                .parse_or::<i32>(s, "rocksdb_max_background_compactions", 12)?
-                .clamp(2, 16),
-            block_cache: (cache > 0).then(|| rocksdb::Cache::new_lru_cache(cache)),
+    /// The options of `settings`, with a block cache of its capacity for every partition of the
+    /// node.
+    pub fn new(settings: &RocksSettings) -> Self {
+        RocksOptions {
+            write_buffer_size: settings.write_buffer_size,
+            max_write_buffer_number: settings.max_write_buffer_number,
+            compression: settings.compression,
+            max_open_files: settings.max_open_files,
+            max_background_jobs: settings.max_background_jobs,
+            block_cache: (settings.block_cache_bytes > 0)
+                .then(|| rocksdb::Cache::new_lru_cache(settings.block_cache_bytes)),
             flush_on_close: true,
-        })
+        }
     }
 }
 

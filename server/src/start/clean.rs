@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use configcheck::{Config, HostFacts};
+use configcheck::{Config, HostFacts, keys};
 
 use super::{StartError, dns};
 use crate::config::ServerConfig;
@@ -20,7 +20,7 @@ pub fn clean(args: &[String]) -> Result<(), StartError> {
     let facts = HostFacts::collect()?;
     let server = ServerConfig::from_config(&config, &[], &facts, &dns)?;
     let mut dirs = vec![server.data_dir.clone()];
-    let slog = config.str_or("replication", "slog_dir", "");
+    let slog = config.text(&keys::SLOG_DIR);
     if !slog.is_empty() {
         dirs.push(PathBuf::from(slog));
     }

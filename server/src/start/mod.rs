@@ -24,7 +24,7 @@ mod roles;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
-use configcheck::{FileReport, HostFacts};
+use configcheck::{FileReport, HostFacts, keys};
 use miette::Diagnostic;
 use tracing::error;
 
@@ -115,7 +115,7 @@ pub fn run(args: Args) -> Result<(), StartError> {
             .filter(|r| {
                 config.section(&format!("apps.{r}")).is_some()
                     && config
-                        .bool_or(&format!("apps.{r}"), "run", true)
+                        .flag_in(&format!("apps.{r}"), &keys::ROLE_RUN)
                         .unwrap_or(true)
             })
             .map(|r| r.to_string())

@@ -2,7 +2,7 @@
 //! dirs, start each role's tasks, and stop them all at SIGINT or SIGTERM (or when a meta loses
 //! its ZooKeeper session).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -16,6 +16,10 @@ use crate::net;
 use crate::replica::ReplicaStub;
 use crate::replica::beacon::{self, BeaconOptions};
 use crate::replica::dirs::DataDirs;
+use crate::replica::metrics::ReplicaMetrics;
+use crate::replica::partition::{PartitionOptions, TICK};
+use crate::replica::pool::LazyPool;
+use crate::replica::storage::RocksOptions;
 
 /// Binds, connects, then starts every role; returns at SIGINT or SIGTERM (or when a meta loses
 /// its ZooKeeper session).
@@ -55,7 +59,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             fd_grace: server.fd_grace,
             fd_check: server.fd_check_interval,
             min_live_nodes: server.min_live_nodes,
-            min_write_members: server.partition.replication.min_replicas,
+            min_write_members: server.replica.min_write_members,
             create_limits: server.create_limits,
             dropout_delay: server.dropout_delay,
             hold_dropped: server.hold_dropped,
@@ -111,8 +115,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                 }
                 let me = server.advertised(&role);
                 let opened = {
-                    let mut options = server.partition.clone();
-                    options.me = me;
+                    let options = partition_options(&server, me);
                     options.faults.watch_env();
                     let metas = server.meta_servers.clone();
                     let runtime = tokio::runtime::Handle::current();
@@ -207,5 +210,27 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+/// A replica server's partition options: the settings the config gave, and what runs built from
+/// them (the node's metrics, the drivers' pool, the block cache).
+fn partition_options(server: &ServerConfig, me: SocketAddrV4) -> PartitionOptions {
+    let r = &server.replica;
+    PartitionOptions {
+        rocks: RocksOptions::new(&r.rocks),
+        plog_file_size: r.plog_file_size,
+        metrics: Arc::new(ReplicaMetrics::new(&server.cluster_name)),
+        plog_force_flush: r.plog_force_flush,
+        limits: r.limits,
+        server: r.server.clone(),
+        me,
+        replication: pegasus_replication::Options {
+            min_replicas: r.min_write_members,
+            ..pegasus_replication::Options::default()
+        },
+        learn_rate: r.learn_rate,
+        pool: LazyPool::new(r.driver_threads, TICK),
+        ..PartitionOptions::default()
     }
 }
