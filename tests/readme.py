@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Every shell command in README.md still exists: run.sh verbs and their flags, the binaries'
 subcommands and flags (asked of the built binaries' --help), files and Dockerfile targets, Nix
-outputs, and the compose file (validated by docker-compose when it is installed).
+outputs, and the compose file (validated by docker-compose when it is installed). And what the
+README shows the shell printing, it still prints: each `$ … | ./run.sh shell` example of a
+```console block runs against a onebox of its own, and every line shown under it (addresses
+aside; `…` skips lines) must come out, in order.
 
 Commands are the lines of ```sh blocks and the `$ ` lines of ```console blocks. Run by
-`./run.sh test` after the binaries are built; exits 1 naming each stale command."""
+`./run.sh test` after the binaries are built; exits 1 naming each stale command or line."""
 
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +110,7 @@ def check_run_sh(args):
 
 
 def check_configcheck(args):
-    subcommands = {"check", "facts", "render", "rules", "explain"}
+    subcommands = {"check", "facts", "render", "rules", "keys", "explain"}
     sub = args[0] if args and args[0] in subcommands else "check"
     return flags_in(args, help_of(str(BIN / "configcheck"), sub, "--help"), f"`configcheck {sub}`")
 
@@ -204,6 +209,78 @@ def check(words):
     return [f"`{cmd}`: not a command this check knows; teach tests/readme.py about it"]
 
 
+def examples(readme):
+    """(line number, command, shown lines) for each `$ ` command of the README's ```console
+    blocks that pipes lines into the shell: what the README shows it printing."""
+    lang, current = None, None
+    for n, line in enumerate(readme.splitlines(), 1):
+        fence = re.match(r"^```(\w*)", line)
+        if fence:
+            if current:
+                yield current
+                current = None
+            lang = None if lang is not None else fence.group(1)
+            continue
+        if lang != "console":
+            continue
+        if line.startswith("$ "):
+            if current:
+                yield current
+            command = line[2:]
+            current = (n, command, []) if "| ./run.sh shell" in command else None
+        elif current:
+            current[2].append(line)
+    if current:
+        yield current
+
+
+ADDRESS = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}:\d+\b")
+
+
+def shown_in(shown, printed):
+    """The README's shown lines that the printed output lacks, in order (`…` skips any lines;
+    addresses match any address, since which node is primary of what varies)."""
+    norm = lambda l: ADDRESS.sub("ADDR", l.rstrip())
+    lines = [norm(l) for l in printed.splitlines()]
+    missing, at = [], 0
+    for want in shown:
+        if want.strip() == "…":
+            continue
+        w = norm(want)
+        while at < len(lines) and lines[at] != w:
+            at += 1
+        if at == len(lines):
+            missing.append(want)
+            at = 0
+        else:
+            at += 1
+    return missing
+
+
+def check_examples(readme):
+    """Runs the README's shell examples against a onebox of its own (the default ports, as the
+    README's commands assume) and reports each shown line the shell no longer prints."""
+    found = list(examples(readme))
+    if not found:
+        return 0, []
+    work = tempfile.mkdtemp()
+    onebox = [str(BIN / "pegasus_onebox"), "--root", f"{work}/onebox"]
+    failures = []
+    try:
+        up = subprocess.run(onebox + ["start_onebox", "--wait_healthy"], capture_output=True, text=True)
+        if up.returncode != 0:
+            return len(found), [f"README examples: the onebox did not start: {up.stdout}{up.stderr}"]
+        for n, command, shown in found:
+            run = command.replace("./run.sh shell", shlex.quote(str(BIN / "pegasus_shell")))
+            out = subprocess.run(["bash", "-c", run], capture_output=True, text=True, cwd=ROOT, timeout=120)
+            for line in shown_in(shown, out.stdout + out.stderr):
+                failures.append(f"README.md:{n}: `{command}` no longer prints `{line}`; it printed:\n{out.stdout}{out.stderr}")
+    finally:
+        subprocess.run(onebox + ["clear_onebox"], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return len(found), failures
+
+
 def main():
     readme = (ROOT / "README.md").read_text()
     failures, checked = [], 0
@@ -211,9 +288,11 @@ def main():
         for words in segments(line):
             checked += 1
             failures += [f"README.md:{n}: {e}\n    {line}" for e in check(words)]
+    ran, stale = check_examples(readme)
+    failures += stale
     for f in failures:
         print(f, file=sys.stderr)
-    print(f"readme: {checked} commands checked, {len(failures)} stale")
+    print(f"readme: {checked} commands checked, {ran} shell examples run, {len(failures)} stale")
     return 1 if failures else 0
 
 

@@ -352,7 +352,7 @@ impl Partition {
             dir: dir.to_owned(),
             storage: Arc::clone(&storage),
             learning: 0,
-            plog,
+            plog: Box::new(plog),
             replica,
             peers,
             events: tx.clone(),

@@ -457,6 +457,45 @@ impl Plog {
     }
 }
 
+/// What a partition's driver needs of its log: [`Plog`] on disk, or a fake in the driver's
+/// unit tests (an in-memory log that can be told to fail).
+pub trait Log: Send {
+    /// Appends mutations; once this returns they are durable (or written to the operating
+    /// system, without `plog_force_flush`).
+    fn append(&mut self, mutations: &[Mutation]) -> io::Result<()>;
+    /// Makes everything appended durable.
+    fn sync_all(&mut self) -> io::Result<()>;
+    /// Forgets everything logged (see [`Plog::reset`]).
+    fn reset(&mut self) -> io::Result<()>;
+    /// Deletes whole files durable elsewhere (decree ≤ `durable`); how many.
+    fn gc(&mut self, durable: u64) -> io::Result<usize>;
+    /// The files that may hold decrees past `after`, for [`read_range`].
+    fn files_after(&self, after: u64) -> Vec<PathBuf>;
+    /// The number of files (more than one: one is full, and the store may be flushed).
+    fn file_count(&self) -> usize;
+}
+
+impl Log for Plog {
+    fn append(&mut self, mutations: &[Mutation]) -> io::Result<()> {
+        Plog::append(self, mutations)
+    }
+    fn sync_all(&mut self) -> io::Result<()> {
+        Plog::sync_all(self)
+    }
+    fn reset(&mut self) -> io::Result<()> {
+        Plog::reset(self)
+    }
+    fn gc(&mut self, durable: u64) -> io::Result<usize> {
+        Plog::gc(self, durable)
+    }
+    fn files_after(&self, after: u64) -> Vec<PathBuf> {
+        Plog::files_after(self, after)
+    }
+    fn file_count(&self) -> usize {
+        Plog::file_count(self)
+    }
+}
+
 /// [`Plog::read_range`] over `files` (from [`Plog::files_after`]): reads only, so it may run
 /// on any thread while the log is appended to (a record being written reads as a torn tail,
 /// past anything asked for).

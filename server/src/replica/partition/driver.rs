@@ -30,7 +30,7 @@ use super::{
     Copy, CopyDone, Effects, PartitionError, PartitionOptions, Peers, PrepareDone, Slot, TICK,
     WriteDone, from_wire, to_wire,
 };
-use crate::replica::plog::{self, Mutation, Plog, sync_parent};
+use crate::replica::plog::{self, Log, Mutation, sync_parent};
 use crate::replica::pool::{Job, Mailbox};
 use crate::replica::storage::Storage;
 use crate::replica::write::{View, WriteOp, WriteReply};
@@ -130,7 +130,7 @@ pub(super) struct Driver {
     pub(super) storage: Slot,
     /// Learner: the ballot of the copy being fetched (0: none).
     pub(super) learning: u64,
-    pub(super) plog: Plog,
+    pub(super) plog: Box<dyn Log>,
     pub(super) replica: Replica<SocketAddrV4, Effects>,
     pub(super) peers: Option<Arc<dyn Peers>>,
     /// For answers to this partition's own prepares.
@@ -889,5 +889,342 @@ fn to_plog(m: pegasus_replication::Mutation<Effects>) -> Mutation {
         ballot: m.ballot,
         decree: m.decree,
         ops: m.write.map(|ops| ops.to_vec()).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The driver alone, one round at a time: its log is an in-memory fake that can be told to
+    //! fail, its peers a fake that keeps the prepares it is asked to send (and their answers'
+    //! callbacks), its store a real RocksDB in a temp dir.
+
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    use pegasus_protocol::key;
+    use pegasus_protocol::types::{Blob, LearnAddRequest, UpdateRequest};
+
+    use super::*;
+    use crate::replica::partition::{PartitionOptions, Slot};
+    use crate::replica::pool::{DriverPool, LazyPool};
+    use crate::replica::storage::RocksOptions;
+
+    /// A log in memory: what was appended, in order; `fail` makes appends fail as a full disk.
+    #[derive(Clone, Default)]
+    struct MemLog {
+        appended: Arc<Mutex<Vec<Mutation>>>,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl Log for MemLog {
+        fn append(&mut self, mutations: &[Mutation]) -> std::io::Result<()> {
+            if self.fail.load(Ordering::Acquire) {
+                return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            self.appended.lock().unwrap().extend_from_slice(mutations);
+            Ok(())
+        }
+        fn sync_all(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn reset(&mut self) -> std::io::Result<()> {
+            self.appended.lock().unwrap().clear();
+            Ok(())
+        }
+        fn gc(&mut self, _durable: u64) -> std::io::Result<usize> {
+            Ok(0)
+        }
+        fn files_after(&self, _after: u64) -> Vec<PathBuf> {
+            Vec::new()
+        }
+        fn file_count(&self) -> usize {
+            1
+        }
+    }
+
+    impl MemLog {
+        fn decrees(&self) -> Vec<u64> {
+            self.appended
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|m| m.decree)
+                .collect()
+        }
+    }
+
+    /// Peers that keep each prepare with the callback its answer goes to.
+    #[derive(Default)]
+    struct FakePeers {
+        prepares: Mutex<Vec<(SocketAddrV4, PrepareRequest, PrepareDone)>>,
+    }
+
+    impl Peers for FakePeers {
+        fn prepare(&self, to: SocketAddrV4, request: PrepareRequest, done: PrepareDone) {
+            self.prepares.lock().unwrap().push((to, request, done));
+        }
+        fn learn_add(&self, _to: SocketAddrV4, _request: LearnAddRequest) {}
+        fn learn_done(&self, _to: SocketAddrV4, _request: LearnDoneRequest) {}
+        fn learn(&self, _from: SocketAddrV4, _r: LearnRequest, _dest: PathBuf, done: CopyDone) {
+            done(Err("no learning here".into()));
+        }
+        fn update(&self, _gpid: Gpid, _ballot: u64, _node: SocketAddrV4, _config_type: i32) {}
+    }
+
+    impl FakePeers {
+        /// Acknowledges, as `from`, every prepare sent to it so far; how many.
+        fn ack_from(&self, from: SocketAddrV4) -> usize {
+            let mut prepares = self.prepares.lock().unwrap();
+            let (to_ack, rest): (Vec<_>, Vec<_>) =
+                prepares.drain(..).partition(|(to, _, _)| *to == from);
+            *prepares = rest;
+            let n = to_ack.len();
+            for (_, r, done) in to_ack {
+                done(Some(PrepareResponse {
+                    err: ErrorName(ErrorCode::Ok.name().to_owned()),
+                    ballot: r.ballot,
+                    decree: r.decree,
+                    rejected: false,
+                }));
+            }
+            n
+        }
+    }
+
+    fn addr(i: u8) -> SocketAddrV4 {
+        SocketAddrV4::new([127, 0, 0, i].into(), 34801)
+    }
+
+    /// A driver of partition 1.0 on `addr(1)` (not started: the test runs its rounds), with
+    /// the mailbox its events come through.
+    struct Bench {
+        driver: Driver,
+        tx: Mailbox<Event>,
+        rx: Receiver<Event>,
+        next_tick: Option<Instant>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Bench {
+        fn new(log: MemLog, peers: Option<Arc<dyn Peers>>) -> Bench {
+            let dir = tempfile::tempdir().unwrap();
+            let options = PartitionOptions {
+                me: addr(1),
+                pool: LazyPool::of(DriverPool::stepped(Instant::now())),
+                ..PartitionOptions::default()
+            };
+            let (tx, rx) = options.pool.get().mailbox(64, "1.0".into());
+            let store = Storage::open(&dir.path().join("rdb"), &RocksOptions::default()).unwrap();
+            let storage: Slot = Arc::new(std::sync::RwLock::new(Some(Arc::new(store))));
+            // A replica just made: no process before it can have used a ballot.
+            let mut replica = Replica::recover(addr(1), options.replication, 0, Vec::new());
+            replica.set_restarted(false);
+            let driver = Driver {
+                gpid: Gpid::new(1, 0),
+                me: addr(1),
+                dir: dir.path().to_owned(),
+                storage,
+                learning: 0,
+                plog: Box::new(log),
+                replica,
+                peers,
+                events: tx.clone(),
+                queued: Arc::new(AtomicUsize::new(0)),
+                failed: Arc::new(OnceLock::new()),
+                status: Arc::new(Status::default()),
+                options,
+                waiting: HashMap::new(),
+                next_id: 1,
+                prepares: BTreeMap::new(),
+                max_replica_count: 3,
+                lossy: false,
+            };
+            Bench {
+                driver,
+                tx,
+                rx,
+                next_tick: None,
+                _dir: dir,
+            }
+        }
+
+        /// Sends `event` and runs one round.
+        fn round(&mut self, event: Option<Event>) {
+            if let Some(event) = event {
+                if matches!(event, Event::Write(..)) {
+                    self.driver.queued.fetch_add(1, Ordering::AcqRel);
+                }
+                assert!(self.tx.send(event).is_ok());
+            }
+            self.driver.round(&self.rx, &mut self.next_tick);
+        }
+
+        /// Configures ballot 1 with `primary` and `secondaries`.
+        fn configure(&mut self, primary: SocketAddrV4, secondaries: Vec<SocketAddrV4>) {
+            let config = Config {
+                ballot: 1,
+                primary: Some(primary),
+                secondaries,
+            };
+            let copies = 1 + config.secondaries.len() as i32;
+            self.round(Some(Event::Config(config, copies)));
+        }
+
+        /// Rounds until the new primary serves: it first commits, in its ballot, what its
+        /// predecessor may have acknowledged (an empty mutation here), its secondaries (if any)
+        /// acknowledging through `peers`.
+        fn until_serving(&mut self, peers: Option<&FakePeers>) {
+            for _ in 0..100 {
+                if self.driver.status.readable.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Some(peers) = peers {
+                    peers.ack_from(addr(2));
+                    peers.ack_from(addr(3));
+                }
+                self.round(None);
+            }
+            panic!(
+                "the primary does not serve: {:?}",
+                self.driver.replica.role()
+            );
+        }
+
+        /// Sends a put of `k` = `v`; its answer lands in the returned slot.
+        fn put(&mut self, k: &str, v: &str) -> Arc<Mutex<Option<Result<(), String>>>> {
+            let answer = Arc::new(Mutex::new(None));
+            let slot = Arc::clone(&answer);
+            let op = WriteOp::Put(UpdateRequest {
+                key: Blob::from(key::encode_key(k.as_bytes(), b"s").unwrap()),
+                value: Blob::from(v.as_bytes().to_vec()),
+                expire_ts_seconds: 0,
+            });
+            let done: WriteDone = Box::new(move |r| {
+                *slot.lock().unwrap() = Some(r.map(drop).map_err(|e| e.to_string()));
+            });
+            self.round(Some(Event::Write(op, done)));
+            answer
+        }
+
+        fn stored(&self, k: &str) -> Option<Vec<u8>> {
+            let key = key::encode_key(k.as_bytes(), b"s").unwrap();
+            self.driver.store().get(&key, 0).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_write_is_answered_once_logged_here_and_acknowledged_by_every_secondary() {
+        let log = MemLog::default();
+        let peers = Arc::new(FakePeers::default());
+        let mut b = Bench::new(log.clone(), Some(Arc::clone(&peers) as Arc<dyn Peers>));
+        b.configure(addr(1), vec![addr(2), addr(3)]);
+        b.until_serving(Some(&peers));
+        let before = log.decrees().len();
+        let answer = b.put("k", "v");
+        assert_eq!(
+            log.decrees().len(),
+            before + 1,
+            "logged in the write's own round"
+        );
+        assert_eq!(peers.prepares.lock().unwrap().len(), 2, "a prepare to each");
+        assert!(
+            answer.lock().unwrap().is_none(),
+            "no answer before the secondaries'"
+        );
+        assert_eq!(peers.ack_from(addr(2)), 1);
+        b.round(None);
+        assert!(
+            answer.lock().unwrap().is_none(),
+            "one secondary is not every secondary"
+        );
+        assert_eq!(b.stored("k"), None, "nothing applied before the commit");
+        assert_eq!(peers.ack_from(addr(3)), 1);
+        b.round(None);
+        assert_eq!(*answer.lock().unwrap(), Some(Ok(())));
+        assert_eq!(b.stored("k").as_deref(), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_failed_append_answers_the_write_and_applies_nothing() {
+        let log = MemLog::default();
+        let mut b = Bench::new(log.clone(), None);
+        b.configure(addr(1), Vec::new());
+        b.until_serving(None);
+        let first = b.put("a", "1");
+        assert_eq!(*first.lock().unwrap(), Some(Ok(())));
+        let logged = log.decrees().len();
+        log.fail.store(true, Ordering::Release);
+        let second = b.put("b", "2");
+        let said = second.lock().unwrap().clone();
+        assert!(
+            matches!(&said, Some(Err(e)) if e.contains("not writable")),
+            "{said:?}"
+        );
+        assert!(
+            b.driver.failed.get().is_some(),
+            "the replica is reported lost"
+        );
+        assert_eq!(b.stored("b"), None);
+        assert_eq!(b.stored("a").as_deref(), Some(&b"1"[..]));
+        // Later writes are refused at once, not queued behind the failure.
+        let third = b.put("c", "3");
+        assert!(matches!(&*third.lock().unwrap(), Some(Err(_))));
+        assert_eq!(
+            log.decrees().len(),
+            logged,
+            "nothing logged after the failure"
+        );
+    }
+
+    #[test]
+    fn a_secondary_acknowledges_a_prepare_only_once_it_is_logged() {
+        let prepare = |decree: i64| PrepareRequest {
+            pid: Gpid::new(1, 0),
+            ballot: 1,
+            ballot_start: 1,
+            committed: decree - 1,
+            mutation_ballot: 1,
+            decree,
+            empty: false,
+            ops: vec![to_wire(&crate::replica::plog::Op::Put(
+                key::encode_key(b"k", b"s").unwrap(),
+                b"v".to_vec(),
+            ))],
+            primary: RpcAddress::new(addr(2)),
+        };
+        let log = MemLog::default();
+        let peers: Arc<dyn Peers> = Arc::new(FakePeers::default());
+        let mut b = Bench::new(log.clone(), Some(peers));
+        b.configure(addr(2), vec![addr(1), addr(3)]);
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let send = |b: &mut Bench, decree| {
+            let answers = Arc::clone(&answers);
+            let done: PrepareDone = Box::new(move |r| answers.lock().unwrap().push(r));
+            b.round(Some(Event::Prepare(addr(2), prepare(decree), done)));
+        };
+        send(&mut b, 1);
+        assert_eq!(log.decrees(), [1]);
+        {
+            let answers = answers.lock().unwrap();
+            assert_eq!(answers.len(), 1);
+            let ack = answers[0].as_ref().expect("an answer");
+            assert_eq!(
+                (ack.err.0.as_str(), ack.decree, ack.rejected),
+                ("ERR_OK", 1, false)
+            );
+        }
+        // The disk fails: the next prepare is not acknowledged.
+        log.fail.store(true, Ordering::Release);
+        send(&mut b, 2);
+        let answers = answers.lock().unwrap();
+        assert_eq!(answers.len(), 2);
+        assert!(
+            answers[1]
+                .as_ref()
+                .is_none_or(|r| r.err.0 != "ERR_OK" || r.rejected),
+            "a prepare the log did not take was acknowledged: {:?}",
+            answers[1]
+        );
+        assert_eq!(log.decrees(), [1]);
     }
 }
