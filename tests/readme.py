@@ -239,9 +239,14 @@ ADDRESS = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}:\d+\b")
 
 def shown_in(shown, printed):
     """The README's shown lines that the printed output lacks, in order (`…` skips any lines;
-    addresses match any address, since which node is primary of what varies)."""
-    norm = lambda l: ADDRESS.sub("ADDR", l.rstrip())
-    lines = [norm(l) for l in printed.splitlines()]
+    spacing aside; addresses match any address and a partition's ballot any ballot, since which
+    node is primary of what, and after how many changes, varies)."""
+    def norm(line):
+        line = " ".join(ADDRESS.sub("ADDR", line).split())
+        # A partition's row (`pidx ballot n/m primary secondaries`): its ballot varies too.
+        return re.sub(r"^(\d+) \d+ (\d+/\d+ )", r"\1 BALLOT \2", line)
+
+    lines = [norm(line) for line in printed.splitlines()]
     missing, at = [], 0
     for want in shown:
         if want.strip() == "…":
