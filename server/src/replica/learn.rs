@@ -103,11 +103,7 @@ impl ReplicaStub {
                                         ballot: m.ballot as i64,
                                         decree: m.decree as i64,
                                         empty: m.write.is_none(),
-                                        ops: m
-                                            .write
-                                            .as_deref()
-                                            .map(|ops| ops.iter().map(partition::to_wire).collect())
-                                            .unwrap_or_default(),
+                                        ops: partition::wire_ops(m.write.as_ref()),
                                     })
                                     .collect(),
                             };

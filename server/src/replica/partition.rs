@@ -762,6 +762,11 @@ pub fn to_wire(op: &Op) -> WireOp {
     }
 }
 
+/// A mutation's effects in their wire form (none for an empty mutation).
+pub fn wire_ops(write: Option<&Effects>) -> Vec<WireOp> {
+    write.map_or_else(Vec::new, |ops| ops.iter().map(to_wire).collect())
+}
+
 /// A logged effect from its wire form.
 pub fn from_wire(op: WireOp) -> Op {
     match op.kind {

@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 
 use super::{
     Copy, CopyDone, Effects, PartitionError, PartitionOptions, Peers, PrepareDone, Slot, TICK,
-    WriteDone, from_wire, to_wire,
+    WriteDone, from_wire, wire_ops,
 };
 use crate::replica::plog::{self, Log, Mutation, sync_parent};
 use crate::replica::pool::{Job, Mailbox};
@@ -379,12 +379,7 @@ impl Driver {
         self.step(Input::Receive { from, message }, round);
         if let Some(higher) = round.rejected.take() {
             if let Some(done) = self.prepares.remove(&(ballot, decree)) {
-                done(Some(PrepareResponse {
-                    err: ErrorName(ErrorCode::Ok.name().to_owned()),
-                    ballot: higher as i64,
-                    decree: decree as i64,
-                    rejected: true,
-                }));
+                done(Some(answer(higher, decree, true)));
             }
         } else if !round
             .appends
@@ -748,11 +743,7 @@ impl Driver {
                     mutation_ballot: mutation.ballot as i64,
                     decree: mutation.decree as i64,
                     empty: mutation.write.is_none(),
-                    ops: mutation
-                        .write
-                        .as_deref()
-                        .map(|ops| ops.iter().map(to_wire).collect())
-                        .unwrap_or_default(),
+                    ops: wire_ops(mutation.write.as_ref()),
                     primary: RpcAddress::new(self.me),
                 };
                 let events = self.events.clone();
@@ -769,12 +760,7 @@ impl Driver {
             }
             Message::Ack { ballot, decree } => {
                 if let Some(done) = self.prepares.remove(&(ballot, decree)) {
-                    done(Some(PrepareResponse {
-                        err: ErrorName(ErrorCode::Ok.name().to_owned()),
-                        ballot: ballot as i64,
-                        decree: decree as i64,
-                        rejected: false,
-                    }));
+                    done(Some(answer(ballot, decree, false)));
                 }
             }
             Message::Reject { ballot } => round.rejected = Some(ballot),
@@ -874,6 +860,17 @@ impl Driver {
         }
         round.appends.clear();
         round.applies.clear();
+    }
+}
+
+/// A secondary's answer to a prepare of `decree`: acknowledged in `ballot`, or refused
+/// (`rejected`) because it serves the higher `ballot`.
+fn answer(ballot: u64, decree: u64, rejected: bool) -> PrepareResponse {
+    PrepareResponse {
+        err: ErrorName(ErrorCode::Ok.name().to_owned()),
+        ballot: ballot as i64,
+        decree: decree as i64,
+        rejected,
     }
 }
 
@@ -980,12 +977,7 @@ mod tests {
             *prepares = rest;
             let n = to_ack.len();
             for (_, r, done) in to_ack {
-                done(Some(PrepareResponse {
-                    err: ErrorName(ErrorCode::Ok.name().to_owned()),
-                    ballot: r.ballot,
-                    decree: r.decree,
-                    rejected: false,
-                }));
+                done(Some(answer(r.ballot as u64, r.decree as u64, false)));
             }
             n
         }
@@ -1186,10 +1178,9 @@ mod tests {
             mutation_ballot: 1,
             decree,
             empty: false,
-            ops: vec![to_wire(&crate::replica::plog::Op::Put(
-                key::encode_key(b"k", b"s").unwrap(),
-                b"v".to_vec(),
-            ))],
+            ops: vec![crate::replica::partition::to_wire(
+                &crate::replica::plog::Op::Put(key::encode_key(b"k", b"s").unwrap(), b"v".to_vec()),
+            )],
             primary: RpcAddress::new(addr(2)),
         };
         let log = MemLog::default();
