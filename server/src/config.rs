@@ -373,11 +373,7 @@ impl ServerConfig {
         let meta_level = pegasus_protocol::types::meta_function_level::parse(level)
             .filter(|l| *l >= pegasus_protocol::types::meta_function_level::FREEZED)
             .ok_or_else(|| ConfigError::MetaLevel(level.to_owned()))?;
-        let seconds = |key: &str, default: u64| {
-            config
-                .parse_or::<u64>("replication", key, default)
-                .map(Duration::from_secs)
-        };
+        let seconds = |key: &keys::Key| config.get::<u64>(key).map(Duration::from_secs);
         let admin_allowed = AllowList::parse(config.text(&keys::ADMIN_ALLOWED_HOSTS))
             .map_err(ConfigError::AdminAllowList)?;
         Ok(ServerConfig {
@@ -388,10 +384,10 @@ impl ServerConfig {
             cluster_root,
             lock_root,
             bootstrap_apps,
-            fd_beacon_interval: seconds("fd_beacon_interval_seconds", 3)?,
-            fd_lease: seconds("fd_lease_seconds", 20)?,
-            fd_grace: seconds("fd_grace_seconds", 22)?,
-            fd_check_interval: seconds("fd_check_interval_seconds", 2)?,
+            fd_beacon_interval: seconds(&keys::FD_BEACON_INTERVAL)?,
+            fd_lease: seconds(&keys::FD_LEASE)?,
+            fd_grace: seconds(&keys::FD_GRACE)?,
+            fd_check_interval: seconds(&keys::FD_CHECK_INTERVAL)?,
             min_live_nodes: config.get(&keys::MIN_LIVE_NODES)?,
             create_limits,
             dropout_delay: Duration::from_millis(config.get(&keys::DROPOUT_DELAY_MS)?),
@@ -427,8 +423,12 @@ mod tests {
     /// and key name around the table fails this test, with where.
     #[test]
     fn the_server_reads_config_keys_only_through_the_key_table() {
-        // Spelled apart so that this test's own text is not a match.
-        let reads = [".parse", ".bool", ".str"].map(|r| format!("{r}_or("));
+        // Spelled apart so that this test's own text is not a match; with a turbofish too
+        // (`parse_or::<u64>(`).
+        let reads = [".parse", ".bool", ".str"]
+            .into_iter()
+            .flat_map(|r| [format!("{r}_or("), format!("{r}_or::<")])
+            .collect::<Vec<_>>();
         let mut around = Vec::new();
         let mut folders = vec![std::path::PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
