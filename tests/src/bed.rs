@@ -281,9 +281,10 @@ impl Bed {
             let ok = self
                 .run(
                     i,
-                    "exec 3<>/dev/tcp/127.0.0.1/2181 && echo ruok >&3 && timeout 2 cat <&3",
+                    "exec 3<>/dev/tcp/127.0.0.1/2181 && echo srvr >&3 && timeout 2 cat <&3",
                 )
-                .is_ok_and(|s| s.contains("imok"));
+                // Serving (`ruok` answers before ZooKeeper takes sessions).
+                .is_ok_and(|s| s.contains("Mode: "));
             if ok {
                 return addr;
             }

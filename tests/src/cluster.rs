@@ -435,7 +435,8 @@ impl Drop for TestCluster {
 
 impl TestCluster {
     /// A failed test's node logs (every test's with `PEGASUS_KEEP_LOGS` set), kept as
-    /// `<target>/test-logs/<test>/<node>.log` (its folder is deleted with it): what a failure
+    /// `<target>/test-logs/<test>/<node>.log`, with what each process printed
+    /// (`<node>.result`) and ZooKeeper's log (its folder is deleted with it): what a failure
     /// that happens once in many runs leaves to read.
     fn keep_logs(&self) {
         let test = std::thread::current()
@@ -446,12 +447,22 @@ impl TestCluster {
         if std::fs::create_dir_all(&dir).is_err() {
             return;
         }
+        let root = &self.onebox.options.root;
         for node in self.onebox.nodes() {
             let _ = std::fs::write(
                 dir.join(format!("{}.log", node.name())),
                 self.node_log(node),
             );
+            // What the process printed (a start-up failure is only there).
+            let _ = std::fs::copy(
+                root.join(node.name()).join("result"),
+                dir.join(format!("{}.result", node.name())),
+            );
         }
+        let _ = std::fs::copy(
+            root.join("zookeeper").join("zookeeper.log"),
+            dir.join("zookeeper.log"),
+        );
         eprintln!("node logs kept in {}", dir.display());
     }
 }

@@ -223,7 +223,9 @@ pub fn zookeeper_classpath() -> Result<String, OneboxError> {
     Err(OneboxError::NoZooKeeper)
 }
 
-/// Whether ZooKeeper at `port` answers `ruok` with `imok`.
+/// Whether ZooKeeper at `port` serves requests: its `srvr` answer names its mode. (`ruok` is
+/// not enough: ZooKeeper answers `imok` as soon as it listens, before it loads its data and
+/// takes sessions, and a member of an ensemble without a quorum answers it too.)
 pub fn zookeeper_ok(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(
         &SocketAddr::from(([127, 0, 0, 1], port)),
@@ -232,8 +234,10 @@ pub fn zookeeper_ok(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut answer = [0u8; 4];
-    s.write_all(b"ruok").is_ok() && s.read_exact(&mut answer).is_ok() && &answer == b"imok"
+    let mut answer = Vec::new();
+    s.write_all(b"srvr").is_ok()
+        && (&mut s).take(4096).read_to_end(&mut answer).is_ok()
+        && String::from_utf8_lossy(&answer).contains("\nMode: ")
 }
 
 /// `text` (an ini file) with `extra`'s keys set: in place of the key where its section has it,
