@@ -30,6 +30,7 @@ pub mod partition;
 pub mod plog;
 pub mod pool;
 pub mod read;
+pub mod slog;
 pub mod storage;
 pub mod write;
 

@@ -171,6 +171,48 @@ pub struct Plog {
     buf: Vec<u8>,
     metrics: PlogMetrics,
     faults: Arc<Faults>,
+    /// The file being written and how far: for [`Tail::sync`] from another thread.
+    tail: Arc<Tail>,
+}
+
+/// Where a log's writing is (its current file and the bytes written there), shared so that
+/// another thread can make the log durable without its owner: the shared log does, before it
+/// drops files whose records the private logs hold unsynced ([`super::slog`]).
+#[derive(Debug)]
+pub struct Tail {
+    at: std::sync::Mutex<(PathBuf, u64)>,
+}
+
+impl Tail {
+    fn new(path: &Path, len: u64) -> Tail {
+        Tail {
+            at: std::sync::Mutex::new((path.to_owned(), len)),
+        }
+    }
+
+    fn set(&self, path: &Path, len: u64) {
+        let mut at = self.at.lock().expect("tail");
+        if at.0 != path {
+            at.0 = path.to_owned();
+        }
+        at.1 = len;
+    }
+
+    /// Makes everything written so far durable (the files before the current one were synced
+    /// as they were left). A file removed meanwhile (a reset, a collection) is fine: what it
+    /// held is durable elsewhere.
+    pub fn sync(&self, faults: &Faults) -> io::Result<()> {
+        let (path, len) = self.at.lock().expect("tail").clone();
+        match File::open(&path) {
+            Ok(file) => {
+                file.sync_data()?;
+                faults.note_synced(&path, len);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl std::fmt::Debug for Plog {
@@ -197,6 +239,23 @@ impl Plog {
         dir: &Path,
         file_size_limit: u64,
         applied: u64,
+        apply: impl FnMut(Mutation) -> io::Result<()>,
+    ) -> Result<Plog, PlogError> {
+        Self::open_with_shared(dir, file_size_limit, applied, &[], apply)
+    }
+
+    /// As [`Plog::open`], with `shared` the mutations the shared log holds for this replica
+    /// ([`super::slog`]), in the order they were appended: a suffix of what was appended here,
+    /// made durable there while this log was written unsynced. A bad record from which on
+    /// `shared` holds everything is cut (with the rest of the log) wherever it is: a power loss
+    /// may have kept any of the unsynced pages, and what they held is in `shared`. Then every
+    /// mutation of `shared` the intact part lacks is appended (and passed to `apply`, above
+    /// `applied`), in order, and the log synced.
+    pub fn open_with_shared(
+        dir: &Path,
+        file_size_limit: u64,
+        applied: u64,
+        shared: &[Mutation],
         mut apply: impl FnMut(Mutation) -> io::Result<()>,
     ) -> Result<Plog, PlogError> {
         let created = !dir.exists();
@@ -222,14 +281,32 @@ impl Plog {
         // The highest decree in the files so far (replayed or not), or the applied one.
         let mut highest = applied;
         let count = segments.len();
+        // Every intact record's (ballot, decree), the last one's, and where a bad record
+        // `shared` makes up for cuts the log (file, offset).
+        let mut intact = std::collections::HashSet::new();
+        let mut last_intact = None;
+        let mut cut = None;
         for (n, segment) in segments.iter_mut().enumerate() {
             let replayed = replay_file(&segment.path, &mut |m: Mutation| {
+                if !shared.is_empty() {
+                    intact.insert((m.ballot, m.decree));
+                }
+                last_intact = Some((m.ballot, m.decree));
                 if m.decree > applied { apply(m) } else { Ok(()) }
             })?;
             let (valid_len, max) = (replayed.valid, replayed.max);
             highest = highest.max(max);
             let actual = fs::metadata(&segment.path)?.len();
-            if valid_len < actual && !zero_from(&segment.path, valid_len)? {
+            let bad = valid_len < actual && !zero_from(&segment.path, valid_len)?;
+            let covered =
+                |m: &Mutation| Some((m.ballot, m.decree)) == last_intact || m.decree <= highest + 1;
+            if bad && shared.first().is_some_and(covered) {
+                segment.max_decree = max;
+                segment.size = valid_len;
+                cut = Some(n);
+                break;
+            }
+            if bad {
                 let corrupt = |reason: String| PlogError::Corrupt {
                     file: segment.path.clone(),
                     offset: valid_len,
@@ -263,6 +340,17 @@ impl Plog {
             segment.max_decree = max;
             segment.size = valid_len;
         }
+        if let Some(n) = cut {
+            tracing::warn!(
+                file = %segments[n].path.display(),
+                offset = segments[n].size,
+                "a bad record in the private log, past what was fsynced; the log is rebuilt from \
+                 there from the shared log"
+            );
+            for later in segments.drain(n + 1..) {
+                fs::remove_file(&later.path)?;
+            }
+        }
         if segments.is_empty() {
             let path = dir.join("log.1.0");
             File::create(&path)?;
@@ -281,7 +369,8 @@ impl Plog {
         file.set_len(last.size.max(file_size_limit))?;
         file.sync_all()?;
         sync_dir(dir)?;
-        Ok(Plog {
+        let tail = Arc::new(Tail::new(&last.path, last.size));
+        let mut plog = Plog {
             dir: dir.to_owned(),
             segments,
             file,
@@ -290,7 +379,23 @@ impl Plog {
             buf: Vec::new(),
             metrics: PlogMetrics::default(),
             faults: Arc::default(),
-        })
+            tail,
+        };
+        // What the shared log holds that the intact part lacks follows it, in order.
+        let missing: Vec<Mutation> = shared
+            .iter()
+            .filter(|m| !intact.contains(&(m.ballot, m.decree)))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            plog.append(&missing)?;
+            for m in missing {
+                if m.decree > applied {
+                    apply(m)?;
+                }
+            }
+        }
+        Ok(plog)
     }
 
     /// Whether each append is fsynced before it returns (the default). Without it an append has
@@ -336,18 +441,7 @@ impl Plog {
     /// Appends mutations with one write, and makes them durable with one sync if syncing.
     pub fn append(&mut self, mutations: &[Mutation]) -> io::Result<()> {
         self.buf.clear();
-        let batch = mutations.first().map_or(0, |m| m.decree);
-        for m in mutations {
-            let start = self.buf.len();
-            self.buf.extend_from_slice(&[0; 8]);
-            self.buf.extend_from_slice(&batch.to_be_bytes());
-            m.encode(&mut self.buf);
-            let payload = &self.buf[start + 8..];
-            let len = payload.len() as u32 | BATCHED;
-            let crc = CRC32C.checksum(payload);
-            self.buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
-            self.buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
-        }
+        encode_batch(mutations, &mut self.buf);
         let last = self.segments.last_mut().expect("one segment");
         if let Err(e) = self.faults.check(Point::PlogWrite) {
             // A failing disk may take part of a write: half of it lands (a torn tail).
@@ -371,6 +465,7 @@ impl Plog {
         if let Some(m) = mutations.last() {
             last.max_decree = last.max_decree.max(m.decree);
         }
+        self.tail.set(&last.path, last.size);
         if last.size >= self.file_size_limit {
             self.rotate()?;
         }
@@ -379,6 +474,12 @@ impl Plog {
 
     fn rotate(&mut self) -> io::Result<()> {
         let last = self.segments.last().expect("one segment");
+        if !self.sync {
+            // Whoever makes the log durable later (the shared log's collection, a clean stop)
+            // syncs only the file being written: the one left behind is made durable now.
+            self.file.sync_data()?;
+            self.faults.note_synced(&last.path, last.size);
+        }
         let (index, offset) = (last.index + 1, last.start_offset + last.size);
         let path = self.dir.join(format!("log.{index}.{offset}"));
         self.faults.check(Point::PlogWrite)?;
@@ -389,6 +490,7 @@ impl Plog {
         file.set_len(self.file_size_limit)?;
         self.file = file;
         sync_dir(&self.dir)?;
+        self.tail.set(&path, 0);
         self.segments.push(Segment {
             path,
             index,
@@ -455,6 +557,41 @@ impl Plog {
     pub fn file_count(&self) -> usize {
         self.segments.len()
     }
+
+    /// Where its writing is, for [`Tail::sync`].
+    pub fn tail(&self) -> Arc<Tail> {
+        Arc::clone(&self.tail)
+    }
+}
+
+/// Encodes a batch of mutations as [`Plog::append`] writes them: one record each, marked with
+/// the batch's first decree.
+pub(super) fn encode_batch(mutations: &[Mutation], buf: &mut Vec<u8>) {
+    let batch = mutations.first().map_or(0, |m| m.decree);
+    for m in mutations {
+        let start = buf.len();
+        buf.extend_from_slice(&[0; 8]);
+        buf.extend_from_slice(&batch.to_be_bytes());
+        m.encode(buf);
+        let payload = &buf[start + 8..];
+        let len = payload.len() as u32 | BATCHED;
+        let crc = CRC32C.checksum(payload);
+        buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+        buf[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// The mutations of bytes [`encode_batch`] made; `None` unless every record is intact and
+/// they fill the bytes exactly.
+pub(super) fn decode_batch(data: &[u8]) -> Option<Vec<Mutation>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let (record, len) = record_at(data, at)?;
+        out.push(record.mutation);
+        at += len;
+    }
+    Some(out)
 }
 
 /// What a partition's driver needs of its log: [`Plog`] on disk, or a fake in the driver's

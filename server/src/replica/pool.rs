@@ -303,6 +303,11 @@ impl DriverPool {
         })
     }
 
+    /// Whether it is stepped ([`DriverPool::stepped`]): no threads.
+    pub fn is_stepped(&self) -> bool {
+        self.stepped.is_some()
+    }
+
     /// The time the drivers go by: the machine's, or a stepped pool's clock.
     pub fn now(&self) -> Instant {
         match &self.stepped {
