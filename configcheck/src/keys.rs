@@ -147,7 +147,7 @@ keys! {
     DATA_DIRS_BLACK_LIST_FILE: "replication" "data_dirs_black_list_file" Text "" Server
         "A file listing disks not to use, one path a line.";
     SLOG_DIR: "replication" "slog_dir" Text "" Server
-        "Pegasus's shared log folder; this server only cleans it (`clean`).";
+        "The shared log's disk (`<slog_dir>/replica/slog`); empty: `<data_dir>/replica/slog`.";
     FD_CHECK_INTERVAL: "replication" "fd_check_interval_seconds" Unsigned "2" Server
         "How often the meta looks for replica servers past their grace.";
     FD_BEACON_INTERVAL: "replication" "fd_beacon_interval_seconds" Unsigned "3" Server
@@ -166,6 +166,8 @@ keys! {
         "Members a write needs (partition health counts by it too).";
     PLOG_FILE_SIZE_MB: "replication" "log_private_file_size_mb" Unsigned "32" Server
         "Private log file size before the next file.";
+    SLOG_FILE_SIZE_MB: "replication" "log_shared_file_size_mb" Unsigned "32" Server
+        "Shared log file size before the next file (the one before goes once private logs are synced).";
     CONFIG_SYNC_INTERVAL: "replication" "config_sync_interval_ms" Unsigned "" Pegasus
         "How often Pegasus's replica servers ask the meta for their configurations.";
     DISK_MIN_AVAILABLE_SPACE_RATIO: "replication" "disk_min_available_space_ratio" Unsigned "" Pegasus

@@ -70,6 +70,8 @@ pub struct ReplicaSettings {
     pub rocks: RocksSettings,
     /// `[replication] log_private_file_size_mb`, in bytes.
     pub plog_file_size: u64,
+    /// `[replication] log_shared_file_size_mb`, in bytes.
+    pub slog_file_size: u64,
     /// `[replication] plog_force_flush`.
     pub plog_force_flush: bool,
     /// Read bounds (`rocksdb_multi_get_max_iteration_*`).
@@ -104,6 +106,9 @@ pub struct ServerConfig {
     pub data_dirs: Vec<(String, PathBuf)>,
     /// `[replication] data_dirs_black_list_file`.
     pub data_dirs_black_list_file: Option<PathBuf>,
+    /// The shared log's folder: `<[replication] slog_dir>/replica/slog`, or
+    /// `<data_dir>/replica/slog`.
+    pub slog_dir: PathBuf,
     /// Replica tuning.
     pub replica: ReplicaSettings,
     /// `[zookeeper] hosts_list`.
@@ -307,6 +312,7 @@ impl ServerConfig {
         let replica = ReplicaSettings {
             rocks: RocksSettings::from_config(config)?,
             plog_file_size: config.get::<u64>(&keys::PLOG_FILE_SIZE_MB)? << 20,
+            slog_file_size: config.get::<u64>(&keys::SLOG_FILE_SIZE_MB)? << 20,
             plog_force_flush: config.flag(&keys::PLOG_FORCE_FLUSH)?,
             limits,
             server,
@@ -376,6 +382,10 @@ impl ServerConfig {
         let seconds = |key: &keys::Key| config.get::<u64>(key).map(Duration::from_secs);
         let admin_allowed = AllowList::parse(config.text(&keys::ADMIN_ALLOWED_HOSTS))
             .map_err(ConfigError::AdminAllowList)?;
+        let slog_dir = match config.text(&keys::SLOG_DIR) {
+            "" => data_dir.join("replica").join("slog"),
+            dir => absolute(dir).join("replica").join("slog"),
+        };
         Ok(ServerConfig {
             zk_digest: zk_digest(config)?,
             admin_allowed,
@@ -406,6 +416,7 @@ impl ServerConfig {
             meta_servers,
             data_dirs,
             data_dirs_black_list_file: (!blacklist.is_empty()).then(|| absolute(blacklist)),
+            slog_dir,
             replica,
         })
     }

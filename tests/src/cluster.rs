@@ -282,7 +282,7 @@ impl TestCluster {
 
     /// Emulates a power loss of `node`'s machine (a replica server started with `faults`): the
     /// process is killed (RocksDB, without its WAL, is back at its last flush), each of its
-    /// private log files keeps what the server's sync ledger (`<node dir>/sync-ledger`, one
+    /// log files (private and shared) keeps what the server's sync ledger (`<node dir>/sync-ledger`, one
     /// line per fsync) last says was durable and reads as zeros past it (a file never fsynced
     /// keeps its length, its creation was synced, and nothing else), and the machine comes
     /// back in a new boot. Returns the log files cut and the bytes they lost.
@@ -308,7 +308,8 @@ impl TestCluster {
                 if !path.is_dir() {
                     continue;
                 }
-                if entry.file_name() != "plog" {
+                // The private logs and the shared log.
+                if entry.file_name() != "plog" && entry.file_name() != "slog" {
                     stack.push(path);
                     continue;
                 }

@@ -209,6 +209,8 @@ pub struct ReplicaMetrics {
     tables: Mutex<HashMap<String, Arc<TableMetrics>>>,
     /// The private logs.
     pub plog: PlogMetrics,
+    /// The shared log (its appends are groups: one write and one fsync each).
+    pub slog: PlogMetrics,
     /// From a prepare sent to its acknowledgement.
     pub prepare_rtt: Latency,
     /// Bytes copied by learners.
@@ -245,6 +247,7 @@ impl ReplicaMetrics {
             written_bytes: Family::default(),
             tables: Mutex::default(),
             plog: PlogMetrics::default(),
+            slog: PlogMetrics::default(),
             prepare_rtt: Latency::default(),
             learn_bytes: Counter::default(),
             learn_duration: Latency::default(),
@@ -297,6 +300,23 @@ impl ReplicaMetrics {
             "Private-log fsyncs",
             Unit::Seconds,
             m.plog.fsync.clone(),
+        );
+        r.register(
+            "slog_groups",
+            "Shared-log writes (one per group of batches, fsynced once)",
+            m.slog.appends.clone(),
+        );
+        r.register_with_unit(
+            "slog_appended",
+            "Bytes appended to the shared log",
+            Unit::Bytes,
+            m.slog.bytes.clone(),
+        );
+        r.register_with_unit(
+            "slog_fsync_latency",
+            "Shared-log fsyncs",
+            Unit::Seconds,
+            m.slog.fsync.clone(),
         );
         r.register_with_unit(
             "replica_prepare_latency",

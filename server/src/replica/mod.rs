@@ -76,6 +76,9 @@ pub enum ReplicaError {
         /// Why.
         reason: String,
     },
+    /// The shared log cannot be opened.
+    #[error(transparent)]
+    Slog(#[from] slog::SlogError),
 }
 
 /// A lease that ends on its own: an instant kept as nanoseconds since a fixed start, so every
@@ -295,6 +298,10 @@ impl ReplicaStub {
             // much as they compute): a node with thousands of copies starts in a fraction of
             // the time one after another took.
             let opened = open_all(&existing, &options, &peers);
+            if let Some(slog) = &options.slog {
+                // What it held for copies that did not open is of no use.
+                slog.drop_replay();
+            }
             // One bad replica costs that replica, never the node and its other replicas.
             for ((gpid, path), opened) in existing.into_iter().zip(opened) {
                 match opened {

@@ -42,6 +42,7 @@ use super::faults::Faults;
 use super::metrics::{ReplicaMetrics, TableMetrics};
 use super::plog::{Op, Plog, PlogError, sync_parent};
 use super::pool::{LazyPool, Mailbox};
+use super::slog::SharedLog;
 use super::read::{ReadLimits, ScanContext};
 use super::storage::{RocksOptions, Scenario, Storage, StorageError};
 use super::write::{WriteOp, WriteReply};
@@ -159,6 +160,12 @@ pub struct PartitionOptions {
     /// the meta hears of a configuration taken up (a primary's hand-over waits on it) without
     /// waiting for the next beacon interval.
     pub ballot_news: Arc<tokio::sync::Notify>,
+    /// The node's shared log ([`super::slog`]): the private logs then go unsynced and a batch
+    /// is durable when the shared log says so. `None`: each private log syncs (tests, tools).
+    pub slog: Option<Arc<SharedLog>>,
+    /// The shared log was found damaged and set aside: every copy may lack what it
+    /// acknowledged, and learns again.
+    pub slog_damaged: bool,
 }
 
 impl Default for PartitionOptions {
@@ -179,6 +186,8 @@ impl Default for PartitionOptions {
             faults: Arc::default(),
             boot_id: super::boot::machine_boot_id().into(),
             ballot_news: Arc::default(),
+            slog: None,
+            slog_damaged: false,
         }
     }
 }
@@ -310,7 +319,14 @@ impl Partition {
         let applied = storage.applied_decree()?;
         let compacted = storage.manual_compacted()?;
         let mut logged = Vec::new();
-        let mut plog = Plog::open(&dir.join("plog"), options.plog_file_size, applied, |m| {
+        let shared = options
+            .slog
+            .as_ref()
+            .map(|slog| slog.take_replay(gpid))
+            .unwrap_or_default();
+        let plog_dir = dir.join("plog");
+        let size = options.plog_file_size;
+        let mut plog = Plog::open_with_shared(&plog_dir, size, applied, &shared, |m| {
             logged.push(pegasus_replication::Mutation {
                 ballot: m.ballot,
                 decree: m.decree,
@@ -318,15 +334,27 @@ impl Partition {
             });
             Ok(())
         })?;
-        plog.set_sync(options.plog_force_flush);
         plog.set_metrics(options.metrics.plog.clone());
         plog.set_faults(Arc::clone(&options.faults));
+        match &options.slog {
+            Some(slog) => {
+                plog.set_sync(false);
+                slog.register(gpid, &plog.tail());
+                if created {
+                    // Whatever an earlier copy of this partition left in the shared log is not
+                    // this one's.
+                    slog.mark(gpid)?;
+                }
+            }
+            None => plog.set_sync(options.plog_force_flush),
+        }
         let highest_ballot = logged.iter().map(|m| m.ballot).max().unwrap_or(0);
         info!(%gpid, applied, logged = logged.len(), "replica opened");
         // With fsync off, a copy reopened after the machine restarted may lack what it
         // acknowledged: it asks to leave its group and learns again.
         let lossy = peers.is_some()
-            && super::boot::open_in_boot(dir, &options.boot_id, !options.plog_force_flush)?;
+            && (super::boot::open_in_boot(dir, &options.boot_id, !options.plog_force_flush)?
+                || options.slog_damaged);
         if lossy {
             warn!(%gpid, applied, logged = logged.len(), "this copy may lack acknowledged writes (reopened after the machine restarted, with plog_force_flush = false): it takes no part in its group until it learned again");
         }
@@ -365,6 +393,11 @@ impl Partition {
             prepares: BTreeMap::new(),
             max_replica_count: 1,
             lossy,
+            in_flight: std::collections::VecDeque::new(),
+            wake: {
+                let task = Arc::clone(tx.task());
+                Arc::new(move || task.notify())
+            },
         };
         // A bug in the driver costs this replica (reported lost), not the node: see
         // `DriverJob::finish`.

@@ -619,6 +619,40 @@ impl SharedLog {
     }
 }
 
+/// Opens the shared log in `dir`; one found damaged is set aside (renamed
+/// `<dir>.damaged.<unix seconds>`, for an operator to look at) and a new one made in its place:
+/// `true` then, and every copy on the node may lack writes it acknowledged.
+pub fn open_or_set_aside(
+    dir: &Path,
+    options: SlogOptions,
+) -> Result<(Arc<SharedLog>, bool), SlogError> {
+    match SharedLog::open(dir, options.clone()) {
+        Ok(log) => Ok((log, false)),
+        Err(SlogError::Corrupt {
+            file,
+            offset,
+            reason,
+        }) => {
+            let seconds = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let aside = PathBuf::from(format!("{}.damaged.{seconds}", dir.display()));
+            error!(
+                file = %file.display(),
+                offset,
+                reason,
+                aside = %aside.display(),
+                "the shared log is damaged: set aside; every copy on this node learns again \
+                 from its group before it counts"
+            );
+            fs::rename(dir, &aside)?;
+            sync_parent(dir)?;
+            Ok((SharedLog::open(dir, options)?, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The syncing thread: waits for appends, syncs them as a group; ends with the log.
 fn syncer(log: &Weak<SharedLog>) {
     loop {

@@ -20,6 +20,7 @@ use crate::replica::metrics::ReplicaMetrics;
 use crate::replica::partition::{PartitionOptions, TICK};
 use crate::replica::pool::LazyPool;
 use crate::replica::storage::RocksOptions;
+use crate::replica::slog::{self, SlogOptions};
 
 /// Binds, connects, then starts every role; returns at SIGINT or SIGTERM (or when a meta loses
 /// its ZooKeeper session).
@@ -115,11 +116,23 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                 }
                 let me = server.advertised(&role);
                 let opened = {
-                    let options = partition_options(&server, me);
+                    let mut options = partition_options(&server, me);
                     options.faults.watch_env();
                     let metas = server.meta_servers.clone();
                     let runtime = tokio::runtime::Handle::current();
+                    let slog_dir = server.slog_dir.clone();
+                    let slog_file_size = server.replica.slog_file_size;
                     tokio::task::spawn_blocking(move || {
+                        let slog = SlogOptions {
+                            sync: options.plog_force_flush,
+                            file_size: slog_file_size,
+                            pool: Arc::clone(options.pool.get()),
+                            faults: Arc::clone(&options.faults),
+                            metrics: options.metrics.slog.clone(),
+                        };
+                        let (slog, damaged) = slog::open_or_set_aside(&slog_dir, slog)?;
+                        options.slog = Some(slog);
+                        options.slog_damaged = damaged;
                         ReplicaStub::open_managed(dirs, options, metas, runtime)
                     })
                     .await

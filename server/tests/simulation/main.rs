@@ -48,6 +48,7 @@ use pegasus_server::replica::dirs::DataDirs;
 use pegasus_server::replica::faults::{Fault, Faults, Point};
 use pegasus_server::replica::partition::{PartitionOptions, TICK};
 use pegasus_server::replica::pool::{DriverPool, LazyPool};
+use pegasus_server::replica::slog::{self, SlogOptions};
 use pegasus_server::replica::storage::RocksOptions;
 
 /// Seeds that once failed, replayed first (each fails with its fix undone, on this schedule).
@@ -163,14 +164,18 @@ enum Plant {
     /// The meta's writes to ZooKeeper are not fenced with its lock node: a deposed leader's
     /// late write lands after another meta took over.
     Unfenced,
+    /// The shared log counts its groups durable without syncing them: a power loss takes it
+    /// whole, and the private logs (unsynced) lose what their copies acknowledged.
+    SlogUnsynced,
 }
 
 impl Plant {
-    const ALL: [Plant; 4] = [
+    const ALL: [Plant; 5] = [
         Plant::SameBoot,
         Plant::LeaseFromOldView,
         Plant::LostUnreported,
         Plant::Unfenced,
+        Plant::SlogUnsynced,
     ];
 
     fn name(self) -> &'static str {
@@ -179,6 +184,7 @@ impl Plant {
             Plant::LeaseFromOldView => "lease-from-old-view",
             Plant::LostUnreported => "lost-unreported",
             Plant::Unfenced => "unfenced-writes",
+            Plant::SlogUnsynced => "slog-unsynced",
         }
     }
 
@@ -188,6 +194,7 @@ impl Plant {
             Plant::SameBoot => &["lost", "differ", "stale"],
             Plant::LeaseFromOldView => &["stale read", "two primaries serve reads"],
             Plant::LostUnreported => &["not healed"],
+            Plant::SlogUnsynced => &["lost", "differ", "stale"],
             Plant::Unfenced => &[
                 "stale read",
                 "two primaries",
@@ -210,6 +217,7 @@ impl Plant {
             }
             Plant::LostUnreported => "a copy that cannot open or write never reported lost",
             Plant::Unfenced => "the meta's ZooKeeper writes unfenced",
+            Plant::SlogUnsynced => "the shared log's groups counted durable without a sync",
         }
     }
 }
@@ -318,6 +326,17 @@ impl World {
             (n.dir.clone(), Arc::clone(&n.faults), n.boot)
         };
         let pool = DriverPool::stepped(self.instant(self.now));
+        // Small files: the shared log moves to its next file, and drops the one before, often.
+        let slog = SlogOptions {
+            sync: !self.fsync_off,
+            file_size: 256 << 10,
+            pool: Arc::clone(&pool),
+            faults: Arc::clone(&faults),
+            metrics: Default::default(),
+        };
+        let (slog, damaged) =
+            slog::open_or_set_aside(&dir.join("slog"), slog).expect("the shared log opens");
+        assert!(!damaged, "node {i}'s shared log was damaged");
         let options = PartitionOptions {
             rocks: RocksOptions {
                 write_buffer_size: 8 << 20,
@@ -334,6 +353,7 @@ impl World {
             pool: LazyPool::of(Arc::clone(&pool)),
             faults,
             boot_id: format!("boot-{boot}").into(),
+            slog: Some(slog),
             ..PartitionOptions::default()
         };
         let dirs = DataDirs::new(&[], "replica", &dir, None).expect("data dirs");
@@ -377,7 +397,7 @@ impl World {
             if self.plant != Some(Plant::SameBoot) {
                 n.boot += 1;
             }
-            lose_unsynced(&n.dir, &n.faults);
+            lose_unsynced(&n.dir, &n.faults, self.plant == Some(Plant::SlogUnsynced));
         } else {
             totals.crashes += 1;
         }
@@ -899,18 +919,28 @@ impl World {
 }
 
 /// A power loss: each log file keeps what was fsynced (the rest reads as zeros, as a
-/// preallocated file's unwritten blocks do).
-fn lose_unsynced(node_dir: &Path, faults: &Faults) {
+/// preallocated file's unwritten blocks do); with `slog_unsynced` (planted), the shared log
+/// keeps nothing.
+fn lose_unsynced(node_dir: &Path, faults: &Faults, slog_unsynced: bool) {
     let Ok(reps) = std::fs::read_dir(node_dir.join("reps")) else {
         return;
     };
-    for replica in reps.flatten() {
-        let Ok(files) = std::fs::read_dir(replica.path().join("plog")) else {
+    let logs = reps
+        .flatten()
+        .map(|replica| replica.path().join("plog"))
+        .chain([node_dir.join("slog")]);
+    for log in logs {
+        let Ok(files) = std::fs::read_dir(log) else {
             continue;
         };
         for file in files.flatten() {
             let path = file.path();
-            let synced = faults.synced(&path);
+            let shared = path.parent().is_some_and(|p| p.ends_with("slog"));
+            let synced = if shared && slog_unsynced {
+                0
+            } else {
+                faults.synced(&path)
+            };
             let Ok(len) = file.metadata().map(|m| m.len()) else {
                 continue;
             };

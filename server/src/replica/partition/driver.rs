@@ -148,6 +148,11 @@ pub(super) struct Driver {
     pub(super) max_replica_count: i32,
     /// The copy's folder holds the lossy mark ([`crate::replica::boot`]).
     pub(super) lossy: bool,
+    /// With a shared log: batches appended there and not yet durable, each with the shared
+    /// log's length once it is written and its mutations' `(ballot, decree)`, oldest first.
+    pub(super) in_flight: std::collections::VecDeque<(u64, Vec<(u64, u64)>)>,
+    /// Asks for a round: what the shared log calls once a batch of this replica is durable.
+    pub(super) wake: crate::replica::slog::Wake,
 }
 
 impl Driver {
@@ -264,6 +269,12 @@ impl Driver {
         self.status.role.store(0, Ordering::Release);
         // A clean stop with appends not fsynced: the log made durable now, a reboot of the
         // machine before the next open loses nothing, so it is not taken for one that may have.
+        if self.options.slog.is_some() {
+            // What the shared log holds of it may go with its next file.
+            if let Err(e) = self.plog.sync_all() {
+                warn!(gpid = %self.gpid, "syncing the log at close: {e}");
+            }
+        }
         if !self.options.plog_force_flush && self.peers.is_some() {
             let clean = self
                 .plog
@@ -565,7 +576,7 @@ impl Driver {
         // What the log held is of another history than the copy's (see `Plog::reset`); gone
         // first, so a crash in between leaves the old store with an empty log, which a learner
         // (not a member: nothing it held counted) can afford.
-        if let Err(e) = self.plog.reset() {
+        if let Err(e) = self.reset_log() {
             return self.fail(
                 format!("resetting the log for a learned copy failed: {e}"),
                 round,
@@ -622,8 +633,7 @@ impl Driver {
             // afresh before anything else is appended (so it never teaches from it), and the
             // mark goes.
             let cleared = self
-                .plog
-                .reset()
+                .reset_log()
                 .and_then(|()| crate::replica::boot::clear_lossy(&self.dir));
             match cleared {
                 Ok(()) => {
@@ -802,24 +812,17 @@ impl Driver {
 
     /// Appends (and feeds back `Logged`), applies, then answers, until nothing is left.
     fn carry_out(&mut self, round: &mut Round) {
-        while !round.appends.is_empty() {
-            let batch = std::mem::take(&mut round.appends);
-            if self.failed.get().is_some() {
-                break;
-            }
-            match self.plog.append(&batch) {
-                Ok(()) => {
-                    for m in &batch {
-                        self.step(
-                            Input::Logged {
-                                ballot: m.ballot,
-                                decree: m.decree,
-                            },
-                            round,
-                        );
-                    }
+        loop {
+            while !round.appends.is_empty() {
+                let batch = std::mem::take(&mut round.appends);
+                if self.failed.get().is_some() {
+                    break;
                 }
-                Err(e) => self.fail(format!("a write failed: {e}"), round),
+                self.log(batch, round);
+            }
+            // What the shared log made durable meanwhile is logged; its outputs may append.
+            if !self.logged(round) || round.appends.is_empty() {
+                break;
             }
         }
         if !round.applies.is_empty() && self.failed.get().is_none() {
@@ -843,6 +846,69 @@ impl Driver {
                 Err(e) => error!(gpid = %self.gpid, "flush: {e}"),
             }
         }
+    }
+
+    /// Appends a batch to the private log; then, with a shared log, there, to be logged once
+    /// it is durable ([`Driver::logged`]); without, the private log synced it and it is logged.
+    fn log(&mut self, batch: Vec<Mutation>, round: &mut Round) {
+        let Some(slog) = self.options.slog.clone() else {
+            match self.plog.append(&batch) {
+                Ok(()) => {
+                    for m in &batch {
+                        let (ballot, decree) = (m.ballot, m.decree);
+                        self.step(Input::Logged { ballot, decree }, round);
+                    }
+                }
+                Err(e) => self.fail(format!("a write failed: {e}"), round),
+            }
+            return;
+        };
+        let appended = self
+            .plog
+            .append(&batch)
+            .and_then(|()| slog.append(self.gpid, &batch, &self.wake));
+        match appended {
+            Ok(end) => {
+                let logged = batch.iter().map(|m| (m.ballot, m.decree)).collect();
+                self.in_flight.push_back((end, logged));
+            }
+            Err(e) => self.fail(format!("a write failed: {e}"), round),
+        }
+    }
+
+    /// Tells the state machine which batches the shared log made durable; whether any.
+    fn logged(&mut self, round: &mut Round) -> bool {
+        let Some(slog) = self.options.slog.clone() else {
+            return false;
+        };
+        if self.in_flight.is_empty() {
+            return false;
+        }
+        if let Some(why) = slog.failed() {
+            self.in_flight.clear();
+            self.fail(why, round);
+            return false;
+        }
+        let durable = slog.durable();
+        let mut any = false;
+        while self.in_flight.front().is_some_and(|(end, _)| *end <= durable) {
+            let (_, logged) = self.in_flight.pop_front().expect("front");
+            for (ballot, decree) in logged {
+                self.step(Input::Logged { ballot, decree }, round);
+            }
+            any = true;
+        }
+        any
+    }
+
+    /// Forgets everything logged ([`crate::replica::plog::Plog::reset`]); the shared log's records of this replica
+    /// first (those before are then durable: still logged when their turn comes), so that a
+    /// crash in between leaves the log as it was.
+    fn reset_log(&mut self) -> std::io::Result<()> {
+        if let Some(slog) = &self.options.slog {
+            slog.mark(self.gpid)?;
+        }
+        self.plog.reset()
     }
 
     /// A failed append or apply (a full disk, an I/O error): the replica stops, answers what
@@ -1030,6 +1096,8 @@ mod tests {
                 prepares: BTreeMap::new(),
                 max_replica_count: 3,
                 lossy: false,
+                in_flight: std::collections::VecDeque::new(),
+                wake: Arc::new(|| {}),
             };
             Bench {
                 driver,
