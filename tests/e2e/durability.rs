@@ -95,21 +95,10 @@ fn plog_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Regression guard: after `kill -9`, 8 bytes overwritten in the middle of the written part of
-/// a replica's largest plog file were taken for a torn tail: 418 of 5,000 acknowledged keys were
-/// cut and the partition served what was left. Now that replica is moved aside with a reason,
-/// reported to the meta, which stops routing to it, and no read answers a stale "not found"; the
-/// node and its other replicas serve everything.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_damaged_plog_record_is_corruption_not_a_torn_tail() {
-    let cluster = TestCluster::start(1, 1, 4);
-    cluster.healthy().await;
-    let client = cluster.client();
-    let table = client.open_table("temp").await.unwrap();
-    let n = 2000;
-    write_all(&table, "k", n).await;
+/// 8 bytes overwritten in the middle of the written part of replica server 1's largest plog
+/// file (after `kill -9`): the replica's folder, its name and its partition index.
+fn damage_largest_plog(cluster: &TestCluster) -> (PathBuf, String, i32) {
     cluster.onebox.kill_node(Node::Replica(1)).unwrap();
-
     let node_dir = cluster.onebox.options.root.join("replica1");
     let mut files = Vec::new();
     plog_files(&node_dir, &mut files);
@@ -133,6 +122,55 @@ async fn a_damaged_plog_record_is_corruption_not_a_torn_tail() {
         .to_string_lossy()
         .into_owned();
     let pidx: i32 = name.split('.').nth(1).unwrap().parse().unwrap();
+    (replica_dir, name, pidx)
+}
+
+/// A damaged plog record the shared log still holds (it keeps every batch until the private
+/// logs are synced): the private log is cut there and rebuilt from the shared log, and every
+/// acknowledged key is served, by the same copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_plog_record_the_shared_log_holds_is_rebuilt_from_it() {
+    let cluster = TestCluster::start(1, 1, 4);
+    cluster.healthy().await;
+    let table = cluster.client().open_table("temp").await.unwrap();
+    let n = 2000;
+    write_all(&table, "k", n).await;
+    let (replica_dir, ..) = damage_largest_plog(&cluster);
+    cluster.onebox.start_node(Node::Replica(1)).unwrap();
+    cluster.healthy().await;
+    for i in 0..n {
+        let got = table.get(format!("k{i}").as_bytes(), b"s").await.unwrap();
+        assert_eq!(got.as_deref(), Some(format!("v{i}").as_bytes()), "k{i}");
+    }
+    assert!(replica_dir.exists(), "the copy stayed in place");
+    let log = cluster.node_log(Node::Replica(1));
+    assert!(
+        log.contains("rebuilt from there from the shared log"),
+        "{log}"
+    );
+}
+
+/// Regression guard: after `kill -9`, 8 bytes overwritten in the middle of the written part of
+/// a replica's largest plog file were taken for a torn tail: 418 of 5,000 acknowledged keys were
+/// cut and the partition served what was left. Now, with nothing to rebuild it from (the shared
+/// log's disk replaced too), that replica is moved aside with a reason, reported to the meta,
+/// which stops routing to it, and no read answers a stale "not found"; the node and its other
+/// replicas serve everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_plog_record_is_corruption_not_a_torn_tail() {
+    let cluster = TestCluster::start(1, 1, 4);
+    cluster.healthy().await;
+    let client = cluster.client();
+    let table = client.open_table("temp").await.unwrap();
+    let n = 2000;
+    write_all(&table, "k", n).await;
+    let (replica_dir, name, pidx) = damage_largest_plog(&cluster);
+    let slog = cluster
+        .onebox
+        .options
+        .root
+        .join("replica1/data/replica/slog");
+    std::fs::remove_dir_all(&slog).expect("the shared log's folder");
 
     let restarted = Instant::now();
     cluster.onebox.start_node(Node::Replica(1)).unwrap();

@@ -42,8 +42,8 @@ use super::faults::Faults;
 use super::metrics::{ReplicaMetrics, TableMetrics};
 use super::plog::{Op, Plog, PlogError, sync_parent};
 use super::pool::{LazyPool, Mailbox};
-use super::slog::SharedLog;
 use super::read::{ReadLimits, ScanContext};
+use super::slog::SharedLog;
 use super::storage::{RocksOptions, Scenario, Storage, StorageError};
 use super::write::{WriteOp, WriteReply};
 

@@ -352,10 +352,8 @@ impl Plog {
             }
         }
         if segments.is_empty() {
-            let path = dir.join("log.1.0");
-            File::create(&path)?;
             segments.push(Segment {
-                path,
+                path: dir.join("log.1.0"),
                 index: 1,
                 start_offset: 0,
                 max_decree: 0,
@@ -363,12 +361,7 @@ impl Plog {
             });
         }
         let last = segments.last().expect("one segment");
-        let file = OpenOptions::new().write(true).open(&last.path)?;
-        // Whatever follows the intact records (a torn record, or nothing) becomes a hole.
-        file.set_len(last.size)?;
-        file.set_len(last.size.max(file_size_limit))?;
-        file.sync_all()?;
-        sync_dir(dir)?;
+        let file = reopen_last(dir, &last.path, last.size, file_size_limit)?;
         let tail = Arc::new(Tail::new(&last.path, last.size));
         let mut plog = Plog {
             dir: dir.to_owned(),
@@ -815,6 +808,22 @@ fn zero_from(path: &Path, offset: u64) -> io::Result<bool> {
         }
         at += n as u64;
     }
+}
+
+/// The last file of a log in `dir` (created if `dir` has none yet), opened to write on after
+/// its `intact` bytes: whatever follows them (a torn write, or nothing) becomes a hole, and the
+/// file is sized to `limit` up front; all of it synced.
+pub(super) fn reopen_last(dir: &Path, path: &Path, intact: u64, limit: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    file.set_len(intact)?;
+    file.set_len(intact.max(limit))?;
+    file.sync_all()?;
+    sync_dir(dir)?;
+    Ok(file)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

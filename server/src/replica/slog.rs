@@ -38,7 +38,7 @@ use tracing::{error, warn};
 
 use super::faults::{Faults, Point};
 use super::metrics::PlogMetrics;
-use super::plog::{CRC32C, Mutation, Tail, decode_batch, encode_batch, sync_parent};
+use super::plog::{CRC32C, Mutation, Tail, decode_batch, encode_batch, reopen_last, sync_parent};
 use super::pool::DriverPool;
 
 /// The largest record replay accepts; anything larger is a corrupt length.
@@ -320,22 +320,15 @@ impl SharedLog {
             segment.size = valid as u64;
         }
         if segments.is_empty() {
-            let path = dir.join("log.1.0");
-            File::create(&path)?;
             segments.push(Segment {
-                path,
+                path: dir.join("log.1.0"),
                 index: 1,
                 start: 0,
                 size: 0,
             });
         }
         let last = segments.last().expect("one segment");
-        let file = OpenOptions::new().write(true).open(&last.path)?;
-        // Whatever follows the intact records (a torn group, or nothing) becomes a hole.
-        file.set_len(last.size)?;
-        file.set_len(last.size.max(options.file_size))?;
-        file.sync_all()?;
-        sync_dir(dir)?;
+        let file = reopen_last(dir, &last.path, last.size, options.file_size)?;
         options.faults.note_synced(&last.path, last.size);
         let end = last.start + last.size;
         let stepped = options.pool.is_stepped().then(|| Arc::clone(&options.pool));

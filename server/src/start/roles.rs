@@ -19,8 +19,8 @@ use crate::replica::dirs::DataDirs;
 use crate::replica::metrics::ReplicaMetrics;
 use crate::replica::partition::{PartitionOptions, TICK};
 use crate::replica::pool::LazyPool;
-use crate::replica::storage::RocksOptions;
 use crate::replica::slog::{self, SlogOptions};
+use crate::replica::storage::RocksOptions;
 
 /// Binds, connects, then starts every role; returns at SIGINT or SIGTERM (or when a meta loses
 /// its ZooKeeper session).

@@ -891,7 +891,11 @@ impl Driver {
         }
         let durable = slog.durable();
         let mut any = false;
-        while self.in_flight.front().is_some_and(|(end, _)| *end <= durable) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|(end, _)| *end <= durable)
+        {
             let (_, logged) = self.in_flight.pop_front().expect("front");
             for (ballot, decree) in logged {
                 self.step(Input::Logged { ballot, decree }, round);
