@@ -356,7 +356,7 @@ impl Partition {
             && (super::boot::open_in_boot(dir, &options.boot_id, !options.plog_force_flush)?
                 || options.slog_damaged);
         if lossy {
-            warn!(%gpid, applied, logged = logged.len(), "this copy may lack acknowledged writes (reopened after the machine restarted, with plog_force_flush = false): it takes no part in its group until it learned again");
+            warn!(%gpid, applied, logged = logged.len(), slog_damaged = options.slog_damaged, "this copy may lack acknowledged writes (reopened after the machine restarted with plog_force_flush = false, or its node's shared log was damaged): it takes no part in its group until it learned again");
         }
         let mut replica = Replica::recover(options.me, options.replication, applied, logged);
         replica.set_lossy(lossy);
@@ -396,7 +396,7 @@ impl Partition {
             in_flight: std::collections::VecDeque::new(),
             wake: {
                 let task = Arc::clone(tx.task());
-                Arc::new(move || task.notify())
+                Arc::new(move || task.wake())
             },
         };
         // A bug in the driver costs this replica (reported lost), not the node: see

@@ -41,6 +41,8 @@ pub struct Task {
     pending: AtomicUsize,
     /// Its job said nothing waits on a timeout: ticked once in [`IDLE_TICK_EVERY`] only.
     idle: AtomicBool,
+    /// Woken ([`Task::wake`]) since its last round began: one more round is due.
+    woken: AtomicBool,
     finished: Mutex<bool>,
     finished_cv: Condvar,
     pool: Weak<Shared>,
@@ -58,6 +60,13 @@ impl Task {
                 .push_back(Arc::clone(self));
             pool.wake.notify_one();
         }
+    }
+
+    /// Asks for a round without an event (something the job polls changed: the shared log
+    /// made its batches durable). Never lost: woken while a round runs, the task runs another.
+    pub fn wake(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        self.notify();
     }
 
     /// Whether its job has nothing waiting on a timeout (set after each round): the ticker
@@ -96,6 +105,8 @@ impl Task {
             self.scheduled.store(false, Ordering::SeqCst);
             return;
         };
+        // A wake from now on asks for the round after this one.
+        self.woken.store(false, Ordering::SeqCst);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.round()));
         let over = match outcome {
             Ok(false) => false,
@@ -119,7 +130,7 @@ impl Task {
         }
         drop(slot);
         self.scheduled.store(false, Ordering::SeqCst);
-        if self.pending.load(Ordering::SeqCst) > 0 {
+        if self.pending.load(Ordering::SeqCst) > 0 || self.woken.load(Ordering::SeqCst) {
             self.notify();
         }
     }
@@ -420,6 +431,7 @@ impl DriverPool {
             scheduled: AtomicBool::new(false),
             pending: AtomicUsize::new(0),
             idle: AtomicBool::new(false),
+            woken: AtomicBool::new(false),
             finished: Mutex::new(false),
             finished_cv: Condvar::new(),
             pool: Arc::downgrade(&self.shared),
@@ -572,6 +584,42 @@ mod tests {
         assert_eq!(sum.load(Ordering::SeqCst), 500 * 100);
         assert!(m_closed(&mailboxes[0]));
         assert_eq!(pool.workers(), 3);
+    }
+
+    /// Wakes its own task in its first round, as the shared log does when a sync ends while
+    /// the driver's round runs.
+    struct WakesItself {
+        task: Arc<Task>,
+        rounds: Arc<AtomicUsize>,
+    }
+
+    impl Job for WakesItself {
+        fn round(&mut self) -> bool {
+            if self.rounds.fetch_add(1, Ordering::SeqCst) == 0 {
+                self.task.wake();
+            }
+            self.task.set_idle(true);
+            false
+        }
+        fn finish(&mut self, _crashed: bool) {}
+    }
+
+    #[test]
+    fn a_wake_during_a_round_is_not_lost() {
+        let pool = DriverPool::stepped(Instant::now());
+        let rounds = Arc::new(AtomicUsize::new(0));
+        let (m, _rx) = pool.mailbox::<u32>(4, String::new());
+        let job = WakesItself {
+            task: Arc::clone(m.task()),
+            rounds: Arc::clone(&rounds),
+        };
+        pool.start(&m, Box::new(job));
+        while pool.run_ready(0) {}
+        assert_eq!(
+            rounds.load(Ordering::SeqCst),
+            2,
+            "the wake asked for a second round"
+        );
     }
 
     /// Counts its rounds and says it is idle (or not) after each.

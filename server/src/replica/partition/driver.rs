@@ -241,7 +241,8 @@ impl Driver {
         }
         self.carry_out(&mut round);
         self.publish();
-        // Writes waiting for their commit keep the primary busy anyway (a prepare in flight).
+        // Writes waiting for their commit keep the primary busy anyway (a prepare in flight);
+        // batches in the shared log wake it when durable, and are not left to a tick.
         self.events.task().set_idle(self.replica.idle());
         closing
     }
@@ -267,14 +268,14 @@ impl Driver {
         }
         self.status.readable.store(false, Ordering::Release);
         self.status.role.store(0, Ordering::Release);
-        // A clean stop with appends not fsynced: the log made durable now, a reboot of the
-        // machine before the next open loses nothing, so it is not taken for one that may have.
         if self.options.slog.is_some() {
             // What the shared log holds of it may go with its next file.
             if let Err(e) = self.plog.sync_all() {
                 warn!(gpid = %self.gpid, "syncing the log at close: {e}");
             }
         }
+        // A clean stop with appends not fsynced: the log made durable now, a reboot of the
+        // machine before the next open loses nothing, so it is not taken for one that may have.
         if !self.options.plog_force_flush && self.peers.is_some() {
             let clean = self
                 .plog
@@ -905,9 +906,9 @@ impl Driver {
         any
     }
 
-    /// Forgets everything logged ([`crate::replica::plog::Plog::reset`]); the shared log's records of this replica
-    /// first (those before are then durable: still logged when their turn comes), so that a
-    /// crash in between leaves the log as it was.
+    /// Forgets everything logged ([`crate::replica::plog::Plog::reset`]); the shared log's
+    /// records of this replica first (those before are then durable: still logged when their
+    /// turn comes), so that a crash in between leaves the log as it was.
     fn reset_log(&mut self) -> std::io::Result<()> {
         if let Some(slog) = &self.options.slog {
             slog.mark(self.gpid)?;
