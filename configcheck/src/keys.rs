@@ -166,6 +166,8 @@ keys! {
         "Members a write needs (partition health counts by it too).";
     PLOG_FILE_SIZE_MB: "replication" "log_private_file_size_mb" Unsigned "32" Server
         "Private log file size before the next file.";
+    SHARED_LOG: "replication" "shared_log" Bool "true" Server
+        "Log every partition's writes to the node's shared log, one fsync for many partitions; false: each private log fsyncs its own.";
     SLOG_FILE_SIZE_MB: "replication" "log_shared_file_size_mb" Unsigned "32" Server
         "Shared log file size before the next file (the one before goes once private logs are synced).";
     CONFIG_SYNC_INTERVAL: "replication" "config_sync_interval_ms" Unsigned "" Pegasus

@@ -72,6 +72,8 @@ pub struct ReplicaSettings {
     pub plog_file_size: u64,
     /// `[replication] log_shared_file_size_mb`, in bytes.
     pub slog_file_size: u64,
+    /// `[replication] shared_log`.
+    pub shared_log: bool,
     /// `[replication] plog_force_flush`.
     pub plog_force_flush: bool,
     /// Read bounds (`rocksdb_multi_get_max_iteration_*`).
@@ -313,6 +315,7 @@ impl ServerConfig {
             rocks: RocksSettings::from_config(config)?,
             plog_file_size: config.get::<u64>(&keys::PLOG_FILE_SIZE_MB)? << 20,
             slog_file_size: config.get::<u64>(&keys::SLOG_FILE_SIZE_MB)? << 20,
+            shared_log: config.flag(&keys::SHARED_LOG)?,
             plog_force_flush: config.flag(&keys::PLOG_FORCE_FLUSH)?,
             limits,
             server,

@@ -20,12 +20,12 @@ declare -A ops cpu_us other_us
 
 # CPU time (clock ticks) the onebox's replica servers used so far.
 replica_ticks() { process_ticks onebox/replica*/pid; }
-# Private-log fsyncs of the onebox's replica servers so far (their /metrics, on the port of
-# `[apps.replica] ports`).
+# Log fsyncs (private logs' and the shared log's) of the onebox's replica servers so far (their
+# /metrics, on the port of `[apps.replica] ports`).
 replica_fsyncs() {
   local total=0 port n
   for port in $(awk '/^\[apps.replica\]/ {r = 1} r && /ports =/ {print $3; r = 0}' onebox/replica*/config.ini); do
-    n=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^pegasus_plog_fsync_latency_seconds_count/ {print $2}')
+    n=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^pegasus_(plog|slog)_fsync_latency_seconds_count/ {n += $2} END {print n + 0}')
     total=$((total + ${n:-0}))
   done
   echo "$total"
@@ -41,14 +41,21 @@ replica_switches() {
 # The machine's busy and total clock ticks so far (every CPU).
 machine_ticks() { awk '/^cpu / {busy = $2 + $3 + $4 + $7 + $8; all = 0; for (i = 2; i <= NF; i++) all += $i; print busy, all; exit}' /proc/stat; }
 
-# onebox COPIES FSYNC: fills then reads `temp`, keeps the ops/s.
+# onebox COPIES FSYNC [private]: fills then reads `temp`, keeps the ops/s (with `private`, each
+# partition's private log fsyncs on its own, without the node's shared log: the peer of the
+# shared log, same binary, same run).
 onebox() {
-  local copies=$1 fsync=$2 flags=() start end out r0 r1 b0 t0 b1 t1 cpu f0 f1 s0 s1
+  local copies=$1 fsync=$2 key="$1,$2" flags=() start end out r0 r1 b0 t0 b1 t1 cpu f0 f1 s0 s1 what=
   [[ $fsync == no ]] && flags=(--no_fsync)
+  if [[ ${3:-} == private ]]; then
+    flags+=(--no_shared_log)
+    key+=",private"
+    what=", private logs only"
+  fi
   start=$(date +%s.%N)
   ./run.sh start_onebox -m 1 -r "$copies" -w "${flags[@]}" >/dev/null
   end=$(date +%s.%N)
-  echo "== onebox, $copies cop$([[ $copies == 1 ]] && echo y || echo ies), fsync $fsync (cold start to healthy $(echo "$end - $start" | bc) s)"
+  echo "== onebox, $copies cop$([[ $copies == 1 ]] && echo y || echo ies), fsync $fsync$what (cold start to healthy $(echo "$end - $start" | bc) s)"
   r0=$(replica_ticks)
   f0=$(replica_fsyncs)
   s0=$(replica_switches)
@@ -60,16 +67,16 @@ onebox() {
   read -r b1 t1 < <(machine_ticks)
   cpu=$(echo "scale=1; ($r1 - $r0) * 1000000 / $hz / $num" | bc)
   out+=$'\n'"replica servers' CPU per write: $cpu us, $(echo "scale=1; $cpu / $copies" | bc) us per copy; machine busy $(echo "scale=0; 100 * ($b1 - $b0) / ($t1 - $t0)" | bc) % during the writes"
-  out+=$'\n'"plog fsyncs per write: $(echo "scale=2; ($f1 - $f0) / $num" | bc), $(echo "scale=2; ($f1 - $f0) / $num / $copies" | bc) per copy"
+  out+=$'\n'"log fsyncs per write: $(echo "scale=2; ($f1 - $f0) / $num" | bc), $(echo "scale=2; ($f1 - $f0) / $num / $copies" | bc) per copy"
   out+=$'\n'"replica servers' context switches per write: $(echo "scale=1; ($s1 - $s0) / $num" | bc), $(echo "scale=1; ($s1 - $s0) / $num / $copies" | bc) per copy"
   out+=$'\n'$("$bin/pegasus_bench" --threads "$threads" --num "$num" --value-size 100 --benchmarks readrandom)
   echo "$out"
-  ops[write,$copies,$fsync]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
-  ops[read,$copies,$fsync]=$(awk '/^readrandom/ {print $2}' <<<"$out")
-  cpu_us[$copies,$fsync]=$cpu
+  ops[write,$key]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
+  ops[read,$key]=$(awk '/^readrandom/ {print $2}' <<<"$out")
+  cpu_us[$key]=$cpu
   # Everything else the machine did per write: the client, the meta, ZooKeeper, the kernel's
   # threads.
-  other_us[$copies,$fsync]=$(echo "scale=1; (($b1 - $b0) - ($r1 - $r0)) * 1000000 / $hz / $num" | bc)
+  other_us[$key]=$(echo "scale=1; (($b1 - $b0) - ($r1 - $r0)) * 1000000 / $hz / $num" | bc)
   ./run.sh stop_onebox >/dev/null
   ./run.sh clear_onebox >/dev/null
 }
@@ -78,6 +85,7 @@ for copies in 1 3; do
     onebox "$copies" "$fsync"
   done
 done
+onebox 3 yes private
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 redis() {
@@ -144,6 +152,7 @@ ratio() { LC_ALL=C printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"; }
 echo "== ratios ($threads callers, 100 B values)"
 echo "3-copy / 1-copy writes, fsync:            $(ratio "${ops[write,3,yes]}" "${ops[write,1,yes]}")"
 echo "3-copy / 1-copy writes, no fsync:         $(ratio "${ops[write,3,no]}" "${ops[write,1,no]}")"
+echo "3-copy fsynced writes, shared log / private logs only: $(ratio "${ops[write,3,yes]}" "${ops[write,3,yes,private]}")"
 echo "3-copy fsynced writes / Redis always:     $(ratio "${ops[write,3,yes]}" "${ops[set,redis,always]}")"
 echo "3-copy fsynced writes / etcd (3 members):  $(ratio "${ops[write,3,yes]}" "${ops[write,etcd]}")"
 echo "3-copy reads / etcd reads:                 $(ratio "${ops[read,3,yes]}" "${ops[read,etcd]}")"

@@ -122,17 +122,20 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                     let runtime = tokio::runtime::Handle::current();
                     let slog_dir = server.slog_dir.clone();
                     let slog_file_size = server.replica.slog_file_size;
+                    let shared_log = server.replica.shared_log;
                     tokio::task::spawn_blocking(move || {
-                        let slog = SlogOptions {
-                            sync: options.plog_force_flush,
-                            file_size: slog_file_size,
-                            pool: Arc::clone(options.pool.get()),
-                            faults: Arc::clone(&options.faults),
-                            metrics: options.metrics.slog.clone(),
-                        };
-                        let (slog, damaged) = slog::open_or_set_aside(&slog_dir, slog)?;
-                        options.slog = Some(slog);
-                        options.slog_damaged = damaged;
+                        if shared_log {
+                            let slog = SlogOptions {
+                                sync: options.plog_force_flush,
+                                file_size: slog_file_size,
+                                pool: Arc::clone(options.pool.get()),
+                                faults: Arc::clone(&options.faults),
+                                metrics: options.metrics.slog.clone(),
+                            };
+                            let (slog, damaged) = slog::open_or_set_aside(&slog_dir, slog)?;
+                            options.slog = Some(slog);
+                            options.slog_damaged = damaged;
+                        }
                         ReplicaStub::open_managed(dirs, options, metas, runtime)
                     })
                     .await

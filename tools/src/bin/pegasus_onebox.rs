@@ -69,6 +69,10 @@ struct StartArgs {
     /// Replicas write their logs to the OS without fsync (`plog_force_flush = false`).
     #[arg(long = "no_fsync")]
     no_fsync: bool,
+    /// Replicas fsync each partition's private log, without the node's shared log
+    /// (`[replication] shared_log = false`).
+    #[arg(long = "no_shared_log")]
+    no_shared_log: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +139,13 @@ fn run(cli: Cli) -> Result<(), OneboxError> {
             options.partitions = args.partitions;
             options.collector = args.collector;
             options.plog_force_flush = !args.no_fsync;
+            if args.no_shared_log {
+                options.extra_config.push((
+                    "replication".into(),
+                    "shared_log".into(),
+                    "false".into(),
+                ));
+            }
             std::fs::create_dir_all(&options.root).map_err(|source| OneboxError::Io {
                 what: "cannot create",
                 path: options.root.display().to_string(),
