@@ -16,7 +16,7 @@ set -euo pipefail
 threads=${1:-16}
 num=${2:-100000}
 source "$(dirname "$0")/onebox_bench.sh"
-declare -A ops cpu_us other_us
+declare -A ops cpu_us other_us p99_us
 
 # CPU time (clock ticks) the onebox's replica servers used so far.
 replica_ticks() { process_ticks onebox/replica*/pid; }
@@ -70,9 +70,15 @@ onebox() {
   out+=$'\n'"log fsyncs per write: $(echo "scale=2; ($f1 - $f0) / $num" | bc), $(echo "scale=2; ($f1 - $f0) / $num / $copies" | bc) per copy"
   out+=$'\n'"replica servers' context switches per write: $(echo "scale=1; ($s1 - $s0) / $num" | bc), $(echo "scale=1; ($s1 - $s0) / $num / $copies" | bc) per copy"
   out+=$'\n'$("$bin/pegasus_bench" --threads "$threads" --num "$num" --value-size 100 --benchmarks readrandom)
+  ops[write,$key]=$(awk '/^fillrandom / {print $2}' <<<"$out")
+  if [[ $copies == 3 && $fsync == yes ]]; then
+    # Open loop at half the peak just measured, 10 s of it: latency from when each write was due.
+    local half=$((${ops[write,$key]} / 2))
+    out+=$'\n'$("$bin/pegasus_bench" --rate "$half" --num $((half * 10)) --value-size 100 --benchmarks fillrandom)
+    p99_us[$key]=$(awk '/^fillrandom@/ {print $11}' <<<"$out")
+  fi
   echo "$out"
-  ops[write,$key]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
-  ops[read,$key]=$(awk '/^readrandom/ {print $2}' <<<"$out")
+  ops[read,$key]=$(awk '/^readrandom / {print $2}' <<<"$out")
   cpu_us[$key]=$cpu
   # Everything else the machine did per write: the client, the meta, ZooKeeper, the kernel's
   # threads.
@@ -149,12 +155,46 @@ stop_etcd
 
 # Two decimals, rounded (bc alone truncates: 0.1998 would print .19).
 ratio() { LC_ALL=C printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"; }
+# Redis as three copies: a primary and two replicas, `appendfsync always` on each, every SET
+# followed by `WAIT 2 0` (acknowledged once both replicas have it), each caller on a connection
+# of its own.
+redis_ports=()
+redis_dirs=()
+stop_redis_group() {
+  local p
+  for p in "${redis_ports[@]}"; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+  rm -rf "${redis_dirs[@]}"
+  redis_ports=()
+  redis_dirs=()
+}
+trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; stop_etcd; stop_redis_group' EXIT
+for i in 0 1 2; do
+  redis_ports[i]=$(free_port)
+  redis_dirs[i]=$(mktemp -d)
+  replica=()
+  ((i > 0)) && replica=(--replicaof 127.0.0.1 "${redis_ports[0]}")
+  redis-server --port "${redis_ports[i]}" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
+    --dir "${redis_dirs[i]}" --daemonize yes "${replica[@]}" >/dev/null
+done
+for _ in $(seq 1 100); do
+  [[ $(redis-cli -p "${redis_ports[0]}" info replication 2>/dev/null | grep -c 'state=online') == 2 ]] && break
+  sleep 0.2
+done
+echo "== Redis primary + 2 replicas, appendfsync always on each, WAIT 2 0 after each SET: pegasus_bench --redis-wait, $threads callers, $num requests, 100 B values"
+out=$("$bin/pegasus_bench" --redis-wait "127.0.0.1:${redis_ports[0]}" --threads "$threads" --num "$num" --value-size 100 --benchmarks fillrandom,readrandom)
+echo "$out"
+ops[write,redis3]=$(awk '/^fillrandom/ {print $2}' <<<"$out")
+ops[read,redis3]=$(awk '/^readrandom/ {print $2}' <<<"$out")
+stop_redis_group
+
 echo "== ratios ($threads callers, 100 B values)"
 echo "3-copy / 1-copy writes, fsync:            $(ratio "${ops[write,3,yes]}" "${ops[write,1,yes]}")"
 echo "3-copy / 1-copy writes, no fsync:         $(ratio "${ops[write,3,no]}" "${ops[write,1,no]}")"
 echo "3-copy fsynced writes, shared log / private logs only: $(ratio "${ops[write,3,yes]}" "${ops[write,3,yes,private]}")"
 echo "3-copy fsynced writes / Redis always:     $(ratio "${ops[write,3,yes]}" "${ops[set,redis,always]}")"
 echo "3-copy fsynced writes / etcd (3 members):  $(ratio "${ops[write,3,yes]}" "${ops[write,etcd]}")"
+echo "3-copy fsynced writes / Redis + 2 replicas (WAIT 2): $(ratio "${ops[write,3,yes]}" "${ops[write,redis3]}")"
+echo "3-copy fsynced write p99, open loop at half the peak: ${p99_us[3,yes]} us shared log, ${p99_us[3,yes,private]} us private logs only"
 echo "3-copy reads / etcd reads:                 $(ratio "${ops[read,3,yes]}" "${ops[read,etcd]}")"
 echo "3-copy reads / Redis GET (everysec):      $(ratio "${ops[read,3,yes]}" "${ops[get,redis,everysec]}")"
 echo "replica CPU per write, 3 copies / 1 copy:  $(ratio "${cpu_us[3,yes]}" "${cpu_us[1,yes]}") fsync, $(ratio "${cpu_us[3,no]}" "${cpu_us[1,no]}") no fsync"

@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use pegasus_client::{MultiGetOptions, Table};
 
 use crate::etcd::Etcd;
+use crate::redis::Redis;
 
 /// One benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -42,6 +43,10 @@ pub struct BenchOptions {
     pub hashkey_size: usize,
     /// Sort key size in bytes.
     pub sortkey_size: usize,
+    /// Open loop: operations started at this many a second, whatever the answers' pace (0:
+    /// closed loop, `threads` callers each waiting for its answer). Latency is then counted
+    /// from when each operation was due, so a stall shows in every operation it delays.
+    pub rate: u64,
 }
 
 impl Default for BenchOptions {
@@ -52,6 +57,7 @@ impl Default for BenchOptions {
             value_size: 100,
             hashkey_size: 16,
             sortkey_size: 16,
+            rate: 0,
         }
     }
 }
@@ -168,6 +174,14 @@ pub enum Target {
     /// An etcd cluster (fillrandom and readrandom only; the key is the hash key followed by the
     /// sort key).
     Etcd(Etcd),
+    /// A Redis primary (fillrandom and readrandom only, keys as etcd's), each caller on a
+    /// connection of its own, each write followed by `WAIT replicas 0`.
+    RedisWait {
+        /// The primary.
+        addr: std::net::SocketAddr,
+        /// Replicas each write waits for.
+        replicas: i64,
+    },
 }
 
 /// Runs one workload against `table`.
@@ -175,8 +189,54 @@ pub async fn run(table: &Table, workload: Workload, o: &BenchOptions) -> Report 
     run_on(&Target::Table(table.clone()), workload, o).await
 }
 
+/// Operations in flight at most in an open loop: past it, an operation due is counted as an
+/// error (the server fell that far behind).
+const OPEN_LOOP_IN_FLIGHT: usize = 4096;
+
+/// Runs one workload against `target` in an open loop (`o.rate` operations a second).
+async fn run_open(target: &Target, workload: Workload, o: &BenchOptions) -> Report {
+    let order = order(workload, o.num);
+    let histogram = Arc::new(std::sync::Mutex::new(new_histogram()));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let slots = Arc::new(tokio::sync::Semaphore::new(OPEN_LOOP_IN_FLIGHT));
+    let v = value(o.value_size);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (n, &i) in order.iter().enumerate() {
+        let due = start + Duration::from_secs_f64(n as f64 / o.rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        };
+        let (target, v, o) = (target.clone(), v.clone(), o.clone());
+        let (histogram, errors) = (Arc::clone(&histogram), Arc::clone(&errors));
+        tasks.spawn(async move {
+            if one(&target, workload, i, &v, &o).await {
+                let us = due.elapsed().as_micros().max(1) as u64;
+                let _ = histogram.lock().expect("histogram").record(us);
+            } else {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            drop(slot);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let h = histogram.lock().expect("histogram").clone();
+    Report::from_samples(
+        &format!("{workload:?}@{}/s", o.rate).to_lowercase(),
+        start.elapsed(),
+        vec![h],
+        errors.load(std::sync::atomic::Ordering::Relaxed),
+    )
+}
+
 /// Runs one workload against `target`.
 pub async fn run_on(target: &Target, workload: Workload, o: &BenchOptions) -> Report {
+    if o.rate > 0 && !matches!(target, Target::RedisWait { .. }) {
+        return run_open(target, workload, o).await;
+    }
     let order = Arc::new(order(workload, o.num));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -186,9 +246,30 @@ pub async fn run_on(target: &Target, workload: Workload, o: &BenchOptions) -> Re
             let mut h = new_histogram();
             let mut errors = 0u64;
             let v = value(o.value_size);
+            let mut redis = match &target {
+                Target::RedisWait { addr, .. } => match Redis::connect(*addr).await {
+                    Ok(r) => Some(r),
+                    Err(_) => return (h, order.len().div_ceil(o.threads.max(1)) as u64),
+                },
+                _ => None,
+            };
             for &i in order.iter().skip(t).step_by(o.threads.max(1)) {
                 let began = Instant::now();
-                let ok = one(&target, workload, i, &v, &o).await;
+                let ok = match (&target, redis.as_mut()) {
+                    (Target::RedisWait { replicas, .. }, Some(redis)) => {
+                        let k = [
+                            &key("h", i, o.hashkey_size)[..],
+                            &key("s", i, o.sortkey_size)[..],
+                        ]
+                        .concat();
+                        match workload {
+                            Workload::Fillrandom => redis.set_wait(&k, &v, *replicas).await.is_ok(),
+                            Workload::Readrandom => redis.get(&k).await.is_ok(),
+                            _ => false,
+                        }
+                    }
+                    _ => one(&target, workload, i, &v, &o).await,
+                };
                 if ok {
                     let _ = h.record(began.elapsed().as_micros().max(1) as u64);
                 } else {
@@ -228,6 +309,8 @@ async fn one(target: &Target, workload: Workload, i: usize, v: &Bytes, o: &Bench
                 _ => false,
             };
         }
+        // Each caller's own connection: see `run_on`.
+        Target::RedisWait { .. } => return false,
     };
     match workload {
         Workload::Fillrandom => table.set(&hk, &sk, v, None).await.is_ok(),

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod cluster;
 pub mod etcd;
 pub mod onebox;
+pub mod redis;
 pub mod scrape;
 pub mod shell;
 

@@ -180,13 +180,17 @@ pub struct Plog {
 /// drops files whose records the private logs hold unsynced ([`super::slog`]).
 #[derive(Debug)]
 pub struct Tail {
-    at: std::sync::Mutex<(PathBuf, u64)>,
+    /// The file, the bytes written there, and how many of them are known synced.
+    at: std::sync::Mutex<(PathBuf, u64, u64)>,
+    /// Where its fsyncs are counted (the log's [`Plog::set_metrics`]).
+    metrics: std::sync::Mutex<PlogMetrics>,
 }
 
 impl Tail {
     fn new(path: &Path, len: u64) -> Tail {
         Tail {
-            at: std::sync::Mutex::new((path.to_owned(), len)),
+            at: std::sync::Mutex::new((path.to_owned(), len, len)),
+            metrics: std::sync::Mutex::default(),
         }
     }
 
@@ -194,19 +198,33 @@ impl Tail {
         let mut at = self.at.lock().expect("tail");
         if at.0 != path {
             at.0 = path.to_owned();
+            at.2 = 0;
         }
         at.1 = len;
+    }
+
+    /// Whether bytes were written since the last [`Tail::sync`].
+    pub fn dirty(&self) -> bool {
+        let at = self.at.lock().expect("tail");
+        at.1 > at.2
     }
 
     /// Makes everything written so far durable (the files before the current one were synced
     /// as they were left). A file removed meanwhile (a reset, a collection) is fine: what it
     /// held is durable elsewhere.
     pub fn sync(&self, faults: &Faults) -> io::Result<()> {
-        let (path, len) = self.at.lock().expect("tail").clone();
+        let (path, len, _) = self.at.lock().expect("tail").clone();
         match File::open(&path) {
             Ok(file) => {
+                let started = std::time::Instant::now();
                 file.sync_data()?;
+                let metrics = self.metrics.lock().expect("metrics").clone();
+                metrics.fsync.observe(started.elapsed());
                 faults.note_synced(&path, len);
+                let mut at = self.at.lock().expect("tail");
+                if at.0 == path {
+                    at.2 = at.2.max(len);
+                }
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -410,6 +428,7 @@ impl Plog {
 
     /// Counts appends, their bytes and fsync times in `metrics`.
     pub fn set_metrics(&mut self, metrics: PlogMetrics) {
+        *self.tail.metrics.lock().expect("metrics") = metrics.clone();
         self.metrics = metrics;
     }
 

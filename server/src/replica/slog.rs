@@ -360,6 +360,10 @@ impl SharedLog {
             std::thread::Builder::new()
                 .name("replica-slog".into())
                 .spawn(move || syncer(&weak))?;
+            let weak = Arc::downgrade(&log);
+            std::thread::Builder::new()
+                .name("replica-plog-flush".into())
+                .spawn(move || flusher(&weak))?;
         }
         Ok(log)
     }
@@ -643,6 +647,32 @@ pub fn open_or_set_aside(
             Ok((SharedLog::open(dir, options)?, true))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// How often the private logs written since are synced in the background.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// Syncs the private logs with unsynced bytes every [`FLUSH_EVERY`], on a thread of its own:
+/// written and never synced, they would pile up in the page cache and go to the disk all at once
+/// when the kernel's writeback comes for them (30 s after, by default), and the shared log's
+/// fsyncs would wait behind that burst (an open-loop run measured a 160 ms p99 then, 6 ms
+/// otherwise). Synced a little at a time, they also leave little for [`SharedLog::collect`].
+fn flusher(log: &Weak<SharedLog>) {
+    loop {
+        std::thread::sleep(FLUSH_EVERY);
+        let Some(log) = log.upgrade() else {
+            return;
+        };
+        let tails: Vec<Arc<Tail>> = {
+            let pending = log.pending.lock().expect("pending");
+            pending.tails.values().filter_map(Weak::upgrade).collect()
+        };
+        for tail in tails.iter().filter(|t| t.dirty()) {
+            if let Err(e) = tail.sync(&log.faults) {
+                warn!("syncing a private log in the background: {e}");
+            }
+        }
     }
 }
 

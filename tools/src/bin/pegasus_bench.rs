@@ -46,6 +46,19 @@ struct Args {
     /// `fillrandom` and `readrandom` only, the same keys and values.
     #[arg(long)]
     etcd: Option<SocketAddr>,
+    /// Run against this Redis primary (host:port) instead: `fillrandom` and `readrandom` only,
+    /// the same keys and values, each caller on its own connection, each `SET` followed by
+    /// `WAIT <--redis-replicas> 0`.
+    #[arg(long)]
+    redis_wait: Option<SocketAddr>,
+    /// See `--redis-wait`.
+    #[arg(long, default_value_t = 2)]
+    redis_replicas: i64,
+    /// Open loop: start this many operations a second whatever the answers' pace, latency
+    /// counted from when each was due (not with `--redis-wait`). 0: `--threads` callers, each
+    /// waiting for its answer.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Scrape `/metrics` of these servers (comma-separated) every `--scrape-interval-ms` while
     /// the workloads run, as Prometheus would: what scraping costs.
     #[arg(long, value_delimiter = ',')]
@@ -69,6 +82,10 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let target = match args.etcd {
+            None if args.redis_wait.is_some() => Target::RedisWait {
+                addr: args.redis_wait.expect("given"),
+                replicas: args.redis_replicas,
+            },
             Some(addr) => match Etcd::connect(addr).await {
                 Ok(etcd) => Target::Etcd(etcd),
                 Err(e) => {
@@ -87,19 +104,22 @@ fn main() -> ExitCode {
                 }
             }
         };
-        if args.etcd.is_some()
+        if (args.etcd.is_some() || args.redis_wait.is_some())
             && let Some(w) = args
                 .benchmarks
                 .iter()
                 .find(|w| !matches!(w, Workload::Fillrandom | Workload::Readrandom))
         {
-            eprintln!("error: --etcd runs fillrandom and readrandom only, not {w:?}");
+            eprintln!(
+                "error: --etcd and --redis-wait run fillrandom and readrandom only, not {w:?}"
+            );
             return ExitCode::from(2);
         }
         let options = BenchOptions {
             threads: args.threads,
             num: args.num,
             value_size: args.value_size,
+            rate: args.rate,
             ..BenchOptions::default()
         };
         let scraper = (!args.scrape.is_empty()).then(|| {
