@@ -20,11 +20,13 @@
 //! One write, end to end: [`net`] decodes the frame → [`replica::ReplicaStub`] routes it by
 //! `(app_id, partition_index)` → the partition's driver (`replica/partition/driver.rs`) turns it
 //! into a mutation with a ballot and a decree → the driver prepares the mutation to every
-//! secondary over [`replica::link`], while [`replica::plog`] appends it here (one sync per
-//! round) → the mutation commits once it is logged here and acknowledged by every secondary →
-//! [`replica::storage`] applies it (RocksDB WAL off) → the answer goes back through
-//! [`net::Reply`]. On a secondary the prepare goes through its own driver: appended to its plog,
-//! acknowledged, and applied once the primary's commit point passes it.
+//! secondary over [`replica::link`], while [`replica::plog`] appends it here (unsynced) and
+//! [`replica::slog`], the node's shared log, makes it durable with every other partition's
+//! batches waiting (one fsync for the group; its thread wakes the driver) → the mutation commits
+//! once it is logged here and acknowledged by every secondary → [`replica::storage`] applies it
+//! (RocksDB WAL off) → the answer goes back through [`net::Reply`]. On a secondary the prepare
+//! goes through its own driver: logged the same way, acknowledged once the shared log says it
+//! is durable, and applied once the primary's commit point passes it.
 
 pub mod collector;
 pub mod config;

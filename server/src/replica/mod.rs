@@ -7,10 +7,12 @@
 //! - [`envs`]: a table's environments (deny, throttling, usage scenario), and what they admit
 //! - [`faults`]: injected disk faults and the sync ledger (tests)
 //! - [`link`]: prepares to other replica servers, configuration changes to the meta
-//! - [`metrics`]: requests, plog, prepares, learning, stores: `/metrics`
+//! - [`metrics`]: requests, logs, prepares, learning, stores: `/metrics`
 //! - [`partition`]: one replica: the handle the request paths hold, and its PacificA driver
 //!   (write pipeline, prepares, learning)
-//! - [`plog`]: the private log (group commit, replay, GC)
+//! - [`plog`]: the private log of each replica (replay, learning, GC)
+//! - [`slog`]: the node's shared log: every partition's batches made durable in groups, replay
+//!   of what the private logs lack
 //! - [`pool`]: the threads that run every partition's driver (a bounded pool, not one each)
 //! - [`storage`]: RocksDB per replica, key/value schema, TTL
 //! - [`write`]: what each write does
