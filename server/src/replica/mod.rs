@@ -643,6 +643,12 @@ impl ReplicaStub {
             debug!(%gpid, "a lost copy's disk still fails: {e}");
             return;
         }
+        if let Some(slog) = &self.options.slog
+            && let Err(e) = slog.recover()
+        {
+            debug!(%gpid, "the shared log's disk still fails: {e}");
+            return;
+        }
         if let Some(p) = failed {
             self.partitions.write().expect("partitions").remove(&gpid);
             if let Err(e) = p.close() {

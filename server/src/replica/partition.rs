@@ -338,6 +338,9 @@ impl Partition {
         plog.set_faults(Arc::clone(&options.faults));
         match &options.slog {
             Some(slog) => {
+                // After a failure of the shared log's disk, the first copy opened once it
+                // serves again (or the lost copy the stub reopens) puts the log back to work.
+                slog.recover()?;
                 plog.set_sync(false);
                 slog.register(gpid, &plog.tail());
                 if created {

@@ -73,6 +73,21 @@ pub enum SlogError {
 /// Wakes a partition whose batches a sync made durable.
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
+/// The failures a log keeps for [`SharedLog::fate`]: a partition asks after its batches within
+/// a round or two, long before this many failures.
+const FAILURES_KEPT: usize = 64;
+
+/// What became of an appended batch ([`SharedLog::fate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// It is durable.
+    Durable,
+    /// Not yet.
+    Waiting,
+    /// Its write or sync failed: it never will be.
+    Failed(String),
+}
+
 /// What appends gather until the next sync takes them.
 struct Pending {
     buf: Vec<u8>,
@@ -84,8 +99,11 @@ struct Pending {
     woken: HashMap<Gpid, Wake>,
     /// How much of the log is durable (written, when not syncing).
     durable: u64,
-    /// Why the log takes no more appends (a write or sync failed).
+    /// Why the log takes no appends now (a write or sync failed; until [`SharedLog::recover`]).
     failed: Option<String>,
+    /// The last failures: the log's durable length then, its length then, and why. A batch
+    /// whose length falls between the two will never be durable.
+    failures: std::collections::VecDeque<(u64, u64, String)>,
     /// Stepped pool: a sync is handed to it and has not run yet.
     scheduled: bool,
     /// Every private log, to be synced before a file of this log is removed.
@@ -344,6 +362,7 @@ impl SharedLog {
                 woken: HashMap::new(),
                 durable: end,
                 failed: None,
+                failures: std::collections::VecDeque::new(),
                 scheduled: false,
                 tails: HashMap::new(),
             }),
@@ -449,14 +468,43 @@ impl SharedLog {
         }
     }
 
-    /// How much of the log is durable: every append that returned at most this is.
+    /// How much of the log is durable: every append that returned at most this is, unless
+    /// its write failed ([`SharedLog::fate`]).
     pub fn durable(&self) -> u64 {
         self.pending.lock().expect("pending").durable
     }
 
-    /// Why the log takes no more appends, if it does not.
-    pub fn failed(&self) -> Option<String> {
-        self.pending.lock().expect("pending").failed.clone()
+    /// What became of the batch whose append returned `end`.
+    pub fn fate(&self, end: u64) -> Fate {
+        let pending = self.pending.lock().expect("pending");
+        let failed = pending
+            .failures
+            .iter()
+            .find(|(durable, length, _)| *durable < end && end <= *length);
+        match failed {
+            Some((.., why)) => Fate::Failed(why.clone()),
+            None if end <= pending.durable => Fate::Durable,
+            None => Fate::Waiting,
+        }
+    }
+
+    /// Takes appends again after a failure, once the disk serves: the current file is cut back
+    /// to its last durable group (a failed write or fsync may have left any part of the group
+    /// it was writing) and synced. `Err` while the disk still fails.
+    pub fn recover(&self) -> io::Result<()> {
+        let mut writer = self.writer.lock().expect("writer");
+        if self.pending.lock().expect("pending").failed.is_none() {
+            return Ok(());
+        }
+        self.faults.check(Point::PlogWrite)?;
+        let Writer { file, segments } = &mut *writer;
+        let last = segments.last().expect("one segment");
+        file.set_len(last.size)?;
+        file.set_len(last.size.max(self.file_size))?;
+        file.sync_all()?;
+        self.pending.lock().expect("pending").failed = None;
+        warn!(dir = %self.dir.display(), "the shared log takes writes again");
+        Ok(())
     }
 
     /// Has the next sync run: the syncing thread told, or a stepped pool handed the work.
@@ -502,6 +550,7 @@ impl SharedLog {
             let woken = std::mem::take(&mut pending.woken);
             (std::mem::take(&mut pending.buf), pending.end, woken)
         };
+        let mut woken = woken;
         let written = self.write(&mut writer, &buf);
         let full = writer
             .segments
@@ -516,8 +565,17 @@ impl SharedLog {
             match rotated {
                 Ok(()) => pending.durable = end,
                 Err(e) => {
-                    error!(dir = %self.dir.display(), "the shared log failed: {e}; every replica stops taking writes");
-                    pending.failed = Some(format!("the shared log failed: {e}"));
+                    error!(dir = %self.dir.display(), "the shared log failed: {e}; every replica with a batch in it stops, and none takes writes until the disk serves again");
+                    let why = format!("the shared log failed: {e}");
+                    // What gathered meanwhile will not be written either.
+                    pending.buf.clear();
+                    woken.extend(std::mem::take(&mut pending.woken));
+                    let at = (pending.durable, pending.end, why.clone());
+                    if pending.failures.len() == FAILURES_KEPT {
+                        pending.failures.pop_front();
+                    }
+                    pending.failures.push_back(at);
+                    pending.failed = Some(why);
                 }
             }
         }
@@ -947,5 +1005,38 @@ mod tests {
         let err =
             Plog::open_with_shared(&copy, 1 << 20, 0, &[m(1, 5), m(1, 6)], |_| Ok(())).unwrap_err();
         assert!(err.to_string().contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_group_is_never_durable_and_the_log_goes_on_once_the_disk_serves() {
+        use crate::replica::faults::Fault;
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(Faults::default());
+        let mut opts = options(&threaded(), 1 << 20);
+        opts.faults = Arc::clone(&faults);
+        let log = SharedLog::open(dir.path(), opts.clone()).unwrap();
+        append_durable(&log, gpid(0), &[m(1, 1)]);
+        faults.inject(Point::PlogSync, Some(Fault::Io));
+        let lost = log.append(gpid(0), &[m(1, 2)], &nothing()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.fate(lost) == Fate::Waiting {
+            assert!(Instant::now() < deadline, "never failed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(matches!(log.fate(lost), Fate::Failed(_)));
+        assert!(
+            log.append(gpid(0), &[m(1, 2)], &nothing()).is_err(),
+            "refused meanwhile"
+        );
+        faults.inject(Point::PlogSync, None);
+        faults.inject(Point::PlogWrite, Some(Fault::Io));
+        assert!(log.recover().is_err(), "the disk still fails");
+        faults.inject(Point::PlogWrite, None);
+        log.recover().unwrap();
+        append_durable(&log, gpid(0), &[m(2, 2)]);
+        assert!(matches!(log.fate(lost), Fate::Failed(_)), "still failed");
+        drop(log);
+        let log = SharedLog::open(dir.path(), opts).unwrap();
+        assert_eq!(log.take_replay(gpid(0)), vec![m(1, 1), m(2, 2)]);
     }
 }

@@ -32,6 +32,7 @@ use super::{
 };
 use crate::replica::plog::{self, Log, Mutation, sync_parent};
 use crate::replica::pool::{Job, Mailbox};
+use crate::replica::slog::Fate;
 use crate::replica::storage::Storage;
 use crate::replica::write::{View, WriteOp, WriteReply};
 
@@ -882,26 +883,23 @@ impl Driver {
         let Some(slog) = self.options.slog.clone() else {
             return false;
         };
-        if self.in_flight.is_empty() {
-            return false;
-        }
-        if let Some(why) = slog.failed() {
-            self.in_flight.clear();
-            self.fail(why, round);
-            return false;
-        }
-        let durable = slog.durable();
         let mut any = false;
-        while self
-            .in_flight
-            .front()
-            .is_some_and(|(end, _)| *end <= durable)
-        {
-            let (_, logged) = self.in_flight.pop_front().expect("front");
-            for (ballot, decree) in logged {
-                self.step(Input::Logged { ballot, decree }, round);
+        while let Some((end, _)) = self.in_flight.front() {
+            match slog.fate(*end) {
+                Fate::Durable => {
+                    let (_, logged) = self.in_flight.pop_front().expect("front");
+                    for (ballot, decree) in logged {
+                        self.step(Input::Logged { ballot, decree }, round);
+                    }
+                    any = true;
+                }
+                Fate::Waiting => break,
+                Fate::Failed(why) => {
+                    self.in_flight.clear();
+                    self.fail(why, round);
+                    return false;
+                }
             }
-            any = true;
         }
         any
     }
