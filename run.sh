@@ -31,11 +31,12 @@ declare -A WHY=(
   [redis-server]="the onebox benchmark runs beside Redis"
   [etcd-server]="the onebox benchmark runs beside a 3-member etcd cluster"
   [etcd-client]="the onebox benchmark checks the etcd cluster is up with etcdctl"
+  [linux-perf]="the replica profile (tests/benches/profile_replica.sh) records with perf"
 )
 PACKAGES_build=(libclang-dev g++ ccache)
 PACKAGES_onebox=(zookeeper default-jre-headless)
 PACKAGES_test=(python3-venv thrift-compiler docker.io docker-compose debootstrap systemd-container openssh-client nix-bin prometheus chromium iproute2 iptables)
-PACKAGES_bench=(hyperfine redis-server etcd-server etcd-client)
+PACKAGES_bench=(hyperfine redis-server etcd-server etcd-client linux-perf)
 # Other systems: what to look for there (Fedora names), and the alternative.
 OTHER_SYSTEMS="clang-devel gcc-c++ ccache java-17-openjdk-headless zookeeper python3 (Fedora),
   llvm ccache openjdk zookeeper python (Homebrew); or \`nix develop\`, which has them all"
