@@ -248,6 +248,24 @@ fn parse_name(name: &str) -> Option<(u64, u64)> {
     Some((index.parse().ok()?, offset.parse().ok()?))
 }
 
+/// A log's folder, made (and its entry synced) if new, and its files `log.<index>.<start>`:
+/// `(index, start, path)` by index. The private and the shared log name their files alike.
+pub(super) fn log_files(dir: &Path) -> io::Result<Vec<(u64, u64, PathBuf)>> {
+    if !dir.exists() {
+        fs::create_dir_all(dir)?;
+        sync_parent(dir)?;
+    }
+    let mut files: Vec<(u64, u64, PathBuf)> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let (index, start) = parse_name(&e.file_name().to_string_lossy())?;
+            Some((index, start, e.path()))
+        })
+        .collect();
+    files.sort_by_key(|f| f.0);
+    Ok(files)
+}
+
 impl Plog {
     /// Opens (creating if needed) the log in `dir` and replays it: every intact mutation with a
     /// decree above `applied` is passed to `apply`, in log order (a decree prepared again under
@@ -276,37 +294,29 @@ impl Plog {
         shared: &[Mutation],
         mut apply: impl FnMut(Mutation) -> io::Result<()>,
     ) -> Result<Plog, PlogError> {
-        let created = !dir.exists();
-        fs::create_dir_all(dir)?;
-        if created {
-            sync_parent(dir)?;
-        }
-        let mut segments: Vec<Segment> = fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let (index, start_offset) = parse_name(&name)?;
-                Some(Segment {
-                    path: e.path(),
-                    index,
-                    start_offset,
-                    max_decree: 0,
-                    size: 0,
-                })
+        let mut segments: Vec<Segment> = log_files(dir)?
+            .into_iter()
+            .map(|(index, start_offset, path)| Segment {
+                path,
+                index,
+                start_offset,
+                max_decree: 0,
+                size: 0,
             })
             .collect();
-        segments.sort_by_key(|s| s.index);
         // The highest decree in the files so far (replayed or not), or the applied one.
         let mut highest = applied;
         let count = segments.len();
         // Every intact record's (ballot, decree), the last one's, and where a bad record
         // `shared` makes up for cuts the log (file, offset).
         let mut intact = std::collections::HashSet::new();
+        let shared_from = shared.iter().map(|m| m.decree).min().unwrap_or(u64::MAX);
         let mut last_intact = None;
         let mut cut = None;
         for (n, segment) in segments.iter_mut().enumerate() {
             let replayed = replay_file(&segment.path, &mut |m: Mutation| {
-                if !shared.is_empty() {
+                // Only what the shared log may also hold (a decree is never below its first).
+                if m.decree >= shared_from {
                     intact.insert((m.ballot, m.decree));
                 }
                 last_intact = Some((m.ballot, m.decree));
@@ -845,7 +855,7 @@ pub(super) fn reopen_last(dir: &Path, path: &Path, intact: u64, limit: u64) -> i
     Ok(file)
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -25,7 +25,7 @@
 //! record of a later group after a bad one, or a bad record in an older file, is damage
 //! ([`SlogError::Corrupt`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -38,7 +38,10 @@ use tracing::{error, warn};
 
 use super::faults::{Faults, Point};
 use super::metrics::PlogMetrics;
-use super::plog::{CRC32C, Mutation, Tail, decode_batch, encode_batch, reopen_last, sync_parent};
+use super::plog::{
+    CRC32C, Mutation, Tail, decode_batch, encode_batch, log_files, reopen_last, sync_dir,
+    sync_parent,
+};
 use super::pool::DriverPool;
 
 /// The largest record replay accepts; anything larger is a corrupt length.
@@ -168,12 +171,6 @@ pub struct SlogOptions {
     pub metrics: PlogMetrics,
 }
 
-fn parse_name(name: &str) -> Option<(u64, u64)> {
-    let rest = name.strip_prefix("log.")?;
-    let (index, start) = rest.split_once('.')?;
-    Some((index.parse().ok()?, start.parse().ok()?))
-}
-
 /// One intact record.
 struct Record<'a> {
     group: u64,
@@ -282,33 +279,20 @@ fn intact_record_after(data: &[u8], from: usize, last_group: u64) -> Option<(usi
     None
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 impl SharedLog {
     /// Opens (creating if needed) the log in `dir` and replays it: what it holds for each
     /// partition is kept for [`SharedLog::take_replay`]. A torn tail is cut; damage is
     /// [`SlogError::Corrupt`], with nothing cut. In a threaded pool a thread of its own syncs.
     pub fn open(dir: &Path, options: SlogOptions) -> Result<Arc<SharedLog>, SlogError> {
-        let created = !dir.exists();
-        fs::create_dir_all(dir)?;
-        if created {
-            sync_parent(dir)?;
-        }
-        let mut segments: Vec<Segment> = fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let (index, start) = parse_name(&e.file_name().to_string_lossy())?;
-                Some(Segment {
-                    path: e.path(),
-                    index,
-                    start,
-                    size: 0,
-                })
+        let mut segments: Vec<Segment> = log_files(dir)?
+            .into_iter()
+            .map(|(index, start, path)| Segment {
+                path,
+                index,
+                start,
+                size: 0,
             })
             .collect();
-        segments.sort_by_key(|s| s.index);
         let mut found = HashMap::new();
         let mut last_group = 0;
         let count = segments.len();
@@ -661,16 +645,6 @@ impl SharedLog {
     /// The number of files.
     pub fn file_count(&self) -> usize {
         self.writer.lock().expect("writer").segments.len()
-    }
-
-    /// The partitions with records in the log since replay (tests).
-    pub fn replayed(&self) -> HashSet<Gpid> {
-        self.replay
-            .lock()
-            .expect("replay")
-            .keys()
-            .copied()
-            .collect()
     }
 }
 
