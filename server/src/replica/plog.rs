@@ -588,7 +588,7 @@ impl Plog {
 
 /// Encodes a batch of mutations as [`Plog::append`] writes them: one record each, marked with
 /// the batch's first decree.
-pub(super) fn encode_batch(mutations: &[Mutation], buf: &mut Vec<u8>) {
+pub(crate) fn encode_batch(mutations: &[Mutation], buf: &mut Vec<u8>) {
     let batch = mutations.first().map_or(0, |m| m.decree);
     for m in mutations {
         let start = buf.len();
@@ -622,6 +622,8 @@ pub trait Log: Send {
     /// Appends mutations; once this returns they are durable (or written to the operating
     /// system, without `plog_force_flush`).
     fn append(&mut self, mutations: &[Mutation]) -> io::Result<()>;
+    /// The last append's batch as [`encode_batch`] encodes it (what the shared log is handed).
+    fn encoded(&self) -> &[u8];
     /// Makes everything appended durable.
     fn sync_all(&mut self) -> io::Result<()>;
     /// Forgets everything logged (see [`Plog::reset`]).
@@ -637,6 +639,9 @@ pub trait Log: Send {
 impl Log for Plog {
     fn append(&mut self, mutations: &[Mutation]) -> io::Result<()> {
         Plog::append(self, mutations)
+    }
+    fn encoded(&self) -> &[u8] {
+        &self.buf
     }
     fn sync_all(&mut self) -> io::Result<()> {
         Plog::sync_all(self)

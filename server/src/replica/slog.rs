@@ -39,8 +39,7 @@ use tracing::{error, warn};
 use super::faults::{Faults, Point};
 use super::metrics::PlogMetrics;
 use super::plog::{
-    CRC32C, Mutation, Tail, decode_batch, encode_batch, log_files, reopen_last, sync_dir,
-    sync_parent,
+    CRC32C, Mutation, Tail, decode_batch, log_files, reopen_last, sync_dir, sync_parent,
 };
 use super::pool::DriverPool;
 
@@ -392,14 +391,10 @@ impl SharedLog {
         pending.tails.insert(gpid, Arc::downgrade(tail));
     }
 
-    /// Appends `gpid`'s batch; returns the log's length once it is written, which
+    /// Appends `gpid`'s batch, `encoded` as the private log wrote it ([`encode_batch`], so it
+    /// is encoded once); returns the log's length once it is written, which
     /// [`SharedLog::durable`] reaches when the batch is durable. `wake` is called then.
-    pub fn append(
-        self: &Arc<Self>,
-        gpid: Gpid,
-        mutations: &[Mutation],
-        wake: &Wake,
-    ) -> io::Result<u64> {
+    pub fn append(self: &Arc<Self>, gpid: Gpid, encoded: &[u8], wake: &Wake) -> io::Result<u64> {
         let mut pending = self.pending.lock().expect("pending");
         if let Some(why) = &pending.failed {
             return Err(io::Error::other(why.clone()));
@@ -407,7 +402,7 @@ impl SharedLog {
         let group = pending.group;
         let before = pending.buf.len();
         encode_record(&mut pending.buf, group, gpid, BATCH, |b| {
-            encode_batch(mutations, b)
+            b.extend_from_slice(encoded)
         });
         pending.end += (pending.buf.len() - before) as u64;
         pending
@@ -730,7 +725,14 @@ fn syncer(log: &Weak<SharedLog>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replica::plog::{Op, Plog};
+    use crate::replica::plog::{Op, Plog, encode_batch};
+
+    /// A batch as the private log encodes it, which is what the shared log is handed.
+    fn enc(batch: &[Mutation]) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_batch(batch, &mut out);
+        out
+    }
 
     fn gpid(i: i32) -> Gpid {
         Gpid {
@@ -767,7 +769,7 @@ mod tests {
 
     /// Appends and waits until durable, as a driver's round would before it acknowledges.
     fn append_durable(log: &Arc<SharedLog>, gpid: Gpid, batch: &[Mutation]) {
-        let end = log.append(gpid, batch, &nothing()).unwrap();
+        let end = log.append(gpid, &enc(batch), &nothing()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while log.durable() < end {
             assert!(Instant::now() < deadline, "never durable");
@@ -911,8 +913,8 @@ mod tests {
         let wake: Wake = Arc::new(move || {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         });
-        let end = log.append(gpid(0), &[m(1, 1)], &wake).unwrap();
-        log.append(gpid(1), &[m(1, 1)], &wake).unwrap();
+        let end = log.append(gpid(0), &enc(&[m(1, 1)]), &wake).unwrap();
+        log.append(gpid(1), &enc(&[m(1, 1)]), &wake).unwrap();
         assert!(
             log.durable() < end,
             "nothing runs until the pool is stepped"
@@ -991,7 +993,7 @@ mod tests {
         let log = SharedLog::open(dir.path(), opts.clone()).unwrap();
         append_durable(&log, gpid(0), &[m(1, 1)]);
         faults.inject(Point::PlogSync, Some(Fault::Io));
-        let lost = log.append(gpid(0), &[m(1, 2)], &nothing()).unwrap();
+        let lost = log.append(gpid(0), &enc(&[m(1, 2)]), &nothing()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while log.fate(lost) == Fate::Waiting {
             assert!(Instant::now() < deadline, "never failed");
@@ -999,7 +1001,7 @@ mod tests {
         }
         assert!(matches!(log.fate(lost), Fate::Failed(_)));
         assert!(
-            log.append(gpid(0), &[m(1, 2)], &nothing()).is_err(),
+            log.append(gpid(0), &enc(&[m(1, 2)]), &nothing()).is_err(),
             "refused meanwhile"
         );
         faults.inject(Point::PlogSync, None);

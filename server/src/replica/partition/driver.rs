@@ -868,7 +868,7 @@ impl Driver {
         let appended = self
             .plog
             .append(&batch)
-            .and_then(|()| slog.append(self.gpid, &batch, &self.wake));
+            .and_then(|()| slog.append(self.gpid, self.plog.encoded(), &self.wake));
         match appended {
             Ok(end) => {
                 let logged = batch.iter().map(|m| (m.ballot, m.decree)).collect();
@@ -980,6 +980,7 @@ mod tests {
     struct MemLog {
         appended: Arc<Mutex<Vec<Mutation>>>,
         fail: Arc<AtomicBool>,
+        encoded: Vec<u8>,
     }
 
     impl Log for MemLog {
@@ -988,7 +989,12 @@ mod tests {
                 return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
             }
             self.appended.lock().unwrap().extend_from_slice(mutations);
+            self.encoded.clear();
+            plog::encode_batch(mutations, &mut self.encoded);
             Ok(())
+        }
+        fn encoded(&self) -> &[u8] {
+            &self.encoded
         }
         fn sync_all(&mut self) -> std::io::Result<()> {
             Ok(())
