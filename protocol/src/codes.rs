@@ -53,6 +53,10 @@ pub enum ErrorCode {
     OperationDisabled,
     /// The sender may not ask this (`[security] admin_allowed_hosts`).
     AclDeny,
+    /// The service is off (`[meta_server] cold_backup_disabled`).
+    ServiceNotActive,
+    /// Data failed its checksum.
+    Corruption,
 }
 
 impl ErrorCode {
@@ -83,10 +87,12 @@ impl ErrorCode {
             ErrorCode::AppDropped => "ERR_APP_DROPPED",
             ErrorCode::OperationDisabled => "ERR_OPERATION_DISABLED",
             ErrorCode::AclDeny => "ERR_ACL_DENY",
+            ErrorCode::ServiceNotActive => "ERR_SERVICE_NOT_ACTIVE",
+            ErrorCode::Corruption => "ERR_CORRUPTION",
         }
     }
 
-    const ALL: [ErrorCode; 24] = [
+    const ALL: [ErrorCode; 26] = [
         ErrorCode::Ok,
         ErrorCode::Unknown,
         ErrorCode::AppExist,
@@ -111,6 +117,8 @@ impl ErrorCode {
         ErrorCode::AppDropped,
         ErrorCode::OperationDisabled,
         ErrorCode::AclDeny,
+        ErrorCode::ServiceNotActive,
+        ErrorCode::Corruption,
     ];
 
     /// The code of a wire name; unknown names are [`ErrorCode::Unknown`].
@@ -197,6 +205,15 @@ pub mod rpc {
     /// The collector to the meta leader: its last availability round (ours, for the status
     /// page).
     pub const REPORT_AVAILABILITY: &str = "RPC_CM_REPORT_AVAILABILITY";
+
+    pub const START_BACKUP_APP: &str = "RPC_CM_START_BACKUP_APP";
+    pub const QUERY_BACKUP_STATUS: &str = "RPC_CM_QUERY_BACKUP_STATUS";
+    pub const START_RESTORE: &str = "RPC_CM_START_RESTORE";
+    pub const QUERY_RESTORE_STATUS: &str = "RPC_CM_QUERY_RESTORE_STATUS";
+    /// A restoring copy to the meta: its progress, or why it failed.
+    pub const REPORT_RESTORE_STATUS: &str = "RPC_CM_REPORT_RESTORE_STATUS";
+    /// The meta to a partition's primary: its part of a backup, and its progress.
+    pub const COLD_BACKUP: &str = "RPC_COLD_BACKUP";
 
     /// The answer's name: `name + "_ACK"`.
     pub fn ack(name: &str) -> String {

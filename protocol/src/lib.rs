@@ -5,11 +5,13 @@
 //! - [`frame`]: THFT request headers (v0, v1), the Thrift envelope, response frames, bounds
 //! - [`codec`]: Thrift binary encoding of structs (on the Apache Thrift crate)
 //! - [`types`]: the `rrdb` and `meta` structs, with Pegasus's custom wire types
+//! - [`backup`]: cold backup and restore (`backup.thrift`)
 //! - [`codes`]: error names, RocksDB status codes, RPC names
 //! - [`health`]: a partition's health from its configuration, and a table's counts
 //! - [`key`]: key and value schemas, CRC-64 partition hashing, the Pegasus epoch
 //! - [`fuzzing`]: every decoder untrusted bytes reach, for the fuzzers and their regressions
 
+pub mod backup;
 pub mod codec;
 pub mod codes;
 pub mod frame;

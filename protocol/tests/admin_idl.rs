@@ -305,7 +305,126 @@ fn samples() -> BTreeMap<&'static str, Sample> {
             }],
         }),
     );
+    backup_samples(&mut s);
     s
+}
+
+/// The samples of `idl/backup.thrift`'s structs.
+fn backup_samples(s: &mut BTreeMap<&'static str, Sample>) {
+    use pegasus_protocol::backup::*;
+    const ID: i64 = 1_700_000_000_123;
+    s.insert(
+        "start_backup_app_request",
+        sample(StartBackupAppRequest {
+            backup_provider_type: "local_service".into(),
+            app_id: 7,
+            backup_path: Some("/mnt/nfs".into()),
+        }),
+    );
+    s.insert(
+        "start_backup_app_request_default_path",
+        sample(StartBackupAppRequest {
+            backup_provider_type: "local_service".into(),
+            app_id: 7,
+            backup_path: None,
+        }),
+    );
+    s.insert(
+        "start_backup_app_response",
+        sample(StartBackupAppResponse {
+            err: err("ERR_OK"),
+            hint_message: "backup 1700000000123 of table 7 started".into(),
+            backup_id: Some(ID),
+        }),
+    );
+    s.insert(
+        "query_backup_status_request",
+        sample(QueryBackupStatusRequest {
+            app_id: 7,
+            backup_id: Some(ID),
+        }),
+    );
+    s.insert(
+        "query_backup_status_response",
+        sample(QueryBackupStatusResponse {
+            err: err("ERR_OK"),
+            hint_message: String::new(),
+            backup_items: Some(vec![BackupItem {
+                backup_id: ID,
+                app_name: "orders".into(),
+                backup_provider_type: "local_service".into(),
+                backup_path: "/mnt/nfs".into(),
+                start_time_ms: ID,
+                end_time_ms: 1_700_000_060_000,
+                is_backup_failed: false,
+            }]),
+        }),
+    );
+    s.insert(
+        "restore_request",
+        sample(RestoreRequest {
+            cluster_name: "onebox".into(),
+            policy_name: String::new(),
+            time_stamp: ID,
+            app_name: "orders".into(),
+            app_id: 7,
+            new_app_name: "orders_restored".into(),
+            backup_provider_name: "local_service".into(),
+            skip_bad_partition: false,
+            restore_path: Some("/mnt/nfs".into()),
+        }),
+    );
+    s.insert(
+        "query_restore_request",
+        sample(QueryRestoreRequest { restore_app_id: 9 }),
+    );
+    s.insert(
+        "query_restore_response",
+        sample(QueryRestoreResponse {
+            err: err("ERR_OK"),
+            restore_status: vec![err("ERR_OK"), err("ERR_CORRUPTION")],
+            restore_progress: vec![1000, 250],
+        }),
+    );
+    s.insert(
+        "backup_request",
+        sample(BackupRequest {
+            pid: Gpid::new(7, 3),
+            policy: PolicyInfo {
+                policy_name: String::new(),
+                backup_provider_type: "local_service".into(),
+            },
+            app_name: "orders".into(),
+            backup_id: ID,
+            backup_path: Some("/mnt/nfs".into()),
+        }),
+    );
+    s.insert(
+        "backup_response",
+        sample(BackupResponse {
+            err: err("ERR_OK"),
+            pid: Gpid::new(7, 3),
+            progress: 500,
+            policy_name: String::new(),
+            backup_id: ID,
+            checkpoint_total_size: 1 << 30,
+        }),
+    );
+    s.insert(
+        "report_restore_status_request",
+        sample(ReportRestoreStatusRequest {
+            pid: Gpid::new(7, 3),
+            restore_status: err("ERR_CORRUPTION"),
+            progress: 250,
+            reason: Some("3/000012.sst: checksum mismatch".into()),
+        }),
+    );
+    s.insert(
+        "report_restore_status_response",
+        sample(ReportRestoreStatusResponse {
+            err: err("ERR_OK"),
+        }),
+    );
 }
 
 fn python() -> PathBuf {

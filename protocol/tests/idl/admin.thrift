@@ -193,3 +193,92 @@ struct configuration_balancer_request {
 struct configuration_balancer_response {
     1: base.error_code err;
 }
+
+// Cold backup and restore, restated from idl/backup.thrift.
+struct policy_info {
+    1: string policy_name;
+    2: string backup_provider_type;
+}
+
+struct configuration_restore_request {
+    1: string cluster_name;
+    2: string policy_name;
+    3: i64 time_stamp;
+    4: string app_name;
+    5: i32 app_id;
+    6: string new_app_name;
+    7: string backup_provider_name;
+    8: bool skip_bad_partition;
+    9: optional string restore_path;
+}
+
+struct backup_request {
+    1: base.gpid pid;
+    2: policy_info policy;
+    3: string app_name;
+    4: i64 backup_id;
+    5: optional string backup_path;
+}
+
+struct backup_response {
+    1: base.error_code err;
+    2: base.gpid pid;
+    3: i32 progress;
+    4: string policy_name;
+    5: i64 backup_id;
+    6: i64 checkpoint_total_size;
+}
+
+struct configuration_report_restore_status_request {
+    1: base.gpid pid;
+    2: base.error_code restore_status;
+    3: i32 progress;
+    4: optional string reason;
+}
+
+struct configuration_report_restore_status_response {
+    1: base.error_code err;
+}
+
+struct configuration_query_restore_request {
+    1: i32 restore_app_id;
+}
+
+struct configuration_query_restore_response {
+    1: base.error_code err;
+    2: list<base.error_code> restore_status;
+    3: list<i32> restore_progress;
+}
+
+struct start_backup_app_request {
+    1: string backup_provider_type;
+    2: i32 app_id;
+    3: optional string backup_path;
+}
+
+struct start_backup_app_response {
+    1: base.error_code err;
+    2: string hint_message;
+    3: optional i64 backup_id;
+}
+
+struct backup_item {
+    1: i64 backup_id;
+    2: string app_name;
+    3: string backup_provider_type;
+    4: string backup_path;
+    5: i64 start_time_ms;
+    6: i64 end_time_ms;
+    7: bool is_backup_failed;
+}
+
+struct query_backup_status_request {
+    1: i32 app_id;
+    2: optional i64 backup_id;
+}
+
+struct query_backup_status_response {
+    1: base.error_code err;
+    2: string hint_message;
+    3: optional list<backup_item> backup_items;
+}

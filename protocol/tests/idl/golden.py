@@ -108,6 +108,41 @@ SAMPLES = {
             primary=addr("127.0.0.1", 34801),
             secondaries=[addr("127.0.0.1", 34802), addr("127.0.0.1", 34803)],
             last_drops=[], last_committed_decree=42, partition_flags=0)]),
+    "start_backup_app_request": t.start_backup_app_request(
+        backup_provider_type="local_service", app_id=7, backup_path="/mnt/nfs"),
+    "start_backup_app_request_default_path": t.start_backup_app_request(
+        backup_provider_type="local_service", app_id=7),
+    "start_backup_app_response": t.start_backup_app_response(
+        err=err("ERR_OK"), hint_message="backup 1700000000123 of table 7 started",
+        backup_id=1_700_000_000_123),
+    "query_backup_status_request": t.query_backup_status_request(
+        app_id=7, backup_id=1_700_000_000_123),
+    "query_backup_status_response": t.query_backup_status_response(
+        err=err("ERR_OK"), hint_message="",
+        backup_items=[t.backup_item(
+            backup_id=1_700_000_000_123, app_name="orders", backup_provider_type="local_service",
+            backup_path="/mnt/nfs", start_time_ms=1_700_000_000_123,
+            end_time_ms=1_700_000_060_000, is_backup_failed=False)]),
+    "restore_request": t.configuration_restore_request(
+        cluster_name="onebox", policy_name="", time_stamp=1_700_000_000_123, app_name="orders",
+        app_id=7, new_app_name="orders_restored", backup_provider_name="local_service",
+        skip_bad_partition=False, restore_path="/mnt/nfs"),
+    "query_restore_request": t.configuration_query_restore_request(restore_app_id=9),
+    "query_restore_response": t.configuration_query_restore_response(
+        err=err("ERR_OK"), restore_status=[err("ERR_OK"), err("ERR_CORRUPTION")],
+        restore_progress=[1000, 250]),
+    "backup_request": t.backup_request(
+        pid=gpid((3 << 32) | 7),
+        policy=t.policy_info(policy_name="", backup_provider_type="local_service"),
+        app_name="orders", backup_id=1_700_000_000_123, backup_path="/mnt/nfs"),
+    "backup_response": t.backup_response(
+        err=err("ERR_OK"), pid=gpid((3 << 32) | 7), progress=500, policy_name="",
+        backup_id=1_700_000_000_123, checkpoint_total_size=1 << 30),
+    "report_restore_status_request": t.configuration_report_restore_status_request(
+        pid=gpid((3 << 32) | 7), restore_status=err("ERR_CORRUPTION"), progress=250,
+        reason="3/000012.sst: checksum mismatch"),
+    "report_restore_status_response": t.configuration_report_restore_status_response(
+        err=err("ERR_OK")),
 }
 
 
