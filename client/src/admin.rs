@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use pegasus_protocol::codec::Field;
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::RequestMeta;
+use pegasus_protocol::backup::*;
 use pegasus_protocol::types::*;
 
 use crate::{Client, ClientError};
@@ -51,6 +52,27 @@ impl AdminResponse for QueryManualCompactResponse {
     }
     fn hint(&self) -> &str {
         &self.hint_msg
+    }
+}
+
+macro_rules! admin_response_with_hint {
+    ($($ty:ty),*) => {$(
+        impl AdminResponse for $ty {
+            fn err(&self) -> &ErrorName {
+                &self.err
+            }
+            fn hint(&self) -> &str {
+                &self.hint_message
+            }
+        }
+    )*};
+}
+
+admin_response_with_hint!(StartBackupAppResponse, QueryBackupStatusResponse);
+
+impl AdminResponse for QueryRestoreResponse {
+    fn err(&self) -> &ErrorName {
+        &self.err
     }
 }
 
@@ -217,6 +239,62 @@ impl Client {
             )
             .await?;
         Ok((r.progress.unwrap_or(0), r.hint_msg))
+    }
+
+    /// Starts a one-time backup of table `app_id` to block service `provider` (under
+    /// `backup_path` in it, if given): its id and the meta's account.
+    pub async fn start_backup_app(
+        &self,
+        app_id: i32,
+        provider: &str,
+        backup_path: Option<&str>,
+    ) -> Result<(i64, String), ClientError> {
+        let r: StartBackupAppResponse = self
+            .admin(
+                rpc::START_BACKUP_APP,
+                StartBackupAppRequest {
+                    backup_provider_type: provider.to_owned(),
+                    app_id,
+                    backup_path: backup_path.map(str::to_owned),
+                },
+            )
+            .await?;
+        Ok((r.backup_id.unwrap_or(0), r.hint_message))
+    }
+
+    /// Table `app_id`'s one-time backups (only `backup_id`, if given).
+    pub async fn query_backup_status(
+        &self,
+        app_id: i32,
+        backup_id: Option<i64>,
+    ) -> Result<Vec<BackupItem>, ClientError> {
+        let r: QueryBackupStatusResponse = self
+            .admin(
+                rpc::QUERY_BACKUP_STATUS,
+                QueryBackupStatusRequest { app_id, backup_id },
+            )
+            .await?;
+        Ok(r.backup_items.unwrap_or_default())
+    }
+
+    /// Restores a backup as a new table: its id.
+    pub async fn restore_app(&self, request: RestoreRequest) -> Result<i32, ClientError> {
+        let r: CreateAppResponse = self.admin(rpc::START_RESTORE, request).await?;
+        Ok(r.appid)
+    }
+
+    /// A restored table's partitions: each one's status and progress (1000: serving).
+    pub async fn query_restore_status(
+        &self,
+        app_id: i32,
+    ) -> Result<QueryRestoreResponse, ClientError> {
+        self.admin(
+            rpc::QUERY_RESTORE_STATUS,
+            QueryRestoreRequest {
+                restore_app_id: app_id,
+            },
+        )
+        .await
     }
 
     /// Sets the meta level ([`meta_function_level`]); `INVALID` only asks. The level before.

@@ -130,6 +130,8 @@ keys! {
         "Primaries or copies the balancer moves at a time.";
     META_LEVEL_ON_START: "meta_server" "meta_function_level_on_start" Text "steady" Server
         "The meta level a new leader starts at: `freezed`, `steady` or `lively`.";
+    COLD_BACKUP_DISABLED: "meta_server" "cold_backup_disabled" Bool "true" Server
+        "Refuse backups and restores (`ERR_SERVICE_NOT_ACTIVE`), as Pegasus's code default does.";
     RECOVER_FROM_REPLICA_SERVER: "meta_server" "recover_from_replica_server" Bool "" Pegasus
         "Pegasus's meta rebuilds its state from the replica servers at start.";
     APP_NAME: "meta_server.apps.*" "app_name" Text "" Server
@@ -170,6 +172,12 @@ keys! {
         "Log every partition's writes to the node's shared log, one fsync for many partitions; false: each private log fsyncs its own.";
     SLOG_FILE_SIZE_MB: "replication" "log_shared_file_size_mb" Unsigned "32" Server
         "Shared log file size before the next file (the one before goes once private logs are synced).";
+    COLD_BACKUP_ROOT: "replication" "cold_backup_root" Text "" Server
+        "The folder this cluster's backups go in, inside the block service; empty: the cluster's name.";
+    MAX_UPLOADING_FILES: "replication" "max_concurrent_uploading_file_count" Unsigned "10" Server
+        "Files a replica server uploads at once for one partition's backup.";
+    COLD_BACKUP_RATE_MB: "replication" "cold_backup_rate_mb_per_sec" Unsigned "200" Server
+        "MB a second a replica server uploads or downloads at most for backups and restores (ours; 0: no bound).";
     CONFIG_SYNC_INTERVAL: "replication" "config_sync_interval_ms" Unsigned "" Pegasus
         "How often Pegasus's replica servers ask the meta for their configurations.";
     DISK_MIN_AVAILABLE_SPACE_RATIO: "replication" "disk_min_available_space_ratio" Unsigned "" Pegasus
@@ -196,6 +204,10 @@ keys! {
         "Connections the kernel completes before they are accepted.";
     LEARN_RATE_MB: "nfs" "max_copy_rate_megabytes_per_disk" Unsigned "500" Server
         "MB a second a learner copies at most.";
+    BLOCK_SERVICE_TYPE: "block_service.*" "type" Text "" Server
+        "A block service's kind: `local_service` (a folder, local or an NFS mount).";
+    BLOCK_SERVICE_ARGS: "block_service.*" "args" Text "" Server
+        "A block service's arguments: for `local_service`, its root folder.";
     ZK_HOSTS: "zookeeper" "hosts_list" Text "" Server
         "ZooKeeper's `ip:port` list.";
     ZK_TIMEOUT_MS: "zookeeper" "timeout_ms" Unsigned "30000" Server

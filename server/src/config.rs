@@ -89,6 +89,22 @@ pub struct ReplicaSettings {
     pub driver_threads: usize,
 }
 
+/// Cold backup and restore: `[meta_server] cold_backup_disabled`, `[replication]
+/// cold_backup_*`, `max_concurrent_uploading_file_count`, and the `[block_service.*]` sections.
+#[derive(Clone, Debug)]
+pub struct BackupSettings {
+    /// `[meta_server] cold_backup_disabled`.
+    pub disabled: bool,
+    /// `[replication] cold_backup_root`, or the cluster's name.
+    pub root: String,
+    /// `[replication] max_concurrent_uploading_file_count` (at least 1).
+    pub upload_files: usize,
+    /// `[replication] cold_backup_rate_mb_per_sec`, in bytes a second (0: no bound).
+    pub rate: u64,
+    /// `[block_service.<name>]`: `type` and `args` (a `local_service` root made absolute).
+    pub providers: Vec<crate::backup::block::ProviderConfig>,
+}
+
 /// What the roles need from the config.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -155,6 +171,8 @@ pub struct ServerConfig {
     pub detect_interval: Duration,
     /// `[pegasus.collector] available_detect_timeout` (milliseconds).
     pub detect_timeout: Duration,
+    /// Cold backup and restore.
+    pub backup: BackupSettings,
 }
 
 /// The ZooKeeper credentials: `[zookeeper] auth_digest = user:password`, or the first line of
@@ -385,6 +403,36 @@ impl ServerConfig {
         let seconds = |key: &keys::Key| config.get::<u64>(key).map(Duration::from_secs);
         let admin_allowed = AllowList::parse(config.text(&keys::ADMIN_ALLOWED_HOSTS))
             .map_err(ConfigError::AdminAllowList)?;
+        let providers = config
+            .sections()
+            .iter()
+            .map(|s| s.name.value.as_str())
+            .filter_map(|section| {
+                let name = section.strip_prefix("block_service.")?;
+                let kind = config.text_in(section, &keys::BLOCK_SERVICE_TYPE).to_owned();
+                let args = config.text_in(section, &keys::BLOCK_SERVICE_ARGS).trim();
+                let args = if kind == "local_service" && !args.is_empty() {
+                    absolute(args).display().to_string()
+                } else {
+                    args.to_owned()
+                };
+                Some(crate::backup::block::ProviderConfig {
+                    name: name.to_owned(),
+                    kind,
+                    args,
+                })
+            })
+            .collect();
+        let backup = BackupSettings {
+            disabled: config.flag(&keys::COLD_BACKUP_DISABLED)?,
+            root: match config.text(&keys::COLD_BACKUP_ROOT).trim() {
+                "" => cluster_name.clone(),
+                root => root.to_owned(),
+            },
+            upload_files: config.get::<usize>(&keys::MAX_UPLOADING_FILES)?.max(1),
+            rate: config.get::<u64>(&keys::COLD_BACKUP_RATE_MB)? << 20,
+            providers,
+        };
         let slog_dir = match config.text(&keys::SLOG_DIR) {
             "" => data_dir.join("replica").join("slog"),
             dir => absolute(dir).join("replica").join("slog"),
@@ -421,6 +469,7 @@ impl ServerConfig {
             data_dirs_black_list_file: (!blacklist.is_empty()).then(|| absolute(blacklist)),
             slog_dir,
             replica,
+            backup,
         })
     }
 

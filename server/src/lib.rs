@@ -16,6 +16,8 @@
 //!   RocksDB, reads and scans; client requests in `replica/serve.rs`, prepares, learning and
 //!   the meta's proposals in `replica/learn.rs`, pages in `replica/status.rs`
 //! - [`collector`]: the Collector: availability detection, `/metrics`
+//! - [`backup`]: cold backup and restore: block services, a backup's layout (the meta's side in
+//!   `meta/backup.rs`, the replica servers' in `replica/backup.rs`)
 //!
 //! One write, end to end: [`net`] decodes the frame → [`replica::ReplicaStub`] routes it by
 //! `(app_id, partition_index)` → the partition's driver (`replica/partition/driver.rs`) turns it
@@ -28,6 +30,7 @@
 //! goes through its own driver: logged the same way, acknowledged once the shared log says it
 //! is durable, and applied once the primary's commit point passes it.
 
+pub mod backup;
 pub mod collector;
 pub mod config;
 pub mod format;

@@ -109,46 +109,65 @@ impl MetaServer {
             warn!(table = r.app_name, "create refused: {why}");
             return answer(ErrorCode::InvalidParameters, 0);
         }
+        if o.success_if_exist
+            && let Some(existing) = state::app_named(&self.view(), &r.app_name)
+            && existing.info.partition_count == o.partition_count
+        {
+            return answer(ErrorCode::Ok, existing.info.app_id);
+        }
+        match self
+            .make_app(&r.app_name, o.partition_count, o.replica_count, o.envs.clone())
+            .await
+        {
+            Ok(app_id) => answer(ErrorCode::Ok, app_id),
+            Err(code) => answer(code, 0),
+        }
+    }
+
+    /// Creates a table (a create, or a restore): persisted, then its partitions assigned.
+    pub(super) async fn make_app(
+        &self,
+        name: &str,
+        partitions: i32,
+        replicas: i32,
+        envs: std::collections::BTreeMap<String, String>,
+    ) -> Result<i32, ErrorCode> {
+        if let Err(why) = self
+            .options
+            .create_limits
+            .check(name, partitions, replicas)
+        {
+            warn!(table = name, "create refused: {why}");
+            return Err(ErrorCode::InvalidParameters);
+        }
         let mut state = self.lock().await;
         // Leadership may have gone while this waited behind a slow change (ZooKeeper would
         // refuse the write anyway; this answers the client rightly).
         if !self.is_leader() {
-            return answer(ErrorCode::ForwardToOthers, 0);
+            return Err(ErrorCode::ForwardToOthers);
         }
-        if let Some(existing) = state.app_by_name(&r.app_name) {
-            let same = existing.info.partition_count == o.partition_count;
-            return if o.success_if_exist && same {
-                answer(ErrorCode::Ok, existing.info.app_id)
-            } else {
-                answer(ErrorCode::AppExist, 0)
-            };
+        if state.app_by_name(name).is_some() {
+            return Err(ErrorCode::AppExist);
         }
         let alive = state.alive_count();
-        if o.replica_count as usize > alive {
+        if replicas as usize > alive {
             warn!(
-                table = r.app_name,
-                replicas = o.replica_count,
-                alive,
-                "create refused: more copies than alive replica servers"
+                table = name,
+                replicas, alive, "create refused: more copies than alive replica servers"
             );
-            return answer(ErrorCode::InvalidParameters, 0);
+            return Err(ErrorCode::InvalidParameters);
         }
-        let mut app = state.new_app(&r.app_name, o.partition_count, o.replica_count, unix_now());
-        app.info.envs = o.envs.clone();
+        let mut app = state.new_app(name, partitions, replicas, unix_now());
+        app.info.envs = envs;
         let app_id = app.info.app_id;
         if let Err(e) = self.zk.save_app(&app).await {
-            error!("creating table {}: {e}", r.app_name);
-            return answer(ErrorCode::Unknown, 0);
+            error!("creating table {name}: {e}");
+            return Err(ErrorCode::Unknown);
         }
         state.apps.insert(app_id, app);
         self.cure(&mut state).await;
-        info!(
-            table = r.app_name,
-            app_id,
-            partitions = o.partition_count,
-            "table created"
-        );
-        answer(ErrorCode::Ok, app_id)
+        info!(table = name, app_id, partitions, "table created");
+        Ok(app_id)
     }
 
     /// `RPC_CM_DROP_APP`: the table stops serving at once (its replicas close on their next

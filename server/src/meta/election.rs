@@ -30,7 +30,21 @@ impl MetaServer {
                 }
             }))
         };
+        // Running backups are driven apart from tending: their rounds wait on primaries.
+        let backups = {
+            let meta = Arc::clone(&self);
+            AbortOnDrop(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(super::backup::ROUND);
+                loop {
+                    tick.tick().await;
+                    if meta.is_leader() {
+                        meta.backup_round().await;
+                    }
+                }
+            }))
+        };
         let result = self.watch_and_tend(shutdown).await;
+        drop(backups);
         drop(election);
         if result.is_ok() {
             // A clean stop: nothing more is written, and the next meta leads at once.
@@ -193,6 +207,7 @@ impl MetaServer {
             .into_iter()
             .map(|(node, id)| (node, (id, Default::default())))
             .collect();
+        self.load_backups().await?;
         let mut state = self.lock().await;
         *state = cluster;
         self.leader.store(true, Ordering::Release);

@@ -337,6 +337,26 @@ impl MetaServer {
     }
 
     /// `/`: the cluster at a glance.
+    /// Backups in progress: each with its table and the partitions whose part is whole.
+    fn backups_section(&self) -> String {
+        let running = self.backups_running();
+        if running.is_empty() {
+            return String::new();
+        }
+        let mut out = String::from(
+            "<h2>Backups in progress</h2>\n<table id=\"backups\"><thead><tr><th>backup</th><th>table</th><th>partitions uploaded</th></tr></thead><tbody>\n",
+        );
+        for (id, table, done, all) in running {
+            let _ = writeln!(
+                out,
+                "<tr><td>{id}</td><td>{}</td><td>{done} of {all}</td></tr>",
+                escape_html(&table)
+            );
+        }
+        out.push_str("</tbody></table>\n");
+        out
+    }
+
     async fn status_page(&self) -> String {
         let rows = self.node_rows().await;
         let view = self.view();
@@ -434,6 +454,7 @@ impl MetaServer {
         }
         body.push_str("</tbody></table>\n");
         body.push_str(&self.availability_section());
+        body.push_str(&self.backups_section());
         body.push_str(
             "<h2>Partition maps</h2>\n<p class=\"legend\"><span class=\"cell healthy\"></span> healthy \
              <span class=\"cell writable_ill\"></span> writable, copies short \

@@ -31,6 +31,11 @@ struct ZkLabels {
     op: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 /// The meta server's metrics.
 #[derive(Debug)]
 pub struct MetaMetrics {
@@ -40,6 +45,8 @@ pub struct MetaMetrics {
     partitions: Family<HealthLabels, Gauge>,
     changes: Family<TableLabels, Counter>,
     zk: Family<ZkLabels, Latency>,
+    backups: Family<OutcomeLabels, Counter>,
+    backup_duration: Latency,
 }
 
 /// What the gauges show, as scraped.
@@ -66,6 +73,8 @@ impl MetaMetrics {
             partitions: Family::default(),
             changes: Family::default(),
             zk: Family::default(),
+            backups: Family::default(),
+            backup_duration: Latency::default(),
         };
         r.register(
             "meta_leader",
@@ -93,6 +102,17 @@ impl MetaMetrics {
             Unit::Seconds,
             m.zk.clone(),
         );
+        r.register(
+            "meta_backups",
+            "One-time backups by outcome (started, complete, failed)",
+            m.backups.clone(),
+        );
+        r.register_with_unit(
+            "meta_backup_duration",
+            "One-time backups from start to complete or failed",
+            Unit::Seconds,
+            m.backup_duration.clone(),
+        );
         MetaMetrics { registry: r, ..m }
     }
 
@@ -102,6 +122,16 @@ impl MetaMetrics {
         let read = self.zk.get_or_create(&ZkLabels { op: "read" }).clone();
         let write = self.zk.get_or_create(&ZkLabels { op: "write" }).clone();
         (read, write)
+    }
+
+    /// Counts a backup `outcome` (`started`, `complete`, `failed`).
+    pub fn backup(&self, outcome: &'static str) {
+        self.backups.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Times a backup that ended.
+    pub fn backup_duration(&self, took: std::time::Duration) {
+        self.backup_duration.observe(took);
     }
 
     /// Counts a configuration change of `table`.

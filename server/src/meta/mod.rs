@@ -8,6 +8,7 @@
 //! - `http`: Pegasus's HTTP API (`/meta/*`), `/metrics`, the status page
 //! - `election`: leading through ZooKeeper's lock, and joining again after a session expired
 //! - `admin`: the operator's RPCs (tables, nodes, the function level, the balancer)
+//! - `backup`: one-time backups (run by the leader, kept in ZooKeeper) and restores
 //!
 //! The state lock is held across ZooKeeper writes (a change is persisted before anyone hears of
 //! it), so nothing time-critical waits for it: beacons are recorded apart from it and answered,
@@ -21,11 +22,14 @@
 //! instead, and needs one to come back).
 
 mod admin;
+mod backup;
 mod election;
 mod http;
 pub mod metrics;
 pub mod state;
 pub mod zk;
+
+pub use backup::BackupConfig;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, SocketAddrV4};
@@ -34,6 +38,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use pegasus_protocol::backup::{
+    QueryBackupStatusRequest, QueryRestoreRequest, ReportRestoreStatusRequest, RestoreRequest,
+    StartBackupAppRequest,
+};
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::{Request, RequestMeta};
 use pegasus_protocol::types::*;
@@ -52,6 +60,8 @@ const ADMIN_RPCS: &[&str] = &[
     rpc::UPDATE_APP_ENV,
     rpc::CONTROL_META,
     rpc::PROPOSE_BALANCER,
+    rpc::START_BACKUP_APP,
+    rpc::START_RESTORE,
 ];
 
 /// A task aborted when this is dropped.
@@ -108,6 +118,8 @@ pub struct MetaOptions {
     pub initial_level: i32,
     /// `[meta_server] balance_op_count_per_round`: primaries the balancer moves at a time.
     pub balance_moves: usize,
+    /// Cold backup: whether it is on, the root, the block services.
+    pub backup: backup::BackupConfig,
 }
 
 /// A table the meta creates at the cluster's first start (`[meta_server.apps.*]`).
@@ -232,6 +244,8 @@ pub struct MetaServer {
     started: SystemTime,
     /// The collector's last availability round, and when it came (the status page shows it).
     availability: Mutex<Option<(Instant, AvailabilityReport)>>,
+    /// Backups and restores (the leader's).
+    backups: Mutex<backup::Backups>,
 }
 
 /// Primaries being replaced while [`MetaServer::publish`] persists the change: their beacons
@@ -356,6 +370,7 @@ impl MetaServer {
             metrics,
             started: SystemTime::now(),
             availability: Mutex::default(),
+            backups: Mutex::default(),
             options,
         }))
     }
@@ -963,6 +978,17 @@ impl MetaServer {
             }),
             rpc::REPORT_AVAILABILITY => answer!(AvailabilityReport, |a| async {
                 self.availability_reported(a)
+            }),
+            rpc::START_BACKUP_APP => answer!(StartBackupAppRequest, |a| self.start_backup_app(a)),
+            rpc::QUERY_BACKUP_STATUS => answer!(QueryBackupStatusRequest, |a| async {
+                self.query_backup_status(a)
+            }),
+            rpc::START_RESTORE => answer!(RestoreRequest, |a| self.start_restore(a)),
+            rpc::QUERY_RESTORE_STATUS => answer!(QueryRestoreRequest, |a| async {
+                self.query_restore_status(a)
+            }),
+            rpc::REPORT_RESTORE_STATUS => answer!(ReportRestoreStatusRequest, |a| async {
+                self.report_restore_status(a)
             }),
             _ => reply.error(ErrorCode::HandlerNotFound),
         }

@@ -361,6 +361,54 @@ impl Zk {
         self.write(&format!("{path}/{node}"), data.as_bytes()).await
     }
 
+    fn backups_path(&self) -> String {
+        format!("{}/backup_once", self.root)
+    }
+
+    /// Keeps a one-time backup's record (JSON) as `<root>/backup_once/<backup_id>`.
+    pub async fn save_backup(&self, backup_id: i64, record: &[u8]) -> Result<(), ZkError> {
+        let path = self.backups_path();
+        let node = format!("{path}/{backup_id}");
+        let written = self.write(&node, record).await;
+        let Err(ZkError::Op {
+            source: zookeeper_client::Error::NoNode,
+            ..
+        }) = written
+        else {
+            return written;
+        };
+        let create = CreateMode::Persistent.with_acls(self.config.acls());
+        match self.client().create(&path, b"", &create).await {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(e) => return Err(op(&path)(e)),
+        }
+        self.write(&node, record).await
+    }
+
+    /// Every one-time backup's record, by id.
+    pub async fn load_backups(&self) -> Result<Vec<(i64, Vec<u8>)>, ZkError> {
+        let path = self.backups_path();
+        let ids = match self.client().list_children(&path).await {
+            Ok(ids) => ids,
+            Err(zookeeper_client::Error::NoNode) => return Ok(Vec::new()),
+            Err(e) => return Err(op(&path)(e)),
+        };
+        let mut records = Vec::new();
+        for id in ids {
+            let Ok(backup_id) = id.parse::<i64>() else {
+                continue;
+            };
+            let child = format!("{path}/{id}");
+            match self.client().get_data(&child).await {
+                Ok((data, _)) => records.push((backup_id, data)),
+                Err(zookeeper_client::Error::NoNode) => {}
+                Err(e) => return Err(op(&child)(e)),
+            }
+        }
+        records.sort_by_key(|(id, _)| *id);
+        Ok(records)
+    }
+
     /// Loads every table; `None` when the cluster was never bootstrapped.
     pub async fn load(&self) -> Result<Option<Cluster>, ZkError> {
         let apps_path = self.apps_path();

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use pegasus_protocol::backup::{ReportRestoreStatusRequest, ReportRestoreStatusResponse};
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::RequestMeta;
 use pegasus_protocol::types::{
@@ -99,6 +100,42 @@ impl Link {
             {
                 debug!(%to, name, "{e}");
             }
+        });
+    }
+
+    /// Tells the meta leader how a restored copy stands (its answer is not needed: progress
+    /// is reported again, and the outcome is repeated by the beacons' view of the copy).
+    pub fn report_restore(
+        &self,
+        pid: Gpid,
+        code: ErrorCode,
+        progress: i32,
+        reason: Option<String>,
+    ) {
+        let transport = self.transport.clone();
+        let candidates = self.candidates();
+        self.runtime.spawn(async move {
+            let request = Args(ReportRestoreStatusRequest {
+                pid,
+                restore_status: pegasus_protocol::types::ErrorName(code.name().to_owned()),
+                progress,
+                reason,
+            });
+            for meta in candidates {
+                let answer = transport
+                    .call::<_, ReportRestoreStatusResponse>(
+                        meta,
+                        RequestMeta::default(),
+                        rpc::REPORT_RESTORE_STATUS,
+                        &request,
+                        PREPARE_TIMEOUT,
+                    )
+                    .await;
+                if answer.is_ok_and(|r| ErrorCode::from_name(&r.err.0) == ErrorCode::Ok) {
+                    return;
+                }
+            }
+            debug!(%pid, "restore status: no meta leader answered");
         });
     }
 

@@ -217,6 +217,10 @@ pub struct ReplicaMetrics {
     pub learn_bytes: Counter,
     /// Time of each copy a learner fetched.
     pub learn_duration: Latency,
+    /// Bytes of checkpoints uploaded for backups.
+    pub backup_uploaded: Counter,
+    /// Bytes of backups downloaded to restore copies.
+    pub restore_downloaded: Counter,
     replicas: Family<RoleLabels, Gauge>,
     sst_bytes: Family<PartitionLabels, Gauge>,
     sst_files: Family<PartitionLabels, Gauge>,
@@ -251,6 +255,8 @@ impl ReplicaMetrics {
             prepare_rtt: Latency::default(),
             learn_bytes: Counter::default(),
             learn_duration: Latency::default(),
+            backup_uploaded: Counter::default(),
+            restore_downloaded: Counter::default(),
             replicas: Family::default(),
             sst_bytes: Family::default(),
             sst_files: Family::default(),
@@ -335,6 +341,18 @@ impl ReplicaMetrics {
             "Checkpoint copies fetched by learners",
             Unit::Seconds,
             m.learn_duration.clone(),
+        );
+        r.register_with_unit(
+            "replica_backup_uploaded",
+            "Bytes of checkpoints uploaded to block services for backups",
+            Unit::Bytes,
+            m.backup_uploaded.clone(),
+        );
+        r.register_with_unit(
+            "replica_restore_downloaded",
+            "Bytes downloaded from block services to restore copies",
+            Unit::Bytes,
+            m.restore_downloaded.clone(),
         );
         r.register(
             "replicas",

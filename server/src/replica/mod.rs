@@ -1,6 +1,7 @@
 //! The ReplicaServer: the partitions this node holds and the rrdb RPCs on them.
 //!
 //! # Layout
+//! - [`backup`]: backups of its primaries uploaded, restored copies downloaded
 //! - [`beacon`]: beacons to the meta leader, assignments, the lease
 //! - [`boot`]: the boot a copy last ran in; a copy that may lack what it acknowledged
 //! - [`dirs`]: data dirs, the blacklist, placement of new replicas
@@ -21,6 +22,7 @@
 //! - `learn`: what other servers ask: prepares, learning, the meta's proposals
 //! - `status`: `/metrics` samples, the status page, a copy's digest
 
+pub mod backup;
 pub mod beacon;
 pub mod boot;
 pub mod dirs;
@@ -163,6 +165,8 @@ pub struct ReplicaStub {
     left: std::sync::Mutex<HashMap<Gpid, u64>>,
     /// When this process started (`/recentStartTime`).
     started: SystemTime,
+    /// Backup uploads and restore downloads under way.
+    jobs: backup::Jobs,
 }
 
 /// How often a lost copy whose partition has no primary is opened again.
@@ -269,6 +273,9 @@ impl ReplicaStub {
     ) -> Result<Arc<ReplicaStub>, ReplicaError> {
         let existing = dirs.existing()?;
         let aside = dirs.moved_aside()?;
+        for d in dirs.dirs() {
+            backup::clear_staging(&d.reps);
+        }
         let disk_id = dirs.disk_id().map_err(|source| DirsError::Io {
             path: dirs
                 .dirs()
@@ -354,6 +361,7 @@ impl ReplicaStub {
                 reopened: Default::default(),
                 left: Default::default(),
                 started: SystemTime::now(),
+                jobs: Default::default(),
             }
         });
         Ok(stub)
@@ -459,6 +467,28 @@ impl ReplicaStub {
 
     /// Opens (creating if needed) the replica of `gpid`, placed by the data-dir rule.
     pub fn open_partition(&self, gpid: Gpid) -> Result<Arc<Partition>, ReplicaError> {
+        self.open_partition_from(gpid, None)
+    }
+
+    /// The folder a new replica of `gpid` goes in (the data-dir rule).
+    fn place(&self, gpid: Gpid) -> PathBuf {
+        let current: HashMap<Gpid, PathBuf> = self
+            .partitions
+            .read()
+            .expect("partitions")
+            .iter()
+            .map(|(g, p)| (*g, p.dir().to_owned()))
+            .collect();
+        self.dirs.place(gpid, &current)
+    }
+
+    /// [`ReplicaStub::open_partition`]; one created goes in `at`'s folder, from its seed
+    /// store if it has one (a restored copy).
+    fn open_partition_from(
+        &self,
+        gpid: Gpid,
+        at: Option<(PathBuf, Option<PathBuf>)>,
+    ) -> Result<Arc<Partition>, ReplicaError> {
         if let Some(p) = self.partition(gpid) {
             return Ok(p);
         }
@@ -474,16 +504,10 @@ impl ReplicaStub {
         if let Some(p) = self.partition(gpid) {
             return Ok(p);
         }
-        let current: HashMap<Gpid, PathBuf> = self
-            .partitions
-            .read()
-            .expect("partitions")
-            .iter()
-            .map(|(g, p)| (*g, p.dir().to_owned()))
-            .collect();
-        let dir = self.dirs.place(gpid, &current);
+        let (dir, seed) = at.unwrap_or_else(|| (self.place(gpid), None));
         let peers = self.peers.clone();
-        let p = match Partition::open(gpid, &dir, self.options.clone(), peers) {
+        let p = match Partition::open_seeded(gpid, &dir, seed.as_deref(), self.options.clone(), peers)
+        {
             Ok(p) => p,
             Err(source) => {
                 // A copy that cannot open (a full or failing disk, too many open files) is
@@ -545,6 +569,7 @@ impl ReplicaStub {
                 // wiped while it was away, within the meta's grace): an empty store must not
                 // serve as that copy. It asks to leave; the meta then has a copy learned.
                 warn!(gpid = %a.pid, ballot = a.ballot, "a member without its copy: asking the meta to remove it");
+                self.forget_restore(a.pid);
                 self.left
                     .lock()
                     .expect("left")
@@ -560,6 +585,23 @@ impl ReplicaStub {
                     );
                 }
                 None
+            } else if config.has_member(&self.options.me)
+                && !on_disk()
+                && let Some(source) = crate::backup::RestoreSource::from_envs(&a.envs)
+            {
+                // A copy of a restored table, first made here: built from the backup.
+                match self.restored(a.pid, source, || self.place(a.pid)) {
+                    backup::Restored::Pending => None,
+                    backup::Restored::Ready { dir, seed } => {
+                        match self.open_partition_from(a.pid, Some((dir, seed))) {
+                            Ok(p) => Some(p),
+                            Err(e) => {
+                                error!("configured {e}");
+                                None
+                            }
+                        }
+                    }
+                }
             } else if config.has_member(&self.options.me) {
                 match self.open_partition(a.pid) {
                     Ok(p) => Some(p),

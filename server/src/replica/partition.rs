@@ -166,6 +166,8 @@ pub struct PartitionOptions {
     /// The shared log was found damaged and set aside: every copy may lack what it
     /// acknowledged, and learns again.
     pub slog_damaged: bool,
+    /// Backups and restores: block services, files at once, the rate.
+    pub backup: crate::replica::backup::BackupOptions,
 }
 
 impl Default for PartitionOptions {
@@ -188,6 +190,7 @@ impl Default for PartitionOptions {
             ballot_news: Arc::default(),
             slog: None,
             slog_damaged: false,
+            backup: Default::default(),
         }
     }
 }
@@ -234,6 +237,10 @@ pub type Copy = Result<
 
 /// Called once with a copy.
 pub type CopyDone = Box<dyn FnOnce(Copy) + Send>;
+
+/// Called once, from the driver thread, with the decree a backup's checkpoint is at, or why
+/// there is none.
+pub type BackupDone = Box<dyn FnOnce(Result<u64, String>) + Send>;
 
 struct Scanners {
     next_id: i64,
@@ -301,11 +308,27 @@ impl Partition {
         options: PartitionOptions,
         peers: Option<Arc<dyn Peers>>,
     ) -> Result<Arc<Partition>, PartitionError> {
+        Self::open_seeded(gpid, dir, None, options, peers)
+    }
+
+    /// [`Partition::open`]; a replica it creates starts from the store in `seed` (a restored
+    /// checkpoint, moved into place: on the same disk), at the decree that store is at.
+    pub fn open_seeded(
+        gpid: Gpid,
+        dir: &Path,
+        seed: Option<&Path>,
+        options: PartitionOptions,
+        peers: Option<Arc<dyn Peers>>,
+    ) -> Result<Arc<Partition>, PartitionError> {
         let created = !dir.exists();
         options.faults.check(super::faults::Point::ReplicaOpen)?;
         std::fs::create_dir_all(dir.join("data"))?;
-        // A copy made or fetched before a restart is of no use.
+        if let (true, Some(seed)) = (created, seed) {
+            std::fs::rename(seed, dir.join("data").join("rdb"))?;
+        }
+        // A copy made or fetched before a restart is of no use, nor a backup's checkpoint.
         let _ = std::fs::remove_dir_all(dir.join("learn"));
+        let _ = std::fs::remove_dir_all(dir.join("backup"));
         let storage = Arc::new(Storage::open(
             &dir.join("data").join("rdb"),
             &options.rocks,
@@ -650,6 +673,18 @@ impl Partition {
             TrySendError::Full(Event::Checkpoint(_, done, _))
             | TrySendError::Disconnected(Event::Checkpoint(_, done, _)),
         ) = self.events.try_send(Event::Checkpoint(request, done, true))
+        {
+            done(Err("the replica is busy or closing".into()));
+        }
+    }
+
+    /// A checkpoint of the store into `dir`, for a backup; `done` gets the decree it is at,
+    /// from the driver thread.
+    pub fn backup_checkpoint(&self, dir: PathBuf, done: BackupDone) {
+        if let Err(
+            TrySendError::Full(Event::Backup(_, done))
+            | TrySendError::Disconnected(Event::Backup(_, done)),
+        ) = self.events.try_send(Event::Backup(dir, done))
         {
             done(Err("the replica is busy or closing".into()));
         }

@@ -134,6 +134,10 @@ impl Service for ReplicaStub {
                     self.on_learn_done(gpid, &request, reply);
                     continue;
                 }
+                rpc::COLD_BACKUP => {
+                    self.on_cold_backup(&request, reply);
+                    continue;
+                }
                 _ => {}
             }
             let partition = match self.serves(gpid, !is_read(name) && name != rpc::CLEAR_SCANNER) {

@@ -66,6 +66,11 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
             hold_dropped: server.hold_dropped,
             initial_level: server.meta_level,
             balance_moves: server.balance_moves,
+            backup: crate::meta::BackupConfig {
+                disabled: server.backup.disabled,
+                root: server.backup.root.clone(),
+                providers: crate::backup::block::Providers::new(&server.backup.providers),
+            },
         };
         meta = Some(MetaServer::start(options).await?);
     }
@@ -247,6 +252,11 @@ fn partition_options(server: &ServerConfig, me: SocketAddrV4) -> PartitionOption
         },
         learn_rate: r.learn_rate,
         pool: LazyPool::new(r.driver_threads, TICK),
+        backup: crate::replica::backup::BackupOptions {
+            providers: crate::backup::block::Providers::new(&server.backup.providers),
+            files_at_once: server.backup.upload_files,
+            rate: server.backup.rate,
+        },
         ..PartitionOptions::default()
     }
 }

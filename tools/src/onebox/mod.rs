@@ -411,6 +411,11 @@ impl Onebox {
         )
     }
 
+    /// The `local_service` block service every node shares: `<onebox>/backup`.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.dir("backup")
+    }
+
     /// Writes a node's `config.ini` (rendered and checked).
     pub fn write_config(&self, node: Node) -> Result<PathBuf, OneboxError> {
         let o = &self.options;
@@ -426,6 +431,7 @@ impl Onebox {
             ("META_PORT", meta_port.to_string()),
             ("REPLICA_PORT", replica_port.to_string()),
             ("DATA_DIR", dir.join("data").display().to_string()),
+            ("BACKUP_DIR", self.backup_dir().display().to_string()),
             ("META_LIST", o.meta_list()),
             ("CLUSTER_ID", cluster_id),
             ("APP_NAME", o.app_name.clone()),

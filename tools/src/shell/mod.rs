@@ -6,6 +6,7 @@
 //! - `tables`: `ls`, `app`, `create`, `drop`, `recall`, `query_compact`
 //! - `envs`: `get_app_envs`, `set_app_envs`, `del_app_envs`, `clear_app_envs`
 //! - `stat`: `server_stat`, `app_stat`
+//! - `backup`: `start_backup_app`, `query_backup_status`, `restore_app`, `query_restore_status`
 //! - `data`: `set`, `get`, `del`, scans and the other data commands on the table in use
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use pegasus_client::{Client, ClientError, Table};
 
+mod backup;
 mod data;
 mod envs;
 mod nodes;
@@ -193,6 +195,8 @@ impl Shell {
                     out
                 } else if let Some(out) = self.run_stat(&c).await {
                     out
+                } else if let Some(out) = self.run_backup(&c).await {
+                    out
                 } else {
                     self.data(name, rest).await
                 }
@@ -215,6 +219,11 @@ const HELP: &str = "Commands:
   clear_app_envs [-a | -p prefix]       (the table in use)
   query_compact -a <table> [-j]         progress of the manual compaction the envs asked for
   get_meta_level [-j]                   set_meta_level <freezed|steady|lively>
+  start_backup_app <app_id> <provider> [backup_path]   one-time backup to a block service
+  query_backup_status <app_id> [backup_id] [-j]        a table's backups
+  restore_app -c <old_cluster> -a <old_app> -i <old_app_id> -t <backup_id> -b <provider>
+              [-n new_name] [-s] [-r restore_path]     a backup as a new table
+  query_restore_status <app_id> [-d] [-j]              how a restore goes
   server_stat [-j]                      per replica server: QPS, p99 latency, storage (over 1 s)
   app_stat [-a <table>] [-j]            per table: the same, summed over its partitions
   set <hk> <sk> <value> [ttl]           get <hk> <sk>         del <hk> <sk>

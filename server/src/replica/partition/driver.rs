@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddrV4;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TrySendError};
 use std::sync::{Arc, OnceLock};
@@ -27,7 +27,7 @@ use pegasus_replication::{Config, Input, Message, Output, Replica, Role};
 use tracing::{error, info, warn};
 
 use super::{
-    Copy, CopyDone, Effects, PartitionError, PartitionOptions, Peers, PrepareDone, Slot, TICK,
+    BackupDone, Copy, CopyDone, Effects, PartitionError, PartitionOptions, Peers, PrepareDone, Slot, TICK,
     WriteDone, from_wire, wire_ops,
 };
 use crate::replica::plog::{self, Log, Mutation, sync_parent};
@@ -65,6 +65,9 @@ pub(super) enum Event {
     Checkpoint(LearnRequest, CopyDone, bool),
     /// This learner's copy arrived (or could not be had).
     Learned(Copy),
+    /// A checkpoint of the store into the folder, for a backup; the callback gets the decree
+    /// it is at.
+    Backup(PathBuf, BackupDone),
     Close,
 }
 
@@ -226,6 +229,12 @@ impl Driver {
                     self.copy_for(r, done, log);
                 }
                 Event::Learned(copy) => self.install(copy, &mut round),
+                Event::Backup(dir, done) => {
+                    // Everything committed is applied once the round is carried out: the
+                    // checkpoint is at the commit point.
+                    self.carry_out(&mut round);
+                    done(self.backup_checkpoint(&dir));
+                }
                 Event::Close => closing = true,
             }
         }
@@ -264,6 +273,7 @@ impl Driver {
                 Event::Write(_, done) => done(Err(PartitionError::Closed)),
                 Event::Prepare(_, _, done) => done(None),
                 Event::Checkpoint(_, done, _) => done(Err("closing".into())),
+                Event::Backup(_, done) => done(Err("closing".into())),
                 _ => {}
             }
         }
@@ -539,6 +549,20 @@ impl Driver {
         let tail = self.replica.uncommitted().cloned().collect();
         info!(gpid = %self.gpid, learner = %r.learner, decree, "checkpoint for a learner");
         Ok((Some(dir), decree, tail))
+    }
+
+    /// A checkpoint of the store into `dir` (replaced if there) for a backup: the decree it is
+    /// at (the driver alone applies, so nothing lands between the two).
+    fn backup_checkpoint(&mut self, dir: &Path) -> Result<u64, String> {
+        let _ = std::fs::remove_dir_all(dir);
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        let store = self.store();
+        let decree = store.applied_decree().map_err(|e| e.to_string())?;
+        store.checkpoint(dir).map_err(|e| e.to_string())?;
+        info!(gpid = %self.gpid, decree, "checkpoint for a backup");
+        Ok(decree)
     }
 
     /// Learner: puts the copied store in place of its own, then tells the state machine.
