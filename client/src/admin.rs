@@ -6,10 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
+use pegasus_protocol::backup::*;
 use pegasus_protocol::codec::Field;
 use pegasus_protocol::codes::{ErrorCode, rpc};
 use pegasus_protocol::frame::RequestMeta;
-use pegasus_protocol::backup::*;
 use pegasus_protocol::types::*;
 
 use crate::{Client, ClientError};

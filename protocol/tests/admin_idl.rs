@@ -421,9 +421,7 @@ fn backup_samples(s: &mut BTreeMap<&'static str, Sample>) {
     );
     s.insert(
         "report_restore_status_response",
-        sample(ReportRestoreStatusResponse {
-            err: err("ERR_OK"),
-        }),
+        sample(ReportRestoreStatusResponse { err: err("ERR_OK") }),
     );
 }
 

@@ -409,7 +409,9 @@ impl ServerConfig {
             .map(|s| s.name.value.as_str())
             .filter_map(|section| {
                 let name = section.strip_prefix("block_service.")?;
-                let kind = config.text_in(section, &keys::BLOCK_SERVICE_TYPE).to_owned();
+                let kind = config
+                    .text_in(section, &keys::BLOCK_SERVICE_TYPE)
+                    .to_owned();
                 let args = config.text_in(section, &keys::BLOCK_SERVICE_ARGS).trim();
                 let args = if kind == "local_service" && !args.is_empty() {
                     absolute(args).display().to_string()

@@ -1,6 +1,9 @@
 //! The workspace's end-to-end tests: one binary, one module per concern. Each test starts what
 //! it needs (ZooKeeper, `pegasus_server` processes, Python) in its own temp dir on its own ports.
 
+/// Cold backup and restore to the onebox's `local_service`: under the history checker, with a
+/// replica server or the meta leader killed during the upload, and a damaged file.
+mod backup;
 /// Whole clusters (ZooKeeper, metas, replicas) as processes: tables, failover, restarts.
 mod cluster;
 /// `pegasus_cluster` on five hosts booted with systemd and sshd: check, deploy, start, display,

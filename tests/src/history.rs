@@ -19,6 +19,8 @@ struct Seen {
     reads: Vec<(usize, Option<u64>, Instant)>,
     /// `(writer, when the write began, when it failed, why)` for each write that failed.
     failures: Vec<(usize, Instant, Instant, String)>,
+    /// Per writer: the highest version sent (acknowledged or not).
+    sent: Vec<u64>,
 }
 
 /// The longest time one writer went without an acknowledgement in a window, and why.
@@ -127,6 +129,7 @@ impl History {
             acks: vec![Vec::new(); writers],
             reads: Vec::new(),
             failures: Vec::new(),
+            sent: vec![0; writers],
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
@@ -137,6 +140,7 @@ impl History {
                 while !stop.load(Ordering::Acquire) {
                     version += 1;
                     let key = format!("writer{w}");
+                    seen.lock().unwrap().sent[w] = version;
                     let sent = Instant::now();
                     match table
                         .set(key.as_bytes(), b"v", version.to_string().as_bytes(), None)
@@ -181,6 +185,25 @@ impl History {
     /// Writes acknowledged so far.
     pub fn acked(&self) -> usize {
         self.seen.lock().unwrap().acks.iter().map(Vec::len).sum()
+    }
+
+    /// Per writer: the last version acknowledged before `t` (`None`: none was).
+    pub fn last_acked_before(&self, t: Instant) -> Vec<Option<u64>> {
+        let seen = self.seen.lock().unwrap();
+        seen.acks
+            .iter()
+            .map(|acks| {
+                acks.iter()
+                    .take_while(|(_, at)| *at < t)
+                    .last()
+                    .map(|(v, _)| *v)
+            })
+            .collect()
+    }
+
+    /// Per writer: the highest version sent so far; no version above it was ever written.
+    pub fn highest_sent(&self) -> Vec<u64> {
+        self.seen.lock().unwrap().sent.clone()
     }
 
     /// Whether every writer had a write acknowledged after `since`.

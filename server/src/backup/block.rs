@@ -438,20 +438,18 @@ mod tests {
 
     #[test]
     fn unknown_and_unusable_providers_say_why() {
-        let providers = Providers::new(
-            &[
-                ProviderConfig {
-                    name: "local_service".into(),
-                    kind: "local_service".into(),
-                    args: "/data/backup".into(),
-                },
-                ProviderConfig {
-                    name: "hdfs_service".into(),
-                    kind: "hdfs_service".into(),
-                    args: "hdfs://nn:9000/".into(),
-                },
-            ],
-        );
+        let providers = Providers::new(&[
+            ProviderConfig {
+                name: "local_service".into(),
+                kind: "local_service".into(),
+                args: "/data/backup".into(),
+            },
+            ProviderConfig {
+                name: "hdfs_service".into(),
+                kind: "hdfs_service".into(),
+                args: "hdfs://nn:9000/".into(),
+            },
+        ]);
         assert!(
             providers
                 .get("local_service")

@@ -116,7 +116,12 @@ impl MetaServer {
             return answer(ErrorCode::Ok, existing.info.app_id);
         }
         match self
-            .make_app(&r.app_name, o.partition_count, o.replica_count, o.envs.clone())
+            .make_app(
+                &r.app_name,
+                o.partition_count,
+                o.replica_count,
+                o.envs.clone(),
+            )
             .await
         {
             Ok(app_id) => answer(ErrorCode::Ok, app_id),
@@ -132,11 +137,7 @@ impl MetaServer {
         replicas: i32,
         envs: std::collections::BTreeMap<String, String>,
     ) -> Result<i32, ErrorCode> {
-        if let Err(why) = self
-            .options
-            .create_limits
-            .check(name, partitions, replicas)
-        {
+        if let Err(why) = self.options.create_limits.check(name, partitions, replicas) {
             warn!(table = name, "create refused: {why}");
             return Err(ErrorCode::InvalidParameters);
         }

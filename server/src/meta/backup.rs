@@ -127,7 +127,10 @@ impl MetaServer {
             .filter(|r| r.status == Status::Running)
             .count();
         if running > 0 {
-            info!(running, "backups running under the leader before: carried on");
+            info!(
+                running,
+                "backups running under the leader before: carried on"
+            );
         }
         let mut b = self.backups.lock().expect("backups");
         b.records = records;
@@ -226,11 +229,21 @@ impl MetaServer {
             }
         };
         if let Err(e) = self.save_record(&record).await {
-            error!(backup_id = record.backup_id, "keeping a backup's record: {e}");
+            error!(
+                backup_id = record.backup_id,
+                "keeping a backup's record: {e}"
+            );
             return answer((ErrorCode::Unknown, e));
         }
         let id = record.backup_id;
-        info!(backup_id = id, table = record.app_name, app_id = record.app_id, to = record.app_dir(), provider = record.provider, "backup started");
+        info!(
+            backup_id = id,
+            table = record.app_name,
+            app_id = record.app_id,
+            to = record.app_dir(),
+            provider = record.provider,
+            "backup started"
+        );
         self.backups
             .lock()
             .expect("backups")
@@ -506,19 +519,31 @@ impl MetaServer {
         match outcome {
             Ok(()) => record.status = Status::Complete,
             Err(why) => {
-                warn!(backup_id = record.backup_id, table = record.app_name, "backup failed: {why}");
+                warn!(
+                    backup_id = record.backup_id,
+                    table = record.app_name,
+                    "backup failed: {why}"
+                );
                 record.status = Status::Failed;
                 record.reason = why;
             }
         }
         if let Err(e) = self.save_record(&record).await {
             // Still running in ZooKeeper: the next round (or leader) does it again.
-            warn!(backup_id = record.backup_id, "keeping a backup's outcome: {e}");
+            warn!(
+                backup_id = record.backup_id,
+                "keeping a backup's outcome: {e}"
+            );
             return;
         }
         let took = Duration::from_millis((record.end_time_ms - record.start_time_ms).max(0) as u64);
         let outcome = if record.status == Status::Complete {
-            info!(backup_id = record.backup_id, table = record.app_name, ?took, "backup complete");
+            info!(
+                backup_id = record.backup_id,
+                table = record.app_name,
+                ?took,
+                "backup complete"
+            );
             "complete"
         } else {
             "failed"
@@ -553,7 +578,11 @@ impl MetaServer {
             layout::root(r.restore_path.as_deref(), &r.cluster_name),
             layout::plain(&r.app_name),
         ) else {
-            warn!(cluster = r.cluster_name, table = r.app_name, "restore refused: the backup's path leaves the block service");
+            warn!(
+                cluster = r.cluster_name,
+                table = r.app_name,
+                "restore refused: the backup's path leaves the block service"
+            );
             return answer(ErrorCode::InvalidParameters, 0);
         };
         let app_dir = layout::app_dir(&root, &r.app_name, r.app_id, r.time_stamp);
@@ -562,14 +591,21 @@ impl MetaServer {
             tokio::task::spawn_blocking(move || -> Result<(BackupInfo, AppMetadata), String> {
                 let info_path = format!("{app_dir}/{}", layout::BACKUP_INFO);
                 let info: BackupInfo = match service.read(&info_path).map_err(|e| e.to_string())? {
-                    Some(b) => serde_json::from_slice(&b).map_err(|e| format!("{info_path}: {e}"))?,
-                    None => return Err(format!("{info_path} is missing: no complete backup there")),
+                    Some(b) => {
+                        serde_json::from_slice(&b).map_err(|e| format!("{info_path}: {e}"))?
+                    }
+                    None => {
+                        return Err(format!("{info_path} is missing: no complete backup there"));
+                    }
                 };
                 let meta_path = format!("{app_dir}/{}", layout::APP_METADATA);
-                let metadata: AppMetadata = match service.read(&meta_path).map_err(|e| e.to_string())? {
-                    Some(b) => serde_json::from_slice(&b).map_err(|e| format!("{meta_path}: {e}"))?,
-                    None => return Err(format!("{meta_path} is missing")),
-                };
+                let metadata: AppMetadata =
+                    match service.read(&meta_path).map_err(|e| e.to_string())? {
+                        Some(b) => {
+                            serde_json::from_slice(&b).map_err(|e| format!("{meta_path}: {e}"))?
+                        }
+                        None => return Err(format!("{meta_path} is missing")),
+                    };
                 Ok((info, metadata))
             })
             .await
@@ -588,7 +624,10 @@ impl MetaServer {
         if info.decrees.len() != metadata.partition_count as usize
             || info.checkpoints.len() != info.decrees.len()
         {
-            warn!(from = app_dir, "restore refused: backup_info and app_metadata disagree on the partitions");
+            warn!(
+                from = app_dir,
+                "restore refused: backup_info and app_metadata disagree on the partitions"
+            );
             return answer(ErrorCode::InvalidData, 0);
         }
         let name = if r.new_app_name.is_empty() {
@@ -658,7 +697,10 @@ impl MetaServer {
         if let Some(slot) = slots.get_mut(r.pid.partition_index.max(0) as usize) {
             // A failure stays (another copy's progress does not hide it).
             if slot.0 == ErrorCode::Ok.name() {
-                *slot = (code.name().to_owned(), r.progress.clamp(0, PROGRESS_FINISHED));
+                *slot = (
+                    code.name().to_owned(),
+                    r.progress.clamp(0, PROGRESS_FINISHED),
+                );
             }
         }
         ReportRestoreStatusResponse {
@@ -667,7 +709,7 @@ impl MetaServer {
     }
 
     /// `RPC_CM_QUERY_RESTORE_STATUS`: per partition, its status and progress; a partition is
-    /// done (1000) once it has a primary.
+    /// done (1000) once its primary reports holding its copy.
     pub(super) fn query_restore_status(&self, r: QueryRestoreRequest) -> QueryRestoreResponse {
         let answer = |code: ErrorCode| QueryRestoreResponse {
             err: err(code),
@@ -688,13 +730,20 @@ impl MetaServer {
             .get(&r.restore_app_id)
             .cloned()
             .unwrap_or_default();
+        let beats = self.beats.lock().expect("beats");
         let (mut status, mut progress) = (Vec::new(), Vec::new());
         for (i, p) in app.partitions.iter().enumerate() {
             let (code, done) = reported
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| (ErrorCode::Ok.name().to_owned(), 0));
-            let serving = p.primary_addr().is_some();
+            // Serving: its primary holds its copy (a configuration names members before
+            // their copies exist).
+            let gpid = Gpid::new(r.restore_app_id, i as i32);
+            let serving = p
+                .primary_addr()
+                .and_then(|node| beats.get(&node))
+                .is_some_and(|b| b.replicas.contains(&gpid));
             status.push(ErrorName(code));
             progress.push(if serving {
                 PROGRESS_FINISHED

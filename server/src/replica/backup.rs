@@ -30,9 +30,9 @@ use tracing::{error, info, warn};
 
 use super::ReplicaStub;
 use super::partition::PartitionRole;
+use crate::backup::RestoreSource;
 use crate::backup::block::{BlockService, Pace, Providers};
 use crate::backup::layout::{self, BackupInfo, FileEntry, PartitionManifest};
-use crate::backup::RestoreSource;
 use crate::net::Reply;
 
 /// What a replica server needs for backups and restores.
@@ -177,10 +177,7 @@ pub(super) enum Restored {
     Pending,
     /// Open it at `dir`, from `seed` (`None`: empty, the backup's partition was bad and the
     /// restore skips bad partitions).
-    Ready {
-        dir: PathBuf,
-        seed: Option<PathBuf>,
-    },
+    Ready { dir: PathBuf, seed: Option<PathBuf> },
 }
 
 impl ReplicaStub {
@@ -203,7 +200,13 @@ impl ReplicaStub {
         };
         let send = |response: BackupResponse| reply.send(ErrorCode::Ok, Some(&response));
         let key = (r.pid, r.backup_id);
-        let known = self.jobs.uploads.lock().expect("uploads").get(&key).cloned();
+        let known = self
+            .jobs
+            .uploads
+            .lock()
+            .expect("uploads")
+            .get(&key)
+            .cloned();
         if let Some(job) = known {
             let total = job.total.load(Ordering::Acquire);
             return send(match job.outcome() {
@@ -214,7 +217,12 @@ impl ReplicaStub {
                 _ => answer(ErrorCode::Ok, job.progress(), total),
             });
         }
-        let service = match self.options.backup.providers.get(&r.policy.backup_provider_type) {
+        let service = match self
+            .options
+            .backup
+            .providers
+            .get(&r.policy.backup_provider_type)
+        {
             Ok(s) => s,
             Err(why) => {
                 warn!(gpid = %r.pid, "cold backup: {why}");
@@ -302,7 +310,13 @@ impl ReplicaStub {
         source: RestoreSource,
         place: impl FnOnce() -> PathBuf,
     ) -> Restored {
-        let known = self.jobs.restores.lock().expect("restores").get(&gpid).cloned();
+        let known = self
+            .jobs
+            .restores
+            .lock()
+            .expect("restores")
+            .get(&gpid)
+            .cloned();
         if let Some(r) = known {
             return match r.job.outcome() {
                 Outcome::Running => Restored::Pending,
@@ -417,8 +431,12 @@ pub(super) fn clear_staging(reps: &Path) {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "restore") && path.is_dir() {
             match std::fs::remove_dir_all(&path) {
-                Ok(()) => info!(folder = %path.display(), "an unfinished restore's download removed"),
-                Err(e) => warn!(folder = %path.display(), "removing an unfinished restore's download: {e}"),
+                Ok(()) => {
+                    info!(folder = %path.display(), "an unfinished restore's download removed")
+                }
+                Err(e) => {
+                    warn!(folder = %path.display(), "removing an unfinished restore's download: {e}")
+                }
             }
         }
     }
@@ -568,7 +586,8 @@ impl Download {
         job: &Job,
         report: &(dyn Fn(ErrorCode, i32, Option<String>) + Sync),
     ) -> Result<u64, (ErrorCode, String)> {
-        let io = |e: crate::backup::block::BlockError| (ErrorCode::FileOperationFailed, e.to_string());
+        let io =
+            |e: crate::backup::block::BlockError| (ErrorCode::FileOperationFailed, e.to_string());
         let missing = |what: &str| (ErrorCode::ObjectNotFound, what.to_owned());
         let info_path = format!("{}/{}", self.source.app_dir, layout::BACKUP_INFO);
         let info: BackupInfo = match self.service.read(&info_path).map_err(io)? {
@@ -589,7 +608,10 @@ impl Download {
             ));
         };
         if !layout::plain(chkpt) {
-            return Err((ErrorCode::InvalidData, format!("{info_path}: bad checkpoint name")));
+            return Err((
+                ErrorCode::InvalidData,
+                format!("{info_path}: bad checkpoint name"),
+            ));
         }
         let dir = format!(
             "{}/{chkpt}",

@@ -506,8 +506,13 @@ impl ReplicaStub {
         }
         let (dir, seed) = at.unwrap_or_else(|| (self.place(gpid), None));
         let peers = self.peers.clone();
-        let p = match Partition::open_seeded(gpid, &dir, seed.as_deref(), self.options.clone(), peers)
-        {
+        let p = match Partition::open_seeded(
+            gpid,
+            &dir,
+            seed.as_deref(),
+            self.options.clone(),
+            peers,
+        ) {
             Ok(p) => p,
             Err(source) => {
                 // A copy that cannot open (a full or failing disk, too many open files) is

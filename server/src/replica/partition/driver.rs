@@ -27,8 +27,8 @@ use pegasus_replication::{Config, Input, Message, Output, Replica, Role};
 use tracing::{error, info, warn};
 
 use super::{
-    BackupDone, Copy, CopyDone, Effects, PartitionError, PartitionOptions, Peers, PrepareDone, Slot, TICK,
-    WriteDone, from_wire, wire_ops,
+    BackupDone, Copy, CopyDone, Effects, PartitionError, PartitionOptions, Peers, PrepareDone,
+    Slot, TICK, WriteDone, from_wire, wire_ops,
 };
 use crate::replica::plog::{self, Log, Mutation, sync_parent};
 use crate::replica::pool::{Job, Mailbox};
