@@ -68,7 +68,21 @@ macro_rules! admin_response_with_hint {
     )*};
 }
 
-admin_response_with_hint!(StartBackupAppResponse, QueryBackupStatusResponse);
+admin_response_with_hint!(
+    StartBackupAppResponse,
+    QueryBackupStatusResponse,
+    AddBackupPolicyResponse,
+    ModifyBackupPolicyResponse
+);
+
+impl AdminResponse for QueryBackupPolicyResponse {
+    fn err(&self) -> &ErrorName {
+        &self.err
+    }
+    fn hint(&self) -> &str {
+        self.hint_msg.as_deref().unwrap_or("")
+    }
+}
 
 impl AdminResponse for QueryRestoreResponse {
     fn err(&self) -> &ErrorName {
@@ -260,6 +274,40 @@ impl Client {
             )
             .await?;
         Ok((r.backup_id.unwrap_or(0), r.hint_message))
+    }
+
+    /// Adds a backup policy.
+    pub async fn add_backup_policy(
+        &self,
+        request: AddBackupPolicyRequest,
+    ) -> Result<(), ClientError> {
+        let _: AddBackupPolicyResponse = self.admin(rpc::ADD_BACKUP_POLICY, request).await?;
+        Ok(())
+    }
+
+    /// Changes a backup policy (what the request gives).
+    pub async fn modify_backup_policy(
+        &self,
+        request: ModifyBackupPolicyRequest,
+    ) -> Result<(), ClientError> {
+        let _: ModifyBackupPolicyResponse = self.admin(rpc::MODIFY_BACKUP_POLICY, request).await?;
+        Ok(())
+    }
+
+    /// The policies `names` (none: all), each with its latest `backups` complete backups.
+    pub async fn query_backup_policy(
+        &self,
+        names: Vec<String>,
+        backups: i32,
+    ) -> Result<QueryBackupPolicyResponse, ClientError> {
+        self.admin(
+            rpc::QUERY_BACKUP_POLICY,
+            QueryBackupPolicyRequest {
+                policy_names: names,
+                backup_info_count: backups,
+            },
+        )
+        .await
     }
 
     /// Table `app_id`'s one-time backups (only `backup_id`, if given).

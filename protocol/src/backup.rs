@@ -140,3 +140,88 @@ thrift_struct! {
         3: backup_items: Option<Vec<BackupItem>>,
     }
 }
+
+thrift_struct! {
+    /// `configuration_add_backup_policy_request`.
+    pub struct AddBackupPolicyRequest {
+        1: backup_provider_type: String,
+        2: policy_name: String,
+        3: app_ids: Vec<i32>,
+        4: backup_interval_seconds: i64,
+        5: backup_history_count_to_keep: i32,
+        /// `HH:MM`: the time of day of the first backup.
+        6: start_time: String,
+    }
+}
+
+thrift_struct! {
+    /// `configuration_add_backup_policy_response`.
+    pub struct AddBackupPolicyResponse {
+        1: err: ErrorName,
+        2: hint_message: String,
+    }
+}
+
+thrift_struct! {
+    /// `configuration_modify_backup_policy_request`: each field given is changed.
+    pub struct ModifyBackupPolicyRequest {
+        1: policy_name: String,
+        2: add_appids: Option<Vec<i32>>,
+        3: removal_appids: Option<Vec<i32>>,
+        4: new_backup_interval_sec: Option<i64>,
+        5: backup_history_count_to_keep: Option<i32>,
+        6: is_disable: Option<bool>,
+        7: start_time: Option<String>,
+    }
+}
+
+thrift_struct! {
+    /// `configuration_modify_backup_policy_response`.
+    pub struct ModifyBackupPolicyResponse {
+        1: err: ErrorName,
+        2: hint_message: String,
+    }
+}
+
+thrift_struct! {
+    /// `policy_entry`.
+    pub struct PolicyEntry {
+        1: policy_name: String,
+        2: backup_provider_type: String,
+        /// Seconds, as a decimal string (Pegasus's IDL).
+        3: backup_interval_seconds: String,
+        4: app_ids: std::collections::BTreeSet<i32>,
+        5: backup_history_count_to_keep: i32,
+        6: start_time: String,
+        7: is_disable: bool,
+    }
+}
+
+thrift_struct! {
+    /// `backup_entry`: one backup of a policy.
+    pub struct BackupEntry {
+        1: backup_id: i64,
+        2: start_time_ms: i64,
+        3: end_time_ms: i64,
+        4: app_ids: std::collections::BTreeSet<i32>,
+    }
+}
+
+thrift_struct! {
+    /// `configuration_query_backup_policy_request`: the policies named (none: every one), with
+    /// up to `backup_info_count` of each one's latest backups.
+    pub struct QueryBackupPolicyRequest {
+        1: policy_names: Vec<String>,
+        2: backup_info_count: i32,
+    }
+}
+
+thrift_struct! {
+    /// `configuration_query_backup_policy_response`.
+    pub struct QueryBackupPolicyResponse {
+        1: err: ErrorName,
+        2: policys: Vec<PolicyEntry>,
+        3: backup_infos: Vec<Vec<BackupEntry>>,
+        4: hint_msg: Option<String>,
+    }
+}

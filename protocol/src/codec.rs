@@ -8,7 +8,7 @@
 
 use thrift::protocol::{
     TBinaryInputProtocol, TBinaryOutputProtocol, TFieldIdentifier, TInputProtocol, TListIdentifier,
-    TMapIdentifier, TOutputProtocol, TStructIdentifier, TType,
+    TMapIdentifier, TOutputProtocol, TSetIdentifier, TStructIdentifier, TType,
 };
 
 use super::ProtocolError;
@@ -89,6 +89,27 @@ impl<T: Field> Field for Vec<T> {
             items.push(T::read_from(i)?);
         }
         i.read_list_end()?;
+        Ok(items)
+    }
+}
+
+impl<T: Field + Ord> Field for std::collections::BTreeSet<T> {
+    const TTYPE: TType = TType::Set;
+    fn write_to<P: TOutputProtocol>(&self, o: &mut P) -> thrift::Result<()> {
+        let size = i32::try_from(self.len()).map_err(|_| size_error(self.len()))?;
+        o.write_set_begin(&TSetIdentifier::new(T::TTYPE, size))?;
+        for item in self {
+            item.write_to(o)?;
+        }
+        o.write_set_end()
+    }
+    fn read_from<P: TInputProtocol>(i: &mut P) -> thrift::Result<Self> {
+        let set = i.read_set_begin()?;
+        let mut items = Self::new();
+        for _ in 0..set.size {
+            items.insert(T::read_from(i)?);
+        }
+        i.read_set_end()?;
         Ok(items)
     }
 }

@@ -206,6 +206,9 @@ pub mod rpc {
     /// page).
     pub const REPORT_AVAILABILITY: &str = "RPC_CM_REPORT_AVAILABILITY";
 
+    pub const ADD_BACKUP_POLICY: &str = "RPC_CM_ADD_BACKUP_POLICY";
+    pub const QUERY_BACKUP_POLICY: &str = "RPC_CM_QUERY_BACKUP_POLICY";
+    pub const MODIFY_BACKUP_POLICY: &str = "RPC_CM_MODIFY_BACKUP_POLICY";
     pub const START_BACKUP_APP: &str = "RPC_CM_START_BACKUP_APP";
     pub const QUERY_BACKUP_STATUS: &str = "RPC_CM_QUERY_BACKUP_STATUS";
     pub const START_RESTORE: &str = "RPC_CM_START_RESTORE";

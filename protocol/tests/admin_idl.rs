@@ -423,6 +423,85 @@ fn backup_samples(s: &mut BTreeMap<&'static str, Sample>) {
         "report_restore_status_response",
         sample(ReportRestoreStatusResponse { err: err("ERR_OK") }),
     );
+    // One table each: a set's order on the wire is the writer's (Python's is its hash order).
+    let apps = |ids: &[i32]| {
+        ids.iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<i32>>()
+    };
+    s.insert(
+        "add_backup_policy_request",
+        sample(AddBackupPolicyRequest {
+            backup_provider_type: "local_service".into(),
+            policy_name: "daily".into(),
+            app_ids: vec![7, 9],
+            backup_interval_seconds: 86400,
+            backup_history_count_to_keep: 3,
+            start_time: "01:30".into(),
+        }),
+    );
+    s.insert(
+        "add_backup_policy_response",
+        sample(AddBackupPolicyResponse {
+            err: err("ERR_INVALID_PARAMETERS"),
+            hint_message: "policy daily exists".into(),
+        }),
+    );
+    s.insert(
+        "modify_backup_policy_request",
+        sample(ModifyBackupPolicyRequest {
+            policy_name: "daily".into(),
+            add_appids: Some(vec![11]),
+            removal_appids: None,
+            new_backup_interval_sec: Some(3600),
+            backup_history_count_to_keep: None,
+            is_disable: Some(true),
+            start_time: None,
+        }),
+    );
+    s.insert(
+        "modify_backup_policy_request_bare",
+        sample(ModifyBackupPolicyRequest {
+            policy_name: "daily".into(),
+            ..Default::default()
+        }),
+    );
+    s.insert(
+        "modify_backup_policy_response",
+        sample(ModifyBackupPolicyResponse {
+            err: err("ERR_OK"),
+            hint_message: String::new(),
+        }),
+    );
+    s.insert(
+        "query_backup_policy_request",
+        sample(QueryBackupPolicyRequest {
+            policy_names: vec!["daily".into()],
+            backup_info_count: 2,
+        }),
+    );
+    s.insert(
+        "query_backup_policy_response",
+        sample(QueryBackupPolicyResponse {
+            err: err("ERR_OK"),
+            policys: vec![PolicyEntry {
+                policy_name: "daily".into(),
+                backup_provider_type: "local_service".into(),
+                backup_interval_seconds: "86400".into(),
+                app_ids: apps(&[7]),
+                backup_history_count_to_keep: 3,
+                start_time: "01:30".into(),
+                is_disable: false,
+            }],
+            backup_infos: vec![vec![BackupEntry {
+                backup_id: ID,
+                start_time_ms: ID,
+                end_time_ms: 1_700_000_060_000,
+                app_ids: apps(&[7]),
+            }]],
+            hint_msg: None,
+        }),
+    );
 }
 
 fn python() -> PathBuf {

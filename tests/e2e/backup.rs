@@ -430,3 +430,129 @@ async fn check(table: &pegasus_client::Table, n: usize) {
         assert_eq!(v.as_deref(), Some(&value(i)[..]), "row {i}");
     }
 }
+
+/// A policy run through the shell's commands: every few seconds a backup; with a history of 2,
+/// three runs keep the newest two (files and records); disabled, it stops; its newest backup
+/// restores whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_keeps_its_history_count_and_its_backups_restore() {
+    let cluster = TestCluster::start(1, 3, 4);
+    cluster.healthy().await;
+    let client = cluster.client();
+    let table = client.open_table("temp").await.unwrap();
+    let app_id = table.app_id();
+    let rows = fill(&table, 200).await;
+    let mut shell = pegasus_tools::shell::Shell::new(cluster.onebox.options.meta_addrs());
+    let mut run = async |line: &str| shell.run_line(line).await.expect("not exit");
+    // The first backup is due at the start time on or after the minute the policy is added:
+    // this minute (not one about to end).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if now % 60 > 50 {
+        tokio::time::sleep(Duration::from_secs(61 - now % 60)).await;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = format!("{:02}:{:02}", now % 86_400 / 3600, now % 3600 / 60);
+    run(&format!(
+        "add_backup_policy -p every3s -b {PROVIDER} -a {app_id} -i 3 -s {start} -c 2"
+    ))
+    .await
+    .unwrap();
+    assert!(
+        run(&format!(
+            "add_backup_policy -p every3s -b {PROVIDER} -a {app_id} -i 3 -s {start} -c 2"
+        ))
+        .await
+        .is_err(),
+        "a second policy of the same name"
+    );
+    let listed = |out: &str| -> Vec<i64> {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["policies"][0]["backups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["backup_id"].as_i64().unwrap())
+            .collect()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = run("query_backup_policy -p every3s -b 10 -j")
+            .await
+            .unwrap();
+        let ids = listed(&out);
+        seen.extend(ids.iter().copied());
+        if seen.len() >= 3 && ids.len() == 2 {
+            break;
+        }
+        assert!(ids.len() <= 2, "more than the history count kept: {ids:?}");
+        assert!(
+            Instant::now() < deadline,
+            "3 runs not seen: {seen:?}, listed {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    run("disable_backup_policy -p every3s").await.unwrap();
+    assert!(
+        run("ls_backup_policy")
+            .await
+            .unwrap()
+            .contains("status               : disabled")
+    );
+    // Whatever ran when it was disabled ends; then the listing stays put.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let kept = listed(
+        &run("query_backup_policy -p every3s -b 10 -j")
+            .await
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        listed(
+            &run("query_backup_policy -p every3s -b 10 -j")
+                .await
+                .unwrap()
+        ),
+        kept,
+        "a disabled policy still backs up"
+    );
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    // On disk, the kept ones only.
+    let on_disk: Vec<i64> =
+        std::fs::read_dir(cluster.onebox.backup_dir().join("onebox").join("every3s"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
+            .collect::<std::collections::BTreeSet<i64>>()
+            .into_iter()
+            .collect();
+    let mut expected = kept.clone();
+    expected.sort();
+    assert_eq!(
+        on_disk, expected,
+        "files of backups past the history count remain"
+    );
+    let newest = kept[0];
+    let out = run(&format!(
+        "restore_app -c onebox -p every3s -a temp -i {app_id} -t {newest} -b {PROVIDER} -n temp_restored"
+    ))
+    .await
+    .unwrap();
+    let new_id: i32 = out
+        .split("app_id ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    restored(&client, new_id, Duration::from_secs(60)).await;
+    check(&client.open_table("temp_restored").await.unwrap(), rows).await;
+    println!(
+        "policy every3s: {} runs seen, kept {kept:?}; the newest restored whole",
+        seen.len()
+    );
+}

@@ -143,6 +143,28 @@ SAMPLES = {
         reason="3/000012.sst: checksum mismatch"),
     "report_restore_status_response": t.configuration_report_restore_status_response(
         err=err("ERR_OK")),
+    "add_backup_policy_request": t.configuration_add_backup_policy_request(
+        backup_provider_type="local_service", policy_name="daily", app_ids=[7, 9],
+        backup_interval_seconds=86400, backup_history_count_to_keep=3, start_time="01:30"),
+    "add_backup_policy_response": t.configuration_add_backup_policy_response(
+        err=err("ERR_INVALID_PARAMETERS"), hint_message="policy daily exists"),
+    "modify_backup_policy_request": t.configuration_modify_backup_policy_request(
+        policy_name="daily", add_appids=[11], new_backup_interval_sec=3600, is_disable=True),
+    "modify_backup_policy_request_bare": t.configuration_modify_backup_policy_request(
+        policy_name="daily"),
+    "modify_backup_policy_response": t.configuration_modify_backup_policy_response(
+        err=err("ERR_OK"), hint_message=""),
+    "query_backup_policy_request": t.configuration_query_backup_policy_request(
+        policy_names=["daily"], backup_info_count=2),
+    "query_backup_policy_response": t.configuration_query_backup_policy_response(
+        err=err("ERR_OK"),
+        policys=[t.policy_entry(
+            policy_name="daily", backup_provider_type="local_service",
+            backup_interval_seconds="86400", app_ids={7}, backup_history_count_to_keep=3,
+            start_time="01:30", is_disable=False)],
+        backup_infos=[[t.backup_entry(
+            backup_id=1_700_000_000_123, start_time_ms=1_700_000_000_123,
+            end_time_ms=1_700_000_060_000, app_ids={7})]]),
 }
 
 

@@ -44,6 +44,16 @@ pub fn root(path: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
+/// A restore's root: [`root`] of `path` and `cluster`, and `/<policy>` for a policy's backup.
+pub fn restore_root(path: Option<&str>, cluster: &str, policy: &str) -> Option<String> {
+    let root = root(path, cluster)?;
+    match policy {
+        "" => Some(root),
+        p if plain(p) => Some(format!("{root}/{p}")),
+        _ => None,
+    }
+}
+
 /// A table's folder in a backup.
 pub fn app_dir(root: &str, app_name: &str, app_id: i32, backup_id: i64) -> String {
     format!("{root}/{backup_id}/{app_name}_{app_id}")

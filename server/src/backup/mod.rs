@@ -52,9 +52,10 @@ impl RestoreSource {
     /// name a backup inside the service.
     pub fn from_envs(e: &std::collections::BTreeMap<String, String>) -> Option<RestoreSource> {
         let provider = e.get(envs::PROVIDER)?;
-        let root = layout::root(
+        let root = layout::restore_root(
             e.get(envs::RESTORE_PATH).map(String::as_str),
             e.get(envs::CLUSTER_NAME)?,
+            e.get(envs::POLICY_NAME).map_or("", String::as_str),
         )?;
         let app_name = e.get(envs::APP_NAME)?;
         if !layout::plain(app_name) {

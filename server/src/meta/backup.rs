@@ -52,23 +52,32 @@ pub(super) enum Status {
 /// A one-time backup, as kept in ZooKeeper.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Record {
-    backup_id: i64,
-    app_id: i32,
-    app_name: String,
-    provider: String,
+    pub(super) backup_id: i64,
+    pub(super) app_id: i32,
+    pub(super) app_name: String,
+    pub(super) provider: String,
     /// The request's `backup_path` (empty: none).
-    backup_path: String,
-    /// The backup's root in the service (`[<backup_path>/]<cold_backup_root>`).
-    root: String,
-    partition_count: i32,
-    start_time_ms: i64,
-    end_time_ms: i64,
-    status: Status,
+    pub(super) backup_path: String,
+    /// The backup's root in the service (`[<backup_path>/]<cold_backup_root>`, and
+    /// `/<policy>` for a policy's).
+    pub(super) root: String,
+    pub(super) partition_count: i32,
+    pub(super) start_time_ms: i64,
+    pub(super) end_time_ms: i64,
+    pub(super) status: Status,
     #[serde(default)]
-    reason: String,
+    pub(super) reason: String,
+    /// The policy that made it (empty: a one-time backup).
+    #[serde(default)]
+    pub(super) policy: String,
 }
 
 impl Record {
+    /// Its key: a policy's backup has one record per table, under one id.
+    pub(super) fn key(&self) -> (i64, i32) {
+        (self.backup_id, self.app_id)
+    }
+
     fn app_dir(&self) -> String {
         layout::app_dir(&self.root, &self.app_name, self.app_id, self.backup_id)
     }
@@ -89,9 +98,11 @@ impl Record {
 /// The leader's view of backups and restores.
 #[derive(Debug, Default)]
 pub(super) struct Backups {
-    records: BTreeMap<i64, Record>,
+    pub(super) records: BTreeMap<(i64, i32), Record>,
     /// Per running backup: each partition's progress, and when the sum last moved.
-    progress: HashMap<i64, (Vec<i32>, Instant)>,
+    progress: HashMap<(i64, i32), (Vec<i32>, Instant)>,
+    /// The policies, by name.
+    pub(super) policies: BTreeMap<String, super::policy::Policy>,
     /// Per restored table: each partition's reported status and progress.
     restores: HashMap<i32, Vec<(String, i32)>>,
 }
@@ -110,18 +121,32 @@ pub struct BackupConfig {
 /// One ask of a round: a partition, its primary.
 type Ask = (i32, SocketAddrV4);
 
+/// A record's node in ZooKeeper: `<backup_id>_<app_id>`.
+pub(super) fn record_node((backup_id, app_id): (i64, i32)) -> String {
+    format!("{backup_id}_{app_id}")
+}
+
+impl Backups {
+    /// A new backup's id: its start in Unix milliseconds, above every id so far.
+    pub(super) fn next_id(&self) -> i64 {
+        let last = self.records.keys().next_back().map_or(0, |(id, _)| *id);
+        now_ms().max(last + 1)
+    }
+}
+
 impl MetaServer {
     /// Takes up the records kept in ZooKeeper (a new leader).
     pub(super) async fn load_backups(&self) -> Result<(), super::zk::ZkError> {
         let mut records = BTreeMap::new();
-        for (id, data) in self.zk.load_backups().await? {
+        for (node, data) in self.zk.load_backups().await? {
             match serde_json::from_slice::<Record>(&data) {
                 Ok(r) => {
-                    records.insert(id, r);
+                    records.insert(r.key(), r);
                 }
-                Err(e) => warn!(backup_id = id, "unreadable backup record, ignored: {e}"),
+                Err(e) => warn!(node, "unreadable backup record, ignored: {e}"),
             }
         }
+        let policies = self.load_policies().await?;
         let running = records
             .values()
             .filter(|r| r.status == Status::Running)
@@ -134,11 +159,12 @@ impl MetaServer {
         }
         let mut b = self.backups.lock().expect("backups");
         b.records = records;
+        b.policies = policies;
         b.progress.clear();
         Ok(())
     }
 
-    fn refuse_backup(&self) -> Option<(ErrorCode, String)> {
+    pub(super) fn refuse_backup(&self) -> Option<(ErrorCode, String)> {
         if !self.is_leader() {
             return Some((ErrorCode::ForwardToOthers, String::new()));
         }
@@ -151,7 +177,10 @@ impl MetaServer {
         None
     }
 
-    fn service(&self, provider: &str) -> Result<Arc<dyn BlockService>, (ErrorCode, String)> {
+    pub(super) fn service(
+        &self,
+        provider: &str,
+    ) -> Result<Arc<dyn BlockService>, (ErrorCode, String)> {
         self.options
             .backup
             .providers
@@ -213,9 +242,8 @@ impl MetaServer {
                     ),
                 ));
             }
-            let last = b.records.keys().next_back().copied().unwrap_or(0);
             Record {
-                backup_id: now_ms().max(last + 1),
+                backup_id: b.next_id(),
                 app_id: r.app_id,
                 app_name: app.info.app_name.clone(),
                 provider: r.backup_provider_type.clone(),
@@ -226,6 +254,7 @@ impl MetaServer {
                 end_time_ms: 0,
                 status: Status::Running,
                 reason: String::new(),
+                policy: String::new(),
             }
         };
         if let Err(e) = self.save_record(&record).await {
@@ -248,7 +277,7 @@ impl MetaServer {
             .lock()
             .expect("backups")
             .records
-            .insert(id, record);
+            .insert(record.key(), record);
         self.metrics.backup("started");
         StartBackupAppResponse {
             err: err(ErrorCode::Ok),
@@ -257,10 +286,10 @@ impl MetaServer {
         }
     }
 
-    async fn save_record(&self, record: &Record) -> Result<(), String> {
+    pub(super) async fn save_record(&self, record: &Record) -> Result<(), String> {
         let json = serde_json::to_vec(record).map_err(|e| e.to_string())?;
         self.zk
-            .save_backup(record.backup_id, &json)
+            .save_backup(&record_node(record.key()), &json)
             .await
             .map_err(|e| e.to_string())
     }
@@ -284,7 +313,11 @@ impl MetaServer {
             .expect("backups")
             .records
             .values()
-            .filter(|x| x.app_id == r.app_id && r.backup_id.is_none_or(|id| id == x.backup_id))
+            .filter(|x| {
+                x.app_id == r.app_id
+                    && x.policy.is_empty()
+                    && r.backup_id.is_none_or(|id| id == x.backup_id)
+            })
             .map(Record::item)
             .collect();
         if items.is_empty() {
@@ -310,7 +343,7 @@ impl MetaServer {
             .values()
             .filter(|r| r.status == Status::Running)
             .map(|r| {
-                let done = b.progress.get(&r.backup_id).map_or(0, |(p, _)| {
+                let done = b.progress.get(&r.key()).map_or(0, |(p, _)| {
                     p.iter().filter(|x| **x >= PROGRESS_FINISHED).count()
                 });
                 (
@@ -325,6 +358,7 @@ impl MetaServer {
 
     /// One round over the running backups (the leader, every [`ROUND`]).
     pub(super) async fn backup_round(&self) {
+        self.policy_round().await;
         let running: Vec<Record> = self
             .backups
             .lock()
@@ -356,7 +390,7 @@ impl MetaServer {
         let progress = {
             let mut b = self.backups.lock().expect("backups");
             b.progress
-                .entry(record.backup_id)
+                .entry(record.key())
                 .or_insert_with(|| (vec![0; record.partition_count as usize], Instant::now()))
                 .0
                 .clone()
@@ -420,7 +454,7 @@ impl MetaServer {
         }
         let (whole, stalled) = {
             let mut b = self.backups.lock().expect("backups");
-            let Some((p, moved)) = b.progress.get_mut(&record.backup_id) else {
+            let Some((p, moved)) = b.progress.get_mut(&record.key()) else {
                 return Ok(());
             };
             let before: i64 = p.iter().map(|x| i64::from(*x)).sum();
@@ -550,9 +584,15 @@ impl MetaServer {
         };
         self.metrics.backup(outcome);
         self.metrics.backup_duration(took);
-        let mut b = self.backups.lock().expect("backups");
-        b.progress.remove(&record.backup_id);
-        b.records.insert(record.backup_id, record);
+        let policy = record.policy.clone();
+        {
+            let mut b = self.backups.lock().expect("backups");
+            b.progress.remove(&record.key());
+            b.records.insert(record.key(), record);
+        }
+        if !policy.is_empty() {
+            self.prune_history(&policy).await;
+        }
     }
 
     /// `RPC_CM_START_RESTORE`: a new table from a complete backup.
@@ -575,7 +615,7 @@ impl MetaServer {
             }
         };
         let (Some(root), true) = (
-            layout::root(r.restore_path.as_deref(), &r.cluster_name),
+            layout::restore_root(r.restore_path.as_deref(), &r.cluster_name, &r.policy_name),
             layout::plain(&r.app_name),
         ) else {
             warn!(

@@ -9,6 +9,7 @@
 //! - `election`: leading through ZooKeeper's lock, and joining again after a session expired
 //! - `admin`: the operator's RPCs (tables, nodes, the function level, the balancer)
 //! - `backup`: one-time backups (run by the leader, kept in ZooKeeper) and restores
+//! - `policy`: backup policies: scheduled backups, their history pruned
 //!
 //! The state lock is held across ZooKeeper writes (a change is persisted before anyone hears of
 //! it), so nothing time-critical waits for it: beacons are recorded apart from it and answered,
@@ -26,6 +27,7 @@ mod backup;
 mod election;
 mod http;
 pub mod metrics;
+mod policy;
 pub mod state;
 pub mod zk;
 
@@ -39,6 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pegasus_protocol::backup::{
+    AddBackupPolicyRequest, ModifyBackupPolicyRequest, QueryBackupPolicyRequest,
     QueryBackupStatusRequest, QueryRestoreRequest, ReportRestoreStatusRequest, RestoreRequest,
     StartBackupAppRequest,
 };
@@ -62,6 +65,8 @@ const ADMIN_RPCS: &[&str] = &[
     rpc::PROPOSE_BALANCER,
     rpc::START_BACKUP_APP,
     rpc::START_RESTORE,
+    rpc::ADD_BACKUP_POLICY,
+    rpc::MODIFY_BACKUP_POLICY,
 ];
 
 /// A task aborted when this is dropped.
@@ -978,6 +983,15 @@ impl MetaServer {
             }),
             rpc::REPORT_AVAILABILITY => answer!(AvailabilityReport, |a| async {
                 self.availability_reported(a)
+            }),
+            rpc::ADD_BACKUP_POLICY => {
+                answer!(AddBackupPolicyRequest, |a| self.add_backup_policy(a))
+            }
+            rpc::MODIFY_BACKUP_POLICY => {
+                answer!(ModifyBackupPolicyRequest, |a| self.modify_backup_policy(a))
+            }
+            rpc::QUERY_BACKUP_POLICY => answer!(QueryBackupPolicyRequest, |a| async {
+                self.query_backup_policy(a)
             }),
             rpc::START_BACKUP_APP => answer!(StartBackupAppRequest, |a| self.start_backup_app(a)),
             rpc::QUERY_BACKUP_STATUS => answer!(QueryBackupStatusRequest, |a| async {

@@ -342,34 +342,54 @@ impl Zk {
 
     /// Keeps the disk id `node` beacons with.
     pub async fn save_disk(&self, node: SocketAddrV4, id: i64) -> Result<(), ZkError> {
-        let path = self.disks_path();
-        let data = id.to_string();
-        let written = self.write(&format!("{path}/{node}"), data.as_bytes()).await;
-        let Err(ZkError::Op {
-            source: zookeeper_client::Error::NoNode,
-            ..
-        }) = written
-        else {
-            return written;
-        };
-        // The first disk id saved: the parent node is made once, not before every save.
-        let create = CreateMode::Persistent.with_acls(self.config.acls());
-        match self.client().create(&path, b"", &create).await {
-            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(e) => return Err(op(&path)(e)),
-        }
-        self.write(&format!("{path}/{node}"), data.as_bytes()).await
+        // The first disk id saved makes the parent node, once, not before every save.
+        self.save_child(
+            &self.disks_path(),
+            &node.to_string(),
+            id.to_string().as_bytes(),
+        )
+        .await
     }
 
     fn backups_path(&self) -> String {
         format!("{}/backup_once", self.root)
     }
 
-    /// Keeps a one-time backup's record (JSON) as `<root>/backup_once/<backup_id>`.
-    pub async fn save_backup(&self, backup_id: i64, record: &[u8]) -> Result<(), ZkError> {
-        let path = self.backups_path();
-        let node = format!("{path}/{backup_id}");
-        let written = self.write(&node, record).await;
+    /// Keeps a backup's record (JSON) as `<root>/backup_once/<name>`.
+    pub async fn save_backup(&self, name: &str, record: &[u8]) -> Result<(), ZkError> {
+        self.save_child(&self.backups_path(), name, record).await
+    }
+
+    /// Forgets a backup's record.
+    pub async fn delete_backup(&self, name: &str) -> Result<(), ZkError> {
+        self.delete_tree(&format!("{}/{name}", self.backups_path()))
+            .await
+            .map(|_| ())
+    }
+
+    /// Every backup's record, by node name.
+    pub async fn load_backups(&self) -> Result<Vec<(String, Vec<u8>)>, ZkError> {
+        self.load_children(&self.backups_path()).await
+    }
+
+    fn policies_path(&self) -> String {
+        format!("{}/backup_policies", self.root)
+    }
+
+    /// Keeps a backup policy (JSON) as `<root>/backup_policies/<name>`.
+    pub async fn save_policy(&self, name: &str, policy: &[u8]) -> Result<(), ZkError> {
+        self.save_child(&self.policies_path(), name, policy).await
+    }
+
+    /// Every backup policy, by name.
+    pub async fn load_policies(&self) -> Result<Vec<(String, Vec<u8>)>, ZkError> {
+        self.load_children(&self.policies_path()).await
+    }
+
+    /// Sets `<path>/<name>`, making `path` first if it is missing.
+    async fn save_child(&self, path: &str, name: &str, data: &[u8]) -> Result<(), ZkError> {
+        let node = format!("{path}/{name}");
+        let written = self.write(&node, data).await;
         let Err(ZkError::Op {
             source: zookeeper_client::Error::NoNode,
             ..
@@ -378,35 +398,31 @@ impl Zk {
             return written;
         };
         let create = CreateMode::Persistent.with_acls(self.config.acls());
-        match self.client().create(&path, b"", &create).await {
+        match self.client().create(path, b"", &create).await {
             Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
-            Err(e) => return Err(op(&path)(e)),
+            Err(e) => return Err(op(path)(e)),
         }
-        self.write(&node, record).await
+        self.write(&node, data).await
     }
 
-    /// Every one-time backup's record, by id.
-    pub async fn load_backups(&self) -> Result<Vec<(i64, Vec<u8>)>, ZkError> {
-        let path = self.backups_path();
-        let ids = match self.client().list_children(&path).await {
-            Ok(ids) => ids,
+    /// The children of `path` with their data, by name (none when `path` is missing).
+    async fn load_children(&self, path: &str) -> Result<Vec<(String, Vec<u8>)>, ZkError> {
+        let names = match self.client().list_children(path).await {
+            Ok(names) => names,
             Err(zookeeper_client::Error::NoNode) => return Ok(Vec::new()),
-            Err(e) => return Err(op(&path)(e)),
+            Err(e) => return Err(op(path)(e)),
         };
-        let mut records = Vec::new();
-        for id in ids {
-            let Ok(backup_id) = id.parse::<i64>() else {
-                continue;
-            };
-            let child = format!("{path}/{id}");
+        let mut children = Vec::new();
+        for name in names {
+            let child = format!("{path}/{name}");
             match self.client().get_data(&child).await {
-                Ok((data, _)) => records.push((backup_id, data)),
+                Ok((data, _)) => children.push((name, data)),
                 Err(zookeeper_client::Error::NoNode) => {}
                 Err(e) => return Err(op(&child)(e)),
             }
         }
-        records.sort_by_key(|(id, _)| *id);
-        Ok(records)
+        children.sort();
+        Ok(children)
     }
 
     /// Loads every table; `None` when the cluster was never bootstrapped.

@@ -868,6 +868,7 @@ mod tests {
             reopened: Default::default(),
             left: Default::default(),
             started: SystemTime::now(),
+            jobs: Default::default(),
         })
     }
 

@@ -6,7 +6,8 @@
 //! - `tables`: `ls`, `app`, `create`, `drop`, `recall`, `query_compact`
 //! - `envs`: `get_app_envs`, `set_app_envs`, `del_app_envs`, `clear_app_envs`
 //! - `stat`: `server_stat`, `app_stat`
-//! - `backup`: `start_backup_app`, `query_backup_status`, `restore_app`, `query_restore_status`
+//! - `backup`: `start_backup_app`, `query_backup_status`, `restore_app`, `query_restore_status`,
+//!   the backup policies' commands
 //! - `data`: `set`, `get`, `del`, scans and the other data commands on the table in use
 
 use std::collections::HashMap;
@@ -224,6 +225,10 @@ const HELP: &str = "Commands:
   restore_app -c <old_cluster> -a <old_app> -i <old_app_id> -t <backup_id> -b <provider>
               [-n new_name] [-s] [-r restore_path]     a backup as a new table
   query_restore_status <app_id> [-d] [-j]              how a restore goes
+  add_backup_policy -p <name> -b <provider> -a <app_id,…> -i <interval_s> -s <HH:MM> -c <keep>
+  ls_backup_policy [-j]     query_backup_policy -p <name,…> [-b count] [-j]
+  modify_backup_policy -p <name> [-a app,…] [-r app,…] [-i s] [-c keep] [-s HH:MM]
+  disable_backup_policy -p <name>       enable_backup_policy -p <name>
   server_stat [-j]                      per replica server: QPS, p99 latency, storage (over 1 s)
   app_stat [-a <table>] [-j]            per table: the same, summed over its partitions
   set <hk> <sk> <value> [ttl]           get <hk> <sk>         del <hk> <sk>
