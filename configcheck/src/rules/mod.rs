@@ -12,8 +12,10 @@
 //! - [`startup`]: values the server refuses at start-up (PC08x)
 //! - [`cluster`]: cross-file rules over every node of a cluster (PC09x)
 //! - [`security`]: ZooKeeper credentials, the admin allow-list (PC10x)
+//! - [`backup`]: cold backup's block services (PC11x)
 
 pub mod addresses;
+pub mod backup;
 pub mod cluster;
 pub mod cluster_identity;
 pub mod data_dirs;
@@ -106,6 +108,9 @@ pub static ALL: &[&Rule] = &[
     &cluster::DATA_DIR_COUNT_DIFFERS,
     &security::READABLE_ZOOKEEPER_CREDENTIALS,
     &security::MALFORMED_ADMIN_ALLOW_LIST,
+    &backup::UNKNOWN_BLOCK_SERVICE,
+    &backup::BLOCK_SERVICE_ROOT,
+    &backup::RELATIVE_BLOCK_SERVICE_ROOT,
 ];
 
 /// Looks a rule up by code (`PC001`, any case) or name (`unreplaced-template-variable`).
@@ -192,6 +197,7 @@ pub fn check(config: &Config, options: &CheckOptions) -> Vec<Finding> {
     ports::check(&ctx, &mut out);
     startup::check(&ctx, &mut out);
     security::check(&ctx, &mut out);
+    backup::check(&ctx, &mut out);
     filter(config, options, out)
 }
 

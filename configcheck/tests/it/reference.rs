@@ -69,7 +69,7 @@ fn the_v2_5_template_also_has_slog_dir() {
 }
 
 #[test]
-fn onebox_templates_yield_only_placeholders() {
+fn onebox_templates_yield_only_placeholders_and_their_relative_backup_root() {
     for name in [
         "reference/pegasus-onebox-config.min.ini",
         "reference/pegasus-onebox-config.min-v2.5.0.ini",
@@ -86,9 +86,14 @@ fn onebox_templates_yield_only_placeholders() {
         );
         let findings = check(name, None);
         assert!(!findings.is_empty());
+        // And its `local_service` root, relative to each instance's folder (which Pegasus's
+        // onebox makes siblings; a deployment must not rely on that).
+        let (placeholders, others): (Vec<_>, Vec<_>) =
+            findings.iter().partition(|f| f.rule.code == "PC002");
+        assert!(!placeholders.is_empty());
         assert!(
-            findings.iter().all(|f| f.rule.code == "PC002"),
-            "{name}: {findings:?}"
+            others.len() == 1 && others[0].rule.code == "PC112",
+            "{name}: {others:?}"
         );
     }
 }

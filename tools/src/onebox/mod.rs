@@ -421,6 +421,9 @@ impl Onebox {
         let o = &self.options;
         let dir = self.dir(&node.name());
         fs::create_dir_all(&dir).map_err(io("cannot create", &dir))?;
+        // The shared block service's root is there before any node is checked or started.
+        let backup = self.backup_dir();
+        fs::create_dir_all(&backup).map_err(io("cannot create", &backup))?;
         let (meta_port, replica_port) = match node {
             Node::Meta(i) => (o.meta_base_port + i as u16, o.replica_base_port),
             Node::Replica(j) => (o.meta_base_port, o.replica_base_port + j as u16),
