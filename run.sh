@@ -179,7 +179,7 @@ usage() {
   cat <<'USAGE'
 Usage: ./run.sh <command> [args]
 
-  start_onebox [-m N] [-r N] [-c] [-a app] [-p partitions] [-w] [--no_fsync]
+  start_onebox [-m N] [-r N] [-c] [-a app] [-p partitions] [-w] [--no_fsync] [--set s.k=v]
                             ZooKeeper (port 22181), N metas (34601…), N replicas (34801…)
                             under ./onebox; -w waits until every partition is healthy
   stop_onebox | clear_onebox | list_onebox

@@ -33,8 +33,9 @@ use crate::backup::block::BlockService;
 use crate::backup::layout::{self, AppMetadata, BackupInfo, PartitionManifest};
 use crate::backup::{envs, now_ms};
 
-/// How often the leader asks the primaries of running backups.
-pub(super) const ROUND: Duration = Duration::from_secs(1);
+/// How often the leader asks the primaries of running backups (and looks for policies due);
+/// a backup started is asked for at once.
+pub(super) const ROUND: Duration = Duration::from_millis(200);
 /// A backup whose parts made no progress for this long is failed.
 const STALL: Duration = Duration::from_secs(600);
 /// How long a primary has to answer.
@@ -279,6 +280,7 @@ impl MetaServer {
             .records
             .insert(record.key(), record);
         self.metrics.backup("started");
+        self.backup_started.notify_one();
         StartBackupAppResponse {
             err: err(ErrorCode::Ok),
             hint_message: format!("backup {id} of table {} started", r.app_id),

@@ -36,7 +36,10 @@ impl MetaServer {
             AbortOnDrop(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(super::backup::ROUND);
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = meta.backup_started.notified() => {}
+                    }
                     if meta.is_leader() {
                         meta.backup_round().await;
                     }

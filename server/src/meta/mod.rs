@@ -251,6 +251,8 @@ pub struct MetaServer {
     availability: Mutex<Option<(Instant, AvailabilityReport)>>,
     /// Backups and restores (the leader's).
     backups: Mutex<backup::Backups>,
+    /// Rung when a backup starts: its first round goes at once.
+    backup_started: tokio::sync::Notify,
 }
 
 /// Primaries being replaced while [`MetaServer::publish`] persists the change: their beacons
@@ -376,6 +378,7 @@ impl MetaServer {
             started: SystemTime::now(),
             availability: Mutex::default(),
             backups: Mutex::default(),
+            backup_started: tokio::sync::Notify::new(),
             options,
         }))
     }

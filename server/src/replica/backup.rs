@@ -124,20 +124,29 @@ struct Restore {
     staging: PathBuf,
 }
 
-/// Turns for partitions' transfers: at most [`PARTITIONS_AT_ONCE`] run.
+/// Turns for partitions' transfers: at most [`PARTITIONS_AT_ONCE`] run; those asked with
+/// priority (a restored partition's primary copy: the partition serves once it is there) go
+/// before the others waiting.
 #[derive(Debug, Default)]
 struct Turns {
-    running: Mutex<usize>,
+    /// Running, and waiting with priority.
+    state: Mutex<(usize, usize)>,
     freed: Condvar,
 }
 
 impl Turns {
-    fn take(&self) -> TurnGuard<'_> {
-        let mut running = self.running.lock().expect("turns");
-        while *running >= PARTITIONS_AT_ONCE {
-            running = self.freed.wait(running).expect("turns");
+    fn take(&self, priority: bool) -> TurnGuard<'_> {
+        let mut state = self.state.lock().expect("turns");
+        if priority {
+            state.1 += 1;
         }
-        *running += 1;
+        while state.0 >= PARTITIONS_AT_ONCE || (!priority && state.1 > 0) {
+            state = self.freed.wait(state).expect("turns");
+        }
+        if priority {
+            state.1 -= 1;
+        }
+        state.0 += 1;
         TurnGuard(self)
     }
 }
@@ -146,8 +155,8 @@ struct TurnGuard<'a>(&'a Turns);
 
 impl Drop for TurnGuard<'_> {
     fn drop(&mut self) {
-        *self.0.running.lock().expect("turns") -= 1;
-        self.0.freed.notify_one();
+        self.0.state.lock().expect("turns").0 -= 1;
+        self.0.freed.notify_all();
     }
 }
 
@@ -279,7 +288,7 @@ impl ReplicaStub {
                     .spawn({
                         let job = Arc::clone(&job);
                         move || {
-                            let _turn = turns.take();
+                            let _turn = turns.take(false);
                             let outcome = match upload.run(decree, &job) {
                                 Ok(()) => Outcome::Done,
                                 Err(why) => {
@@ -303,11 +312,12 @@ impl ReplicaStub {
     }
 
     /// A copy of a restored table this node is made a member of: started, or how it stands.
-    /// `place` chooses its folder when the download begins.
+    /// `place` chooses its folder when the download begins; a `primary` copy goes first.
     pub(super) fn restored(
         &self,
         gpid: Gpid,
         source: RestoreSource,
+        primary: bool,
         place: impl FnOnce() -> PathBuf,
     ) -> Restored {
         let known = self
@@ -370,11 +380,12 @@ impl ReplicaStub {
             downloaded: self.options.metrics.restore_downloaded.clone(),
         };
         let link = self.link.clone();
+        let beacon_now = Arc::clone(&self.options.ballot_news);
         let turns = Arc::clone(&self.jobs.turns);
         let spawned = std::thread::Builder::new()
             .name(format!("restore-{gpid}"))
             .spawn(move || {
-                let _turn = turns.take();
+                let _turn = turns.take(primary);
                 let report = |code, progress, reason| {
                     if let Some(link) = &link {
                         link.report_restore(gpid, code, progress, reason);
@@ -385,7 +396,8 @@ impl ReplicaStub {
                         info!(%gpid, decree, "restored copy downloaded");
                         job.finish(Outcome::Done);
                         report(ErrorCode::Ok, PROGRESS_FINISHED, None);
-                        // Opened with the next configuration (a beacon's answer).
+                        // Opened with the next configuration: a beacon's answer, asked now.
+                        beacon_now.notify_one();
                     }
                     Err((code, why)) => {
                         error!(%gpid, "restore failed: {why}");

@@ -595,7 +595,8 @@ impl ReplicaStub {
                 && let Some(source) = crate::backup::RestoreSource::from_envs(&a.envs)
             {
                 // A copy of a restored table, first made here: built from the backup.
-                match self.restored(a.pid, source, || self.place(a.pid)) {
+                let primary = config.primary == Some(self.options.me);
+                match self.restored(a.pid, source, primary, || self.place(a.pid)) {
                     backup::Restored::Pending => None,
                     backup::Restored::Ready { dir, seed } => {
                         match self.open_partition_from(a.pid, Some((dir, seed))) {

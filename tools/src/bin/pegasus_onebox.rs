@@ -73,6 +73,22 @@ struct StartArgs {
     /// (`[replication] shared_log = false`).
     #[arg(long = "no_shared_log")]
     no_shared_log: bool,
+    /// A key of every node's config, `section.key=value` (repeatable), e.g.
+    /// `--set replication.cold_backup_rate_mb_per_sec=0`.
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE", value_parser = parse_setting)]
+    set: Vec<(String, String, String)>,
+}
+
+/// `section.key=value`: the section is everything before the last dot of the left side.
+fn parse_setting(s: &str) -> Result<(String, String, String), String> {
+    let (path, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected section.key=value"))?;
+    let (section, key) = path
+        .rsplit_once('.')
+        .filter(|(s, k)| !s.is_empty() && !k.is_empty())
+        .ok_or_else(|| format!("`{path}`: expected section.key"))?;
+    Ok((section.to_owned(), key.to_owned(), value.to_owned()))
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +162,7 @@ fn run(cli: Cli) -> Result<(), OneboxError> {
                     "false".into(),
                 ));
             }
+            options.extra_config.extend(args.set.iter().cloned());
             std::fs::create_dir_all(&options.root).map_err(|source| OneboxError::Io {
                 what: "cannot create",
                 path: options.root.display().to_string(),
