@@ -1,4 +1,5 @@
-"""pypegasus3 against the compose cluster: set, then get, on table `stat` (argv: phase, metas)."""
+"""pypegasus3 against the compose cluster: set, then get, on table `stat` (argv: phase, metas,
+and optionally another table)."""
 import sys
 
 from twisted.internet import defer, reactor
@@ -10,8 +11,8 @@ result = []
 
 
 @defer.inlineCallbacks
-def main(phase, metas):
-    c = Pegasus(metas.split(","), "stat")
+def main(phase, metas, table):
+    c = Pegasus(metas.split(","), table)
     ok = yield c.init()
     if not ok:
         raise RuntimeError("init failed")
@@ -29,7 +30,7 @@ def main(phase, metas):
 
 
 def run():
-    d = main(sys.argv[1], sys.argv[2])
+    d = main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "stat")
     d.addCallbacks(lambda _: reactor.stop(), lambda f: (print(f.getTraceback(), file=sys.stderr), reactor.stop()))
 
 

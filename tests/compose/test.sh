@@ -6,7 +6,7 @@
 # builds from source; then
 # every healthcheck waited for, pypegasus3 set/get against the metas, a replica restarted, the
 # data checked, the replica holding a primary killed during a write loop (nothing acknowledged
-# lost, fully healthy again), Prometheus (the monitoring profile) scraping every role with every
+# lost, fully healthy again), a table backed up to the shared volume and restored, Prometheus (the monitoring profile) scraping every role with every
 # expression of the Grafana dashboard returning data, and `down -v`. Needs DOCKER_HOST (a dockerd of our own), debootstrap,
 # docker-compose and PEGASUS_PYTHON.
 set -euo pipefail
@@ -106,6 +106,29 @@ until [[ $(echo "app stat -d" | shell | awk '/fully_healthy_partition_count/ {pr
   sleep 2
 done
 echo "compose: $victim (partition 0's primary) killed during a write loop and started again: $(wc -l < "$acked") acknowledged writes, none lost; fully healthy again"
+
+# Backup and restore on the volume every meta and replica mounts (`backup`, the block service
+# `local_service`): `stat` backed up, restored as `stat_restored`, which pypegasus3 reads.
+app_id=$(echo "app stat -j" | shell | python3 -c '
+import json, sys
+text = sys.stdin.read()
+print(json.JSONDecoder().raw_decode(text[text.index("{"):])[0]["general"]["app_id"])')
+backup_id=$(echo "start_backup_app $app_id local_service" | shell | sed -n 's/.*backup_id \([0-9]*\).*/\1/p')
+[[ -n $backup_id ]] || { echo "start_backup_app $app_id local_service" | shell >&2; exit 1; }
+deadline=$((SECONDS + 120))
+until [[ $(echo "query_backup_status $app_id $backup_id" | shell | awk -v id="$backup_id" '$1 == id {print $8}') == complete ]]; do
+  (( SECONDS < deadline )) || { echo "query_backup_status $app_id" | shell >&2; exit 1; }
+  sleep 1
+done
+restored=$(echo "restore_app -c compose -a stat -i $app_id -t $backup_id -b local_service -n stat_restored" | shell | sed -n 's/.*(app_id \([0-9]*\)).*/\1/p')
+[[ -n $restored ]] || { echo "the restore was refused" >&2; exit 1; }
+deadline=$((SECONDS + 120))
+until echo "query_restore_status $restored" | shell | grep -q ": done,"; do
+  (( SECONDS < deadline )) || { echo "query_restore_status $restored -d" | shell >&2; exit 1; }
+  sleep 1
+done
+set_get read "$metas" stat_restored >/dev/null
+echo "compose: stat backed up to the shared volume (backup $backup_id) and restored as stat_restored (table $restored); pypegasus3 reads it"
 
 # The monitoring profile: Prometheus scrapes every role (3 metas, 3 replicas, the collector), and
 # every expression of the Grafana dashboard returns data after the write load above.

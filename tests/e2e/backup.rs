@@ -237,12 +237,11 @@ async fn pypegasus_reads(
     lines
 }
 
-/// A replica server killed (SIGKILL) while the primaries upload: the backup completes from
-/// the copies that took over, or fails; complete, it restores whole.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_server_killed_during_an_upload_leaves_the_backup_failed_or_whole() {
-    let cluster = TestCluster::start_tweaked(1, 3, 4, &|o| {
-        // Slow uploads: the kill lands while they run.
+/// A cluster of `metas` metas and 3 replica servers whose table holds 12 MiB, and a backup of
+/// it running, its uploads bounded to 1 MB/s a node (a kill lands while they run): the cluster,
+/// a client, the table's id, its rows, the backup's id.
+async fn slow_backup_running(metas: usize) -> (TestCluster, Client, i32, usize, i64) {
+    let cluster = TestCluster::start_tweaked(metas, 3, 4, &|o| {
         o.extra_config.push((
             "replication".into(),
             "cold_backup_rate_mb_per_sec".into(),
@@ -258,11 +257,19 @@ async fn a_replica_server_killed_during_an_upload_leaves_the_backup_failed_or_wh
         .start_backup_app(app_id, PROVIDER, None)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert!(
         client.query_backup_status(app_id, Some(id)).await.unwrap()[0].end_time_ms == 0,
         "the backup ended before the kill: the test needs slower uploads"
     );
+    (cluster, client, app_id, rows, id)
+}
+
+/// A replica server killed (SIGKILL) while the primaries upload: the backup completes from
+/// the copies that took over, or fails; complete, it restores whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_server_killed_during_an_upload_leaves_the_backup_failed_or_whole() {
+    let (cluster, client, app_id, rows, id) = slow_backup_running(1).await;
     cluster.onebox.kill_node(Node::Replica(1)).unwrap();
     let item = backup_ended(&client, app_id, id, Duration::from_secs(120)).await;
     // Back, so that the restore has its three nodes.
@@ -290,27 +297,7 @@ async fn a_replica_server_killed_during_an_upload_leaves_the_backup_failed_or_wh
 /// to complete (or failed), never left running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_meta_leader_killed_during_a_backup_leaves_it_to_the_next_leader() {
-    let cluster = TestCluster::start_tweaked(2, 3, 4, &|o| {
-        o.extra_config.push((
-            "replication".into(),
-            "cold_backup_rate_mb_per_sec".into(),
-            "1".into(),
-        ));
-    });
-    cluster.healthy().await;
-    let client = cluster.client();
-    let table = client.open_table("temp").await.unwrap();
-    let app_id = table.app_id();
-    let rows = fill(&table, 3000).await;
-    let (id, _) = client
-        .start_backup_app(app_id, PROVIDER, None)
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert!(
-        client.query_backup_status(app_id, Some(id)).await.unwrap()[0].end_time_ms == 0,
-        "the backup ended before the kill: the test needs slower uploads"
-    );
+    let (cluster, client, app_id, rows, id) = slow_backup_running(2).await;
     let leader = cluster.leader().await;
     cluster.onebox.kill_node(Node::Meta(leader - 1)).unwrap();
     let item = backup_ended(&client, app_id, id, Duration::from_secs(120)).await;
