@@ -49,7 +49,7 @@ async fn a_cluster_creates_serves_and_drops_tables_and_survives_its_leader() {
         .call::<_, Empty>(
             meta,
             RequestMeta::default(),
-            "RPC_CM_START_BACKUP_APP",
+            "RPC_CM_START_BULK_LOAD",
             &Args(Empty {}),
             Duration::from_secs(5),
         )
