@@ -16,10 +16,12 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 docker version >/dev/null
-# The compose config is the production template rendered with docker/cluster.vars.
+# The compose config is the production template rendered with docker/cluster.vars, and the
+# backups' block service (docker/config.backup.ini) appended.
 rendered=$(mktemp)
 "${CARGO_TARGET_DIR:-$HOME/.cache/pegasus-target}/release/configcheck" render --offline \
   "$root/configcheck/tests/fixtures/reference/pegasus-config.ini" --vars "$root/docker/cluster.vars" -o "$rendered" >/dev/null 2>&1
+cat "$root/docker/config.backup.ini" >>"$rendered"
 cmp -s "$rendered" "$root/docker/config.ini" || { echo "docker/config.ini is stale: re-render it" >&2; exit 1; }
 rm -f "$rendered"
 "$root/tests/compose/test.sh"
