@@ -42,16 +42,42 @@ pub static BLOCK_SERVICE_ROOT: Rule = Rule {
     name: "block-service-root",
     severity: Severity::Error,
     scope: Scope::File,
-    summary: "a local_service root that is empty, missing or not writable",
+    summary: "a local_service without a root folder",
     doc: "## What it does
-Checks `args` of each `local_service` block service: it must name a folder; with the host's
-facts, the folder must exist and be writable by its owner.
+Reports a `local_service` block service whose `args` (its root folder) is empty.
 
 ## Why it matters
 A `local_service` is a folder every meta and replica server shares (an NFS mount): the
 replica servers upload checkpoints into it and the meta writes each backup's metadata there.
-A root that is missing or read-only fails every backup (an unmounted NFS share is the usual
-cause).
+Without a root there is nowhere to write: every backup to it fails.
+
+## Example
+```ini
+[block_service.local_service]
+  type = local_service
+  args =
+```
+
+## How to fix
+`args = /mnt/pegasus-backup`: an absolute folder on the mount every server shares.
+",
+};
+
+/// PC113.
+pub static BLOCK_SERVICE_ROOT_UNAVAILABLE: Rule = Rule {
+    code: "PC113",
+    name: "block-service-root-unavailable",
+    severity: Severity::Warning,
+    scope: Scope::Host,
+    summary: "a local_service root missing or not writable on the host",
+    doc: "## What it does
+With the host's facts, reports a `local_service` root that does not exist there or that its
+owner cannot write.
+
+## Why it matters
+Every backup to it fails (an unmounted NFS share is the usual cause). A warning, not an
+error: a server whose backup folder is missing still starts and serves its data; only its
+backups fail, each saying why.
 
 ## Example
 ```ini
@@ -62,8 +88,8 @@ cause).
 on a host where `/mnt/pegasus-backup` is not mounted.
 
 ## How to fix
-An absolute path on the shared mount, the same on every node:
-`args = /mnt/pegasus-backup`; mount it before the servers start.
+Mount the shared folder (or create it), writable by the user the servers run as, before the
+servers start.
 ",
 };
 
@@ -171,7 +197,7 @@ pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
         match host.file_mode(root) {
             Some(None) => out.push(
                 Finding::new(
-                    &BLOCK_SERVICE_ROOT,
+                    &BLOCK_SERVICE_ROOT_UNAVAILABLE,
                     source,
                     args.span,
                     "not there",
@@ -184,7 +210,7 @@ pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
             ),
             Some(Some(mode)) if mode & 0o200 == 0 => out.push(
                 Finding::new(
-                    &BLOCK_SERVICE_ROOT,
+                    &BLOCK_SERVICE_ROOT_UNAVAILABLE,
                     source,
                     args.span,
                     format!("mode {mode:o}"),

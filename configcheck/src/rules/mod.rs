@@ -111,6 +111,7 @@ pub static ALL: &[&Rule] = &[
     &backup::UNKNOWN_BLOCK_SERVICE,
     &backup::BLOCK_SERVICE_ROOT,
     &backup::RELATIVE_BLOCK_SERVICE_ROOT,
+    &backup::BLOCK_SERVICE_ROOT_UNAVAILABLE,
 ];
 
 /// Looks a rule up by code (`PC001`, any case) or name (`unreplaced-template-variable`).
