@@ -74,6 +74,39 @@ pub fn plain(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
 }
 
+/// Why a backup's JSON file (a manifest, `backup_info`, `app_metadata`) could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// It is not there.
+    #[error("{0} is missing")]
+    Missing(String),
+    /// The service failed.
+    #[error(transparent)]
+    Io(#[from] super::block::BlockError),
+    /// It is not the JSON expected.
+    #[error("{path}: {source}")]
+    Bad {
+        /// Its path.
+        path: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// The JSON file `path` of `service`.
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    service: &dyn super::block::BlockService,
+    path: &str,
+) -> Result<T, ReadError> {
+    let bytes = service
+        .read(path)?
+        .ok_or_else(|| ReadError::Missing(path.to_owned()))?;
+    serde_json::from_slice(&bytes).map_err(|source| ReadError::Bad {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// One file of a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {

@@ -516,12 +516,8 @@ impl MetaServer {
                     return Err(format!("{dir}/{}: bad name", layout::CURRENT));
                 }
                 let path = format!("{dir}/{chkpt}/{}", layout::MANIFEST);
-                let bytes = service
-                    .read(&path)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("{path} is missing"))?;
                 let manifest: PartitionManifest =
-                    serde_json::from_slice(&bytes).map_err(|e| format!("{path}: {e}"))?;
+                    layout::read_json(&*service, &path).map_err(|e| e.to_string())?;
                 decrees.push(manifest.decree);
                 size += manifest.size();
                 checkpoints.push(chkpt);
@@ -632,22 +628,16 @@ impl MetaServer {
             let app_dir = app_dir.clone();
             tokio::task::spawn_blocking(move || -> Result<(BackupInfo, AppMetadata), String> {
                 let info_path = format!("{app_dir}/{}", layout::BACKUP_INFO);
-                let info: BackupInfo = match service.read(&info_path).map_err(|e| e.to_string())? {
-                    Some(b) => {
-                        serde_json::from_slice(&b).map_err(|e| format!("{info_path}: {e}"))?
-                    }
-                    None => {
-                        return Err(format!("{info_path} is missing: no complete backup there"));
-                    }
-                };
+                let info: BackupInfo =
+                    layout::read_json(&*service, &info_path).map_err(|e| match e {
+                        layout::ReadError::Missing(p) => {
+                            format!("{p} is missing: no complete backup there")
+                        }
+                        e => e.to_string(),
+                    })?;
                 let meta_path = format!("{app_dir}/{}", layout::APP_METADATA);
                 let metadata: AppMetadata =
-                    match service.read(&meta_path).map_err(|e| e.to_string())? {
-                        Some(b) => {
-                            serde_json::from_slice(&b).map_err(|e| format!("{meta_path}: {e}"))?
-                        }
-                        None => return Err(format!("{meta_path} is missing")),
-                    };
+                    layout::read_json(&*service, &meta_path).map_err(|e| e.to_string())?;
                 Ok((info, metadata))
             })
             .await

@@ -598,19 +598,18 @@ impl Download {
         job: &Job,
         report: &(dyn Fn(ErrorCode, i32, Option<String>) + Sync),
     ) -> Result<u64, (ErrorCode, String)> {
-        let io =
-            |e: crate::backup::block::BlockError| (ErrorCode::FileOperationFailed, e.to_string());
-        let missing = |what: &str| (ErrorCode::ObjectNotFound, what.to_owned());
-        let info_path = format!("{}/{}", self.source.app_dir, layout::BACKUP_INFO);
-        let info: BackupInfo = match self.service.read(&info_path).map_err(io)? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| (ErrorCode::Corruption, format!("{info_path}: {e}")))?,
-            None => {
-                return Err(missing(&format!(
-                    "{info_path} is missing: the backup is not complete"
-                )));
-            }
+        // A file missing is no backup (or not a complete one); one unreadable as JSON, damage.
+        let failed = |e: layout::ReadError| match e {
+            layout::ReadError::Missing(p) if p.ends_with(layout::BACKUP_INFO) => (
+                ErrorCode::ObjectNotFound,
+                format!("{p} is missing: the backup is not complete"),
+            ),
+            layout::ReadError::Missing(_) => (ErrorCode::ObjectNotFound, e.to_string()),
+            layout::ReadError::Io(_) => (ErrorCode::FileOperationFailed, e.to_string()),
+            layout::ReadError::Bad { .. } => (ErrorCode::Corruption, e.to_string()),
         };
+        let info_path = format!("{}/{}", self.source.app_dir, layout::BACKUP_INFO);
+        let info: BackupInfo = layout::read_json(&*self.service, &info_path).map_err(failed)?;
         let pidx = self.gpid.partition_index as usize;
         let (Some(&decree), Some(chkpt)) = (info.decrees.get(pidx), info.checkpoints.get(pidx))
         else {
@@ -630,11 +629,8 @@ impl Download {
             layout::partition_dir(&self.source.app_dir, self.gpid.partition_index)
         );
         let manifest_path = format!("{dir}/{}", layout::MANIFEST);
-        let manifest: PartitionManifest = match self.service.read(&manifest_path).map_err(io)? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| (ErrorCode::Corruption, format!("{manifest_path}: {e}")))?,
-            None => return Err(missing(&format!("{manifest_path} is missing"))),
-        };
+        let manifest: PartitionManifest =
+            layout::read_json(&*self.service, &manifest_path).map_err(failed)?;
         if manifest.decree != decree || manifest.files.iter().any(|f| !layout::plain(&f.name)) {
             return Err((
                 ErrorCode::InvalidData,
