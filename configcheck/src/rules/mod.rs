@@ -73,6 +73,8 @@ pub static ALL: &[&Rule] = &[
     &syntax::DUPLICATE_KEY,
     &syntax::DUPLICATE_SECTION,
     &syntax::KEY_OUTSIDE_SECTION,
+    &syntax::COMMENT_CUTS_LIST,
+    &syntax::COMMENT_CUTS_VALUE,
     &addresses::META_SERVER_HOSTNAME,
     &addresses::MALFORMED_ADDRESS,
     &addresses::DUPLICATE_ADDRESS,

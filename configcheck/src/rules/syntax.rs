@@ -3,6 +3,8 @@
 use super::{Context, Rule, Scope};
 use crate::config::StructureProblem;
 use crate::finding::{Finding, Severity};
+use crate::source::Span;
+use crate::syntax::LineKind;
 
 /// PC010.
 pub static MALFORMED_LINE: Rule = Rule {
@@ -106,7 +108,133 @@ Move the entry under the section it belongs to.
 ",
 };
 
+/// PC014.
+pub static COMMENT_CUTS_LIST: Rule = Rule {
+    code: "PC014",
+    name: "comment-cuts-list",
+    severity: Severity::Error,
+    scope: Scope::File,
+    summary: "a `;` or `#` inside a list value: the rest of the list is a comment",
+    doc: "## What it does
+Finds a list value (`server_list`, `hosts_list`, `data_dirs`, a `[pegasus.clusters]` entry, ...)
+with a `;` or `#` written straight after an item and more text straight after it.
+
+## Why it matters
+The config loader starts a comment at a `;` or `#` anywhere on a line. A list written with `;`
+between its items keeps only its first item, silently: a meta list of one meta server (clients
+and replica servers never find the others; a leader change leaves them stranded), a replica
+server with one disk of several.
+
+## Example
+```ini
+[meta_server]
+  server_list = 10.0.0.1:34601;10.0.0.2:34601;10.0.0.3:34601
+```
+
+## How to fix
+Separate the items with `,`: `server_list = 10.0.0.1:34601,10.0.0.2:34601,10.0.0.3:34601`.
+",
+};
+
+/// PC015.
+pub static COMMENT_CUTS_VALUE: Rule = Rule {
+    code: "PC015",
+    name: "comment-cuts-value",
+    severity: Severity::Warning,
+    scope: Scope::File,
+    summary: "a `;` or `#` inside a value: the rest of the value is a comment",
+    doc: "## What it does
+Finds a value with a `;` or `#` written straight after it and more text straight after that,
+for keys that do not hold lists (those are `comment-cuts-list`).
+
+## Why it matters
+The config loader starts a comment at a `;` or `#` anywhere on a line, so the value ends
+there: a password, a path or a name with a `;` or `#` in it is silently shorter than written.
+
+## Example
+```ini
+[pegasus.server]
+  perf_counter_cluster_name = onebox;staging
+```
+
+## How to fix
+Write `^;` (or `^#`) for a `;` (or `#`) that belongs to the value; or, if the rest is a
+comment, put a space before it: `value ; comment`.
+",
+};
+
+/// Whether `key` in `[section]` holds a `,`-separated list.
+fn is_list(section: &str, key: &str) -> bool {
+    section == "pegasus.clusters"
+        || matches!(
+            key,
+            "server_list" | "hosts_list" | "data_dirs" | "toollets" | "pools" | "ports"
+        )
+}
+
+/// A value cut by a comment marker written straight after it, with text straight after the
+/// marker: `a;b`, not `a ; b` or `a ;b` or `a; b`, nor a `configcheck:` directive.
+fn check_cuts(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+    let source = ctx.source();
+    let text = source.text();
+    let mut section = String::new();
+    for line in &ctx.config.document().lines {
+        let (key, value) = match &line.kind {
+            LineKind::Section { name } => {
+                section.clone_from(&name.value);
+                continue;
+            }
+            LineKind::Entry { key, value } => (key, value),
+            _ => continue,
+        };
+        let Some(comment) = line.comment else {
+            continue;
+        };
+        let marker = &text[comment.offset..comment.offset + 1];
+        let rest = &text[comment.offset + 1..comment.offset + comment.len];
+        let touches_value = !value.value.is_empty()
+            && value.span.offset + value.span.len == comment.offset;
+        let cut = rest.split_whitespace().next().unwrap_or("");
+        if !touches_value
+            || rest.starts_with(char::is_whitespace)
+            || cut.is_empty()
+            || rest.trim_start().starts_with("configcheck:")
+        {
+            continue;
+        }
+        let span = Span::new(comment.offset, cut.len() + 1);
+        let read_as = format!("`{}` is read as `{}`", key.value, value.value);
+        out.push(if is_list(&section, &key.value) {
+            Finding::new(
+                &COMMENT_CUTS_LIST,
+                source,
+                span,
+                "the list ends here",
+                format!("{read_as}: the list ends at this `{marker}`"),
+            )
+            .help(format!(
+                "separate the items with `,`: `{} = {},{}`",
+                key.value,
+                value.value,
+                cut.replace([';', '#'], ",")
+            ))
+        } else {
+            Finding::new(
+                &COMMENT_CUTS_VALUE,
+                source,
+                span,
+                "the value ends here",
+                format!("{read_as}: the value ends at this `{marker}`"),
+            )
+            .help(format!(
+                "write `^{marker}` if the `{marker}` belongs to the value; put a space before it if the rest is a comment"
+            ))
+        });
+    }
+}
+
 pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+    check_cuts(ctx, out);
     let source = ctx.source();
     for problem in ctx.config.problems() {
         out.push(match problem {
