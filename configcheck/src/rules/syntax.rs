@@ -192,8 +192,8 @@ fn check_cuts(ctx: &Context<'_>, out: &mut Vec<Finding>) {
         };
         let marker = &text[comment.offset..comment.offset + 1];
         let rest = &text[comment.offset + 1..comment.offset + comment.len];
-        let touches_value = !value.value.is_empty()
-            && value.span.offset + value.span.len == comment.offset;
+        let touches_value =
+            !value.value.is_empty() && value.span.offset + value.span.len == comment.offset;
         let cut = rest.split_whitespace().next().unwrap_or("");
         if !touches_value
             || rest.starts_with(char::is_whitespace)

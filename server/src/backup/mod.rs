@@ -8,6 +8,14 @@
 pub mod block;
 pub mod layout;
 
+/// Lowers the calling thread's CPU priority to nice 10 (threads it starts inherit it): a
+/// backup's or a restore's copies yield the CPU to the writes and reads the node serves, and
+/// take what is left. A thread may always lower its own priority; should it fail, the copy
+/// runs at the usual priority.
+pub fn yield_to_serving() {
+    let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10);
+}
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
