@@ -114,6 +114,8 @@ pub struct ServerConfig {
     pub log_dir: PathBuf,
     /// The roles to run, from `-app_list`.
     pub roles: Vec<Role>,
+    /// Every key as taken at start (`/config`, `/configs`).
+    pub running: std::sync::Arc<crate::running::RunningConfig>,
     /// The address this node advertises.
     pub advertised: AdvertisedAddress,
     /// `[replication] cluster_name`.
@@ -464,6 +466,7 @@ impl ServerConfig {
             data_dir,
             log_dir,
             roles: resolved_roles,
+            running: std::sync::Arc::new(crate::running::RunningConfig::of(config)),
             advertised,
             cluster_name,
             meta_servers,

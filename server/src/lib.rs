@@ -39,4 +39,5 @@ pub mod meta;
 pub mod metrics;
 pub mod net;
 pub mod replica;
+pub mod running;
 pub mod start;

@@ -171,6 +171,28 @@ async fn healthcheck_and_cluster_cleaning() {
         .to_string();
     assert_eq!(status(&["healthcheck", &free]).status.code(), Some(1));
 
+    // `/config?name=` and `/configs` on each role's port: what the process took from its file.
+    let lease = cluster.onebox.options.fd_lease_seconds.to_string();
+    for node in cluster.onebox.nodes() {
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], cluster.onebox.port(node)).into();
+        let one = pegasus_tests::http::get(addr, "/config?name=fd_lease_seconds").unwrap();
+        assert_eq!(one.status, 200, "{node:?}: {}", one.body);
+        let one: serde_json::Value = serde_json::from_str(&one.body).unwrap();
+        assert_eq!(
+            (one["section"].as_str(), one["value"].as_str()),
+            (Some("replication"), Some(lease.as_str())),
+            "{node:?}"
+        );
+        let all = pegasus_tests::http::get(addr, "/configs").unwrap();
+        let all: serde_json::Value = serde_json::from_str(&all.body).unwrap();
+        assert_eq!(
+            all["fd_grace_seconds"]["value"],
+            (cluster.onebox.options.fd_lease_seconds + 1).to_string()
+        );
+        let missing = pegasus_tests::http::get(addr, "/config?name=no_such_key").unwrap();
+        assert_eq!(missing.status, 404);
+    }
+
     let temp = cluster.client().open_table("temp").await.unwrap();
     temp.set(b"before", b"clean", b"x", None).await.unwrap();
     for node in cluster.onebox.nodes() {

@@ -90,6 +90,7 @@ pub async fn serve<S: Service>(service: Arc<S>, port: u16) -> (SocketAddrV4, one
         listener,
         service,
         Limits::default(),
+        None,
         async move {
             let _ = stopped.await;
         },

@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::http::{HttpRequest, HttpResponse};
 use crate::metrics::OpStats;
+use crate::running::RunningConfig;
 
 /// Bounds of one listener.
 #[derive(Clone, Copy, Debug)]
@@ -218,6 +219,7 @@ async fn http<S: Service>(
     mut buf: BytesMut,
     service: &Arc<S>,
     limits: Limits,
+    config: Option<&RunningConfig>,
 ) {
     let deadline = tokio::time::Instant::now() + limits.read_timeout;
     let mut refused = None;
@@ -248,7 +250,10 @@ async fn http<S: Service>(
             Ok(()) => HttpResponse::ok(crate::http::content::TEXT, "ok\n".to_owned()),
             Err(why) => HttpResponse::error(503, format!("{why}\n")),
         },
-        Ok(req) => service.http(req).await,
+        Ok(req) => match config.and_then(|c| c.answer(&req)) {
+            Some(response) => response,
+            None => service.http(req).await,
+        },
     };
     answer_and_close(reader, writer, &response, limits).await;
 }
@@ -293,11 +298,12 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 }
 
 /// Serves `service` on `listener` until `shutdown` completes, then waits for every connection
-/// to finish.
+/// to finish. With `config`, `/config` and `/configs` show it (every role's port has them).
 pub async fn serve<S: Service>(
     listener: TcpListener,
     service: Arc<S>,
     limits: Limits,
+    config: Option<Arc<RunningConfig>>,
     shutdown: impl Future,
 ) {
     let (notify, _) = broadcast::channel::<()>(1);
@@ -332,8 +338,9 @@ pub async fn serve<S: Service>(
         let per_ip = Arc::clone(&per_ip);
         let mut stop = notify.subscribe();
         let done = done_tx.clone();
+        let config = config.clone();
         tokio::spawn(async move {
-            connection(stream, peer, service, limits, &mut stop).await;
+            connection(stream, peer, service, limits, config.as_deref(), &mut stop).await;
             per_ip.leave(peer.ip());
             drop(permit);
             drop(done);
@@ -350,6 +357,7 @@ async fn connection<S: Service>(
     peer: SocketAddr,
     service: Arc<S>,
     limits: Limits,
+    config: Option<&RunningConfig>,
     stop: &mut broadcast::Receiver<()>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -370,7 +378,7 @@ async fn connection<S: Service>(
         last_read = Instant::now();
     }
     if &buf[..4] == b"GET " || &buf[..4] == b"POST" {
-        return http(reader, writer, buf, &service, limits).await;
+        return http(reader, writer, buf, &service, limits, config).await;
     }
     let mut writer = writer;
     let answers = Arc::new(Answers::default());
@@ -578,6 +586,7 @@ mod tests {
             listener,
             Arc::new(Echo { later }),
             limits,
+            None,
             async move {
                 let _ = stopped.await;
             },
@@ -626,6 +635,7 @@ mod tests {
             listener,
             Arc::new(Echo { later: false }),
             limits,
+            None,
             async move {
                 let _ = stopped.await;
             },

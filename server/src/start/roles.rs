@@ -102,6 +102,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                     listener,
                     Arc::clone(&meta),
                     server.net_limits,
+                    Some(Arc::clone(&server.running)),
                     stopper(&stop_tx),
                 )));
                 meta_run = Some(tokio::spawn(meta.run(stopper(&stop_tx))));
@@ -163,6 +164,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                     listener,
                     stub,
                     server.net_limits,
+                    Some(Arc::clone(&server.running)),
                     stopper(&stop_tx),
                 )));
             }
@@ -181,6 +183,7 @@ pub(super) async fn serve_roles(server: ServerConfig) -> Result<(), StartError> 
                     listener,
                     collector,
                     server.net_limits,
+                    Some(Arc::clone(&server.running)),
                     stopper(&stop_tx),
                 )));
             }
