@@ -12,6 +12,13 @@ use serde::Serialize;
 
 use crate::http::{HttpRequest, HttpResponse, content};
 
+/// Keys whose values are secrets: shown as [`HIDDEN`] when set. The HTTP port answers anyone
+/// who reaches it; a password must not be one request away.
+const SECRETS: &[keys::Key] = &[keys::ZK_AUTH_DIGEST];
+
+/// What a secret's value is shown as.
+pub const HIDDEN: &str = "<hidden>";
+
 /// One key as the process runs it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RunningKey {
@@ -52,10 +59,18 @@ impl RunningConfig {
             } else {
                 vec![key.section.to_owned()]
             };
+            let secret = SECRETS
+                .iter()
+                .any(|s| s.section == key.section && s.name == key.name);
             for section in sections {
+                let value = config.text_in(&section, key);
                 found.push(RunningKey {
                     name: key.name.to_owned(),
-                    value: config.text_in(&section, key).to_owned(),
+                    value: if secret && !value.is_empty() {
+                        HIDDEN.to_owned()
+                    } else {
+                        value.to_owned()
+                    },
                     section,
                     kind: match key.kind {
                         Kind::Bool => "FV_BOOL",
@@ -143,7 +158,8 @@ mod tests {
         let config = Config::from_text(
             "config.ini",
             "[apps.meta]\n  ports = 34601\n[apps.replica]\n  ports = 34801\n\
-             [replication]\n  fd_lease_seconds = 11\n",
+             [replication]\n  fd_lease_seconds = 11\n\
+             [zookeeper]\n  auth_digest = pegasus:s3cret\n",
         );
         let running = RunningConfig::of(&config);
         let lease = get(&running, "/config", &[("name", "fd_lease_seconds")]);
@@ -164,5 +180,8 @@ mod tests {
             serde_json::from_str(&get(&running, "/configs", &[]).body).unwrap();
         assert_eq!(all["fd_lease_seconds"]["value"], "11");
         assert_eq!(all["apps.meta.ports"]["value"], "34601");
+        // A password is not one request away.
+        assert_eq!(running.get("auth_digest").unwrap().value, HIDDEN);
+        assert!(!get(&running, "/configs", &[]).body.contains("s3cret"));
     }
 }
