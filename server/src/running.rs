@@ -83,16 +83,14 @@ impl RunningConfig {
                 });
             }
         }
-        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
         for k in &found {
-            *count.entry(k.name.as_str()).or_default() += 1;
+            *count.entry(k.name.clone()).or_default() += 1;
         }
-        let unique: Vec<bool> = found.iter().map(|k| count[k.name.as_str()] == 1).collect();
         let keys = found
             .into_iter()
-            .zip(unique)
-            .map(|(k, unique)| {
-                let id = if unique {
+            .map(|k| {
+                let id = if count[&k.name] == 1 {
                     k.name.clone()
                 } else {
                     format!("{}.{}", k.section, k.name)

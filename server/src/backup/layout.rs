@@ -80,6 +80,9 @@ pub enum ReadError {
     /// It is not there.
     #[error("{0} is missing")]
     Missing(String),
+    /// `backup_info` is not there: it is written last, so the backup is not complete.
+    #[error("{0} is missing: the backup is not complete")]
+    Incomplete(String),
     /// The service failed.
     #[error(transparent)]
     Io(#[from] super::block::BlockError),
@@ -104,6 +107,17 @@ pub fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&bytes).map_err(|source| ReadError::Bad {
         path: path.to_owned(),
         source,
+    })
+}
+
+/// The `backup_info` of the backup at `app_dir`; [`ReadError::Incomplete`] when there is none.
+pub fn read_backup_info(
+    service: &dyn super::block::BlockService,
+    app_dir: &str,
+) -> Result<BackupInfo, ReadError> {
+    read_json(service, &format!("{app_dir}/{BACKUP_INFO}")).map_err(|e| match e {
+        ReadError::Missing(path) => ReadError::Incomplete(path),
+        e => e,
     })
 }
 

@@ -627,14 +627,8 @@ impl MetaServer {
         let read = {
             let app_dir = app_dir.clone();
             tokio::task::spawn_blocking(move || -> Result<(BackupInfo, AppMetadata), String> {
-                let info_path = format!("{app_dir}/{}", layout::BACKUP_INFO);
                 let info: BackupInfo =
-                    layout::read_json(&*service, &info_path).map_err(|e| match e {
-                        layout::ReadError::Missing(p) => {
-                            format!("{p} is missing: no complete backup there")
-                        }
-                        e => e.to_string(),
-                    })?;
+                    layout::read_backup_info(&*service, &app_dir).map_err(|e| e.to_string())?;
                 let meta_path = format!("{app_dir}/{}", layout::APP_METADATA);
                 let metadata: AppMetadata =
                     layout::read_json(&*service, &meta_path).map_err(|e| e.to_string())?;

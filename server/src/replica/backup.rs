@@ -604,17 +604,19 @@ impl Download {
         report: &(dyn Fn(ErrorCode, i32, Option<String>) + Sync),
     ) -> Result<u64, (ErrorCode, String)> {
         // A file missing is no backup (or not a complete one); one unreadable as JSON, damage.
-        let failed = |e: layout::ReadError| match e {
-            layout::ReadError::Missing(p) if p.ends_with(layout::BACKUP_INFO) => (
-                ErrorCode::ObjectNotFound,
-                format!("{p} is missing: the backup is not complete"),
-            ),
-            layout::ReadError::Missing(_) => (ErrorCode::ObjectNotFound, e.to_string()),
-            layout::ReadError::Io(_) => (ErrorCode::FileOperationFailed, e.to_string()),
-            layout::ReadError::Bad { .. } => (ErrorCode::Corruption, e.to_string()),
+        let failed = |e: layout::ReadError| {
+            let code = match e {
+                layout::ReadError::Missing(_) | layout::ReadError::Incomplete(_) => {
+                    ErrorCode::ObjectNotFound
+                }
+                layout::ReadError::Io(_) => ErrorCode::FileOperationFailed,
+                layout::ReadError::Bad { .. } => ErrorCode::Corruption,
+            };
+            (code, e.to_string())
         };
+        let info: BackupInfo =
+            layout::read_backup_info(&*self.service, &self.source.app_dir).map_err(failed)?;
         let info_path = format!("{}/{}", self.source.app_dir, layout::BACKUP_INFO);
-        let info: BackupInfo = layout::read_json(&*self.service, &info_path).map_err(failed)?;
         let pidx = self.gpid.partition_index as usize;
         let (Some(&decree), Some(chkpt)) = (info.decrees.get(pidx), info.checkpoints.get(pidx))
         else {
